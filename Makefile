@@ -1,0 +1,49 @@
+# flightledger: every target creates .venv and installs what it needs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench soak unit integration clean
+
+$(STAMP): pyproject.toml
+	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install --quiet --upgrade pip
+	@$(BIN)/pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/flightledger demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: $(STAMP) lint
+	$(BIN)/pytest -q
+
+unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit
+
+integration: $(STAMP)
+	$(BIN)/pytest -q tests/integration
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+# Longer crash and multi-worker runs with fresh seeds (needs PostgreSQL), then the QBO
+# throughput bench. SOAK_RUNS=20 make soak for a long soak.
+SOAK_RUNS ?= 5
+
+soak: $(STAMP)
+	@for i in $$(seq 1 $(SOAK_RUNS)); do \
+		echo "soak run $$i of $(SOAK_RUNS) (crash seed $$((1000 + i)))"; \
+		FLIGHTLEDGER_CRASH_SEED=$$((1000 + i)) CI=true $(BIN)/pytest -q -m slow -p no:cacheprovider \
+			tests/integration/test_worker_crash.py tests/integration/test_multi_worker.py \
+			|| exit 1; \
+	done
+	$(BIN)/python -m bench.run --only throughput
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis flightledger.db*

@@ -1,0 +1,421 @@
+"""The financial-event view in PostgreSQL, in the same schema as the log."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterable, Sequence
+from typing import Any, overload
+from uuid import UUID
+
+import psycopg
+from eventsourcing.persistence import Notification, OperationalError
+from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from psycopg import sql
+
+from projections import audit
+from projections.financial_events import RawRow, fold_raw, raw_ids_to_load
+from projections.view import VIEW_TRACKING_NAME, EventRow, ReasonGroup, TrackingConflict
+
+STAGE = "flightledger_view_stage"  # per-session temporary table the batch is copied into
+LINK_STAGE = "flightledger_audit_stage"
+ROWS = "flightledger_view_rows"
+TRACKING = "flightledger_view_tracking"
+CHAIN = "flightledger_audit_chain"
+_COLUMN_NAMES = (
+    "id",
+    "school",
+    "kind",
+    "reference",
+    "student_id",
+    "amount",
+    "status",
+    "reason_code",
+    "reason",
+    "missing",
+    "attempts",
+    "qbo_id",
+    "doc_number",
+    "updated_at",
+    "applies_to",
+    "created_at",
+    "position",
+)
+_COLUMNS = sql.SQL(", ").join(sql.Identifier(c) for c in _COLUMN_NAMES)
+
+
+def _raw(r: dict[str, Any]) -> RawRow:
+    """A stored row in raw form (projections.financial_events): what fold_raw reads."""
+    created = r["created_at"]
+    return [
+        r["id"],
+        r["school"],
+        r["kind"],
+        r["reference"],
+        r["student_id"],
+        str(r["amount"]),
+        r["status"],
+        r["reason_code"],
+        r["reason"],
+        tuple(r["missing"]),
+        r["attempts"],
+        r["qbo_id"],
+        r["doc_number"],
+        r["updated_at"].isoformat(),
+        r["applies_to"],
+        None if created is None else created.isoformat(),
+        r["position"],
+    ]
+
+
+def _decode(r: dict[str, Any]) -> EventRow:
+    return EventRow(
+        id=r["id"],
+        school=r["school"],
+        kind=r["kind"],
+        reference=r["reference"],
+        student_id=r["student_id"],
+        amount=r["amount"],
+        status=r["status"],
+        reason_code=r["reason_code"],
+        reason=r["reason"],
+        missing=tuple(r["missing"]),
+        attempts=r["attempts"],
+        qbo_id=r["qbo_id"],
+        doc_number=r["doc_number"],
+        updated_at=r["updated_at"],
+        applies_to=r["applies_to"],
+        created_at=r["created_at"],
+        position=r["position"],
+    )
+
+
+class PostgresListener:
+    """LISTEN on the log's channel on a connection of its own; raises when it dies."""
+
+    def __init__(self, conninfo: dict[str, Any], channel: str) -> None:
+        try:
+            self._conn = psycopg.connect(autocommit=True, **conninfo)
+            self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+        except psycopg.Error as exc:
+            raise OperationalError(str(exc)) from exc
+        self.pid: int | None = self._conn.info.backend_pid
+
+    def wait(self, timeout: float) -> bool:
+        """Block up to timeout seconds; True when a NOTIFY arrived."""
+        try:
+            return any(True for _ in self._conn.notifies(timeout=timeout, stop_after=1))
+        except psycopg.Error as exc:
+            raise OperationalError(f"lost the LISTEN connection: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the listening connection."""
+        self._conn.close()
+
+
+class PostgresFinancialEventView(PostgresTrackingRecorder):
+    """Rows, tracking position and audit chain in tables next to the PostgreSQL log."""
+
+    def __init__(
+        self,
+        datastore: PostgresDatastore,
+        *,
+        tracking_table_name: str = TRACKING,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(datastore, tracking_table_name=tracking_table_name, **kwargs)
+        schema = sql.Identifier(self.datastore.schema)
+        self._rows = sql.SQL("{}.{}").format(schema, sql.Identifier(ROWS))
+        self._chain = sql.SQL("{}.{}").format(schema, sql.Identifier(CHAIN))
+        self._tracking = sql.SQL("{}.{}").format(schema, sql.Identifier(self.tracking_table_name))
+        self._lock_key = f"flightledger_view:{self.datastore.schema}"
+        self.sql_create_statements.extend(
+            [
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {} (id uuid PRIMARY KEY, school text NOT NULL, "
+                    "kind text NOT NULL, reference text NOT NULL, student_id text NOT NULL, "
+                    "amount numeric NOT NULL, status text NOT NULL, reason_code text, "
+                    "reason text NOT NULL, missing text[] NOT NULL, attempts integer NOT NULL, "
+                    "qbo_id text, doc_number text, updated_at timestamptz NOT NULL, "
+                    "applies_to text, created_at timestamptz, position bigint NOT NULL)"
+                ).format(self._rows),
+                sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (school, position)").format(
+                    sql.Identifier(f"{ROWS}_school_position"), self._rows
+                ),
+                sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (school, status)").format(
+                    sql.Identifier(f"{ROWS}_school_status"), self._rows
+                ),
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {} (position bigint PRIMARY KEY, "
+                    "hash bytea NOT NULL)"
+                ).format(self._chain),
+            ]
+        )
+        updated = [c for c in _COLUMN_NAMES if c not in ("id", "position")]
+        self._upsert = sql.SQL(
+            "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT (id) DO UPDATE SET {}"
+        ).format(
+            self._rows,
+            _COLUMNS,
+            sql.SQL(", ").join(sql.Placeholder() * len(_COLUMN_NAMES)),
+            sql.SQL(", ").join(
+                sql.SQL("{0}=EXCLUDED.{0}").format(sql.Identifier(c)) for c in updated
+            ),
+        )
+        self._stage_create = sql.SQL(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS"
+        ).format(sql.Identifier(STAGE), self._rows)
+        self._stage_copy = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            sql.Identifier(STAGE), _COLUMNS
+        )
+        self._stage_upsert = sql.SQL(
+            "INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT (id) DO UPDATE SET {}"
+        ).format(
+            self._rows,
+            _COLUMNS,
+            _COLUMNS,
+            sql.Identifier(STAGE),
+            sql.SQL(", ").join(
+                sql.SQL("{0}=EXCLUDED.{0}").format(sql.Identifier(c)) for c in updated
+            ),
+        )
+        self._link_stage_create = sql.SQL(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS"
+        ).format(sql.Identifier(LINK_STAGE), self._chain)
+        self._link_stage_copy = sql.SQL("COPY {} (position, hash) FROM STDIN").format(
+            sql.Identifier(LINK_STAGE)
+        )
+        self._link_stage_insert = sql.SQL(
+            "INSERT INTO {} (position, hash) SELECT position, hash FROM {} "
+            "ON CONFLICT (position) DO NOTHING"
+        ).format(self._chain, sql.Identifier(LINK_STAGE))
+        self._insert_link = sql.SQL(
+            "INSERT INTO {} VALUES (%s, %s) ON CONFLICT (position) DO NOTHING"
+        ).format(self._chain)
+
+    # --- tracking -----------------------------------------------------------------------------
+
+    @overload
+    def max_tracking_id(self) -> int: ...
+
+    @overload
+    def max_tracking_id(self, application_name: str) -> int | None: ...
+
+    def max_tracking_id(self, application_name: str | None = None) -> int | None:
+        """With no name: the view's position (0 when empty); else the library's contract."""
+        found: int | None = super().max_tracking_id(application_name or VIEW_TRACKING_NAME)
+        if application_name is None:
+            return found or 0
+        return found
+
+    # --- writes -------------------------------------------------------------------------------
+
+    def _before_commit(self) -> None:
+        """Called after a batch is written and before it commits (a seam for crash tests)."""
+
+    def apply_batch(
+        self,
+        changes: Sequence[tuple[int, Any]],
+        notifications: Sequence[Notification],
+        *,
+        previous: int,
+        position: int,
+    ) -> int:
+        """Fold events into rows, chain notifications and move tracking, in one transaction."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._lock_key,))
+            curs.execute(
+                sql.SQL("SELECT notification_id FROM {} WHERE application_name=%s").format(
+                    self._tracking
+                ),
+                (VIEW_TRACKING_NAME,),
+            )
+            found = curs.fetchone()
+            current = found["notification_id"] if found else 0
+            if current != previous:
+                msg = f"view is at {current}, batch expected {previous}"
+                raise TrackingConflict(msg)
+            curs.execute(
+                self.insert_tracking_statement,
+                {"application_name": VIEW_TRACKING_NAME, "notification_id": position},
+            )
+            ids = builtins.list(raw_ids_to_load(changes))
+            existing: dict[UUID, RawRow] = {}
+            if ids:
+                curs.execute(
+                    sql.SQL("SELECT {} FROM {} WHERE id = ANY(%s)").format(_COLUMNS, self._rows),
+                    (ids,),
+                )
+                for r in curs.fetchall():
+                    existing[r["id"]] = _raw(r)
+            changed = fold_raw(existing, changes)
+            if changed:
+                self._copy_rows(curs, changed.values())
+            curs.execute(
+                sql.SQL("SELECT position, hash FROM {} ORDER BY position DESC LIMIT 1").format(
+                    self._chain
+                )
+            )
+            head = curs.fetchone()
+            links = audit.extend(
+                head["position"] if head else 0,
+                bytes(head["hash"]) if head else audit.GENESIS,
+                notifications,
+            )
+            if links:
+                self._copy_links(curs, links)
+            self._before_commit()
+        return len(changed)
+
+    def _copy_rows(self, curs: Any, rows: Iterable[RawRow]) -> None:
+        """COPY the rows into the session's stage table, then upsert them in one statement.
+
+        Values go as text: the amount as its decimal string, timestamps as ISO strings with
+        their offset, so PostgreSQL stores exactly what the row holds.
+        """
+        curs.execute(self._stage_create)
+        with curs.copy(self._stage_copy) as copy:
+            write = copy.write_row
+            for row in rows:
+                missing = row[9]
+                write((*row[:9], list(missing) if missing else "{}", *row[10:]))
+        curs.execute(self._stage_upsert)
+
+    def _copy_links(self, curs: Any, links: Sequence[tuple[int, bytes]]) -> None:
+        """COPY chain links into the stage table, then insert those not stored yet."""
+        curs.execute(self._link_stage_create)
+        with curs.copy(self._link_stage_copy) as copy:
+            write = copy.write_row
+            for link in links:
+                write(link)
+        curs.execute(self._link_stage_insert)
+
+    def drop(self) -> None:
+        """Delete every row and the view's tracking position (the audit chain is kept)."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._lock_key,))
+            curs.execute(sql.SQL("DELETE FROM {}").format(self._rows))
+            curs.execute(
+                sql.SQL("DELETE FROM {} WHERE application_name=%s").format(self._tracking),
+                (VIEW_TRACKING_NAME,),
+            )
+
+    def audit_links(self, start: int, limit: int) -> builtins.list[tuple[int, bytes]]:
+        """Stored chain links from position `start`, ascending."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                sql.SQL(
+                    "SELECT position, hash FROM {} WHERE position >= %s ORDER BY position LIMIT %s"
+                ).format(self._chain),
+                (start, limit),
+            )
+            return [(r["position"], bytes(r["hash"])) for r in curs.fetchall()]
+
+    def append_audit_links(self, links: Sequence[tuple[int, bytes]]) -> None:
+        """Store chain links (links already stored are left as they are)."""
+        if not links:
+            return
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._lock_key,))
+            curs.executemany(self._insert_link, links)
+
+    def listen(self, channel: str) -> PostgresListener:
+        """LISTEN on the log's channel (a connection outside the pool)."""
+        raw = self.datastore.pool.kwargs
+        kwargs = dict(raw) if isinstance(raw, dict) else {}
+        kwargs.pop("row_factory", None)
+        return PostgresListener(kwargs, channel)
+
+    def close(self) -> None:
+        """Close the view's connections."""
+        self.datastore.close()
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def _select(self, statement: sql.Composed, params: Sequence[Any] = ()) -> builtins.list[Any]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(statement, params)
+            return curs.fetchall()
+
+    def get(self, event_id: UUID) -> EventRow | None:
+        """One row by id."""
+        found = self._select(
+            sql.SQL("SELECT {} FROM {} WHERE id=%s").format(_COLUMNS, self._rows), (event_id,)
+        )
+        return _decode(found[0]) if found else None
+
+    def list(
+        self,
+        school: str,
+        *,
+        status: str | None = None,
+        statuses: Sequence[str] = (),
+        reason_code: str | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[EventRow]:
+        """Rows of one school, oldest first, filtered by status(es) / reason."""
+        wanted = sorted({*statuses, *([status] if status else [])})
+        statement = sql.SQL("SELECT {} FROM {} WHERE school=%s").format(_COLUMNS, self._rows)
+        params: builtins.list[Any] = [school]
+        if wanted:
+            statement += sql.SQL(" AND status = ANY(%s)")
+            params.append(wanted)
+        if reason_code is not None:
+            statement += sql.SQL(" AND reason_code=%s")
+            params.append(reason_code)
+        statement += sql.SQL(" ORDER BY position")
+        if limit is not None:
+            statement += sql.SQL(" LIMIT %s")
+            params.append(limit)
+        return [_decode(r) for r in self._select(statement, params)]
+
+    def counts(self, school: str) -> dict[str, int]:
+        """Number of rows per status."""
+        found = self._select(
+            sql.SQL("SELECT status, COUNT(*) AS n FROM {} WHERE school=%s GROUP BY status").format(
+                self._rows
+            ),
+            (school,),
+        )
+        return {r["status"]: r["n"] for r in found}
+
+    def reason_counts(self, school: str) -> dict[str, int]:
+        """Number of Action Required rows per reason code."""
+        return {g.reason_code: g.count for g in self.reason_groups(school)}
+
+    def reason_groups(self, school: str) -> builtins.list[ReasonGroup]:
+        """Action Required rows grouped by reason code."""
+        groups = self._select(
+            sql.SQL(
+                "SELECT COALESCE(reason_code, '') AS code, COUNT(*) AS n, "
+                "(array_agg(reference ORDER BY position))[1] AS example FROM {} "
+                "WHERE school=%s AND status='action_required' GROUP BY 1 ORDER BY 1"
+            ).format(self._rows),
+            (school,),
+        )
+        missing = {
+            r["code"]: r["keys"]
+            for r in self._select(
+                sql.SQL(
+                    "SELECT COALESCE(reason_code, '') AS code, array_agg(DISTINCT m) AS keys "
+                    "FROM {}, unnest(missing) AS m "
+                    "WHERE school=%s AND status='action_required' GROUP BY 1"
+                ).format(self._rows),
+                (school,),
+            )
+        }
+        return [
+            ReasonGroup(
+                reason_code=r["code"],
+                count=r["n"],
+                example=r["example"],
+                missing=tuple(sorted(missing.get(r["code"]) or [])),
+            )
+            for r in groups
+        ]
+
+    def schools(self) -> builtins.list[str]:
+        """Schools that have any row."""
+        found = self._select(
+            sql.SQL("SELECT DISTINCT school FROM {} ORDER BY 1").format(self._rows)
+        )
+        return [r["school"] for r in found]

@@ -1,0 +1,66 @@
+"""The /_sim/ control routes: inspection, faults, reset, entity switches, companies, stats."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from adapters.qbo_simulator.envelopes import Response, json_response
+
+if TYPE_CHECKING:
+    from adapters.qbo_simulator.server import QboSimulator
+
+
+class AdminRoutes:
+    """Answers /_sim/... for scripts and tests."""
+
+    def __init__(self, sim: QboSimulator) -> None:
+        self._sim = sim
+
+    def handle(self, method: str, rest: list[str], params: dict[str, str], body: bytes) -> Response:
+        """Route one control request."""
+        sim = self._sim
+        try:
+            data: Any = json.loads(body) if body.strip() else {}
+        except ValueError:
+            return json_response(400, {"error": "body is not JSON"})
+        if not isinstance(data, dict):
+            return json_response(400, {"error": "body must be a JSON object"})
+        route = (method, "/".join(rest))
+        realm = params.get("realm") or None
+        try:
+            if route == ("GET", "invoices"):
+                return json_response(200, sim.invoices(realm))
+            if route == ("GET", "payments"):
+                return json_response(200, sim.payments(realm))
+            if route == ("GET", "faults"):
+                return json_response(200, sim.faults())
+            if route == ("POST", "faults"):
+                return json_response(200, sim.set_faults(**data))
+            if route == ("POST", "reset"):
+                sim.reset(clear_tokens=bool(data.get("tokens", False)))
+                return json_response(200, {"ok": True})
+            if route == ("GET", "stats"):
+                return json_response(200, sim.stats_snapshot())
+            if route == ("GET", "companies"):
+                return json_response(
+                    200, [{"realm": r, "name": sim.company(r).name} for r in sim.realms()]
+                )
+            if route == ("POST", "companies"):
+                new = sim.add_company(data.get("realm"), data.get("name"))
+                return json_response(200, {"realm": new, "name": sim.company(new).name})
+            if route == ("POST", "entity"):
+                return self._entity(data)
+        except (ValueError, TypeError, KeyError) as exc:
+            return json_response(400, {"error": str(exc)})
+        return json_response(404, {"error": f"unknown control route {method} /_sim/{route[1]}"})
+
+    def _entity(self, data: dict[str, Any]) -> Response:
+        sim = self._sim
+        entity, entity_id = str(data["entity"]), str(data["id"])
+        realm = data.get("realm")
+        if data.get("deleted"):
+            sim.delete_entity(entity, entity_id, realm)
+            return json_response(200, {"ok": True})
+        found = sim.set_active(entity, entity_id, bool(data.get("active", False)), realm)
+        return json_response(200 if found else 404, {"ok": found})

@@ -1,0 +1,414 @@
+"""One simulated QBO company (realm): its lists, transactions, validation and requestid store."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from adapters.qbo_simulator.envelopes import Response
+from adapters.qbo_simulator.query import parse_query, run_query
+from adapters.qbo_simulator.seed import CREATED, display_name, seed_entities
+
+JsonDict = dict[str, Any]
+BUSINESS_MESSAGE = "A business validation error has occurred while processing your request"
+INACTIVE_DETAIL = (
+    "Something you're trying to use has been made inactive. Check the fields with accounts, "
+    "customers, items, vendors or employees."
+)
+READABLE = ("Invoice", "Payment", "Customer", "Item", "Account", "Term", "PaymentMethod")
+MAX_DOC_NUMBER = 21
+
+
+class BusinessFault(Exception):
+    """A validation failure answered as a 400 application fault."""
+
+    def __init__(self, code: str, message: str, detail: str, element: str = "") -> None:
+        super().__init__(f"{code} {message}: {detail}")
+        self.code = code
+        self.message = message
+        self.detail = detail
+        self.element = element
+
+    def error(self) -> JsonDict:
+        """The Fault.Error entry."""
+        return {
+            "Message": self.message,
+            "Detail": self.detail,
+            "code": self.code,
+            "element": self.element,
+        }
+
+
+def business(detail: str, element: str = "") -> BusinessFault:
+    """Code 6000 with QBO's generic message."""
+    return BusinessFault("6000", BUSINESS_MESSAGE, f"Business Validation Error: {detail}", element)
+
+
+def _money(value: Any, element: str) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        raise business(f"Invalid number {value!r}.", element) from None
+    if not amount.is_finite():
+        raise business(f"Invalid number {value!r}.", element)
+    return amount
+
+
+def _num(amount: Decimal) -> float:
+    return float(amount.quantize(Decimal("0.01")))
+
+
+def _stamp() -> str:
+    return datetime.now(UTC).astimezone().isoformat(timespec="seconds")
+
+
+class Company:
+    """Thread-safe state of one realm."""
+
+    def __init__(self, realm: str, name: str, country: str, *, dup_check: bool = True) -> None:
+        self.realm = realm
+        self.name = name
+        self.country = country
+        self.dup_check = dup_check
+        self._lock = threading.RLock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to the seed lists; no transactions, no remembered request ids."""
+        with self._lock:
+            self.entities = seed_entities()
+            self.deleted: set[tuple[str, str]] = set()
+            self.counters = {"Invoice": 0, "Payment": 0}
+            self.doc_counter = 1000
+            self.replies: dict[str, Response] = {}
+            self.invoice_log: list[JsonDict] = []
+            self.payment_log: list[JsonDict] = []
+
+    # ----- requestid store
+    def recall(self, request_id: str) -> Response | None:
+        """The original response to a request id, if one was recorded."""
+        with self._lock:
+            stored = self.replies.get(request_id)
+            return None if stored is None else copy.deepcopy(stored)
+
+    def remember(self, request_id: str, response: Response) -> None:
+        """Record the response to a request id (the first one wins)."""
+        with self._lock:
+            self.replies.setdefault(request_id, copy.deepcopy(response))
+
+    # ----- reads
+    def get(self, entity: str, entity_id: str) -> JsonDict | None:
+        """A copy of one record, or None when absent or deleted."""
+        with self._lock:
+            record = self.entities.get(entity, {}).get(entity_id)
+            if record is None or (entity, entity_id) in self.deleted:
+                return None
+            return copy.deepcopy(record)
+
+    def query(self, text: str) -> JsonDict:
+        """Run a query statement; raises QueryError."""
+        parsed = parse_query(text)
+        with self._lock:
+            records = [
+                copy.deepcopy(r)
+                for key, r in self.entities[parsed.entity].items()
+                if (parsed.entity, key) not in self.deleted
+            ]
+        return run_query(parsed, records)
+
+    def company_info(self) -> JsonDict:
+        """The CompanyInfo object."""
+        return {
+            "CompanyName": self.name,
+            "LegalName": self.name,
+            "Country": self.country,
+            "CompanyAddr": {"Id": "1", "City": "Springfield", "Country": self.country},
+            "SupportedLanguages": "en",
+            "FiscalYearStartMonth": "January",
+            "CompanyStartDate": "2024-01-02",
+            "Id": "1",
+            "SyncToken": "0",
+            "domain": "QBO",
+            "sparse": False,
+            "MetaData": {"CreateTime": CREATED, "LastUpdatedTime": CREATED},
+        }
+
+    # ----- admin
+    def set_active(self, entity: str, entity_id: str, active: bool) -> bool:
+        """Activate or deactivate a list record; False when it does not exist."""
+        with self._lock:
+            record = self.entities.get(entity, {}).get(entity_id)
+            if record is None:
+                return False
+            record["Active"] = active
+            return True
+
+    def delete(self, entity: str, entity_id: str) -> None:
+        """Mark a record deleted (references to it then fail with 2500)."""
+        with self._lock:
+            self.deleted.add((entity, entity_id))
+
+    # ----- validation helpers
+    def _ref(self, entity: str, ref: Any, element: str, *, required: bool) -> JsonDict | None:
+        value = ref.get("value") if isinstance(ref, dict) else ref
+        if value is None or str(value).strip() == "":
+            if required:
+                raise business(f"Required parameter {element} is missing in the request", element)
+            return None
+        key = str(value)
+        record = self.entities[entity].get(key)
+        if record is None or (entity, key) in self.deleted:
+            raise BusinessFault(
+                "2500",
+                "Invalid Reference Id",
+                f"Invalid Reference Id : {entity} assigned to this transaction has been deleted. "
+                f"Before you can modify this transaction, you must restore {entity} {key} "
+                "(deleted).",
+                element,
+            )
+        if not record.get("Active", True):
+            raise BusinessFault("610", "Object Not Found", INACTIVE_DETAIL, element)
+        return record
+
+    def _next_doc_number(self) -> str:
+        used = {str(r.get("DocNumber")) for r in self.entities["Invoice"].values()}
+        while True:
+            self.doc_counter += 1
+            if str(self.doc_counter) not in used:
+                return str(self.doc_counter)
+
+    # ----- creates
+    def create(self, entity: str, data: Any, request_id: str | None) -> JsonDict:
+        """Validate and store a new Invoice or Payment; raises BusinessFault."""
+        if not isinstance(data, dict):
+            raise business("Request has invalid or unsupported property")
+        with self._lock:
+            if entity == "Invoice":
+                return self._create_invoice(data, request_id)
+            if entity == "Payment":
+                return self._create_payment(data, request_id)
+        raise BusinessFault(
+            "500", "Unsupported Operation", f"Operation create on {entity} is not supported"
+        )
+
+    def _create_invoice(self, data: JsonDict, request_id: str | None) -> JsonDict:
+        customer = self._ref("Customer", data.get("CustomerRef"), "CustomerRef", required=True)
+        assert customer is not None
+        raw_lines = [line for line in data.get("Line") or [] if isinstance(line, dict)]
+        sales = [line for line in raw_lines if line.get("DetailType") == "SalesItemLineDetail"]
+        if not sales:
+            raise business("You must fill out at least one split line.", "Line")
+        lines: list[JsonDict] = []
+        total = Decimal(0)
+        for number, line in enumerate(sales, start=1):
+            detail = line.get("SalesItemLineDetail") or {}
+            element = "Line.SalesItemLineDetail.ItemRef"
+            item = self._ref("Item", detail.get("ItemRef"), element, required=True)
+            assert item is not None
+            qty = _money(detail.get("Qty"), "Line.SalesItemLineDetail.Qty")
+            price = _money(detail.get("UnitPrice"), "Line.SalesItemLineDetail.UnitPrice")
+            amount = _money(line.get("Amount"), "Line.Amount")
+            if amount is None:
+                amount = (qty or Decimal(0)) * (price or Decimal(0))
+            for value, name in ((amount, "Amount"), (qty, "Qty"), (price, "UnitPrice")):
+                if value is not None and value < 0:
+                    raise business(
+                        f"Line {number}: {name} cannot be negative ({value}).", f"Line.{name}"
+                    )
+            total += amount
+            out_detail: JsonDict = {
+                "ItemRef": {"value": item["Id"], "name": item["Name"]},
+                "ItemAccountRef": dict(item["IncomeAccountRef"]),
+                "TaxCodeRef": {"value": "NON"},
+            }
+            if qty:
+                out_detail["Qty"] = float(qty)
+            if price:
+                out_detail["UnitPrice"] = float(price)
+            out_line: JsonDict = {
+                "Id": str(number),
+                "LineNum": number,
+                "Amount": _num(amount),
+                "DetailType": "SalesItemLineDetail",
+                "SalesItemLineDetail": out_detail,
+            }
+            if line.get("Description"):
+                out_line["Description"] = line["Description"]
+            lines.append(out_line)
+        if total <= 0:
+            raise business("Transaction amount must be positive.", "TotalAmt")
+        term = self._ref("Term", data.get("SalesTermRef"), "SalesTermRef", required=False)
+        doc = data.get("DocNumber")
+        if doc is None or str(doc) == "":
+            doc = self._next_doc_number()
+        doc = str(doc)
+        if len(doc) > MAX_DOC_NUMBER:
+            raise BusinessFault(
+                "2050",
+                "String length specified does not match the supported length",
+                "String length is either shorter or longer than supported by specification. "
+                f"Min:0 Max:{MAX_DOC_NUMBER} supported. Supplied length:{len(doc)}",
+                "DocNumber",
+            )
+        if self.dup_check:
+            for existing in self.entities["Invoice"].values():
+                if existing.get("DocNumber") == doc:
+                    raise BusinessFault(
+                        "6140",
+                        "Duplicate Document Number Error",
+                        "Duplicate Document Number Error : You must specify a different number. "
+                        f"This number has already been used. DocNumber={doc} is assigned to "
+                        f"TxnType=Invoice with TxnId={existing['Id']}",
+                        "DocNumber",
+                    )
+        txn_date = _date(data.get("TxnDate"), "TxnDate") or date.today()
+        due = _date(data.get("DueDate"), "DueDate")
+        if due is None:
+            due = txn_date + timedelta(days=int(term["DueDays"]) if term else 0)
+        self.counters["Invoice"] += 1
+        new_id = str(self.counters["Invoice"])
+        record = {k: v for k, v in data.items() if v not in (None, "", [])}
+        record.update(
+            {
+                "Id": new_id,
+                "SyncToken": "0",
+                "domain": "QBO",
+                "sparse": False,
+                "DocNumber": doc,
+                "TxnDate": txn_date.isoformat(),
+                "DueDate": due.isoformat(),
+                "CustomerRef": {
+                    "value": customer["Id"],
+                    "name": display_name("Customer", customer),
+                },
+                "Line": [
+                    *lines,
+                    {
+                        "Amount": _num(total),
+                        "DetailType": "SubTotalLineDetail",
+                        "SubTotalLineDetail": {},
+                    },
+                ],
+                "TotalAmt": _num(total),
+                "Balance": _num(total),
+                "HomeBalance": _num(total),
+                "Deposit": 0,
+                "CurrencyRef": {"value": "USD", "name": "United States Dollar"},
+                "MetaData": {"CreateTime": _stamp(), "LastUpdatedTime": _stamp()},
+            }
+        )
+        if term is not None:
+            record["SalesTermRef"] = {"value": term["Id"], "name": term["Name"]}
+        self.entities["Invoice"][new_id] = record
+        self.invoice_log.append(
+            {
+                "realm": self.realm,
+                "id": new_id,
+                "doc_number": doc,
+                "request_id": request_id,
+                "customer": customer["Id"],
+                "total": f"{total:.2f}",
+            }
+        )
+        return copy.deepcopy(record)
+
+    def _create_payment(self, data: JsonDict, request_id: str | None) -> JsonDict:
+        customer = self._ref("Customer", data.get("CustomerRef"), "CustomerRef", required=True)
+        assert customer is not None
+        total = _money(data.get("TotalAmt"), "TotalAmt")
+        if total is None:
+            raise business("Required parameter TotalAmt is missing in the request", "TotalAmt")
+        if total < 0:
+            raise business("Payment amount cannot be negative.", "TotalAmt")
+        deposit = self._ref(
+            "Account", data.get("DepositToAccountRef"), "DepositToAccountRef", required=False
+        )
+        method = self._ref(
+            "PaymentMethod", data.get("PaymentMethodRef"), "PaymentMethodRef", required=False
+        )
+        applied = Decimal(0)
+        lines: list[JsonDict] = []
+        linked_first: str | None = None
+        targets: list[tuple[JsonDict, Decimal]] = []
+        for line in data.get("Line") or []:
+            amount = _money(line.get("Amount"), "Line.Amount") or Decimal(0)
+            if amount < 0:
+                raise business("Line amount cannot be negative.", "Line.Amount")
+            linked: list[JsonDict] = []
+            for txn in line.get("LinkedTxn") or []:
+                txn_id = str(txn.get("TxnId", ""))
+                invoice = self.entities["Invoice"].get(txn_id)
+                if invoice is None or ("Invoice", txn_id) in self.deleted:
+                    raise BusinessFault(
+                        "2500",
+                        "Invalid Reference Id",
+                        "Invalid Reference Id : Invoice assigned to this transaction has been "
+                        "deleted. Before you can modify this transaction, you must restore "
+                        f"Invoice {txn_id} (deleted).",
+                        "Line.LinkedTxn.TxnId",
+                    )
+                if invoice["CustomerRef"]["value"] != customer["Id"]:
+                    raise business(
+                        f"Invoice {txn_id} belongs to another customer.", "Line.LinkedTxn"
+                    )
+                linked.append({"TxnId": txn_id, "TxnType": "Invoice"})
+                targets.append((invoice, amount))
+                linked_first = linked_first or txn_id
+            applied += amount
+            lines.append({"Amount": _num(amount), "LinkedTxn": linked})
+        if applied > total:
+            raise business("The amount received must be at least the amount applied.", "TotalAmt")
+        for invoice, amount in targets:
+            balance = max(Decimal(str(invoice["Balance"])) - amount, Decimal(0))
+            invoice["Balance"] = _num(balance)
+        self.counters["Payment"] += 1
+        new_id = str(self.counters["Payment"])
+        record = {k: v for k, v in data.items() if v not in (None, "", [])}
+        record.update(
+            {
+                "Id": new_id,
+                "SyncToken": "0",
+                "domain": "QBO",
+                "sparse": False,
+                "TxnDate": (_date(data.get("TxnDate"), "TxnDate") or date.today()).isoformat(),
+                "CustomerRef": {
+                    "value": customer["Id"],
+                    "name": display_name("Customer", customer),
+                },
+                "TotalAmt": _num(total),
+                "UnappliedAmt": _num(total - applied),
+                "Line": lines,
+                "CurrencyRef": {"value": "USD", "name": "United States Dollar"},
+                "MetaData": {"CreateTime": _stamp(), "LastUpdatedTime": _stamp()},
+            }
+        )
+        if deposit is not None:
+            record["DepositToAccountRef"] = {"value": deposit["Id"], "name": deposit["Name"]}
+        if method is not None:
+            record["PaymentMethodRef"] = {"value": method["Id"], "name": method["Name"]}
+        self.entities["Payment"][new_id] = record
+        self.payment_log.append(
+            {
+                "realm": self.realm,
+                "id": new_id,
+                "request_id": request_id,
+                "customer": customer["Id"],
+                "total": f"{total:.2f}",
+                "linked_invoice": linked_first,
+            }
+        )
+        return copy.deepcopy(record)
+
+
+def _date(value: Any, element: str) -> date | None:
+    if value is None or value == "":
+        return None
+    try:
+        return date.fromisoformat(str(value)[:10])
+    except ValueError:
+        raise business(f"Invalid date {value!r}.", element) from None

@@ -1,0 +1,153 @@
+"""A per-realm request budget that stays under QBO's limits and pauses a realm after a 429.
+
+QBO (per realm): 10 requests/second, 500/minute, 40 batch requests/minute, 10 concurrent. We
+keep a margin: by default at most 10 per second, 480 per minute, 38 batch per minute and 8 in
+flight. ``minute_seconds`` scales the windows (one QBO minute lasts that many real seconds).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class BudgetLimits:
+    """The budget of one realm, in QBO units."""
+
+    per_second: int = 8  # QBO allows 10: arrival jitter needs the margin
+    per_minute: int = 480
+    batch_per_minute: int = 38
+    concurrent: int = 8
+    minute_seconds: float = 60.0
+
+    @property
+    def second(self) -> float:
+        """One QBO second in real seconds."""
+        return self.minute_seconds / 60.0
+
+
+class RateBudget:
+    """Thread-safe sliding-window budget for one realm, with an injectable clock and sleep."""
+
+    def __init__(
+        self,
+        limits: BudgetLimits | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self.limits = limits or BudgetLimits()
+        self._clock = clock
+        self._sleep = sleep
+        self._cond = threading.Condition()
+        self._recent: deque[float] = deque()  # start times within the last minute
+        self._batches: deque[float] = deque()
+        self._in_flight = 0
+        self._paused_until = 0.0
+
+    def _trim(self, now: float) -> None:
+        minute = self.limits.minute_seconds
+        while self._recent and self._recent[0] <= now - minute:
+            self._recent.popleft()
+        while self._batches and self._batches[0] <= now - minute:
+            self._batches.popleft()
+
+    def wait_time(self, *, batch: bool = False) -> float:
+        """Seconds until a request could start (0 when it could start now)."""
+        with self._cond:
+            return self._wait_locked(self._clock(), batch)
+
+    def _wait_locked(self, now: float, batch: bool) -> float:
+        self._trim(now)
+        lim = self.limits
+        waits = [self._paused_until - now]
+        if len(self._recent) >= lim.per_minute:
+            waits.append(self._recent[0] + lim.minute_seconds - now)
+        in_last_second = [t for t in self._recent if t > now - lim.second]
+        if len(in_last_second) >= lim.per_second:
+            waits.append(in_last_second[0] + lim.second - now)
+        if batch and len(self._batches) >= lim.batch_per_minute:
+            waits.append(self._batches[0] + lim.minute_seconds - now)
+        wait = max(waits)
+        if wait <= 0 and self._in_flight >= lim.concurrent:
+            return lim.second / 10  # a slot frees when a request ends: check again soon
+        return max(0.0, wait)
+
+    def try_acquire(self, *, batch: bool = False) -> float:
+        """Take a slot now and return 0, or take nothing and return the seconds to wait."""
+        with self._cond:
+            now = self._clock()
+            wait = self._wait_locked(now, batch)
+            if wait > 0:
+                return wait
+            self._recent.append(now)
+            if batch:
+                self._batches.append(now)
+            self._in_flight += 1
+            return 0.0
+
+    def acquire(self, *, batch: bool = False) -> None:
+        """Block until a slot is free, then take it."""
+        while True:
+            wait = self.try_acquire(batch=batch)
+            if wait <= 0:
+                return
+            if self._sleep is not None:
+                self._sleep(wait)
+            else:
+                with self._cond:
+                    self._cond.wait(timeout=wait)
+
+    def release(self) -> None:
+        """End a request taken with acquire/try_acquire."""
+        with self._cond:
+            self._in_flight = max(0, self._in_flight - 1)
+            self._cond.notify_all()
+
+    @contextmanager
+    def slot(self, *, batch: bool = False) -> Iterator[None]:
+        """acquire ... release."""
+        self.acquire(batch=batch)
+        try:
+            yield
+        finally:
+            self.release()
+
+    def pause(self, seconds: float) -> None:
+        """Stop the realm for this many real seconds (after a 429)."""
+        with self._cond:
+            self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+    @property
+    def paused_for(self) -> float:
+        """Seconds left of a pause (0 when none)."""
+        with self._cond:
+            return max(0.0, self._paused_until - self._clock())
+
+    @property
+    def in_flight(self) -> int:
+        """Requests currently started and not released."""
+        with self._cond:
+            return self._in_flight
+
+
+class RateBudgets:
+    """One RateBudget per realm, created on first use; thread-safe."""
+
+    def __init__(self, limits: BudgetLimits | None = None) -> None:
+        self.limits = limits or BudgetLimits()
+        self._lock = threading.Lock()
+        self._budgets: dict[str, RateBudget] = {}
+
+    def for_realm(self, realm: str) -> RateBudget:
+        """The realm's budget."""
+        with self._lock:
+            budget = self._budgets.get(realm)
+            if budget is None:
+                budget = self._budgets[realm] = RateBudget(self.limits)
+            return budget

@@ -1,0 +1,351 @@
+"""The financial-event view in SQLite, in the same file as the log."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, overload
+from uuid import UUID
+
+from eventsourcing.persistence import (
+    IntegrityError,
+    Notification,
+    OperationalError,
+    PersistenceError,
+)
+from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
+
+from projections import audit
+from projections.financial_events import RawRow, fold_raw, raw_ids_to_load
+from projections.view import VIEW_TRACKING_NAME, EventRow, ReasonGroup, TrackingConflict
+
+ROWS = "flightledger_view_rows"
+TRACKING = "flightledger_view_tracking"
+CHAIN = "flightledger_audit_chain"
+_COLUMNS = (
+    "id, school, kind, reference, student_id, amount, status, reason_code, reason, missing, "
+    "attempts, qbo_id, doc_number, updated_at, applies_to, created_at, position"
+)
+_UPDATED = [c.strip() for c in _COLUMNS.split(",") if c.strip() not in ("id", "position")]
+_UPSERT = (
+    f"INSERT INTO {ROWS} ({_COLUMNS}) VALUES ({', '.join('?' * 17)}) "
+    f"ON CONFLICT (id) DO UPDATE SET {', '.join(f'{c}=excluded.{c}' for c in _UPDATED)}"
+)
+_SQLITE_MAX_VARS = 500
+POLL_SECONDS = 0.15
+
+
+def _encode_raw(row: RawRow) -> tuple[Any, ...]:
+    """A raw row (projections.financial_events) as column values: strings are stored as-is."""
+    missing = row[9]
+    return (
+        row[0].hex,
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        row[6],
+        row[7],
+        row[8],
+        json.dumps(list(missing)) if missing else "[]",
+        *row[10:],
+    )
+
+
+def _decode(r: Any) -> EventRow:
+    return EventRow(
+        id=UUID(r[0]),
+        school=r[1],
+        kind=r[2],
+        reference=r[3],
+        student_id=r[4],
+        amount=Decimal(r[5]),
+        status=r[6],
+        reason_code=r[7],
+        reason=r[8],
+        missing=tuple(json.loads(r[9])),
+        attempts=r[10],
+        qbo_id=r[11],
+        doc_number=r[12],
+        updated_at=datetime.fromisoformat(r[13]),
+        applies_to=r[14],
+        created_at=None if r[15] is None else datetime.fromisoformat(r[15]),
+        position=r[16],
+    )
+
+
+class PollingListener:
+    """SQLite has no notifications: wake every POLL_SECONDS."""
+
+    pid: int | None = None
+
+    def __init__(self, interval: float = POLL_SECONDS) -> None:
+        self.interval = interval
+        self._closed = threading.Event()
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep one poll interval (at most timeout); always worth a look."""
+        self._closed.wait(min(timeout, self.interval))
+        return True
+
+    def close(self) -> None:
+        """Nothing to release."""
+        self._closed.set()
+
+
+class SQLiteFinancialEventView(SQLiteTrackingRecorder):
+    """Rows, tracking position and audit chain in tables next to the SQLite log."""
+
+    def __init__(self, datastore: SQLiteDatastore, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        self.insert_tracking_statement = (
+            f"INSERT INTO {TRACKING} VALUES (:application_name, :notification_id) "
+            "ON CONFLICT (application_name) DO UPDATE "
+            "SET notification_id = :notification_id "
+            f"WHERE {TRACKING}.notification_id < :notification_id "
+            "RETURNING notification_id"
+        )
+        self.select_max_tracking_id_statement = (
+            f"SELECT MAX(notification_id) FROM {TRACKING} WHERE application_name=?"
+        )
+
+    # --- schema -------------------------------------------------------------------------------
+
+    def construct_create_table_statements(self) -> builtins.list[str]:
+        """The view's tables and indexes."""
+        return [
+            f"CREATE TABLE IF NOT EXISTS {TRACKING} (application_name TEXT PRIMARY KEY, "
+            "notification_id INTEGER NOT NULL) WITHOUT ROWID",
+            f"CREATE TABLE IF NOT EXISTS {ROWS} (id TEXT PRIMARY KEY, school TEXT NOT NULL, "
+            "kind TEXT NOT NULL, reference TEXT NOT NULL, student_id TEXT NOT NULL, "
+            "amount TEXT NOT NULL, status TEXT NOT NULL, reason_code TEXT, reason TEXT NOT NULL, "
+            "missing TEXT NOT NULL, attempts INTEGER NOT NULL, qbo_id TEXT, doc_number TEXT, "
+            "updated_at TEXT NOT NULL, applies_to TEXT, created_at TEXT, "
+            "position INTEGER NOT NULL)",
+            f"CREATE INDEX IF NOT EXISTS {ROWS}_school_position ON {ROWS} (school, position)",
+            f"CREATE INDEX IF NOT EXISTS {ROWS}_school_status ON {ROWS} (school, status)",
+            f"CREATE TABLE IF NOT EXISTS {CHAIN} (position INTEGER PRIMARY KEY, "
+            "hash BLOB NOT NULL)",
+        ]
+
+    def create_table(self) -> None:
+        """Create the tables (no migration of the library's shared tracking table)."""
+        with self.datastore.transaction(commit=True) as c:
+            for statement in self.create_table_statements:
+                c.execute(statement)
+
+    # --- tracking (the library's TrackingRecorder contract plus the view's own position) -------
+
+    @overload
+    def max_tracking_id(self) -> int: ...
+
+    @overload
+    def max_tracking_id(self, application_name: str) -> int | None: ...
+
+    def max_tracking_id(self, application_name: str | None = None) -> int | None:
+        """With no name: the view's position (0 when empty); else the library's contract."""
+        with self.datastore.transaction(commit=False) as c:
+            found = self._max_tracking_id(application_name or VIEW_TRACKING_NAME, c)
+        if application_name is None:
+            return found or 0
+        return found
+
+    # --- writes -------------------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Cursor]:
+        """One IMMEDIATE transaction (the write lock is taken before anything is read)."""
+        with self.datastore.get_connection(commit=True) as conn:
+            cursor = conn.cursor().sqlite_cursor
+            try:
+                cursor.execute("BEGIN IMMEDIATE")
+                try:
+                    yield cursor
+                except BaseException:
+                    conn.rollback()
+                    raise
+                conn.commit()
+            except sqlite3.IntegrityError as exc:
+                raise IntegrityError(str(exc)) from exc
+            except sqlite3.OperationalError as exc:
+                raise OperationalError(str(exc)) from exc
+            except sqlite3.Error as exc:
+                raise PersistenceError(str(exc)) from exc
+            finally:
+                cursor.close()
+
+    def _before_commit(self) -> None:
+        """Called after a batch is written and before it commits (a seam for crash tests)."""
+
+    def apply_batch(
+        self,
+        changes: Sequence[tuple[int, Any]],
+        notifications: Sequence[Notification],
+        *,
+        previous: int,
+        position: int,
+    ) -> int:
+        """Fold events into rows, chain notifications and move tracking, in one transaction."""
+        with self._write() as c:
+            c.execute(
+                f"SELECT notification_id FROM {TRACKING} WHERE application_name=?",
+                (VIEW_TRACKING_NAME,),
+            )
+            found = c.fetchone()
+            current = found[0] if found else 0
+            if current != previous:
+                msg = f"view is at {current}, batch expected {previous}"
+                raise TrackingConflict(msg)
+            c.execute(
+                self.insert_tracking_statement,
+                {"application_name": VIEW_TRACKING_NAME, "notification_id": position},
+            )
+            existing = self._load_raw(c, raw_ids_to_load(changes))
+            changed = fold_raw(existing, changes)
+            c.executemany(_UPSERT, [_encode_raw(r) for r in changed.values()])
+            c.execute(f"SELECT position, hash FROM {CHAIN} ORDER BY position DESC LIMIT 1")
+            head = c.fetchone()
+            links = audit.extend(
+                head[0] if head else 0, head[1] if head else audit.GENESIS, notifications
+            )
+            if links:
+                c.executemany(f"INSERT OR IGNORE INTO {CHAIN} VALUES (?, ?)", links)
+            self._before_commit()
+        return len(changed)
+
+    def _load_raw(self, c: sqlite3.Cursor, ids: set[UUID]) -> dict[UUID, RawRow]:
+        """Current rows of `ids` in raw form (stored strings kept as they are)."""
+        by_hex = {i.hex: i for i in ids}
+        keys = builtins.list(by_hex)
+        rows: dict[UUID, RawRow] = {}
+        loads = json.loads
+        for start in range(0, len(keys), _SQLITE_MAX_VARS):
+            chunk = keys[start : start + _SQLITE_MAX_VARS]
+            c.execute(
+                f"SELECT {_COLUMNS} FROM {ROWS} WHERE id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            for r in c.fetchall():
+                key = by_hex[r[0]]
+                raw = builtins.list(r)
+                raw[0] = key
+                raw[9] = tuple(loads(r[9])) if r[9] != "[]" else ()
+                rows[key] = raw
+        return rows
+
+    def drop(self) -> None:
+        """Delete every row and the view's tracking position (the audit chain is kept)."""
+        with self._write() as c:
+            c.execute(f"DELETE FROM {ROWS}")
+            c.execute(f"DELETE FROM {TRACKING} WHERE application_name=?", (VIEW_TRACKING_NAME,))
+
+    def audit_links(self, start: int, limit: int) -> builtins.list[tuple[int, bytes]]:
+        """Stored chain links from position `start`, ascending."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT position, hash FROM {CHAIN} WHERE position >= ? ORDER BY position LIMIT ?",
+                (start, limit),
+            )
+            return [(r[0], bytes(r[1])) for r in c.fetchall()]
+
+    def append_audit_links(self, links: Sequence[tuple[int, bytes]]) -> None:
+        """Store chain links (links already stored are left as they are)."""
+        with self._write() as c:
+            c.executemany(f"INSERT OR IGNORE INTO {CHAIN} VALUES (?, ?)", links)
+
+    def listen(self, channel: str) -> PollingListener:
+        """SQLite cannot notify: a poller."""
+        return PollingListener()
+
+    def close(self) -> None:
+        """Close the view's connections."""
+        self.datastore.close()
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def _select(self, statement: str, params: Sequence[Any] = ()) -> builtins.list[Any]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(statement, params)
+            result: builtins.list[Any] = c.fetchall()
+            return result
+
+    def get(self, event_id: UUID) -> EventRow | None:
+        """One row by id."""
+        found = self._select(f"SELECT {_COLUMNS} FROM {ROWS} WHERE id=?", (event_id.hex,))
+        return _decode(found[0]) if found else None
+
+    def list(
+        self,
+        school: str,
+        *,
+        status: str | None = None,
+        statuses: Sequence[str] = (),
+        reason_code: str | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[EventRow]:
+        """Rows of one school, oldest first, filtered by status(es) / reason."""
+        wanted = sorted({*statuses, *([status] if status else [])})
+        statement = f"SELECT {_COLUMNS} FROM {ROWS} WHERE school=?"
+        params: builtins.list[Any] = [school]
+        if wanted:
+            statement += f" AND status IN ({','.join('?' * len(wanted))})"
+            params.extend(wanted)
+        if reason_code is not None:
+            statement += " AND reason_code=?"
+            params.append(reason_code)
+        statement += " ORDER BY position"
+        if limit is not None:
+            statement += " LIMIT ?"
+            params.append(limit)
+        return [_decode(r) for r in self._select(statement, params)]
+
+    def counts(self, school: str) -> dict[str, int]:
+        """Number of rows per status."""
+        found = self._select(
+            f"SELECT status, COUNT(*) FROM {ROWS} WHERE school=? GROUP BY status", (school,)
+        )
+        return {r[0]: r[1] for r in found}
+
+    def reason_counts(self, school: str) -> dict[str, int]:
+        """Number of Action Required rows per reason code."""
+        return {g.reason_code: g.count for g in self.reason_groups(school)}
+
+    def reason_groups(self, school: str) -> builtins.list[ReasonGroup]:
+        """Action Required rows grouped by reason code."""
+        groups = self._select(
+            f"SELECT COALESCE(reason_code, ''), COUNT(*), MIN(position) FROM {ROWS} "
+            "WHERE school=? AND status='action_required' GROUP BY 1 ORDER BY 1",
+            (school,),
+        )
+        result: builtins.list[ReasonGroup] = []
+        for code, count, first in groups:
+            example = self._select(
+                f"SELECT reference FROM {ROWS} WHERE school=? AND position=?", (school, first)
+            )
+            missing: set[str] = set()
+            for (text,) in self._select(
+                f"SELECT DISTINCT missing FROM {ROWS} WHERE school=? "
+                "AND status='action_required' AND COALESCE(reason_code, '')=?",
+                (school, code),
+            ):
+                missing.update(json.loads(text))
+            result.append(
+                ReasonGroup(
+                    reason_code=code,
+                    count=count,
+                    example=example[0][0] if example else "",
+                    missing=tuple(sorted(missing)),
+                )
+            )
+        return result
+
+    def schools(self) -> builtins.list[str]:
+        """Schools that have any row."""
+        return [r[0] for r in self._select(f"SELECT DISTINCT school FROM {ROWS} ORDER BY 1")]

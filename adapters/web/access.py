@@ -1,0 +1,57 @@
+"""Who is asking and what they may do: the signed-in user and permission dependencies."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import HTTPException, Request
+
+from adapters.web.auth import PERMISSION_WORDS, User
+from adapters.web.config import WebConfig
+
+
+class Forbidden(HTTPException):
+    """A refused action, answered with a plain sentence."""
+
+    def __init__(self, sentence: str) -> None:
+        super().__init__(status_code=403, detail=sentence)
+
+
+class LoginRequired(Exception):
+    """No signed-in user on a page that needs one."""
+
+
+class Access:
+    """The signed-in user of a request and the permission checks routes depend on."""
+
+    def __init__(self, cfg: WebConfig) -> None:
+        self.cfg = cfg
+
+    def current_user(self, request: Request) -> User | None:
+        """The local operator, or the user named in the session (None when nobody signed in)."""
+        if self.cfg.local_user is not None:
+            return self.cfg.local_user
+        assert self.cfg.users is not None
+        name = request.state.session.get("user")
+        return self.cfg.users.get(name) if isinstance(name, str) else None
+
+    def signed_in(self, request: Request) -> User:
+        """The current user, or LoginRequired."""
+        user = self.current_user(request)
+        if user is None:
+            raise LoginRequired()
+        return user
+
+    def requires(self, permission: str) -> Callable[[Request], User]:
+        """A route dependency: the signed-in user, refused with a sentence without `permission`."""
+
+        def dependency(request: Request) -> User:
+            user = self.signed_in(request)
+            if not user.can(permission):
+                raise Forbidden(
+                    f"You ({user.name}) may not {PERMISSION_WORDS[permission]}: "
+                    f"this needs the {permission} permission."
+                )
+            return user
+
+        return dependency

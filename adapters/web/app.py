@@ -1,0 +1,92 @@
+"""The web dashboard: FastAPI + Jinja2 pages over the ledger, the view and the connection."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from adapters.web.access import Access, Forbidden
+from adapters.web.auth import SessionSigner, User, UserDirectory
+from adapters.web.config import ChecklistProvider, WebConfig
+from adapters.web.connection import INTUIT_AUTHORIZATION_ORIGIN, ConnectionServicePort
+from adapters.web.pages import Pages, install_error_handlers
+from adapters.web.routes import actions, connection, reading, signin
+from adapters.web.routes.reading import (
+    EVENTS_LIMIT,
+    FAILED_GROUP,
+    REASON_CODES,
+    STATUS_ORDER,
+)
+from adapters.web.session import SESSION_COOKIE, install_session
+from domain.application import FlightLedger
+from domain.ports import Clock
+from projections.view import FinancialEventView
+
+__all__ = [
+    "EVENTS_LIMIT",
+    "FAILED_GROUP",
+    "HERE",
+    "REASON_CODES",
+    "SESSION_COOKIE",
+    "STATUS_ORDER",
+    "ChecklistProvider",
+    "Forbidden",
+    "WebConfig",
+    "create_app",
+]
+
+HERE = Path(__file__).parent
+
+
+def create_app(
+    *,
+    ledger: FlightLedger,
+    view: FinancialEventView,
+    session_key: bytes,
+    connections: ConnectionServicePort | None = None,
+    users: UserDirectory | None = None,
+    local_user: User | None = None,
+    clock: Clock | None = None,
+    authorization_origins: Sequence[str] = (INTUIT_AUTHORIZATION_ORIGIN,),
+    checklist: ChecklistProvider | None = None,
+    refresh_view: Callable[[], Any] | None = None,
+    secure_cookies: bool = False,
+) -> FastAPI:
+    """Build the dashboard; exactly one of `users` (sign-in) or `local_user` must be given."""
+    if (users is None) == (local_user is None):
+        raise ValueError("give either a users directory or a local operator, not both or neither")
+    cfg = WebConfig(
+        ledger=ledger,
+        view=view,
+        session_key=session_key,
+        connections=connections,
+        users=users,
+        local_user=local_user,
+        clock=clock or ledger.clock,
+        authorization_origins=tuple(authorization_origins),
+        checklist=checklist,
+        refresh_view=refresh_view,
+        secure_cookies=secure_cookies,
+    )
+    access = Access(cfg)
+    pages = Pages(access)
+    app = FastAPI(title="flightledger", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.web = cfg
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+
+    install_session(app, SessionSigner(session_key), secure_cookies=cfg.secure_cookies)
+    install_error_handlers(app, pages)
+    signin.register(app, cfg, pages)
+    reading.register(app, cfg, access, pages)
+    actions.register(app, cfg, access)
+    connection.register(app, cfg, access, pages)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"ok": "true"}
+
+    return app

@@ -1,0 +1,44 @@
+"""The dashboard's configuration: everything it needs, passed in by the composition root."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from adapters.web.auth import User, UserDirectory
+from adapters.web.connection import INTUIT_AUTHORIZATION_ORIGIN, ConnectionServicePort
+from domain.application import FlightLedger
+from domain.ports import Clock
+from projections.view import FinancialEventView
+
+ChecklistProvider = Callable[[str], Sequence[dict[str, Any]]]
+
+
+@dataclass
+class WebConfig:
+    """Everything the dashboard needs, passed in by the composition root."""
+
+    ledger: FlightLedger
+    view: FinancialEventView
+    session_key: bytes
+    connections: ConnectionServicePort | None = None
+    users: UserDirectory | None = None
+    local_user: User | None = None
+    clock: Clock | None = None
+    authorization_origins: Sequence[str] = (INTUIT_AUTHORIZATION_ORIGIN,)
+    checklist: ChecklistProvider | None = None
+    refresh_view: Callable[[], Any] | None = None  # bring the view up to date before reads
+    secure_cookies: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def now(self) -> datetime:
+        """The current time from the configured clock."""
+        assert self.clock is not None
+        return self.clock.now()
+
+    def refresh(self) -> None:
+        """Bring the view up to date before a read, when a refresher was given."""
+        if self.refresh_view is not None:
+            self.refresh_view()

@@ -1,0 +1,80 @@
+"""Rendering: Jinja2 templates with the common page context, message pages and error pages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from adapters.jsonable import as_text
+from adapters.web.access import Access, LoginRequired
+from adapters.web.auth import ADMIN, RETRY, VIEW
+from adapters.web.session import take_flash
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+
+
+class Pages:
+    """Renders the dashboard's templates with the user, CSRF token and flash message."""
+
+    def __init__(self, access: Access) -> None:
+        self.access = access
+        self.templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+        self.templates.env.filters["plain"] = as_text
+
+    def render(
+        self,
+        request: Request,
+        name: str,
+        context: dict[str, Any],
+        status_code: int = 200,
+    ) -> HTMLResponse:
+        """The template `name` with the common page context under `context`."""
+        user = self.access.current_user(request)
+        base = {
+            "user": user,
+            "csrf": request.state.session.get("csrf", ""),
+            "flash": take_flash(request),
+            "VIEW": VIEW,
+            "RETRY": RETRY,
+            "ADMIN": ADMIN,
+        }
+        return self.templates.TemplateResponse(
+            request, name, {**base, **context}, status_code=status_code
+        )
+
+    def message_page(
+        self, request: Request, title: str, text: str, *, status_code: int = 200, tone: str = "info"
+    ) -> HTMLResponse:
+        """A page that states one message (an outcome, a refusal, an error)."""
+        return self.render(
+            request,
+            "message.html",
+            {"title": title, "text": text, "tone": tone},
+            status_code=status_code,
+        )
+
+
+def install_error_handlers(app: FastAPI, pages: Pages) -> None:
+    """Answer errors with a sentence: a sign-in redirect, a message page or JSON."""
+
+    @app.exception_handler(LoginRequired)
+    async def login_required(request: Request, exc: LoginRequired) -> Response:
+        if request.method == "GET":
+            return RedirectResponse("/login?" + urlencode({"next": request.url.path}), 303)
+        return pages.message_page(
+            request, "Sign in required", "Sign in to use the dashboard.", status_code=401
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        title = {403: "Not allowed", 404: "Not found"}.get(exc.status_code, "Refused")
+        text = str(exc.detail) if exc.detail else title
+        if "application/json" in request.headers.get("accept", ""):
+            return JSONResponse({"error": text}, status_code=exc.status_code)
+        return pages.message_page(request, title, text, status_code=exc.status_code, tone="bad")

@@ -1,0 +1,84 @@
+"""Operator actions on financial events: Retry Failed by group and dismiss one event."""
+
+from __future__ import annotations
+
+import structlog
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import RedirectResponse, Response
+
+from adapters.web.access import Access
+from adapters.web.auth import RETRY, User
+from adapters.web.config import WebConfig
+from adapters.web.routes.reading import FAILED_GROUP, REASON_CODES
+from adapters.web.session import flash, form
+from domain.application import NotFound, RetryResult
+from domain.financial_event import Status, TransitionRefused
+
+log = structlog.get_logger(__name__)
+
+
+def register(app: FastAPI, cfg: WebConfig, access: Access) -> None:
+    """Add POST /retry-failed and POST /events/{ref}/dismiss."""
+    ledger = cfg.ledger
+
+    @app.post("/retry-failed")
+    def retry_failed(
+        request: Request,
+        fields: dict[str, str] = Depends(form),
+        user: User = Depends(access.requires(RETRY)),
+    ) -> Response:
+        cfg.refresh()
+        group = fields.get("reason", "")
+        if group == FAILED_GROUP:
+            rows = cfg.view.list(user.school, statuses=(Status.FAILED, Status.UNCERTAIN))
+        elif group in REASON_CODES:
+            rows = cfg.view.list(user.school, status=Status.ACTION_REQUIRED, reason_code=group)
+        else:
+            raise HTTPException(400, f"Unknown group {group!r}: nothing was retried.")
+        events = [ledger.financial_event(r.id) for r in rows if r.school == user.school]
+        result = ledger.retry_failed(
+            user.school, events, operator=user.name, scope=f"reason:{group}"
+        )
+        log.info(
+            "web_retry_failed_pressed",
+            school=user.school,
+            operator=user.name,
+            group=group,
+            requeued=result.requeued,
+            skipped=result.skipped,
+            blocked=len(result.blocked),
+        )
+        kind, text, details = _retry_summary(group, result)
+        flash(request, kind, text, details)
+        cfg.refresh()
+        return RedirectResponse("/", 303)
+
+    @app.post("/events/{ref}/dismiss")
+    def dismiss(
+        request: Request,
+        ref: str,
+        fields: dict[str, str] = Depends(form),
+        user: User = Depends(access.requires(RETRY)),
+    ) -> Response:
+        note = fields.get("note", "").strip()
+        try:
+            event = ledger.dismiss(user.school, ref, operator=user.name, note=note)
+        except NotFound:
+            raise HTTPException(404, f"No financial event {ref} in your school.") from None
+        except TransitionRefused as exc:
+            flash(request, "bad", f"Not dismissed: {exc}")
+            return RedirectResponse(f"/events/{ref}", 303)
+        log.info("web_event_dismissed", school=user.school, operator=user.name, ref=ref)
+        flash(request, "ok", f"{event.reference} dismissed: it will not be sent.")
+        cfg.refresh()
+        return RedirectResponse(f"/events/{ref}", 303)
+
+
+def _retry_summary(group: str, result: RetryResult) -> tuple[str, str, list[str]]:
+    label = "failed events" if group == FAILED_GROUP else group
+    text = f"Retry Failed ({label}): {result.requeued} requeued, {result.skipped} skipped"
+    details = [f"blocked {b.get('count', '')}: {b['why']}" for b in result.blocked]
+    if result.blocked:
+        text += f", {sum(int(b.get('count', '1')) for b in result.blocked)} blocked"
+    kind = "bad" if result.blocked and not result.requeued else "ok"
+    return kind, text, details

@@ -1,0 +1,145 @@
+"""QuickBooks connection routes: connect, the OAuth callback, test and disconnect."""
+
+from __future__ import annotations
+
+import structlog
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from adapters.redaction import redact_text
+from adapters.web.access import Access
+from adapters.web.auth import ADMIN, VIEW, User
+from adapters.web.config import WebConfig
+from adapters.web.connection import (
+    ConnectionServicePort,
+    check_sentence,
+    is_trusted_authorization_url,
+    refusal_for,
+)
+from adapters.web.pages import Pages
+from adapters.web.session import flash, form
+from domain.ports import ConnectionCheck
+
+log = structlog.get_logger(__name__)
+
+
+def register(app: FastAPI, cfg: WebConfig, access: Access, pages: Pages) -> None:
+    """Add POST /connect, GET /callback (and /qbo/callback), POST /connection/test, /disconnect."""
+
+    def service() -> ConnectionServicePort:
+        if cfg.connections is None:
+            raise HTTPException(
+                503, "QuickBooks is not configured on this server (no connection service)."
+            )
+        return cfg.connections
+
+    @app.post("/connect", response_class=HTMLResponse)
+    def connect(
+        request: Request,
+        fields: dict[str, str] = Depends(form),
+        user: User = Depends(access.requires(ADMIN)),
+    ) -> Response:
+        try:
+            url, _state = service().connect(user.school)
+        except HTTPException:
+            raise
+        except Exception as exc:  # the service states its own reason (e.g. refused URL)
+            log.warning("web_connect_failed", school=user.school, error=type(exc).__name__)
+            return pages.message_page(
+                request,
+                "Cannot connect to QuickBooks",
+                redact_text(str(exc)) or refusal_for(None),
+                status_code=502,
+                tone="bad",
+            )
+        if not is_trusted_authorization_url(url, cfg.authorization_origins):
+            log.warning("web_authorization_url_refused", school=user.school, empty=not url)
+            return pages.message_page(
+                request,
+                "Cannot connect to QuickBooks",
+                refusal_for(url),
+                status_code=502,
+                tone="bad",
+            )
+        log.info("web_connect_started", school=user.school, operator=user.name)
+        return RedirectResponse(url, 303)
+
+    @app.get("/callback", response_class=HTMLResponse)
+    @app.get("/qbo/callback", response_class=HTMLResponse)  # the default redirect URI's path
+    def callback(request: Request, user: User = Depends(access.requires(ADMIN))) -> Response:
+        error = request.query_params.get("error")
+        if error:
+            return pages.message_page(
+                request,
+                "QuickBooks did not connect",
+                f"QuickBooks said: {error}"
+                + (
+                    f" ({request.query_params['error_description']})"
+                    if request.query_params.get("error_description")
+                    else ""
+                ),
+                status_code=400,
+                tone="bad",
+            )
+        try:
+            check = service().callback(user.school, str(request.url), user.name)
+        except HTTPException:
+            raise
+        except Exception as exc:
+            log.warning("web_callback_failed", school=user.school, error=type(exc).__name__)
+            return pages.message_page(
+                request,
+                "QuickBooks did not connect",
+                redact_text(str(exc)),
+                status_code=400,
+                tone="bad",
+            )
+        if not check.ok:
+            return pages.message_page(
+                request, "QuickBooks did not connect", check_sentence(check), tone="bad"
+            )
+        log.info("web_connect_completed", school=user.school, operator=user.name)
+        return pages.render(request, "callback.html", {})
+
+    @app.post("/connection/test")
+    def test_connection(
+        request: Request,
+        fields: dict[str, str] = Depends(form),
+        user: User = Depends(access.requires(VIEW)),
+    ) -> Response:
+        try:
+            check = service().test(user.school, user.name)
+        except HTTPException:
+            raise
+        except Exception as exc:
+            check = ConnectionCheck(ok=False, message=redact_text(str(exc)))
+        sentence = check_sentence(check)
+        if "application/json" in request.headers.get("accept", ""):
+            company = check.company
+            return JSONResponse(
+                {
+                    "ok": check.ok,
+                    "company": company.company_name if company else None,
+                    "country": company.country if company else None,
+                    "message": sentence,
+                }
+            )
+        flash(request, "ok" if check.ok else "bad", sentence)
+        return RedirectResponse("/", 303)
+
+    @app.post("/disconnect")
+    def disconnect(
+        request: Request,
+        fields: dict[str, str] = Depends(form),
+        user: User = Depends(access.requires(ADMIN)),
+    ) -> Response:
+        try:
+            service().disconnect(user.school, user.name)
+        except HTTPException:
+            raise
+        except Exception as exc:
+            flash(request, "bad", f"Not disconnected: {redact_text(str(exc))}")
+            return RedirectResponse("/", 303)
+        log.info("web_disconnected", school=user.school, operator=user.name)
+        flash(request, "ok", "QuickBooks disconnected: tokens revoked and forgotten.")
+        return RedirectResponse("/", 303)

@@ -1,0 +1,488 @@
+"""The flightledger eventsourcing Application: every use case that appends to the log."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, StoredEvent, Transcoding
+
+from domain.connection import Connection
+from domain.financial_event import FinancialEvent, Status, TransitionRefused
+from domain.ids import (
+    check_school,
+    connection_id,
+    financial_event_id,
+    mappings_id,
+    settings_id,
+)
+from domain.mappings import Mappings
+from domain.ports import Clock, ReasonCode
+from domain.preflight import check_connection, check_mappings
+from domain.records import Record, RecordKind, record_to_data
+from domain.settings import Settings
+
+SYSTEM = "system"
+_A = TypeVar("_A", Connection, Mappings, Settings)
+APPLICATION_NAME = "flightledger"
+
+CONNECTION_REASONS = frozenset(
+    {ReasonCode.AUTH_EXPIRED, ReasonCode.AUTH_FAILED, ReasonCode.NOT_CONNECTED}
+)
+MAPPING_REASONS = frozenset({ReasonCode.MISSING_MAPPING, ReasonCode.INACTIVE_MAPPING})
+
+_CREATION_EVENTS: dict[RecordKind, type[FinancialEvent.Recorded]] = {
+    RecordKind.FLIGHT_ENDED: FinancialEvent.FlightEnded,
+    RecordKind.INVOICE_REQUESTED: FinancialEvent.InvoiceRequested,
+    RecordKind.PAYMENT_RECEIVED: FinancialEvent.PaymentReceived,
+}
+
+
+class DateAsISO(Transcoding):
+    """Transcoding for datetime.date (the library registers only datetime)."""
+
+    type = date
+    name = "date_iso"
+
+    def encode(self, obj: date) -> str:
+        """ISO date."""
+        return obj.isoformat()
+
+    def decode(self, data: str) -> date:
+        """Parse an ISO date."""
+        return date.fromisoformat(data)
+
+
+class SystemClock:
+    """The real time in UTC."""
+
+    def now(self) -> datetime:
+        """Aware UTC now."""
+        return datetime.now(UTC)
+
+
+class NotFound(LookupError):
+    """No financial event matches the reference."""
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """How a batch of records went."""
+
+    recorded: int
+    duplicates: int
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One event of an aggregate's history, as an auditor reads it."""
+
+    position: int
+    at: datetime
+    type: str
+    actor: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class MappingProblem:
+    """A mapping key that unsent events reference but is missing or inactive."""
+
+    key: str
+    state: str  # "missing" | "inactive"
+    used_by: list[str]
+    count: int
+
+
+@dataclass
+class RetryResult:
+    """What Retry Failed did: requeued, skipped (nothing to do), blocked (cause not fixed)."""
+
+    requeued: int = 0
+    skipped: int = 0
+    blocked: list[dict[str, str]] = field(default_factory=list)
+    requeued_ids: list[UUID] = field(default_factory=list)
+
+
+class FlightLedger(Application[UUID]):
+    """The log of financial facts for every school, and the use cases that append to it."""
+
+    name = APPLICATION_NAME
+
+    def __init__(self, env: dict[str, str] | None = None, clock: Clock | None = None) -> None:
+        super().__init__(env)
+        self.clock: Clock = clock or SystemClock()
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        """UUID, Decimal, datetime (library) plus date."""
+        super().register_transcodings(transcoder)
+        transcoder.register(DateAsISO())
+
+    def _now(self, at: datetime | None) -> datetime:
+        return at or self.clock.now()
+
+    # --- recording facts ----------------------------------------------------------------------
+
+    def new_financial_event(
+        self, school: str, record: Record, *, actor: str, at: datetime | None = None
+    ) -> FinancialEvent:
+        """Build (not save) the aggregate for one record."""
+        check_school(school)
+        kind = RecordKind(record.kind)
+        return FinancialEvent._create(
+            _CREATION_EVENTS[kind],
+            id=financial_event_id(school, kind.value, record.source_id),
+            timestamp=self._now(at),
+            school=school,
+            kind=kind.value,
+            reference=record.source_id,
+            student_id=record.student.id,
+            student_name=record.student.name,
+            amount=record.total,
+            currency=record.currency,
+            data=record_to_data(record),
+            actor=actor,
+        )
+
+    def new_creation_event(
+        self, school: str, record: Record, *, actor: str, at: datetime
+    ) -> DomainEventProtocol[UUID]:
+        """The creation event alone, for bulk import (no aggregate object is built)."""
+        kind = RecordKind(record.kind)
+        event_class: Any = _CREATION_EVENTS[kind]  # fields come from the dataclass subclass
+        created: DomainEventProtocol[UUID] = event_class(
+            originator_id=financial_event_id(school, kind.value, record.source_id),
+            originator_version=1,
+            originator_topic=_FINANCIAL_EVENT_TOPIC,
+            timestamp=at,
+            school=school,
+            kind=kind.value,
+            reference=record.source_id,
+            student_id=record.student.id,
+            student_name=record.student.name,
+            amount=record.total,
+            currency=record.currency,
+            data=record_to_data(record),
+            actor=actor,
+        )
+        return created
+
+    def record(
+        self, school: str, record: Record, *, actor: str = SYSTEM, at: datetime | None = None
+    ) -> bool:
+        """Append one fact; False (nothing appended) when it was recorded before."""
+        event = self.new_financial_event(school, record, actor=actor, at=at)
+        try:
+            self.save(event)
+        except IntegrityError:
+            return False
+        return True
+
+    def record_batch(
+        self,
+        school: str,
+        records: Sequence[Record],
+        *,
+        actor: str = SYSTEM,
+        at: datetime | None = None,
+    ) -> BatchResult:
+        """Append many facts in one transaction; duplicates are counted, not appended."""
+        check_school(school)
+        when = self._now(at)
+        events: dict[UUID, DomainEventProtocol[UUID]] = {}
+        for record in records:
+            event = self.new_creation_event(school, record, actor=actor, at=when)
+            events.setdefault(event.originator_id, event)
+        to_stored_event = self.mapper.to_stored_event
+        result = self._store_new([to_stored_event(e) for e in events.values()])
+        return BatchResult(result.recorded, result.duplicates + len(records) - len(events))
+
+    def _store_new(self, stored_events: Sequence[StoredEvent]) -> BatchResult:
+        """Insert encoded creation events in one transaction, skipping those already recorded.
+
+        The first event of each originator id is kept (later ones count as duplicates), as are
+        ids already in the log; a concurrent writer is handled by re-checking and retrying (an
+        IntegrityError writes nothing). Bulk import calls this with events encoded elsewhere.
+        """
+        unique: dict[UUID | str, StoredEvent] = {}
+        for stored in stored_events:
+            unique.setdefault(stored.originator_id, stored)
+        pending = list(unique.values())
+        existing: set[UUID | str] = set()
+        for _ in range(3):  # a concurrent writer may record some of them between check and save
+            try:
+                if pending:
+                    self.recorder.insert_events(pending)
+                break
+            except IntegrityError:  # nothing of this batch was written: drop the recorded ones
+                ids = [e.originator_id for e in pending]
+                existing |= self._exists([i if isinstance(i, UUID) else UUID(i) for i in ids])
+                pending = [e for e in pending if e.originator_id not in existing]
+        else:
+            raise IntegrityError("the batch kept conflicting with concurrent writers")
+        return BatchResult(len(pending), len(stored_events) - len(unique) + len(existing))
+
+    def _exists(self, aggregate_ids: list[UUID]) -> set[UUID | str]:
+        """Which of these aggregates are already in the log (bulk when the recorder can)."""
+        bulk = getattr(self.recorder, "existing_originator_ids", None)
+        if callable(bulk):
+            found: set[UUID | str] = bulk(aggregate_ids)
+            return found
+        return {i for i in aggregate_ids if self.recorder.select_events(i, limit=1)}
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def financial_event(self, event_id: UUID) -> FinancialEvent:
+        """One financial event by id."""
+        aggregate: FinancialEvent = self.repository.get(event_id)
+        return aggregate
+
+    def find(self, school: str, ref: str) -> FinancialEvent:
+        """Resolve REF (event id, flight id, request id or payment id) within a school."""
+        candidates: list[UUID] = []
+        with contextlib.suppress(ValueError):
+            candidates.append(UUID(ref))
+        candidates.extend(financial_event_id(school, k.value, ref) for k in RecordKind)
+        for candidate in candidates:
+            try:
+                aggregate: object = self.repository.get(candidate)
+            except AggregateNotFoundError:
+                continue
+            if isinstance(aggregate, FinancialEvent) and aggregate.school == school:
+                return aggregate
+        raise NotFound(f"no financial event {ref!r} in school {school!r}")
+
+    def _per_school(
+        self, cls: type[_A], created: type[Any], aggregate_id: Callable[[str], UUID], school: str
+    ) -> _A:
+        """The school's one aggregate of a kind, or a new unsaved one if it has none yet."""
+        try:
+            aggregate: _A = self.repository.get(aggregate_id(school))
+        except AggregateNotFoundError:
+            aggregate = cls._create(
+                created,
+                id=aggregate_id(check_school(school)),
+                school=school,
+                timestamp=self.clock.now(),
+            )
+        return aggregate
+
+    def connection(self, school: str) -> Connection:
+        """The school's connection (a new, unsaved one if never registered)."""
+        return self._per_school(Connection, Connection.Registered, connection_id, school)
+
+    def mappings(self, school: str) -> Mappings:
+        """The school's mappings (new, unsaved, empty if never set)."""
+        return self._per_school(Mappings, Mappings.Started, mappings_id, school)
+
+    def settings(self, school: str) -> Settings:
+        """The school's settings (defaults if never set)."""
+        return self._per_school(Settings, Settings.Started, settings_id, school)
+
+    def history(self, school: str, ref: str) -> list[HistoryEntry]:
+        """Every event of one financial event (or 'connection', 'mappings', 'settings')."""
+        special = {"connection": connection_id, "mappings": mappings_id, "settings": settings_id}
+        aggregate_id = special[ref](school) if ref in special else self.find(school, ref).id
+        return [_history_entry(e) for e in self.events.get(aggregate_id)]
+
+    def iter_financial_events(self, school: str | None = None) -> Iterable[FinancialEvent]:
+        """Every financial event in the log (of one school), rebuilt from the log in bulk."""
+        start = 1
+        ids: dict[UUID, None] = {}
+        while True:
+            page = self.recorder.select_notifications(
+                start=start, limit=5000, topics=_CREATION_TOPICS
+            )
+            if not page:
+                break
+            for notification in page:
+                ids[UUID(str(notification.originator_id))] = None
+            start = page[-1].id + 1
+        for aggregate_id in ids:
+            event = self.financial_event(aggregate_id)
+            if school is None or event.school == school:
+                yield event
+
+    def mapping_problems(
+        self, school: str, events: Iterable[FinancialEvent] | None = None
+    ) -> list[MappingProblem]:
+        """Keys referenced by unsent events that are unmapped or mapped inactive.
+
+        `events` are the candidates (e.g. the unsent ones picked through the view); without
+        them the whole log is replayed.
+        """
+        from domain.preflight import missing_keys
+
+        mappings = self.mappings(school)
+        found: dict[tuple[str, str], list[str]] = {}
+        candidates = self.iter_financial_events(school) if events is None else events
+        for event in candidates:
+            if event.school != school or event.status in (Status.SYNCED, Status.DISMISSED):
+                continue
+            missing, inactive = missing_keys(event, mappings)
+            for key in missing:
+                if not key.startswith("default:"):
+                    found.setdefault((key, "missing"), []).append(event.reference)
+            for key in inactive:
+                found.setdefault((key, "inactive"), []).append(event.reference)
+        return [
+            MappingProblem(key=key, state=state, used_by=refs[:20], count=len(refs))
+            for (key, state), refs in sorted(found.items())
+        ]
+
+    # --- mappings and settings ----------------------------------------------------------------
+
+    def map_charge(
+        self, school: str, code: str, item_id: str, *, operator: str, active: bool = True
+    ) -> None:
+        """Map a charge code to a QBO Item."""
+        mappings = self.mappings(school)
+        mappings.map_charge(code, item_id, active=active, operator=operator, at=self.clock.now())
+        self.save(mappings)
+
+    def map_student(self, school: str, student_id: str, customer_id: str, *, operator: str) -> None:
+        """Map a student to a QBO Customer."""
+        mappings = self.mappings(school)
+        mappings.map_student(student_id, customer_id, operator=operator, at=self.clock.now())
+        self.save(mappings)
+
+    def map_payment_type(
+        self,
+        school: str,
+        name: str,
+        deposit_account_id: str,
+        *,
+        operator: str,
+        active: bool = True,
+        payment_method_id: str | None = None,
+    ) -> None:
+        """Map a payment type to a deposit account."""
+        mappings = self.mappings(school)
+        mappings.map_payment_type(
+            name,
+            deposit_account_id,
+            payment_method_id=payment_method_id,
+            active=active,
+            operator=operator,
+            at=self.clock.now(),
+        )
+        self.save(mappings)
+
+    def set_defaults(
+        self,
+        school: str,
+        *,
+        operator: str,
+        term_id: str | None = None,
+        memo: str | None = None,
+        income_account_id: str | None = None,
+    ) -> None:
+        """Set invoice defaults; unspecified ones are kept."""
+        mappings = self.mappings(school)
+        mappings.set_defaults(
+            term_id=term_id,
+            memo=memo,
+            income_account_id=income_account_id,
+            operator=operator,
+            at=self.clock.now(),
+        )
+        self.save(mappings)
+
+    def set_auto_invoice(self, school: str, enabled: bool, *, operator: str) -> None:
+        """Switch auto-invoicing on or off."""
+        settings = self.settings(school)
+        settings.set_auto_invoice(enabled, operator=operator, at=self.clock.now())
+        self.save(settings)
+
+    # --- operator actions ---------------------------------------------------------------------
+
+    def retry_failed(
+        self,
+        school: str,
+        events: Iterable[FinancialEvent],
+        *,
+        operator: str,
+        scope: str,
+    ) -> RetryResult:
+        """Requeue the given events whose cause is fixed, all in one transaction."""
+        now = self.clock.now()
+        connection = self.connection(school)
+        mappings = self.mappings(school)
+        connection_problem = check_connection(connection, now)
+        result = RetryResult()
+        blocked: dict[tuple[str, str], int] = {}
+        to_save: list[FinancialEvent] = []
+        for event in events:
+            if event.school != school:
+                continue
+            if event.status not in (Status.FAILED, Status.ACTION_REQUIRED, Status.UNCERTAIN):
+                result.skipped += 1
+                continue
+            reason = event.reason_code
+            why: tuple[str, str] | None = None
+            if reason in CONNECTION_REASONS or (reason is None and connection_problem):
+                if connection_problem is not None:
+                    code = connection_problem.reason_code.value
+                    why = (code, _connection_why(connection_problem.reason_code))
+            elif reason in MAPPING_REASONS:
+                problem = check_mappings(event, mappings)
+                if problem is not None:
+                    why = (
+                        problem.reason_code.value,
+                        f"still {problem.message[0].lower()}{problem.message[1:]}",
+                    )
+            if why is not None:
+                blocked[why] = blocked.get(why, 0) + 1
+                continue
+            if event.request_retry(operator=operator, scope=scope, at=now):
+                to_save.append(event)
+                result.requeued_ids.append(event.id)
+        if to_save:
+            self.save(*to_save)
+        result.requeued = len(to_save)
+        result.blocked = [
+            {"reason_code": code, "why": why, "count": str(n)}
+            for (code, why), n in sorted(blocked.items())
+        ]
+        return result
+
+    def dismiss(self, school: str, ref: str, *, operator: str, note: str) -> FinancialEvent:
+        """Stop one event from being sent."""
+        if not note.strip():
+            raise TransitionRefused("note: a reason for dismissing is required")
+        event = self.find(school, ref)
+        event.dismiss(operator=operator, note=note, at=self.clock.now())
+        self.save(event)
+        return event
+
+
+_FINANCIAL_EVENT_TOPIC = f"{FinancialEvent.__module__}:{FinancialEvent.__qualname__}"
+_CREATION_TOPICS = [f"{cls.__module__}:{cls.__qualname__}" for cls in _CREATION_EVENTS.values()]
+_ACTOR_FIELDS = ("actor", "operator")
+_BASE_FIELDS = {"originator_id", "originator_version", "timestamp", "originator_topic"}
+
+
+def _connection_why(code: ReasonCode) -> str:
+    if code == ReasonCode.AUTH_EXPIRED:
+        return "QuickBooks still needs to be reconnected (refresh token expired): Reconnect first"
+    return "QuickBooks is still not connected: connect it first"
+
+
+def _history_entry(event: Any) -> HistoryEntry:
+    state = {k: v for k, v in vars(event).items() if k not in _BASE_FIELDS}
+    if isinstance(event, FinancialEvent.Recorded):  # the validated input, under its own name
+        state["record"] = state.pop("data")
+    actor = next((str(state[k]) for k in _ACTOR_FIELDS if k in state), SYSTEM)
+    return HistoryEntry(
+        position=event.originator_version,
+        at=event.timestamp,
+        type=type(event).__name__,
+        actor=actor,
+        data={k: v for k, v in state.items() if k not in _ACTOR_FIELDS},
+    )

@@ -1,0 +1,236 @@
+"""The Connection aggregate: one school's link to QuickBooks. Token values never enter it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from eventsourcing.domain import Aggregate
+
+
+class ConnectionState:
+    """Names of the connection's states."""
+
+    NEVER = "never_connected"
+    CONNECTED = "connected"
+    EXPIRED = "expired"  # refresh token expired or revoked (invalid_grant)
+    DISCONNECTED = "disconnected"
+
+
+class Connection(Aggregate):
+    """A school's QBO connection: realm, company, and the expiries of its tokens."""
+
+    class Registered(Aggregate.Created):
+        """The school's connection record exists (nothing connected yet)."""
+
+        school: str
+
+        def apply(self, aggregate: Any) -> None:
+            """Initial state: never connected."""
+            agg: Connection = aggregate
+            agg.school = self.school
+            agg.state = ConnectionState.NEVER
+            agg.realm = None
+            agg.company = None
+            agg.country = None
+            agg.access_expires_at = None
+            agg.refresh_expires_at = None
+            agg.hard_expires_at = None
+            agg.last_error = None
+            agg.last_tested_ok = None
+
+    class Connected(Aggregate.Event):
+        """The OAuth flow completed for a realm."""
+
+        realm: str
+        company: str
+        country: str
+        access_expires_at: datetime
+        refresh_expires_at: datetime | None
+        hard_expires_at: datetime | None
+        actor: str
+
+        def apply(self, aggregate: Any) -> None:
+            """Now connected."""
+            agg: Connection = aggregate
+            agg.state = ConnectionState.CONNECTED
+            agg.realm = self.realm
+            agg.company = self.company or agg.company
+            agg.country = self.country or agg.country
+            agg.access_expires_at = self.access_expires_at
+            agg.refresh_expires_at = self.refresh_expires_at
+            agg.hard_expires_at = self.hard_expires_at
+            agg.last_error = None
+
+    class TokensRefreshed(Aggregate.Event):
+        """Tokens were refreshed: new expiries only."""
+
+        access_expires_at: datetime
+        refresh_expires_at: datetime | None
+        hard_expires_at: datetime | None
+
+        def apply(self, aggregate: Any) -> None:
+            """New expiries."""
+            agg: Connection = aggregate
+            agg.access_expires_at = self.access_expires_at
+            agg.refresh_expires_at = self.refresh_expires_at
+            if self.hard_expires_at is not None:
+                agg.hard_expires_at = self.hard_expires_at
+
+    class ConnectionTested(Aggregate.Event):
+        """A live test ran."""
+
+        ok: bool
+        company: str | None
+        country: str | None
+        message: str
+        actor: str
+
+        def apply(self, aggregate: Any) -> None:
+            """Remember the outcome."""
+            agg: Connection = aggregate
+            agg.last_tested_ok = self.ok
+            if self.ok:
+                agg.company = self.company or agg.company
+                agg.country = self.country or agg.country
+                agg.last_error = None
+            else:
+                agg.last_error = self.message
+
+    class ConnectionFailed(Aggregate.Event):
+        """An authentication failure not cured by a refresh (401/403)."""
+
+        message: str
+
+        def apply(self, aggregate: Any) -> None:
+            """Remember the error."""
+            agg: Connection = aggregate
+            agg.last_error = self.message
+
+    class RefreshTokenExpired(Aggregate.Event):
+        """The refresh token is expired or revoked (invalid_grant): reconnect needed."""
+
+        message: str
+
+        def apply(self, aggregate: Any) -> None:
+            """Now expired."""
+            agg: Connection = aggregate
+            agg.state = ConnectionState.EXPIRED
+            agg.last_error = self.message
+
+    class Disconnected(Aggregate.Event):
+        """An operator disconnected; tokens were revoked and forgotten."""
+
+        actor: str
+
+        def apply(self, aggregate: Any) -> None:
+            """Now disconnected."""
+            agg: Connection = aggregate
+            agg.state = ConnectionState.DISCONNECTED
+            agg.access_expires_at = None
+            agg.refresh_expires_at = None
+            agg.hard_expires_at = None
+            agg.last_error = None
+
+    school: str
+    state: str
+    realm: str | None
+    company: str | None
+    country: str | None
+    access_expires_at: datetime | None
+    refresh_expires_at: datetime | None
+    hard_expires_at: datetime | None
+    last_error: str | None
+    last_tested_ok: bool | None
+
+    def __init__(self) -> None:
+        """State is set by the creation event's apply()."""
+
+    @property
+    def is_usable(self) -> bool:
+        """Connected with a realm (expiry is judged by the caller's clock)."""
+        return self.state == ConnectionState.CONNECTED and self.realm is not None
+
+    def effective_refresh_expiry(self) -> datetime | None:
+        """The nearer of the rolling and the hard refresh-token expiry."""
+        candidates = [d for d in (self.refresh_expires_at, self.hard_expires_at) if d is not None]
+        return min(candidates) if candidates else None
+
+    def connect(
+        self,
+        *,
+        realm: str,
+        company: str,
+        country: str,
+        access_expires_at: datetime,
+        refresh_expires_at: datetime | None,
+        hard_expires_at: datetime | None,
+        actor: str,
+        at: datetime,
+    ) -> None:
+        """Record a completed OAuth flow."""
+        self.trigger_event(
+            self.Connected,
+            realm=realm,
+            company=company,
+            country=country,
+            access_expires_at=access_expires_at,
+            refresh_expires_at=refresh_expires_at,
+            hard_expires_at=hard_expires_at,
+            actor=actor,
+            timestamp=at,
+        )
+
+    def record_refresh(
+        self,
+        *,
+        access_expires_at: datetime,
+        refresh_expires_at: datetime | None,
+        hard_expires_at: datetime | None,
+        at: datetime,
+    ) -> None:
+        """Record new token expiries."""
+        self.trigger_event(
+            self.TokensRefreshed,
+            access_expires_at=access_expires_at,
+            refresh_expires_at=refresh_expires_at,
+            hard_expires_at=hard_expires_at,
+            timestamp=at,
+        )
+
+    def record_test(
+        self,
+        *,
+        ok: bool,
+        company: str | None,
+        country: str | None,
+        message: str,
+        actor: str,
+        at: datetime,
+    ) -> None:
+        """Record a live connection test."""
+        self.trigger_event(
+            self.ConnectionTested,
+            ok=ok,
+            company=company,
+            country=country,
+            message=message,
+            actor=actor,
+            timestamp=at,
+        )
+
+    def record_failure(self, *, message: str, at: datetime) -> None:
+        """Record an authentication failure (once per distinct message)."""
+        if self.last_error == message:
+            return
+        self.trigger_event(self.ConnectionFailed, message=message, timestamp=at)
+
+    def expire(self, *, message: str, at: datetime) -> None:
+        """Record that the refresh token no longer works (idempotent)."""
+        if self.state == ConnectionState.EXPIRED:
+            return
+        self.trigger_event(self.RefreshTokenExpired, message=message, timestamp=at)
+
+    def disconnect(self, *, actor: str, at: datetime) -> None:
+        """Record a disconnect."""
+        self.trigger_event(self.Disconnected, actor=actor, timestamp=at)

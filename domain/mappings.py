@@ -1,0 +1,191 @@
+"""The Mappings aggregate: how a school's codes map to QuickBooks objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from eventsourcing.domain import Aggregate
+
+
+@dataclass(frozen=True)
+class PaymentTypeMapping:
+    """Where payments of one type are deposited."""
+
+    deposit_account_id: str
+    active: bool
+    payment_method_id: str | None = None
+
+
+class Mappings(Aggregate):
+    """Charge codes -> Items, students -> Customers, payment types -> accounts, defaults."""
+
+    class Started(Aggregate.Created):
+        """The school's mappings exist (empty)."""
+
+        school: str
+
+        def apply(self, aggregate: Any) -> None:
+            """Empty mappings."""
+            agg: Mappings = aggregate
+            agg.school = self.school
+            agg.charges = {}
+            agg.inactive_charges = set()
+            agg.students = {}
+            agg.payment_types = {}
+            agg.term_id = None
+            agg.memo = None
+            agg.income_account_id = None
+
+    class ChargeCodeMapped(Aggregate.Event):
+        """A charge code maps to a QBO Item (inactive ones are kept but not used)."""
+
+        code: str
+        item_id: str
+        active: bool
+        operator: str
+
+        def apply(self, aggregate: Any) -> None:
+            """Remember the item."""
+            agg: Mappings = aggregate
+            agg.charges[self.code] = self.item_id
+            if self.active:
+                agg.inactive_charges.discard(self.code)
+            else:
+                agg.inactive_charges.add(self.code)
+
+    class StudentMapped(Aggregate.Event):
+        """A student maps to a QBO Customer."""
+
+        student_id: str
+        customer_id: str
+        operator: str
+
+        def apply(self, aggregate: Any) -> None:
+            """Remember the customer."""
+            agg: Mappings = aggregate
+            agg.students[self.student_id] = self.customer_id
+
+    class PaymentTypeMapped(Aggregate.Event):
+        """A payment type maps to a deposit account (kept when inactive)."""
+
+        name: str
+        deposit_account_id: str
+        payment_method_id: str | None
+        active: bool
+        operator: str
+
+        def apply(self, aggregate: Any) -> None:
+            """Remember the account."""
+            agg: Mappings = aggregate
+            agg.payment_types[self.name] = PaymentTypeMapping(
+                deposit_account_id=self.deposit_account_id,
+                active=self.active,
+                payment_method_id=self.payment_method_id,
+            )
+
+    class DefaultsSet(Aggregate.Event):
+        """Invoice defaults: term, memo, income account (None keeps the old value)."""
+
+        term_id: str | None
+        memo: str | None
+        income_account_id: str | None
+        operator: str
+
+        def apply(self, aggregate: Any) -> None:
+            """Remember the defaults."""
+            agg: Mappings = aggregate
+            if self.term_id is not None:
+                agg.term_id = self.term_id
+            if self.memo is not None:
+                agg.memo = self.memo
+            if self.income_account_id is not None:
+                agg.income_account_id = self.income_account_id
+
+    school: str
+    charges: dict[str, str]
+    inactive_charges: set[str]
+    students: dict[str, str]
+    payment_types: dict[str, PaymentTypeMapping]
+    term_id: str | None
+    memo: str | None
+    income_account_id: str | None
+
+    def __init__(self) -> None:
+        """State is set by the creation event's apply()."""
+
+    def map_charge(
+        self, code: str, item_id: str, *, active: bool, operator: str, at: datetime
+    ) -> None:
+        """Map a charge code to an Item."""
+        self.trigger_event(
+            self.ChargeCodeMapped,
+            code=code,
+            item_id=item_id,
+            active=active,
+            operator=operator,
+            timestamp=at,
+        )
+
+    def map_student(
+        self, student_id: str, customer_id: str, *, operator: str, at: datetime
+    ) -> None:
+        """Map a student to a Customer."""
+        self.trigger_event(
+            self.StudentMapped,
+            student_id=student_id,
+            customer_id=customer_id,
+            operator=operator,
+            timestamp=at,
+        )
+
+    def map_payment_type(
+        self,
+        name: str,
+        deposit_account_id: str,
+        *,
+        payment_method_id: str | None,
+        active: bool,
+        operator: str,
+        at: datetime,
+    ) -> None:
+        """Map a payment type to a deposit account."""
+        self.trigger_event(
+            self.PaymentTypeMapped,
+            name=name,
+            deposit_account_id=deposit_account_id,
+            payment_method_id=payment_method_id,
+            active=active,
+            operator=operator,
+            timestamp=at,
+        )
+
+    def set_defaults(
+        self,
+        *,
+        term_id: str | None,
+        memo: str | None,
+        income_account_id: str | None,
+        operator: str,
+        at: datetime,
+    ) -> None:
+        """Set invoice defaults."""
+        self.trigger_event(
+            self.DefaultsSet,
+            term_id=term_id,
+            memo=memo,
+            income_account_id=income_account_id,
+            operator=operator,
+            timestamp=at,
+        )
+
+    @property
+    def defaults_complete(self) -> bool:
+        """Term, memo and income account are all set."""
+        return None not in (self.term_id, self.memo, self.income_account_id)
+
+    def missing_defaults(self) -> list[str]:
+        """Which defaults are still unset, as keys."""
+        names = {"term": self.term_id, "memo": self.memo, "income_account": self.income_account_id}
+        return [f"default:{k}" for k, v in names.items() if v is None]

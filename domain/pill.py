@@ -1,0 +1,95 @@
+"""The connection pill and the refresh-token badge (DESIGN.md 'Connection pill'), at read time.
+
+Days are counted as the floor of the remaining time in whole days: 30 days and 23 hours left is
+"30d"; under 24 hours left is 0 days ("Reconnect soon" on the badge, "0d left" red on the pill).
+The expiry is the nearer of the rolling and the hard refresh-token expiry. At or past it, or
+after invalid_grant (state expired), the pill says "Reconnect".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from domain.connection import Connection, ConnectionState
+
+GREEN = "green"
+AMBER = "amber"
+RED = "red"
+GREY = "grey"
+CONNECTED = "Connected"
+RECONNECT = "Reconnect"
+NOT_CONNECTED = "Not connected"
+TOKEN_UNKNOWN = "Token unknown"  # noqa: S105 - badge text, not a credential
+RECONNECT_SOON = "Reconnect soon"
+EXPIRED_TITLE = "QuickBooks needs to be reconnected"
+EXPIRED_TEXT = "Your refresh token has expired. Reconnect to keep invoicing through QuickBooks."
+
+
+@dataclass(frozen=True)
+class Pill:
+    """What the status pill and the badge show."""
+
+    pill: str
+    tone: str
+    badge: str
+    days_left: int | None
+    expires_at: datetime | None
+
+    @property
+    def needs_reconnect(self) -> bool:
+        """The refresh token is gone: show the expired panel."""
+        return self.pill == RECONNECT
+
+
+def days_left(expires_at: datetime, now: datetime) -> int:
+    """Whole days remaining (floor); negative once expired."""
+    return (expires_at - now) // timedelta(days=1)
+
+
+def pill_for(expires_at: datetime | None, now: datetime, *, expired: bool = False) -> Pill:
+    """Pill and badge for a connected school whose refresh token expires at ``expires_at``."""
+    if expired or (expires_at is not None and expires_at <= now):
+        days = None if expires_at is None else days_left(expires_at, now)
+        return Pill(RECONNECT, RED, RECONNECT, days, expires_at)
+    if expires_at is None:
+        return Pill(CONNECTED, GREEN, TOKEN_UNKNOWN, None, None)
+    days = days_left(expires_at, now)
+    if days > 30:
+        return Pill(CONNECTED, GREEN, f"{days}d", days, expires_at)
+    if days >= 15:
+        return Pill(f"{days}d left", AMBER, f"{days}d left", days, expires_at)
+    if days >= 1:
+        return Pill(f"{days}d left", RED, f"{days}d • reconnect", days, expires_at)
+    return Pill(f"{days}d left", RED, RECONNECT_SOON, days, expires_at)
+
+
+def connection_pill(connection: Connection | None, now: datetime) -> Pill:
+    """The pill of a school's connection (None or never connected/disconnected: grey)."""
+    if connection is None or connection.state in (
+        ConnectionState.NEVER,
+        ConnectionState.DISCONNECTED,
+    ):
+        return Pill(NOT_CONNECTED, GREY, TOKEN_UNKNOWN, None, None)
+    return pill_for(
+        connection.effective_refresh_expiry(),
+        now,
+        expired=connection.state == ConnectionState.EXPIRED,
+    )
+
+
+def status_document(connection: Connection | None, now: datetime) -> dict[str, Any]:
+    """The connection status as the CLI and the dashboard show it (CLI.md fields)."""
+    pill = connection_pill(connection, now)
+    return {
+        "pill": pill.pill,
+        "tone": pill.tone,
+        "badge": pill.badge,
+        "company": connection.company if connection else None,
+        "country": connection.country if connection else None,
+        "realm": connection.realm if connection else None,
+        "days_left": pill.days_left,
+        "expires_at": pill.expires_at.isoformat() if pill.expires_at else None,
+        "last_error": connection.last_error if connection else None,
+    }

@@ -1,0 +1,195 @@
+"""Ports: what the domain needs from the outside world, as Protocols over frozen dataclasses."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Protocol
+from uuid import UUID
+
+
+class OutcomeKind(StrEnum):
+    """What one push to the accounting system came to."""
+
+    SYNCED = "synced"
+    TRANSIENT = "transient"  # not sent or surely not applied: safe to retry later
+    UNCERTAIN = "uncertain"  # may have reached QBO: resolve by replay/lookup, never blind re-create
+    ACTION_REQUIRED = "action_required"  # a person must act; reason_code says what
+
+
+class ReasonCode(StrEnum):
+    """Why a financial event needs a person (DESIGN.md)."""
+
+    AUTH_EXPIRED = "auth_expired"
+    AUTH_FAILED = "auth_failed"
+    NOT_CONNECTED = "not_connected"
+    MISSING_MAPPING = "missing_mapping"
+    INACTIVE_MAPPING = "inactive_mapping"
+    INVALID_REFERENCE = "invalid_reference"
+    VALIDATION = "validation"
+    DUPLICATE_DOC_NUMBER = "duplicate_doc_number"
+
+
+@dataclass(frozen=True)
+class InvoiceLine:
+    """One sales line of an invoice: an Item, quantity and unit price."""
+
+    item_id: str
+    description: str
+    quantity: Decimal
+    unit_price: Decimal
+    amount: Decimal
+
+
+@dataclass(frozen=True)
+class InvoiceDraft:
+    """An invoice ready to send; request_id and doc_number are derived from the event."""
+
+    event_id: UUID
+    request_id: str
+    doc_number: str
+    customer_id: str
+    txn_date: date
+    lines: tuple[InvoiceLine, ...]
+    total: Decimal
+    currency: str = "USD"
+    term_id: str | None = None
+    customer_memo: str | None = None
+    private_note: str | None = None
+
+
+@dataclass(frozen=True)
+class PaymentDraft:
+    """A received payment ready to send, linked to an invoice when known."""
+
+    event_id: UUID
+    request_id: str
+    customer_id: str
+    txn_date: date
+    amount: Decimal
+    deposit_account_id: str
+    currency: str = "USD"
+    payment_method_id: str | None = None
+    linked_invoice_id: str | None = None
+    private_note: str | None = None
+
+
+@dataclass(frozen=True)
+class PushOutcome:
+    """The classified result of pushing one draft (or looking one up)."""
+
+    event_id: UUID
+    kind: OutcomeKind
+    qbo_id: str | None = None
+    doc_number: str | None = None
+    reason_code: ReasonCode | None = None
+    code: str | None = None  # QBO's error code, e.g. "6000", "3200"
+    message: str = ""  # QBO's own message (+ detail), never a bare status code
+    http_status: int | None = None
+    retry_after: float | None = None  # seconds to pause the realm (429)
+    missing: tuple[str, ...] = ()  # keys QBO named (element), if any
+
+
+@dataclass(frozen=True)
+class FoundInvoice:
+    """An invoice found in QBO by DocNumber: enough to compare contents."""
+
+    qbo_id: str
+    doc_number: str
+    customer_id: str
+    total: Decimal
+
+
+@dataclass(frozen=True)
+class CompanyInfo:
+    """Who we are connected to."""
+
+    company_name: str
+    country: str
+
+
+@dataclass(frozen=True)
+class LookupResult:
+    """A DocNumber lookup: found invoice, nothing, or a failure outcome."""
+
+    found: FoundInvoice | None = None
+    failure: PushOutcome | None = None
+
+
+@dataclass(frozen=True)
+class TokenExpiries:
+    """Expiry times of a token set; token values never leave the vault."""
+
+    access_expires_at: datetime
+    refresh_expires_at: datetime | None
+    hard_expires_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ConnectionCheck:
+    """Result of a live connection test."""
+
+    ok: bool
+    company: CompanyInfo | None = None
+    message: str = ""
+    reason_code: ReasonCode | None = None
+
+
+class AccountingGateway(Protocol):
+    """Pushes drafts to the accounting system of one school (one QBO realm)."""
+
+    def push_invoice(self, draft: InvoiceDraft) -> PushOutcome:
+        """Create one invoice with its request id (replay-safe)."""
+        ...
+
+    def push_invoices(self, drafts: Sequence[InvoiceDraft]) -> list[PushOutcome]:
+        """Create many invoices through the batch endpoint; one outcome per draft, same order."""
+        ...
+
+    def push_payment(self, draft: PaymentDraft) -> PushOutcome:
+        """Create one payment with its request id (replay-safe)."""
+        ...
+
+    def find_invoice(self, doc_number: str) -> LookupResult:
+        """Look an invoice up by DocNumber (a metered read: only when uncertain)."""
+        ...
+
+    def inactive_references(
+        self, item_ids: Sequence[str], customer_ids: Sequence[str]
+    ) -> frozenset[str] | None:
+        """Which of these Items/Customers are inactive ("Item:3"); None when it cannot tell."""
+        ...
+
+    def test_connection(self) -> ConnectionCheck:
+        """Read CompanyInfo live."""
+        ...
+
+
+class Clock(Protocol):
+    """The time, so tests can walk it."""
+
+    def now(self) -> datetime:
+        """Current aware UTC time."""
+        ...
+
+
+@dataclass
+class FixedClock:
+    """A clock that stands still until moved (tests, demos, as-of reads)."""
+
+    at: datetime
+    history: list[datetime] = field(default_factory=list)
+
+    def now(self) -> datetime:
+        """The fixed time."""
+        return self.at
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward."""
+        from datetime import timedelta
+
+        self.history.append(self.at)
+        self.at = self.at + timedelta(seconds=seconds)

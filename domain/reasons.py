@@ -1,0 +1,81 @@
+"""Operator-facing words for reason codes: what to do to fix each group."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from domain.ports import ReasonCode
+
+_FIX = {
+    ReasonCode.AUTH_EXPIRED: "Reconnect QuickBooks, then press Retry Failed",
+    ReasonCode.AUTH_FAILED: (
+        "Reconnect QuickBooks with an admin user of the company, then press Retry Failed"
+    ),
+    ReasonCode.NOT_CONNECTED: "Connect QuickBooks, then press Retry Failed",
+    ReasonCode.INVALID_REFERENCE: (
+        "A mapped QuickBooks object no longer exists: map it to an existing one, then Retry Failed"
+    ),
+    ReasonCode.VALIDATION: "Correct what QuickBooks reported, then press Retry Failed",
+    ReasonCode.DUPLICATE_DOC_NUMBER: (
+        "An invoice with this number but different contents exists in QuickBooks: "
+        "review it there, then Retry Failed or Dismiss"
+    ),
+}
+
+_KIND_WORDS = {
+    "charge": ("charge code", "a QuickBooks item", "mappings set charge {key} --item ID"),
+    "student": ("student", "a QuickBooks customer", "mappings set student {key} --customer ID"),
+    "payment_type": (
+        "payment type",
+        "a QuickBooks deposit account",
+        "mappings set payment-type {key} --deposit-account ID",
+    ),
+    "default": ("default", "a value", "mappings set defaults --{flag} VALUE"),
+}
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """'charge:fuel' -> ('charge', 'fuel')."""
+    kind, _, name = key.partition(":")
+    return kind, name
+
+
+def describe_missing(key: str) -> str:
+    """One missing mapping key in plain words."""
+    kind, name = split_key(key)
+    if kind == "default":
+        return f"Set the default {name.replace('_', ' ')}"
+    word, target, _ = _KIND_WORDS.get(kind, (kind, "a QuickBooks object", ""))
+    return f"Map {word} {name} to {target}"
+
+
+def command_for(key: str) -> str:
+    """The CLI command that fixes one missing mapping key."""
+    kind, name = split_key(key)
+    _, _, template = _KIND_WORDS.get(kind, ("", "", ""))
+    flag = {"term": "term", "memo": "memo", "income_account": "income-account"}.get(name, name)
+    return "flightledger " + template.format(key=name, flag=flag) if template else ""
+
+
+def fix_for(reason_code: str | None, missing: Iterable[str] = ()) -> str:
+    """What the operator does to fix a reason group."""
+    if reason_code is None:
+        return ""
+    code = ReasonCode(reason_code)
+    keys = sorted(set(missing))
+    if code == ReasonCode.MISSING_MAPPING:
+        if not keys:
+            return "Complete the mappings, then press Retry Failed"
+        return "; ".join(describe_missing(k) for k in keys) + ", then press Retry Failed"
+    if code == ReasonCode.INACTIVE_MAPPING:
+        if not keys:
+            return (
+                "A mapped QuickBooks object is inactive: reactivate it in QuickBooks or map "
+                "another, then press Retry Failed"
+            )
+        names = ", ".join(keys)
+        return (
+            f"Inactive in QuickBooks: {names}. Reactivate it there or map another, "
+            "then press Retry Failed"
+        )
+    return _FIX[code]

@@ -1,0 +1,456 @@
+"""Input records (CLI.md "Input records"): parse and validate into frozen dataclasses."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Any
+
+MAX_ID_LENGTH = 64
+MAX_NAME_LENGTH = 200
+MAX_MEMO_LENGTH = 1000
+MAX_AMOUNT = Decimal("99999999.99")
+
+
+class RecordKind(StrEnum):
+    """The three kinds of financial fact."""
+
+    FLIGHT_ENDED = "flight-ended"
+    INVOICE_REQUESTED = "invoice-requested"
+    PAYMENT_RECEIVED = "payment-received"
+
+
+class RecordError(ValueError):
+    """A record was refused: which field and why."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Party:
+    """A student or instructor: id and display name."""
+
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Aircraft:
+    """The aircraft flown."""
+
+    tail: str
+    type: str
+
+
+@dataclass(frozen=True)
+class Hobbs:
+    """Hobbs meter readings."""
+
+    start: Decimal
+    end: Decimal
+
+
+@dataclass(frozen=True)
+class Charge:
+    """One billable line: charge code, quantity and rate."""
+
+    code: str
+    quantity: Decimal
+    rate: Decimal
+    description: str | None = None
+
+    @property
+    def amount(self) -> Decimal:
+        """Quantity x rate, rounded to cents."""
+        return (self.quantity * self.rate).quantize(Decimal("0.01"))
+
+
+@dataclass(frozen=True)
+class FlightEndedRecord:
+    """A flight ended: the source of an invoice."""
+
+    flight_id: str
+    ended_at: datetime
+    student: Party
+    instructor: Party
+    aircraft: Aircraft
+    hobbs: Hobbs
+    charges: tuple[Charge, ...]
+    currency: str
+
+    kind = RecordKind.FLIGHT_ENDED
+
+    @property
+    def source_id(self) -> str:
+        """The id this record is deduplicated on."""
+        return self.flight_id
+
+    @property
+    def total(self) -> Decimal:
+        """Sum of the charge amounts."""
+        return sum((c.amount for c in self.charges), Decimal("0.00"))
+
+
+@dataclass(frozen=True)
+class InvoiceRequestedRecord:
+    """An invoice requested by the office (not tied to a flight)."""
+
+    request_id: str
+    requested_at: datetime
+    student: Party
+    charges: tuple[Charge, ...]
+    currency: str
+    memo: str | None = None
+
+    kind = RecordKind.INVOICE_REQUESTED
+
+    @property
+    def source_id(self) -> str:
+        """The id this record is deduplicated on."""
+        return self.request_id
+
+    @property
+    def total(self) -> Decimal:
+        """Sum of the charge amounts."""
+        return sum((c.amount for c in self.charges), Decimal("0.00"))
+
+
+@dataclass(frozen=True)
+class PaymentReceivedRecord:
+    """A payment received from a student."""
+
+    payment_id: str
+    received_at: datetime
+    student: Party
+    amount: Decimal
+    payment_type: str
+    currency: str
+    applies_to: str | None = None
+
+    kind = RecordKind.PAYMENT_RECEIVED
+
+    @property
+    def source_id(self) -> str:
+        """The id this record is deduplicated on."""
+        return self.payment_id
+
+    @property
+    def total(self) -> Decimal:
+        """The amount received."""
+        return self.amount
+
+
+Record = FlightEndedRecord | InvoiceRequestedRecord | PaymentReceivedRecord
+
+
+# --- field parsers -----------------------------------------------------------------------------
+
+# Speed-ups that change no rule: strings already accepted (as an id, as a name, as a decimal) are
+# accepted again without re-checking; a failing value is never cached, so every refusal is
+# re-derived with its exact message. Bounded: a full cache is emptied and refilled.
+_CACHE_LIMIT = 4096
+_GOOD_IDS: set[str] = set()
+_GOOD_NAMES: set[str] = set()
+_GOOD_DECIMALS: dict[str, Decimal] = {}
+_CENT = Decimal("0.01")
+_DECODER = json.JSONDecoder(parse_float=Decimal)
+
+
+def _remember(cache: set[str], value: str) -> None:
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache.add(value)
+
+
+class _Shape:
+    """The fields a JSON object may and must have, precomputed for the fast check."""
+
+    __slots__ = ("allowed", "optional", "required", "required_sorted")
+
+    def __init__(self, required: set[str], optional: set[str]) -> None:
+        self.required = frozenset(required)
+        self.optional = frozenset(optional)
+        self.allowed = self.required | self.optional
+        self.required_sorted = tuple(sorted(required))
+
+
+def _obj(value: Any, field: str, shape: _Shape) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise RecordError(field or "record", "must be a JSON object")
+    if value.keys() <= shape.allowed:  # fast path: no unknown field
+        for key in shape.required_sorted:
+            if value.get(key) is None:
+                break
+        else:
+            return value
+    unknown = sorted(set(value) - shape.allowed)
+    if unknown:
+        name = f"{field}.{unknown[0]}" if field else unknown[0]
+        raise RecordError(name, "unknown field")
+    for key in shape.required_sorted:
+        if key not in value or value[key] is None:
+            raise RecordError(f"{field}.{key}" if field else key, "is required")
+    return value
+
+
+def _id(value: Any, field: str) -> str:
+    if type(value) is str and value in _GOOD_IDS:
+        return value
+    if not isinstance(value, str):
+        raise RecordError(field, "must be a string")
+    if not 1 <= len(value) <= MAX_ID_LENGTH:
+        raise RecordError(field, f"must be 1-{MAX_ID_LENGTH} characters")
+    if not value.isprintable() or value.strip() != value:
+        raise RecordError(field, "must be printable characters without leading/trailing spaces")
+    if type(value) is str:
+        _remember(_GOOD_IDS, value)
+    return value
+
+
+def _text(value: Any, field: str, max_length: int = MAX_NAME_LENGTH) -> str:
+    if max_length == MAX_NAME_LENGTH and type(value) is str and value in _GOOD_NAMES:
+        return value
+    if not isinstance(value, str):
+        raise RecordError(field, "must be a string")
+    if not value.strip():
+        raise RecordError(field, "must not be empty")
+    if len(value) > max_length:
+        raise RecordError(field, f"must be at most {max_length} characters")
+    if not value.isprintable():
+        raise RecordError(field, "must be printable characters")
+    if max_length == MAX_NAME_LENGTH and type(value) is str:
+        _remember(_GOOD_NAMES, value)
+    return value
+
+
+def _decimal(value: Any, field: str, *, what: str = "amount") -> Decimal:
+    if type(value) is str:
+        known = _GOOD_DECIMALS.get(value)
+        if known is not None:
+            return known
+        number = _decimal_checked(value, field, what)
+        if len(_GOOD_DECIMALS) >= _CACHE_LIMIT:
+            _GOOD_DECIMALS.clear()
+        _GOOD_DECIMALS[value] = number
+        return number
+    return _decimal_checked(value, field, what)
+
+
+def _decimal_checked(value: Any, field: str, what: str) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
+        raise RecordError(field, f"{what} must be a decimal string or number")
+    try:
+        number = Decimal(str(value).strip()) if not isinstance(value, Decimal) else value
+    except InvalidOperation:
+        raise RecordError(field, f"{what} is not a decimal number: {value!r}") from None
+    if not number.is_finite():
+        raise RecordError(field, f"{what} must be finite")
+    exponent = number.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -2:
+        raise RecordError(field, f"{what} has more than 2 decimal places")
+    if number < 0:
+        raise RecordError(field, f"{what} must be >= 0")
+    if number > MAX_AMOUNT:
+        raise RecordError(field, f"{what} must be at most {MAX_AMOUNT}")
+    return number.quantize(_CENT)
+
+
+def _timestamp(value: Any, field: str) -> datetime:
+    if not isinstance(value, str):
+        raise RecordError(field, "must be an ISO 8601 date-time string")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise RecordError(field, f"is not an ISO 8601 date-time: {value!r}") from None
+    if parsed.tzinfo is None:
+        raise RecordError(field, "must include a time zone (e.g. 'Z')")
+    return parsed
+
+
+def _currency(value: Any, field: str) -> str:
+    if not (isinstance(value, str) and len(value) == 3 and value.isascii() and value.isupper()):
+        raise RecordError(field, "must be a 3-letter ISO currency code like 'USD'")
+    return value
+
+
+def _party(value: Any, field: str) -> Party:
+    obj = _obj(value, field, _PARTY)
+    return Party(id=_id(obj["id"], f"{field}.id"), name=_text(obj["name"], f"{field}.name"))
+
+
+def _charges(value: Any, field: str) -> tuple[Charge, ...]:
+    if not isinstance(value, list):
+        raise RecordError(field, "must be a list of charges")
+    if not value:
+        raise RecordError(field, "must contain at least one charge")
+    if len(value) > 250:
+        raise RecordError(field, "must contain at most 250 charges")
+    charges = []
+    for i, raw in enumerate(value):
+        where = f"{field}[{i}]"
+        obj = _obj(raw, where, _CHARGE)
+        description = obj.get("description")
+        charges.append(
+            Charge(
+                code=_id(obj["code"], f"{where}.code"),
+                quantity=_decimal(obj["quantity"], f"{where}.quantity", what="quantity"),
+                rate=_decimal(obj["rate"], f"{where}.rate", what="rate"),
+                description=None
+                if description is None
+                else _text(description, f"{where}.description", 4000),
+            )
+        )
+    result = tuple(charges)
+    if sum((c.amount for c in result), Decimal(0)) <= 0:
+        raise RecordError(field, "total must be positive")
+    return result
+
+
+_PARTY = _Shape({"id", "name"}, set())
+_CHARGE = _Shape({"code", "quantity", "rate"}, {"description"})
+_AIRCRAFT = _Shape({"tail", "type"}, set())
+_HOBBS = _Shape({"start", "end"}, set())
+_FLIGHT = _Shape(
+    {"flight_id", "ended_at", "student", "instructor", "aircraft", "hobbs", "charges", "currency"},
+    set(),
+)
+_INVOICE = _Shape({"request_id", "requested_at", "student", "charges", "currency"}, {"memo"})
+_PAYMENT = _Shape(
+    {"payment_id", "received_at", "student", "amount", "payment_type", "currency"},
+    {"applies_to"},
+)
+
+
+def parse_flight_ended(value: Any) -> FlightEndedRecord:
+    """Validate a flight-ended record."""
+    obj = _obj(value, "", _FLIGHT)
+    aircraft = _obj(obj["aircraft"], "aircraft", _AIRCRAFT)
+    hobbs_obj = _obj(obj["hobbs"], "hobbs", _HOBBS)
+    start = _decimal(hobbs_obj["start"], "hobbs.start", what="hobbs reading")
+    end = _decimal(hobbs_obj["end"], "hobbs.end", what="hobbs reading")
+    if end < start:
+        raise RecordError("hobbs.end", f"must be >= hobbs.start ({start})")
+    return FlightEndedRecord(
+        flight_id=_id(obj["flight_id"], "flight_id"),
+        ended_at=_timestamp(obj["ended_at"], "ended_at"),
+        student=_party(obj["student"], "student"),
+        instructor=_party(obj["instructor"], "instructor"),
+        aircraft=Aircraft(
+            tail=_id(aircraft["tail"], "aircraft.tail"),
+            type=_id(aircraft["type"], "aircraft.type"),
+        ),
+        hobbs=Hobbs(start=start, end=end),
+        charges=_charges(obj["charges"], "charges"),
+        currency=_currency(obj["currency"], "currency"),
+    )
+
+
+def parse_invoice_requested(value: Any) -> InvoiceRequestedRecord:
+    """Validate an invoice-requested record."""
+    obj = _obj(value, "", _INVOICE)
+    memo = obj.get("memo")
+    return InvoiceRequestedRecord(
+        request_id=_id(obj["request_id"], "request_id"),
+        requested_at=_timestamp(obj["requested_at"], "requested_at"),
+        student=_party(obj["student"], "student"),
+        charges=_charges(obj["charges"], "charges"),
+        currency=_currency(obj["currency"], "currency"),
+        memo=None if memo is None else _text(memo, "memo", MAX_MEMO_LENGTH),
+    )
+
+
+def parse_payment_received(value: Any) -> PaymentReceivedRecord:
+    """Validate a payment-received record."""
+    obj = _obj(value, "", _PAYMENT)
+    amount = _decimal(obj["amount"], "amount")
+    if amount <= 0:
+        raise RecordError("amount", "must be positive")
+    applies_to = obj.get("applies_to")
+    return PaymentReceivedRecord(
+        payment_id=_id(obj["payment_id"], "payment_id"),
+        received_at=_timestamp(obj["received_at"], "received_at"),
+        student=_party(obj["student"], "student"),
+        amount=amount,
+        payment_type=_id(obj["payment_type"], "payment_type"),
+        currency=_currency(obj["currency"], "currency"),
+        applies_to=None if applies_to is None else _id(applies_to, "applies_to"),
+    )
+
+
+PARSERS: dict[RecordKind, Callable[[Any], Record]] = {
+    RecordKind.FLIGHT_ENDED: parse_flight_ended,
+    RecordKind.INVOICE_REQUESTED: parse_invoice_requested,
+    RecordKind.PAYMENT_RECEIVED: parse_payment_received,
+}
+
+
+def parse_line(kind: RecordKind, line: str) -> Record:
+    """Parse one JSON line of the given kind; floats are read as exact decimals."""
+    try:
+        if type(line) is str and not line.startswith("\ufeff"):
+            value = _DECODER.decode(line)  # what json.loads does, without a decoder per call
+        else:
+            value = json.loads(line, parse_float=Decimal)
+    except json.JSONDecodeError as exc:
+        raise RecordError("record", f"is not valid JSON: {exc.msg} at column {exc.colno}") from None
+    return PARSERS[kind](value)
+
+
+def record_to_data(record: Record) -> dict[str, Any]:
+    """The record as event data: plain types with Decimal and datetime kept exact."""
+    if isinstance(record, FlightEndedRecord):
+        return {
+            "flight_id": record.flight_id,
+            "ended_at": record.ended_at,
+            "student": {"id": record.student.id, "name": record.student.name},
+            "instructor": {"id": record.instructor.id, "name": record.instructor.name},
+            "aircraft": {"tail": record.aircraft.tail, "type": record.aircraft.type},
+            "hobbs": {"start": record.hobbs.start, "end": record.hobbs.end},
+            "charges": [_charge_data(c) for c in record.charges],
+            "currency": record.currency,
+        }
+    if isinstance(record, InvoiceRequestedRecord):
+        return {
+            "request_id": record.request_id,
+            "requested_at": record.requested_at,
+            "student": {"id": record.student.id, "name": record.student.name},
+            "charges": [_charge_data(c) for c in record.charges],
+            "currency": record.currency,
+            "memo": record.memo,
+        }
+    return {
+        "payment_id": record.payment_id,
+        "received_at": record.received_at,
+        "student": {"id": record.student.id, "name": record.student.name},
+        "amount": record.amount,
+        "payment_type": record.payment_type,
+        "currency": record.currency,
+        "applies_to": record.applies_to,
+    }
+
+
+def _charge_data(charge: Charge) -> dict[str, Any]:
+    data: dict[str, Any] = {"code": charge.code, "quantity": charge.quantity, "rate": charge.rate}
+    if charge.description is not None:
+        data["description"] = charge.description
+    return data
+
+
+def charges_from_data(data: list[dict[str, Any]]) -> tuple[Charge, ...]:
+    """Rebuild charges from stored event data."""
+    return tuple(
+        Charge(
+            code=str(c["code"]),
+            quantity=Decimal(c["quantity"]),
+            rate=Decimal(c["rate"]),
+            description=c.get("description"),
+        )
+        for c in data
+    )

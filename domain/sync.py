@@ -1,0 +1,136 @@
+"""Pure rules of the sync worker: backoff, attempt budgets, batching and lookup comparison."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from domain.financial_event import FinancialEvent, Status
+from domain.ports import FoundInvoice, InvoiceDraft, PushOutcome
+from domain.records import RecordKind
+
+T = TypeVar("T")
+
+BATCH_MAX = 30  # QBO's documented maximum operations per batch request
+WAITING = frozenset({Status.PENDING, Status.RETRYING})
+THROTTLE_CODES = frozenset({"3001"})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter, bounded by a number of automatic attempts."""
+
+    max_attempts: int = 5
+    base_seconds: float = 1.0
+    cap_seconds: float = 60.0
+    jitter: float = 0.5  # the delay is scaled by a factor in [1 - jitter, 1]
+
+    def delay(self, failures: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait after the n-th consecutive failure (n >= 1)."""
+        exponent = max(0, failures - 1)
+        raw = min(self.cap_seconds, self.base_seconds * (2.0**exponent))
+        factor = 1.0 - self.jitter * (rng or random).random()
+        return raw * factor
+
+    def next_attempt_at(
+        self, updated_at: datetime, failures: int, rng: random.Random | None = None
+    ) -> datetime:
+        """When an event that failed at updated_at may be tried again."""
+        return updated_at + timedelta(seconds=self.delay(failures, rng))
+
+    def exhausted(self, failures: int) -> bool:
+        """True once the automatic attempts are used up."""
+        return failures >= self.max_attempts
+
+
+def chunks(items: Sequence[T], size: int = BATCH_MAX) -> list[list[T]]:
+    """Split items into consecutive chunks of at most size."""
+    if size < 1:
+        raise ValueError("size: must be at least 1")
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+def is_invoice(event: FinancialEvent) -> bool:
+    """Flights and invoice requests become invoices; payments become payments."""
+    return event.kind != RecordKind.PAYMENT_RECEIVED.value
+
+
+def may_have_landed(event: FinancialEvent) -> bool:
+    """An earlier push of this event may have reached QBO: never send it blind in a batch.
+
+    Uncertain events obviously; pending events with earlier attempts were requeued by an
+    operator after an outcome that may have been uncertain (or auth_expired while syncing).
+    """
+    if event.status == Status.UNCERTAIN:
+        return True
+    return event.status == Status.PENDING and event.attempts > 0
+
+
+def failures_since_retry(event_types: Iterable[str]) -> int:
+    """Failed pushes since the last operator retry, from an event's history (type names)."""
+    count = 0
+    for name in event_types:
+        if name == "RetryRequested":
+            count = 0
+        elif name == "PushFailed":
+            count += 1
+    return count
+
+
+def is_throttle(outcome: PushOutcome) -> bool:
+    """A 429 / ThrottleExceeded: pause the realm, do not spend an attempt."""
+    return outcome.http_status == 429 or (outcome.code or "") in THROTTLE_CODES
+
+
+def same_invoice(found: FoundInvoice, draft: InvoiceDraft) -> bool:
+    """The invoice found by DocNumber is ours: same customer and same total."""
+    return found.customer_id == draft.customer_id and found.total == draft.total
+
+
+def applies_to_reference(event: FinancialEvent) -> str | None:
+    """The flight/request id a payment applies to, if any."""
+    value = event.data.get("applies_to")
+    return str(value) if value else None
+
+
+_QBO_OBJECT_ID = re.compile(r"\b(Item|Customer|Account|Term|PaymentMethod)\s+(\d+)\b")
+
+
+def blamed_mappings(
+    event: FinancialEvent,
+    draft: InvoiceDraft | None,
+    outcome: PushOutcome,
+    inactive: frozenset[str] | None = None,
+) -> tuple[list[str], str]:
+    """Which of our mapping keys a 610/2500 fault points at, and a sentence naming them.
+
+    QBO names only the element (``Line.SalesItemLineDetail.ItemRef``) and sometimes an id
+    ("Item 99"); `inactive` is what a lookup found ("Item:3"). The operator needs the charge
+    code or student that maps to it.
+    """
+    elements = " ".join(outcome.missing)
+    named = {(kind, number) for kind, number in _QBO_OBJECT_ID.findall(outcome.message)}
+    if not named and inactive:
+        named = {(ref.partition(":")[0], ref.partition(":")[2]) for ref in inactive}
+    keys: list[str] = []
+    parts: list[str] = []
+    if draft is not None and ("ItemRef" in elements or not elements):
+        codes = [str(c["code"]) for c in event.data.get("charges", [])]
+        for code, line in zip(codes, draft.lines, strict=False):
+            key = f"charge:{code}"
+            if key in keys or (named and ("Item", line.item_id) not in named):
+                continue
+            keys.append(key)
+            parts.append(f"charge code {code} -> item {line.item_id}")
+    customer_blamed = not named or ("Customer", draft.customer_id if draft else "") in named
+    if draft is not None and ("CustomerRef" in elements or not elements) and customer_blamed:
+        keys.append(f"student:{event.student_id}")
+        parts.append(f"student {event.student_id} -> customer {draft.customer_id}")
+    if not parts:
+        return keys, ""
+    lead = " Inactive in QuickBooks: " if named else " Mapped here (one of them is affected): "
+    return keys, lead + "; ".join(parts) + "."

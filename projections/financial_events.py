@@ -1,0 +1,690 @@
+"""The financial-event projection: domain events in, view rows out (pure, no I/O)."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Final
+from uuid import UUID
+
+from eventsourcing.persistence import (
+    DatetimeAsISO,
+    DecimalAsStr,
+    JSONTranscoder,
+    Mapper,
+    Notification,
+)
+from eventsourcing.utils import get_topic, resolve_topic
+
+from domain.financial_event import FailureCategory, FinancialEvent, Status
+from projections.view import EventRow, ReasonGroup
+
+FINANCIAL_EVENT_TOPIC_PREFIX = f"{FinancialEvent.__module__}:{FinancialEvent.__qualname__}."
+STATUSES: tuple[str, ...] = tuple(s.value for s in Status)
+
+_FAILED_STATUS = {
+    FailureCategory.TRANSIENT.value: Status.RETRYING.value,
+    FailureCategory.EXHAUSTED.value: Status.FAILED.value,
+    FailureCategory.UNCERTAIN.value: Status.UNCERTAIN.value,
+}
+
+Change = tuple[int, Any]  # (log position, decoded domain event)
+
+
+class UnreadableEvent(ValueError):
+    """A stored event the projection cannot decode: the projector stops on it."""
+
+    def __init__(self, position: int, reason: str) -> None:
+        super().__init__(f"log position {position} cannot be read: {reason}")
+        self.position = position
+        self.reason = reason
+
+
+def is_financial_topic(topic: str) -> bool:
+    """True when a stored event's topic is one of FinancialEvent's events."""
+    return topic.startswith(FINANCIAL_EVENT_TOPIC_PREFIX)
+
+
+def is_creation(event: object) -> bool:
+    """True for FlightEnded / InvoiceRequested / PaymentReceived."""
+    return isinstance(event, FinancialEvent.Recorded)
+
+
+def apply_event(row: EventRow | None, event: Any, position: int) -> EventRow | None:
+    """The row after one event (None when the event is not a financial event's, or unknown)."""
+    at: datetime = event.timestamp
+    if isinstance(event, FinancialEvent.Recorded):
+        data = event.data if isinstance(event.data, dict) else {}
+        applies_to = data.get("applies_to")
+        return EventRow(
+            id=event.originator_id,
+            school=event.school,
+            kind=event.kind,
+            reference=event.reference,
+            student_id=event.student_id,
+            amount=event.amount,
+            status=Status.PENDING.value,
+            reason_code=None,
+            reason="",
+            missing=(),
+            attempts=0,
+            qbo_id=None,
+            doc_number=None,
+            updated_at=at,
+            applies_to=None if applies_to is None else str(applies_to),
+            created_at=at,
+            position=position,
+        )
+    if row is None:
+        return None
+    if isinstance(event, FinancialEvent.PushStarted):
+        return replace(
+            row,
+            status=Status.SYNCING.value,
+            attempts=event.attempt,
+            doc_number=event.doc_number,
+            updated_at=at,
+        )
+    if isinstance(event, FinancialEvent.Synced):
+        return replace(
+            row,
+            status=Status.SYNCED.value,
+            qbo_id=event.qbo_id,
+            doc_number=event.doc_number,
+            reason_code=None,
+            reason="",
+            missing=(),
+            updated_at=at,
+        )
+    if isinstance(event, FinancialEvent.PushFailed):
+        return replace(
+            row,
+            status=_FAILED_STATUS[event.category],
+            reason_code=None,
+            reason=event.message,
+            missing=(),
+            updated_at=at,
+        )
+    if isinstance(event, FinancialEvent.ActionRequired):
+        return replace(
+            row,
+            status=Status.ACTION_REQUIRED.value,
+            reason_code=event.reason_code,
+            reason=event.message,
+            missing=tuple(event.missing),
+            updated_at=at,
+        )
+    if isinstance(event, FinancialEvent.RetryRequested):
+        return replace(
+            row,
+            status=Status.PENDING.value,
+            reason_code=None,
+            reason="",
+            missing=(),
+            updated_at=at,
+        )
+    if isinstance(event, FinancialEvent.Dismissed):
+        return replace(row, status=Status.DISMISSED.value, reason=event.note, updated_at=at)
+    return row
+
+
+def ids_to_load(changes: Iterable[Change]) -> builtins.set[UUID]:
+    """Ids whose current rows a batch needs (events of financial events created earlier)."""
+    created: builtins.set[UUID] = set()
+    needed: builtins.set[UUID] = set()
+    for _, event in changes:
+        if is_creation(event):
+            created.add(event.originator_id)
+        elif event.originator_id not in created:
+            needed.add(event.originator_id)
+    return needed
+
+
+def fold(existing: Mapping[UUID, EventRow], changes: Iterable[Change]) -> dict[UUID, EventRow]:
+    """Apply a batch of events to the rows they touch; returns the changed rows only."""
+    changed: dict[UUID, EventRow] = {}
+    for position, event in changes:
+        key: UUID = event.originator_id
+        current = changed.get(key) or existing.get(key)
+        new = apply_event(current, event, position)
+        if new is not None and new is not current:
+            changed[key] = new
+    return changed
+
+
+# --- the fast path: compact events and raw rows -----------------------------------------------
+#
+# A compact event is a plain tuple holding only what the row needs, with every value already in
+# its storage form: (op, originator id, timestamp ISO string, *fields). A raw row is a list in
+# column order (RAW_COLUMNS) with the amount as its canonical decimal string, timestamps as ISO
+# strings and `missing` as a tuple. `compact_event` (from a decoded domain event) and
+# `ChangeDecoder` (straight from the stored JSON) produce the same tuples; `fold_raw` applies
+# them exactly as `apply_event` applies domain events (tests/unit/test_projection_fastpath.py).
+
+CREATED: Final = 0  # (op, id, at, school, kind, reference, student_id, amount, applies_to)
+PUSH_STARTED: Final = 1  # (op, id, at, attempt, doc_number)
+SYNCED: Final = 2  # (op, id, at, qbo_id, doc_number)
+PUSH_FAILED: Final = 3  # (op, id, at, status, message)
+ACTION_REQUIRED: Final = 4  # (op, id, at, reason_code, message, missing)
+RETRY_REQUESTED: Final = 5  # (op, id, at)
+DISMISSED: Final = 6  # (op, id, at, note)
+
+RAW_COLUMNS: tuple[str, ...] = (
+    "id",
+    "school",
+    "kind",
+    "reference",
+    "student_id",
+    "amount",
+    "status",
+    "reason_code",
+    "reason",
+    "missing",
+    "attempts",
+    "qbo_id",
+    "doc_number",
+    "updated_at",
+    "applies_to",
+    "created_at",
+    "position",
+)
+RawRow = list[Any]
+
+_PENDING = Status.PENDING.value
+_SYNCING = Status.SYNCING.value
+_SYNCED = Status.SYNCED.value
+_ACTION_REQUIRED = Status.ACTION_REQUIRED.value
+_DISMISSED = Status.DISMISSED.value
+
+
+def compact_event(event: Any) -> tuple[Any, ...] | None:
+    """The compact form of a decoded domain event (None: not one the view applies).
+
+    Raises AttributeError/KeyError/TypeError when the event lacks what the row needs.
+    """
+    at = event.timestamp.isoformat()
+    key = event.originator_id
+    if isinstance(event, FinancialEvent.Recorded):
+        data = event.data if isinstance(event.data, dict) else {}
+        applies_to = data.get("applies_to")
+        return (
+            CREATED,
+            key,
+            at,
+            event.school,
+            event.kind,
+            event.reference,
+            event.student_id,
+            str(event.amount),
+            None if applies_to is None else str(applies_to),
+        )
+    if isinstance(event, FinancialEvent.PushStarted):
+        return (PUSH_STARTED, key, at, event.attempt, event.doc_number)
+    if isinstance(event, FinancialEvent.Synced):
+        return (SYNCED, key, at, event.qbo_id, event.doc_number)
+    if isinstance(event, FinancialEvent.PushFailed):
+        return (PUSH_FAILED, key, at, _FAILED_STATUS[event.category], event.message)
+    if isinstance(event, FinancialEvent.ActionRequired):
+        return (ACTION_REQUIRED, key, at, event.reason_code, event.message, tuple(event.missing))
+    if isinstance(event, FinancialEvent.RetryRequested):
+        return (RETRY_REQUESTED, key, at)
+    if isinstance(event, FinancialEvent.Dismissed):
+        return (DISMISSED, key, at, event.note)
+    return None
+
+
+def raw_ids_to_load(changes: Iterable[Change]) -> builtins.set[UUID]:
+    """Ids whose current rows a batch of compact (or domain) events needs."""
+    created: builtins.set[UUID] = set()
+    needed: builtins.set[UUID] = set()
+    for _, event in changes:
+        if type(event) is tuple:
+            creation, key = event[0] == CREATED, event[1]
+        else:
+            creation, key = is_creation(event), event.originator_id
+        if creation:
+            created.add(key)
+        elif key not in created:
+            needed.add(key)
+    return needed
+
+
+def fold_raw(existing: Mapping[UUID, RawRow], changes: Iterable[Change]) -> dict[UUID, RawRow]:
+    """`fold` over raw rows; changes hold compact events (domain events are compacted first).
+
+    Returns the changed rows only; rows in `existing` are copied, never modified.
+    """
+    changed: dict[UUID, RawRow] = {}
+    for position, given in changes:
+        event = given if type(given) is tuple else compact_event(given)
+        if event is None:
+            continue
+        op = event[0]
+        key = event[1]
+        if op == CREATED:
+            changed[key] = [
+                key,
+                event[3],
+                event[4],
+                event[5],
+                event[6],
+                event[7],
+                _PENDING,
+                None,
+                "",
+                (),
+                0,
+                None,
+                None,
+                event[2],
+                event[8],
+                event[2],
+                position,
+            ]
+            continue
+        row = changed.get(key)
+        if row is None:
+            base = existing.get(key)
+            if base is None:
+                continue
+            row = changed[key] = list(base)
+        if op == PUSH_STARTED:
+            row[6] = _SYNCING
+            row[10] = event[3]
+            row[12] = event[4]
+        elif op == SYNCED:
+            row[6] = _SYNCED
+            row[11] = event[3]
+            row[12] = event[4]
+            row[7] = None
+            row[8] = ""
+            row[9] = ()
+        elif op == PUSH_FAILED:
+            row[6] = event[3]
+            row[7] = None
+            row[8] = event[4]
+            row[9] = ()
+        elif op == ACTION_REQUIRED:
+            row[6] = _ACTION_REQUIRED
+            row[7] = event[3]
+            row[8] = event[4]
+            row[9] = event[5]
+        elif op == RETRY_REQUESTED:
+            row[6] = _PENDING
+            row[7] = None
+            row[8] = ""
+            row[9] = ()
+        elif op == DISMISSED:
+            row[6] = _DISMISSED
+            row[8] = event[3]
+        row[13] = event[2]
+    return changed
+
+
+def raw_from_row(row: EventRow) -> RawRow:
+    """An EventRow in raw form."""
+    return [
+        row.id,
+        row.school,
+        row.kind,
+        row.reference,
+        row.student_id,
+        str(row.amount),
+        row.status,
+        row.reason_code,
+        row.reason,
+        tuple(row.missing),
+        row.attempts,
+        row.qbo_id,
+        row.doc_number,
+        row.updated_at.isoformat(),
+        row.applies_to,
+        None if row.created_at is None else row.created_at.isoformat(),
+        row.position,
+    ]
+
+
+def row_from_raw(raw: Sequence[Any]) -> EventRow:
+    """A raw row as an EventRow."""
+    return EventRow(
+        id=raw[0],
+        school=raw[1],
+        kind=raw[2],
+        reference=raw[3],
+        student_id=raw[4],
+        amount=Decimal(raw[5]),
+        status=raw[6],
+        reason_code=raw[7],
+        reason=raw[8],
+        missing=tuple(raw[9]),
+        attempts=raw[10],
+        qbo_id=raw[11],
+        doc_number=raw[12],
+        updated_at=datetime.fromisoformat(raw[13]),
+        applies_to=raw[14],
+        created_at=None if raw[15] is None else datetime.fromisoformat(raw[15]),
+        position=raw[16],
+    )
+
+
+_CREATION_TOPICS = (
+    FinancialEvent.FlightEnded,
+    FinancialEvent.InvoiceRequested,
+    FinancialEvent.PaymentReceived,
+)
+_FAST_OPS: dict[type[Any], int] = {
+    **dict.fromkeys(_CREATION_TOPICS, CREATED),
+    FinancialEvent.PushStarted: PUSH_STARTED,
+    FinancialEvent.Synced: SYNCED,
+    FinancialEvent.PushFailed: PUSH_FAILED,
+    FinancialEvent.ActionRequired: ACTION_REQUIRED,
+    FinancialEvent.RetryRequested: RETRY_REQUESTED,
+    FinancialEvent.Dismissed: DISMISSED,
+}
+
+
+class _Slow(Exception):
+    """The fast decoder met something it does not handle: decode through the mapper."""
+
+
+_SLOW = _Slow()
+_SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+_TIME_CACHE = 4096
+_TYPE_NAME = re.compile(rb'"_type_":"([^"\\]*)"')
+
+
+def _text(value: Any) -> str:
+    if type(value) is not str:
+        raise _SLOW
+    return value
+
+
+def _scalar(value: Any) -> Any:
+    """A JSON value that the library's object hook leaves as it is (no dict, no list)."""
+    if type(value) is dict or type(value) is list:
+        raise _SLOW
+    return value
+
+
+def _transcoded(value: Any, name: str) -> str:
+    if type(value) is not dict or len(value) != 2 or value.get("_type_") != name:
+        raise _SLOW
+    return _text(value.get("_data_"))
+
+
+class ChangeDecoder:
+    """Stored notifications -> compact events, reading the stored JSON directly.
+
+    Only the fields the row needs are read, each checked to be in the exact form the library's
+    JSONTranscoder would decode into the same value; anything else (other transcodings, lists or
+    dicts where scalars are expected, upcasting, unknown topics) goes through the mapper and
+    `compact_event`, so the result is the same either way. A notification that cannot be decoded
+    raises UnreadableEvent naming its position.
+    """
+
+    def __init__(self, mapper: Mapper[UUID]) -> None:
+        self.mapper = mapper
+        transcoder = mapper.transcoder
+        names = getattr(transcoder, "names", {}) if isinstance(transcoder, JSONTranscoder) else {}
+        standard = type(names.get("decimal_str")) is DecimalAsStr and (
+            type(names.get("datetime_iso")) is DatetimeAsISO
+        )
+        self._ops: dict[str, int] = {}
+        if standard:
+            for cls, op in _FAST_OPS.items():
+                topic = get_topic(cls)
+                if getattr(cls, "class_version", 1) == 1 and resolve_topic(topic) is cls:
+                    self._ops[topic] = op
+        self._names = {n.encode() for n in names}
+        self._times: dict[str, str] = {}  # stored timestamp -> its ISO form (normalised)
+        self._cipher = mapper.cipher
+        self._compressor = mapper.compressor
+        self.fast = 0  # notifications decoded directly (for tests and profiling)
+        self.slow = 0  # notifications decoded through the mapper
+
+    def decode(self, notifications: Iterable[Notification]) -> builtins.list[Change]:
+        """(position, compact event) for the financial events among the notifications."""
+        changes: builtins.list[Change] = []
+        append = changes.append
+        ops = self._ops
+        fast = self._fast
+        for notification in notifications:
+            topic = notification.topic
+            if not topic.startswith(FINANCIAL_EVENT_TOPIC_PREFIX):
+                continue
+            op = ops.get(topic)
+            event: tuple[Any, ...] | None = None
+            if op is not None:
+                try:
+                    event = fast(op, notification)
+                    self.fast += 1
+                except Exception:  # anything unusual: the mapper decides, and says why
+                    event = None
+            if event is None:
+                self.slow += 1
+                event = self.slow_decode(notification)
+                if event is None:
+                    continue
+            append((notification.id, event))
+        return changes
+
+    def slow_decode(self, notification: Notification) -> tuple[Any, ...] | None:
+        """Decode through the mapper (raises UnreadableEvent when that fails)."""
+        try:
+            return compact_event(self.mapper.to_domain_event(notification))
+        except Exception as exc:
+            raise UnreadableEvent(notification.id, _reason(exc)) from exc
+
+    def _fast(self, op: int, notification: Notification) -> tuple[Any, ...]:
+        state = notification.state
+        if self._cipher is not None:
+            state = self._cipher.decrypt(state)
+        if self._compressor is not None:
+            state = self._compressor.decompress(state)
+        if b"\\u" in state:  # an escaped key could hide a transcoded value from the check
+            raise _SLOW
+        types = state.count(b'"_type_"')
+        if types:
+            names = _TYPE_NAME.findall(state)
+            if len(names) != types or not self._names.issuperset(names):
+                raise _SLOW  # the mapper would refuse an unknown transcoding: let it say so
+        text = state.decode("utf8")
+        d, end = _SCAN(text, 0)  # the C scanner json.loads runs, without its wrappers
+        if end != len(text) or type(d) is not dict or "class_version" in d:
+            raise _SLOW
+        stamp = _transcoded(d["timestamp"], "datetime_iso")
+        at = self._times.get(stamp)
+        if at is None:
+            if len(self._times) > _TIME_CACHE:
+                self._times.clear()
+            at = self._times[stamp] = datetime.fromisoformat(stamp).isoformat()
+        key = notification.originator_id
+        if type(key) is not UUID:
+            raise _SLOW
+        if op == CREATED:
+            data = d["data"]
+            if type(data) is not dict or "_type_" in data:
+                raise _SLOW
+            applies_to = _scalar(data.get("applies_to"))
+            return (
+                CREATED,
+                key,
+                at,
+                _text(d["school"]),
+                _text(d["kind"]),
+                _text(d["reference"]),
+                _text(d["student_id"]),
+                str(Decimal(_transcoded(d["amount"], "decimal_str"))),
+                None if applies_to is None else str(applies_to),
+            )
+        if op == PUSH_STARTED:
+            attempt = d["attempt"]
+            if type(attempt) is not int:
+                raise _SLOW
+            return (PUSH_STARTED, key, at, attempt, _scalar(d["doc_number"]))
+        if op == SYNCED:
+            return (SYNCED, key, at, _scalar(d["qbo_id"]), _scalar(d["doc_number"]))
+        if op == PUSH_FAILED:
+            status = _FAILED_STATUS[_text(d["category"])]
+            return (PUSH_FAILED, key, at, status, _scalar(d["message"]))
+        if op == ACTION_REQUIRED:
+            missing = d["missing"]
+            if type(missing) is not list:
+                raise _SLOW
+            return (
+                ACTION_REQUIRED,
+                key,
+                at,
+                _scalar(d["reason_code"]),
+                _scalar(d["message"]),
+                tuple(_scalar(m) for m in missing),
+            )
+        if op == RETRY_REQUESTED:
+            return (RETRY_REQUESTED, key, at)
+        return (DISMISSED, key, at, _scalar(d["note"]))
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, AttributeError):
+        name = getattr(exc, "name", None)
+        return f"the event has no field {name!r}" if name else str(exc)
+    if isinstance(exc, KeyError):
+        return f"unexpected value {exc.args[0]!r}" if exc.args else "unexpected value"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def decode_events(mapper: Mapper[UUID], notifications: Iterable[Notification]) -> list[Change]:
+    """(position, domain event) for the financial events, through the mapper.
+
+    Raises UnreadableEvent naming the position of a notification that cannot be decoded.
+    """
+    changes: list[Change] = []
+    for notification in notifications:
+        if not is_financial_topic(notification.topic):
+            continue
+        try:
+            event = mapper.to_domain_event(notification)
+        except Exception as exc:
+            raise UnreadableEvent(notification.id, _reason(exc)) from exc
+        changes.append((notification.id, event))
+    return changes
+
+
+# --- queries over rows (shared by the in-memory view and tests) --------------------------------
+
+
+def select_rows(
+    rows: Iterable[EventRow],
+    school: str,
+    *,
+    status: str | None = None,
+    statuses: Sequence[str] = (),
+    reason_code: str | None = None,
+    limit: int | None = None,
+) -> list[EventRow]:
+    """Rows of one school, oldest first, filtered by status(es) / reason."""
+    wanted = {*statuses, *([status] if status else [])}
+    result = sorted(
+        (
+            r
+            for r in rows
+            if r.school == school
+            and (not wanted or r.status in wanted)
+            and (reason_code is None or r.reason_code == reason_code)
+        ),
+        key=lambda r: r.position,
+    )
+    return result if limit is None else result[:limit]
+
+
+def count_statuses(rows: Iterable[EventRow], school: str) -> dict[str, int]:
+    """Number of rows per status."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        if row.school == school:
+            counts[row.status] = counts.get(row.status, 0) + 1
+    return counts
+
+
+def group_reasons(rows: Iterable[EventRow], school: str) -> list[ReasonGroup]:
+    """Action Required rows grouped by reason code (example = oldest reference)."""
+    groups: dict[str, tuple[int, int, str, builtins.set[str]]] = {}
+    for row in rows:
+        if row.school != school or row.status != Status.ACTION_REQUIRED.value:
+            continue
+        code = row.reason_code or ""
+        count, first, example, missing = groups.get(code, (0, row.position, row.reference, set()))
+        if row.position < first:
+            first, example = row.position, row.reference
+        groups[code] = (count + 1, first, example, missing | set(row.missing))
+    return [
+        ReasonGroup(reason_code=code, count=count, example=example, missing=tuple(sorted(missing)))
+        for code, (count, _, example, missing) in sorted(groups.items())
+    ]
+
+
+class InMemoryFinancialEventView:
+    """The view held in a dict: used for --as-of reads and as the reference in tests."""
+
+    def __init__(self) -> None:
+        self.rows: dict[UUID, EventRow] = {}
+        self.position = 0
+
+    def apply(self, position: int, event: Any) -> None:
+        """Apply one event at its log position."""
+        new = apply_event(self.rows.get(event.originator_id), event, position)
+        if new is not None:
+            self.rows[new.id] = new
+        self.position = max(self.position, position)
+
+    def advance(self, position: int) -> None:
+        """Move the position past an event that does not concern the view."""
+        self.position = max(self.position, position)
+
+    def get(self, event_id: UUID) -> EventRow | None:
+        """One row by id."""
+        return self.rows.get(event_id)
+
+    def list(
+        self,
+        school: str,
+        *,
+        status: str | None = None,
+        statuses: Sequence[str] = (),
+        reason_code: str | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[EventRow]:
+        """Rows of one school, oldest first, filtered by status(es) / reason."""
+        return select_rows(
+            self.rows.values(),
+            school,
+            status=status,
+            statuses=statuses,
+            reason_code=reason_code,
+            limit=limit,
+        )
+
+    def counts(self, school: str) -> dict[str, int]:
+        """Number of rows per status."""
+        return count_statuses(self.rows.values(), school)
+
+    def reason_groups(self, school: str) -> builtins.list[ReasonGroup]:
+        """Action Required rows grouped by reason code."""
+        return group_reasons(self.rows.values(), school)
+
+    def reason_counts(self, school: str) -> dict[str, int]:
+        """Number of Action Required rows per reason code."""
+        return {g.reason_code: g.count for g in self.reason_groups(school)}
+
+    def schools(self) -> builtins.list[str]:
+        """Schools that have any row."""
+        return sorted({r.school for r in self.rows.values()})
+
+    def max_tracking_id(self) -> int:
+        """The last log position applied."""
+        return self.position

@@ -1,0 +1,145 @@
+"""The financial-event view: its row type and the interface every storage implements."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol
+from uuid import UUID
+
+from eventsourcing.persistence import IntegrityError, Notification
+
+VIEW_TRACKING_NAME = "flightledger"  # the tracking row is keyed by the upstream application
+
+
+class TrackingConflict(IntegrityError):
+    """Another projector moved the view since this batch was read: nothing was written."""
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """One financial event as operators see it."""
+
+    id: UUID
+    school: str
+    kind: str
+    reference: str
+    student_id: str
+    amount: Decimal
+    status: str
+    reason_code: str | None
+    reason: str
+    missing: tuple[str, ...]
+    attempts: int
+    qbo_id: str | None
+    doc_number: str | None
+    updated_at: datetime
+    applies_to: str | None = None  # payments: the flight/request id they pay
+    created_at: datetime | None = None
+    position: int = 0  # log position of the creation event: rows list oldest first by it
+
+
+@dataclass(frozen=True)
+class ReasonGroup:
+    """Action Required events grouped by reason code."""
+
+    reason_code: str
+    count: int
+    example: str  # a reference of one event in the group
+    missing: tuple[str, ...] = field(default=())  # union of missing keys in the group
+
+
+class FinancialEventView(Protocol):
+    """Read side of the view (both SQLite and PostgreSQL implement it)."""
+
+    def get(self, event_id: UUID) -> EventRow | None:
+        """One row by id."""
+        ...
+
+    def list(
+        self,
+        school: str,
+        *,
+        status: str | None = None,
+        statuses: Sequence[str] = (),
+        reason_code: str | None = None,
+        limit: int | None = None,
+    ) -> list[EventRow]:
+        """Rows of one school, oldest first, filtered by status(es) / reason."""
+        ...
+
+    def counts(self, school: str) -> dict[str, int]:
+        """Number of rows per status."""
+        ...
+
+    def reason_groups(self, school: str) -> builtins.list[ReasonGroup]:
+        """Action Required rows grouped by reason code."""
+        ...
+
+    def schools(self) -> builtins.list[str]:
+        """Schools that have any row."""
+        ...
+
+    def max_tracking_id(self) -> int:
+        """The last log position applied to the view (0 when empty)."""
+        ...
+
+    def reason_counts(self, school: str) -> dict[str, int]:
+        """Number of Action Required rows per reason code."""
+        ...
+
+
+class Listener(Protocol):
+    """Wakes a follower when the log may have grown."""
+
+    pid: int | None  # the listening database session (PostgreSQL), None when polling
+
+    def wait(self, timeout: float) -> bool:
+        """Block up to timeout seconds; True when new events may be there."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection."""
+        ...
+
+
+class ProjectedView(FinancialEventView, Protocol):
+    """The write side a projector drives: batches, tracking, the audit chain."""
+
+    def apply_batch(
+        self,
+        changes: Sequence[tuple[int, Any]],
+        notifications: Sequence[Notification],
+        *,
+        previous: int,
+        position: int,
+    ) -> int:
+        """Fold events into rows, chain notifications and move tracking, in one transaction.
+
+        Raises TrackingConflict (nothing written) when tracking is not at `previous`.
+        Returns the number of rows written.
+        """
+        ...
+
+    def drop(self) -> None:
+        """Delete every row and the tracking position (the audit chain is kept)."""
+        ...
+
+    def audit_links(self, start: int, limit: int) -> builtins.list[tuple[int, bytes]]:
+        """Stored chain links from position `start`, ascending."""
+        ...
+
+    def append_audit_links(self, links: Sequence[tuple[int, bytes]]) -> None:
+        """Store chain links (links already stored are left as they are)."""
+        ...
+
+    def listen(self, channel: str) -> Listener:
+        """A listener on the log's notification channel (polling where there is none)."""
+        ...
+
+    def close(self) -> None:
+        """Close the view's connections."""
+        ...

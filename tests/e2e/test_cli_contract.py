@@ -1,0 +1,257 @@
+"""Every command of the CLI contract as scripts run it: names, flags, exit codes, JSON."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from adapters.qbo_simulator import QboSimulator, SimulatorConfig
+from tests.factories import flight, invoice_request, jsonl, payment
+
+EXE = str(Path(sys.executable).with_name("flightledger"))
+pytestmark = pytest.mark.timeout(240)
+
+EVENT_FIELDS = {
+    "id",
+    "kind",
+    "reference",
+    "status",
+    "reason_code",
+    "reason",
+    "attempts",
+    "qbo_id",
+    "doc_number",
+    "amount",
+    "updated_at",
+}
+STATUS_FIELDS = {
+    "pill",
+    "tone",
+    "badge",
+    "company",
+    "country",
+    "realm",
+    "days_left",
+    "expires_at",
+    "last_error",
+}
+
+
+@pytest.fixture
+def sim() -> Iterator[QboSimulator]:
+    """The bundled simulator, reached over HTTP by the subprocesses."""
+    with QboSimulator(SimulatorConfig()) as simulator:
+        yield simulator
+
+
+class Cli:
+    """Runs the console script in one environment and checks it never prints a traceback."""
+
+    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+        self.env = env
+        self.cwd = cwd
+
+    def __call__(self, *args: str, stdin: str | None = None) -> tuple[int, Any, str]:
+        done = subprocess.run(
+            [EXE, "--json", *args],
+            capture_output=True,
+            text=True,
+            input=stdin,
+            timeout=120,
+            check=False,
+            env=self.env,
+            cwd=self.cwd,
+        )
+        assert "Traceback" not in done.stdout + done.stderr, done.stderr
+        out = done.stdout.strip()
+        return done.returncode, json.loads(out) if out else None, done.stderr
+
+
+@pytest.fixture
+def cli(sim: QboSimulator, tmp_path: Path) -> Cli:
+    """The CLI on a fresh SQLite file, pointed at the simulator, with its own vault key."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLIGHTLEDGER_")}
+    env.update(
+        {
+            "FLIGHTLEDGER_DB": f"sqlite:///{tmp_path / 'fl.db'}",
+            "FLIGHTLEDGER_SCHOOL": "north",
+            "FLIGHTLEDGER_QBO_ENVIRONMENT": "simulator",
+            "FLIGHTLEDGER_QBO_SIMULATOR_URL": sim.url,
+            "FLIGHTLEDGER_SECRET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+            "FLIGHTLEDGER_OPERATOR": "ops-anna",
+        }
+    )
+    return Cli(env, tmp_path)
+
+
+def test_the_whole_contract(cli: Cli, sim: QboSimulator, tmp_path: Path) -> None:
+    """Connect, record, map, sync, group, retry, dismiss, history, audit: fields as documented."""
+    code, status, _ = cli("connection", "status")
+    assert code == 0 and set(status) >= STATUS_FIELDS and status["pill"] == "Not connected"
+    assert status["tone"] == "grey"
+
+    code, started, _ = cli("connection", "connect")
+    assert code == 0 and set(started) >= {"authorization_url", "state"}
+    answer = requests.get(started["authorization_url"], allow_redirects=False, timeout=10)
+    assert answer.status_code == 302
+    code, connected, err = cli("connection", "callback", answer.headers["Location"])
+    assert code == 0 and connected["ok"] is True, err
+    assert set(connected) >= {"ok", "company", "country", "message"}
+    assert connected["message"] == "Connected to Sunrise Flight School (US)"
+    code, again, _ = cli("connection", "callback", answer.headers["Location"])
+    assert code == 1 and "error" in again, "a used state is refused"
+
+    code, tested, _ = cli("connection", "test")
+    assert code == 0 and tested["ok"] is True and tested["country"] == "US"
+    code, status, _ = cli("connection", "status")
+    assert (status["pill"], status["tone"], status["realm"]) == (
+        "Connected",
+        "green",
+        "9130350000000001",
+    )
+
+    flights = tmp_path / "flights.jsonl"
+    fuel = {"code": "fuel_surcharge", "quantity": "1", "rate": "18.50"}
+    rows = [flight(f"F-{i}", "S-7") for i in range(1, 5)]
+    rows.append(flight("F-5", "S-8", charges=[*rows[0]["charges"], fuel]))
+    flights.write_text(jsonl(rows) + '{"flight_id": "F-6"}\n')
+    code, recorded, _ = cli("record", "flight-ended", str(flights))
+    assert code == 2, "a rejected line makes the exit code 2"
+    assert (recorded["recorded"], recorded["duplicates"]) == (5, 0)
+    assert recorded["rejected"][0]["line"] == 6 and set(recorded["rejected"][0]) == {
+        "line",
+        "field",
+        "reason",
+    }
+    code, recorded, _ = cli("record", "flight-ended", "-", stdin=jsonl(rows[:2]))
+    assert code == 0 and recorded == {"recorded": 0, "duplicates": 2, "rejected": []}
+    code, recorded, _ = cli("record", "invoice-requested", "-", stdin=jsonl([invoice_request()]))
+    assert code == 0 and recorded["recorded"] == 1
+    code, recorded, _ = cli(
+        "record", "payment-received", "-", stdin=jsonl([payment(applies_to="F-1")])
+    )
+    assert code == 0 and recorded["recorded"] == 1
+
+    for args in (
+        ["charge", "aircraft_rental", "--item", "1"],
+        ["charge", "instructor_dual", "--item", "2"],
+        ["charge", "ground_instruction", "--item", "4"],
+        ["student", "S-7", "--customer", "7"],
+        ["student", "S-8", "--customer", "8"],
+        ["payment-type", "card", "--deposit-account", "36", "--payment-method", "2"],
+        ["defaults", "--term", "3", "--memo", "Thanks for flying", "--income-account", "79"],
+    ):
+        assert cli("mappings", "set", *args)[:2] == (0, {"ok": True})
+    code, checked, _ = cli("mappings", "check")
+    assert code == 0
+    assert [(m["kind"], m["key"], m["used_by"]) for m in checked["missing"]] == [
+        ("charge", "fuel_surcharge", ["F-5"])
+    ]
+    code, listed, _ = cli("mappings", "list")
+    assert code == 0 and {"kind": "student", "key": "S-8", "qbo_id": "8", "active": True} in listed
+    assert cli("settings", "auto-invoice", "on")[:2] == (0, {"ok": True})
+    code, checklist, _ = cli("checklist")
+    assert code == 0 and all(set(i) >= {"item", "ok", "fix"} for i in checklist)
+    assert [i["item"] for i in checklist if not i["ok"]] == [
+        "Every charge code in use mapped to an active Item",
+        "Worker seen recently",
+    ]
+
+    code, summary, _ = cli("worker", "--until-idle", "--max-seconds", "60")
+    assert code == 0 and summary["synced"] == 6 and summary["action_required"] == 1
+
+    code, events, _ = cli("events")
+    assert code == 0 and len(events) == 7 and all(set(e) >= EVENT_FIELDS for e in events)
+    code, groups, _ = cli("events", "--group-by", "reason")
+    assert [{k: g[k] for k in ("reason_code", "count", "example", "fix")} for g in groups] == [
+        {
+            "reason_code": "missing_mapping",
+            "count": 1,
+            "example": "F-5",
+            "fix": "Map charge code fuel_surcharge to a QuickBooks item, then press Retry Failed",
+        }
+    ]
+    code, waiting, _ = cli("events", "--status", "action_required")
+    assert [e["reference"] for e in waiting] == ["F-5"]
+    assert cli("events", "--status", "bogus")[0] == 2
+
+    code, refused, err = cli("retry-failed", "--reason", "missing_mapping")
+    assert (
+        code == 1 and refused["requeued"] == 0 and "fuel_surcharge" in refused["blocked"][0]["why"]
+    )
+    assert "fuel_surcharge" in err
+    assert cli("mappings", "set", "charge", "fuel_surcharge", "--item", "3")[0] == 0
+    code, retried, _ = cli("retry-failed", "--reason", "missing_mapping", "--operator", "ops-ben")
+    assert code == 0 and (retried["requeued"], retried["blocked"]) == (1, [])
+    code, twice, _ = cli("retry-failed", "--reason", "missing_mapping")
+    assert code == 0 and twice["requeued"] == 0, "pressing it twice does nothing"
+    code, summary, _ = cli("worker", "--until-idle", "--max-seconds", "60")
+    assert code == 0 and summary["synced"] == 7 and summary["action_required"] == 0
+    invoices = [i for i in sim.invoices() if i["realm"] == "9130350000000001"]
+    assert sorted(i["doc_number"] for i in invoices) == sorted(
+        [f"FL-F-{i}" for i in range(1, 6)] + ["IR-R-1"]
+    )
+    assert len(sim.payments()) == 1
+
+    code, history, _ = cli("history", "F-5")
+    assert code == 0 and all(set(h) == {"position", "at", "type", "actor", "data"} for h in history)
+    assert [h["type"] for h in history] == [
+        "FlightEnded",
+        "ActionRequired",
+        "RetryRequested",
+        "PushStarted",
+        "Synced",
+    ]
+    assert history[2]["actor"] == "ops-ben"
+    code, connection_history, _ = cli("history", "connection")
+    assert code == 0 and "Connected" in [h["type"] for h in connection_history]
+    assert cli("history", "F-404")[0] == 1
+
+    assert cli("record", "flight-ended", "-", stdin=jsonl([flight("F-9", "S-7")]))[0] == 0
+    assert cli("dismiss", "F-9", "--note", "entered twice")[:2] == (0, {"ok": True})
+    assert cli("dismiss", "F-1", "--note", "too late")[0] == 1, "a synced invoice stays"
+    code, rebuilt, _ = cli("view", "rebuild")
+    assert code == 0 and set(rebuilt) == {"events", "seconds"}
+    code, dismissed, _ = cli("events", "--status", "dismissed")
+    assert [e["reference"] for e in dismissed] == ["F-9"]
+
+    export = subprocess.run(
+        [EXE, "audit", "export", "--format", "jsonl"],
+        capture_output=True,
+        text=True,
+        env=cli.env,
+        timeout=60,
+        check=True,
+    )
+    lines = [json.loads(line) for line in export.stdout.splitlines()]
+    assert len(lines) > 20 and [x["position"] for x in lines] == sorted(
+        x["position"] for x in lines
+    )
+    code, verified, _ = cli("audit", "verify")
+    assert code == 0 and verified["ok"] is True and verified["events"] == len(lines)
+    assert set(verified) >= {"ok", "events", "head"}
+
+    code, gone, _ = cli("connection", "disconnect")
+    assert (code, gone) == (0, {"ok": True})
+    code, status, _ = cli("connection", "status")
+    assert status["pill"] == "Not connected"
+
+
+def test_usage_errors_exit_2_without_traceback(cli: Cli) -> None:
+    """Bad flags and bad URLs are usage errors (exit 2) with a stated reason."""
+    assert cli("events", "--as-of", "yesterday")[0] == 2
+    assert cli("settings", "auto-invoice", "maybe")[0] == 2
+    assert cli("retry-failed", "--reason", "gremlins")[0] == 2
+    code, _, err = cli("--db", "mysql://x/y", "events")
+    assert code == 2 and "unsupported scheme" in err
+    code, _, err = cli("record", "flight-ended", "/nonexistent.jsonl")
+    assert code == 2 and "no such file" in err

@@ -1,0 +1,294 @@
+"""The dashboard in a real browser (Debian's chromium via Playwright) against a live server."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.views import open_view
+from adapters.web.app import create_app
+from adapters.web.auth import local_operator
+from adapters.web.connection import UNTRUSTED_REDIRECT
+from domain.application import FlightLedger
+from domain.financial_event import Status
+from domain.pill import status_document as status_from_connection
+from domain.ports import ConnectionCheck, FixedClock, ReasonCode
+from domain.records import parse_flight_ended
+from tests.factories import flight
+from workers.bootstrap import open_ledger
+from workers.projector import Projector
+
+CHROMIUM = os.environ.get("FLIGHTLEDGER_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+SCREENSHOT = os.environ.get("FLIGHTLEDGER_SCREENSHOT")  # e.g. /tmp/dashboard.png, never committed
+
+
+def _browser_unavailable_reason() -> str | None:
+    try:
+        import playwright.sync_api  # noqa: F401  (only checking that it is installed)
+    except ImportError:
+        return "the playwright Python package is not installed"
+    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
+        return f"chromium is not installed at {CHROMIUM} (apt-get install chromium)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser_available() -> bool:
+    """Whether playwright and chromium are here; under CI=true their absence fails."""
+    reason = _browser_unavailable_reason()
+    if reason is None:
+        return True
+    if IN_CI:
+        pytest.fail(f"CI=true requires the browser tests: {reason}")
+    pytest.skip(f"{reason} (run under CI=true to require it)")
+
+
+@dataclass
+class FakeConnectionService:
+    """Test-only stand-in for workers/qbo.py ConnectionService: hands out a hostile URL."""
+
+    ledger: FlightLedger
+    authorization_url: str = "https://evil.example/connect/oauth2?state=s"
+
+    def connect(self, school: str) -> tuple[str, str]:
+        """The configured (untrusted) authorization URL."""
+        return self.authorization_url, "s"
+
+    def callback(self, school: str, redirect_url: str, operator: str) -> ConnectionCheck:
+        """Never reached in these tests."""
+        return ConnectionCheck(ok=False, message="not used")
+
+    def test(self, school: str, operator: str) -> ConnectionCheck:
+        """Never reached in these tests."""
+        return ConnectionCheck(ok=False, message="not used")
+
+    def status(self, school: str, now: datetime) -> dict[str, Any]:
+        """Read from the aggregate."""
+        return status_from_connection(self.ledger.connection(school), now)
+
+    def disconnect(self, school: str, operator: str) -> None:
+        """Never reached in these tests."""
+
+
+@dataclass
+class LiveServer:
+    """A dashboard served by uvicorn on a free loopback port."""
+
+    url: str
+    ledger: FlightLedger
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def serving(app: Any, port: int) -> Iterator[str]:
+    """Run the app with uvicorn in a thread on a loopback port; yields its base URL."""
+    import uvicorn
+
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started, "uvicorn did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server(sqlite_url: str, clock: FixedClock) -> Iterator[LiveServer]:
+    """uvicorn in a thread serving the local-operator dashboard of school alpha."""
+    ledger = open_ledger(sqlite_url, clock=clock)
+    view = open_view(sqlite_url)
+    app = create_app(
+        ledger=ledger,
+        view=view,
+        refresh_view=Projector(ledger, view).catch_up,
+        session_key=os.urandom(32),
+        connections=FakeConnectionService(ledger),
+        local_user=local_operator("alpha"),
+    )
+    try:
+        with serving(app, _free_port()) as url:
+            yield LiveServer(url=url, ledger=ledger)
+    finally:
+        ledger.close()
+
+
+@pytest.fixture
+def page(browser_available: bool) -> Iterator[Any]:
+    """A fresh chromium page."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            tab = context.new_page()
+            tab.set_default_timeout(10_000)
+            yield tab
+        finally:
+            browser.close()
+
+
+def _blocked_flight(ledger: FlightLedger, school: str, flight_id: str) -> None:
+    """A flight in action_required for the unmapped aircraft_rental charge code only."""
+    ledger.record(school, parse_flight_ended(flight(flight_id)))
+    ledger.map_charge(school, "instructor_dual", "2", operator="setup")
+    ledger.map_student(school, "S-7", "1", operator="setup")
+    ledger.set_defaults(
+        school, operator="setup", term_id="3", memo="Thanks", income_account_id="79"
+    )
+    event = ledger.find(school, flight_id)
+    event.require_action(
+        reason_code=ReasonCode.MISSING_MAPPING,
+        message="Charge code aircraft_rental is not mapped to a QuickBooks item",
+        missing=["charge:aircraft_rental"],
+        actor="worker",
+        at=ledger.clock.now(),
+    )
+    ledger.save(event)
+
+
+def test_fix_mapping_then_retry_failed_in_the_page(live_server: LiveServer, page: Any) -> None:
+    """The missing-mapping group shows its fix; after mapping, Retry Failed empties it."""
+    from playwright.sync_api import expect
+
+    _blocked_flight(live_server.ledger, "alpha", "F-1001")
+    page.goto(live_server.url + "/")
+    group = page.locator('article.group[data-reason="missing_mapping"]')
+    expect(group).to_be_visible()
+    expect(group).to_contain_text("1 event")
+    expect(group).to_contain_text(
+        "Map charge code aircraft_rental to a QuickBooks item, then press Retry Failed"
+    )
+    if SCREENSHOT:
+        page.screenshot(path=SCREENSHOT, full_page=True)
+
+    live_server.ledger.map_charge("alpha", "aircraft_rental", "1", operator="ann")
+    group.get_by_role("button", name="Retry Failed").click()
+
+    expect(page.locator("#flash")).to_contain_text("1 requeued")
+    expect(page.locator('article.group[data-reason="missing_mapping"]')).to_have_count(0)
+    expect(page.locator("#nothing-to-do")).to_be_visible()
+    row = page.locator('#events-table tr[data-ref="F-1001"]')
+    expect(row.locator(".status")).to_have_text("pending")
+    assert live_server.ledger.find("alpha", "F-1001").status == Status.PENDING
+
+
+def test_untrusted_authorization_url_is_refused(live_server: LiveServer, page: Any) -> None:
+    """Connect to QuickBooks with a non-Intuit URL shows the refusal and does not navigate."""
+    from playwright.sync_api import expect
+
+    page.goto(live_server.url + "/")
+    page.get_by_role("button", name="Connect to QuickBooks").click()
+    expect(page.locator("#message")).to_have_text(UNTRUSTED_REDIRECT)
+    assert page.url.startswith(live_server.url)
+
+
+def test_connect_flow_against_the_simulator(sqlite_url: str, page: Any) -> None:
+    """Connect goes through the simulator's consent to the callback, which verifies the company."""
+    from playwright.sync_api import expect
+
+    from adapters.qbo_simulator.config import SimulatorConfig
+    from adapters.qbo_simulator.server import QboSimulator
+    from workers.qbo import ConnectionService, open_vault, qbo_settings_from_env
+
+    port = _free_port()
+    ledger = open_ledger(sqlite_url)
+    view = open_view(sqlite_url)
+    try:
+        with QboSimulator(SimulatorConfig()) as simulator:
+            env = {
+                "FLIGHTLEDGER_QBO_ENVIRONMENT": "simulator",
+                "FLIGHTLEDGER_QBO_SIMULATOR_URL": simulator.url,
+                "FLIGHTLEDGER_QBO_REDIRECT_URI": f"http://127.0.0.1:{port}/qbo/callback",
+                "FLIGHTLEDGER_SECRET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+            }
+            settings = qbo_settings_from_env(env)
+            service = ConnectionService(ledger, open_vault(sqlite_url, env, False), settings)
+            app = create_app(
+                ledger=ledger,
+                view=view,
+                refresh_view=Projector(ledger, view).catch_up,
+                session_key=os.urandom(32),
+                connections=service,
+                local_user=local_operator("alpha"),
+                authorization_origins=("https://appcenter.intuit.com", simulator.url),
+            )
+            with serving(app, port) as url:
+                page.goto(url + "/")
+                expect(page.locator("#pill")).to_have_text("Not connected")
+                page.get_by_role("button", name="Connect to QuickBooks").click()
+                expect(page.locator("h1")).to_have_text("QuickBooks connected! Verifying...")
+                expect(page.locator("#test-result")).to_have_text(
+                    "Connected to Sunrise Flight School (US)"
+                )
+                page.goto(url + "/")
+                expect(page.locator("#pill")).to_have_text("Connected")
+                expect(page.locator("#company")).to_contain_text("Sunrise Flight School")
+    finally:
+        ledger.close()
+
+
+def _cli(args: list[str], env: dict[str, str]) -> Any:
+    from typer.testing import CliRunner
+
+    from workers import cli
+
+    cli._register_commands()
+    return CliRunner().invoke(cli.app, args, env=env)
+
+
+def test_serve_refuses_public_host_without_users_file(sqlite_url: str) -> None:
+    """`serve --host 0.0.0.0` without FLIGHTLEDGER_USERS_FILE exits 1 with a stated reason."""
+    result = _cli(
+        ["--db", sqlite_url, "serve", "--host", "0.0.0.0"], {"FLIGHTLEDGER_USERS_FILE": ""}
+    )
+    assert result.exit_code == 1
+    assert "refusing to serve on 0.0.0.0 without a users file" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_serve_refuses_a_broken_users_file(sqlite_url: str, tmp_path: Path) -> None:
+    """A users file with an unknown permission is a usage error naming the entry."""
+    users = tmp_path / "users.json"
+    users.write_text(
+        '[{"name": "ann", "token_sha256": "' + "a" * 64 + '", "school": "alpha",'
+        ' "permissions": ["billing:everything"]}]'
+    )
+    result = _cli(["--db", sqlite_url, "serve"], {"FLIGHTLEDGER_USERS_FILE": str(users)})
+    assert result.exit_code == 2
+    assert "unknown permission(s) billing:everything" in result.output

@@ -1,0 +1,56 @@
+"""Builders of valid input records for tests."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def flight(flight_id: str = "F-1001", student: str = "S-7", **overrides: Any) -> dict[str, Any]:
+    """A valid flight-ended record (as a dict)."""
+    record: dict[str, Any] = {
+        "flight_id": flight_id,
+        "ended_at": "2026-11-20T17:42:00Z",
+        "student": {"id": student, "name": f"Student {student}"},
+        "instructor": {"id": "I-3", "name": "Sam Lee"},
+        "aircraft": {"tail": "N172SP", "type": "C172"},
+        "hobbs": {"start": "1234.5", "end": "1235.7"},
+        "charges": [
+            {"code": "aircraft_rental", "quantity": "1.2", "rate": "165.00"},
+            {"code": "instructor_dual", "quantity": "1.2", "rate": "60.00"},
+        ],
+        "currency": "USD",
+    }
+    record.update(overrides)
+    return record
+
+
+def invoice_request(request_id: str = "R-1", student: str = "S-7") -> dict[str, Any]:
+    """A valid invoice-requested record."""
+    return {
+        "request_id": request_id,
+        "requested_at": "2026-11-20T12:00:00Z",
+        "student": {"id": student, "name": f"Student {student}"},
+        "charges": [{"code": "ground_instruction", "quantity": "2", "rate": "55.00"}],
+        "currency": "USD",
+        "memo": "Ground school",
+    }
+
+
+def payment(payment_id: str = "P-1", student: str = "S-7", **overrides: Any) -> dict[str, Any]:
+    """A valid payment-received record."""
+    record: dict[str, Any] = {
+        "payment_id": payment_id,
+        "received_at": "2026-11-20T18:00:00Z",
+        "student": {"id": student, "name": f"Student {student}"},
+        "amount": "270.00",
+        "payment_type": "card",
+        "currency": "USD",
+    }
+    record.update(overrides)
+    return record
+
+
+def jsonl(records: list[dict[str, Any]]) -> str:
+    """Records as JSON lines."""
+    return "".join(json.dumps(r) + "\n" for r in records)

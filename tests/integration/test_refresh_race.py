@@ -1,0 +1,53 @@
+"""Two workers refreshing one realm at once on PostgreSQL: one refresh, no burnt token."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from adapters.qbo_simulator import QboSimulator, SimulatorConfig
+from domain.connection import ConnectionState
+from domain.ports import FixedClock, OutcomeKind
+from tests.integration.qbo_helpers import SCHOOL, draft, make_rig
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def sim() -> Iterator[QboSimulator]:
+    """A simulator that rotates the refresh token on every refresh (the old one dies)."""
+    with QboSimulator(SimulatorConfig(minute_seconds=0.6)) as simulator:
+        yield simulator
+
+
+def test_concurrent_refresh_is_serialised_across_vaults(pg_url: str, sim: QboSimulator) -> None:
+    """Two processes' gateways (separate vaults) hit a 401 together: both push, token lives."""
+    clock = FixedClock(datetime.now(UTC))
+    first = make_rig(pg_url, sim, clock)
+    second = make_rig(pg_url, sim, clock, connect=False)  # another process: its own vault
+    sim.set_faults(expire_access_tokens_now=True)
+    gateways = [first.gateway(), second.gateway()]
+    start = threading.Barrier(2)
+    outcomes: list[OutcomeKind] = []
+
+    def push(index: int) -> None:
+        start.wait()
+        outcomes.append(gateways[index].push_invoice(draft(index + 1)).kind)
+
+    threads = [threading.Thread(target=push, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert outcomes == [OutcomeKind.SYNCED, OutcomeKind.SYNCED]
+    assert first.ledger.connection(SCHOOL).state == ConnectionState.CONNECTED
+    history = [e.type for e in first.ledger.history(SCHOOL, "connection")]
+    assert "RefreshTokenExpired" not in history
+    assert history.count("TokensRefreshed") == 1, "the second saw fresh tokens in the vault"
+    assert sorted(i["doc_number"] for i in sim.invoices()) == ["FL-1", "FL-2"]
+    for rig in (first, second):
+        rig.ledger.close()

@@ -1,0 +1,174 @@
+"""Fault injection, idempotent replay after uncertain outcomes, controls and many realms."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from adapters.qbo_simulator import QboSimulator, SimulatorConfig
+
+pytestmark = pytest.mark.timeout(60)
+LINE = {"Amount": 50, "DetailType": "SalesItemLineDetail",
+        "SalesItemLineDetail": {"ItemRef": {"value": "2"}}}  # fmt: skip
+
+
+@pytest.fixture
+def sim() -> Iterator[QboSimulator]:
+    with QboSimulator(SimulatorConfig(fault_seed=7)) as simulator:
+        yield simulator
+
+
+def _create(
+    sim: QboSimulator, tokens: dict[str, Any], request_id: str, timeout: float = 5, **body: Any
+) -> requests.Response:
+    payload = {"CustomerRef": {"value": "3"}, "Line": [LINE], **body}
+    return requests.post(
+        f"{sim.url}/v3/company/{tokens['realm']}/invoice",
+        params={"requestid": request_id, "minorversion": "75"},
+        json=payload,
+        headers={"Authorization": f"Bearer {tokens['access_token']}"},
+        timeout=timeout,
+    )
+
+
+def test_timeout_after_commit_then_replay_returns_the_original(sim: QboSimulator) -> None:
+    """A create that timed out after it was performed is returned, not repeated, on replay."""
+    tokens = sim.connect()
+    sim.set_faults(timeout_rate=1.0, timeout_seconds=1.0, fault_after_commit=True)
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        _create(sim, tokens, "evt-9", timeout=0.3)
+    assert len(sim.invoices()) == 1
+    sim.set_faults(timeout_rate=0.0)
+    replay = _create(sim, tokens, "evt-9")
+    assert replay.status_code == 200
+    assert replay.json()["Invoice"]["Id"] == sim.invoices()[0]["id"]
+    assert len(sim.invoices()) == 1
+
+
+def test_timeout_before_commit_performs_nothing(sim: QboSimulator) -> None:
+    """A timeout injected without commit leaves no invoice; the retry creates it once."""
+    tokens = sim.connect()
+    sim.set_faults(timeout_rate=1.0, timeout_seconds=0.5, fault_after_commit=False)
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        _create(sim, tokens, "evt-10", timeout=0.2)
+    assert sim.invoices() == []
+    sim.set_faults(timeout_rate=0.0)
+    assert _create(sim, tokens, "evt-10").status_code == 200
+    assert len(sim.invoices()) == 1
+
+
+def test_connection_reset(sim: QboSimulator) -> None:
+    """reset_rate=1 closes the connection with a reset; without commit nothing is created."""
+    tokens = sim.connect()
+    sim.set_faults(reset_rate=1.0, fault_after_commit=0.0)
+    with pytest.raises(requests.exceptions.ConnectionError):
+        _create(sim, tokens, "evt-11")
+    assert sim.invoices() == []
+
+
+def test_fault_rate_html_errors_are_seeded() -> None:
+    """The same fault_seed yields the same sequence of 500/503 HTML answers."""
+    sequences = []
+    for _ in range(2):
+        with QboSimulator(SimulatorConfig(fault_rate=0.5, fault_seed=42)) as sim:
+            tokens = sim.connect()
+            codes = [_create(sim, tokens, f"r{n}").status_code for n in range(20)]
+            sequences.append(codes)
+    assert sequences[0] == sequences[1]
+    assert {500, 503} & set(sequences[0])
+    assert 200 in sequences[0]
+
+
+def test_error_after_commit_with_force_error(sim: QboSimulator) -> None:
+    """A forced 10000 SystemFault with commit=true still stores the invoice."""
+    tokens = sim.connect()
+    sim.set_faults(force_error={"preset": "system_10000", "commit": True})
+    failed = _create(sim, tokens, "evt-12")
+    assert failed.status_code == 500
+    assert failed.json()["Fault"]["type"] == "SystemFault"
+    assert len(sim.invoices()) == 1
+    assert _create(sim, tokens, "evt-12").json()["Invoice"]["Id"] == sim.invoices()[0]["id"]
+
+
+def test_failed_answers_are_not_replayed(sim: QboSimulator) -> None:
+    """A requestid whose first answer was a validation fault may succeed once data is fixed."""
+    tokens = sim.connect()
+    sim.set_active("Customer", "3", False)
+    assert _create(sim, tokens, "evt-13").json()["Fault"]["Error"][0]["code"] == "610"
+    requests.post(f"{sim.url}/_sim/entity", json={"entity": "Customer", "id": "3",
+                  "active": True}, timeout=5)  # fmt: skip
+    assert _create(sim, tokens, "evt-13").status_code == 200
+
+
+def test_deleted_customer_is_2500(sim: QboSimulator) -> None:
+    """A deleted customer answers 2500 with element CustomerRef."""
+    tokens = sim.connect()
+    requests.post(f"{sim.url}/_sim/entity", json={"entity": "Customer", "id": "3",
+                  "deleted": True}, timeout=5)  # fmt: skip
+    error = _create(sim, tokens, "evt-14").json()["Fault"]["Error"][0]
+    assert (error["code"], error["element"]) == ("2500", "CustomerRef")
+
+
+def test_reset_and_stats_over_http(sim: QboSimulator) -> None:
+    """POST /_sim/reset empties invoices and faults and keeps tokens; stats count requests."""
+    tokens = sim.connect()
+    _create(sim, tokens, "evt-15")
+    stats = requests.get(f"{sim.url}/_sim/stats", timeout=5).json()
+    assert stats["realms"][tokens["realm"]]["requests"] == 1
+    requests.post(f"{sim.url}/_sim/faults", json={"fault_rate": 1.0}, timeout=5)
+    assert requests.post(f"{sim.url}/_sim/reset", timeout=5).json() == {"ok": True}
+    assert requests.get(f"{sim.url}/_sim/invoices", timeout=5).json() == []
+    assert requests.get(f"{sim.url}/_sim/faults", timeout=5).json()["fault_rate"] == 0.0
+    assert _create(sim, tokens, "evt-15").status_code == 200
+
+
+def test_unknown_fault_setting_is_400(sim: QboSimulator) -> None:
+    """POST /_sim/faults refuses unknown names."""
+    answer = requests.post(f"{sim.url}/_sim/faults", json={"nope": 1}, timeout=5)
+    assert answer.status_code == 400
+
+
+def test_twenty_schools_get_twenty_realms() -> None:
+    """With one_realm_per_connection, 20 connections get 20 realms with their own data."""
+    with QboSimulator(SimulatorConfig(one_realm_per_connection=True)) as sim:
+        connections = [sim.connect() for _ in range(20)]
+        realms = {c["realm"] for c in connections}
+        assert len(realms) == 20
+        for n, tokens in enumerate(connections):
+            assert _create(sim, tokens, "same-id", DocNumber="FL-1").status_code == 200, n
+        assert len(sim.invoices()) == 20
+        assert {i["realm"] for i in sim.invoices()} == realms
+        assert len(sim.invoices(connections[5]["realm"])) == 1
+
+
+def test_cli_prints_its_url_and_stops_on_ctrl_c() -> None:
+    """`flightledger simulator --port 0` prints its base URL, serves, and exits 0 on SIGINT."""
+    script = Path(sys.executable).parent / "flightledger"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "workers.cli"]
+    process = subprocess.Popen(
+        [*command, "simulator", "--port", "0", "--company", "Blue Sky Aviation"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:")
+        doc = requests.get(f"{url}/.well-known/openid_configuration", timeout=5).json()
+        assert doc["token_endpoint"] == f"{url}/oauth2/v1/tokens/bearer"
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=5)

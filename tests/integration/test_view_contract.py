@@ -1,0 +1,272 @@
+"""One contract for the financial-event view, run against SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from eventsourcing.tests.persistence import TrackingRecorderTestCase
+from psycopg import sql
+
+from adapters.persistence import parse_database_url
+from adapters.postgres_view import PostgresFinancialEventView
+from adapters.sqlite_view import SQLiteFinancialEventView
+from adapters.views import open_view
+from domain.application import FlightLedger
+from domain.financial_event import FailureCategory
+from domain.ports import FixedClock, ReasonCode
+from domain.records import RecordKind, parse_line
+from projections.view import ProjectedView, TrackingConflict
+from tests.conftest import IN_CI, _postgres_base_url, _postgres_unavailable_reason
+from tests.factories import flight
+from workers.bootstrap import open_ledger
+from workers.projector import decode_changes
+
+
+def _record(ledger: FlightLedger, *flight_ids: str, school: str = "default") -> None:
+    records = [parse_line(RecordKind.FLIGHT_ENDED, json.dumps(flight(f))) for f in flight_ids]
+    ledger.record_batch(school, records)
+
+
+def _batch(ledger: FlightLedger, view: ProjectedView) -> int:
+    previous = view.max_tracking_id()
+    notifications = ledger.recorder.select_notifications(start=previous + 1, limit=1000)
+    view.apply_batch(
+        decode_changes(ledger, notifications),
+        notifications,
+        previous=previous,
+        position=notifications[-1].id,
+    )
+    return len(notifications)
+
+
+class FinancialEventViewContract(ABC):
+    """Behaviour every view storage must show; subclasses provide the database."""
+
+    @abstractmethod
+    def create_view(self, url: str) -> ProjectedView:
+        """A view on the database at url."""
+
+    @pytest.fixture
+    def ledger(self, url: str, clock: FixedClock) -> Iterator[FlightLedger]:
+        """The log on this backend."""
+        app = open_ledger(url, clock=clock)
+        yield app
+        app.close()
+
+    @pytest.fixture
+    def view(self, url: str, ledger: FlightLedger) -> Iterator[ProjectedView]:
+        """The view next to the log."""
+        created = self.create_view(url)
+        yield created
+        created.close()
+
+    def test_empty_view_is_at_position_zero(self, view: ProjectedView) -> None:
+        """A new view has no rows, no schools and position 0."""
+        assert view.max_tracking_id() == 0
+        assert view.schools() == []
+        assert view.counts("default") == {}
+
+    def test_batch_writes_rows_and_position_together(
+        self, ledger: FlightLedger, view: ProjectedView
+    ) -> None:
+        """Applying a batch stores its rows and moves tracking to the batch's last position."""
+        _record(ledger, "F-1", "F-2")
+        _record(ledger, "F-3", school="other")
+        assert _batch(ledger, view) == 3
+        assert view.max_tracking_id() == 3
+        assert view.counts("default") == {"pending": 2}
+        assert [r.reference for r in view.list("default")] == ["F-1", "F-2"]
+        assert view.schools() == ["default", "other"]
+        row = view.list("other")[0]
+        assert view.get(row.id) == row
+
+    def test_stale_batch_is_refused_and_writes_nothing(
+        self, ledger: FlightLedger, view: ProjectedView
+    ) -> None:
+        """A batch read before another projector moved the view raises and changes nothing."""
+        _record(ledger, "F-1")
+        notifications = ledger.recorder.select_notifications(start=1, limit=10)
+        changes = decode_changes(ledger, notifications)
+        view.apply_batch(changes, notifications, previous=0, position=1)
+        with pytest.raises(TrackingConflict):
+            view.apply_batch(changes, notifications, previous=0, position=1)
+        assert view.max_tracking_id() == 1
+        assert view.counts("default") == {"pending": 1}
+
+    def test_rows_follow_later_events_across_batches(
+        self, ledger: FlightLedger, view: ProjectedView, clock: FixedClock
+    ) -> None:
+        """Events in a later batch update rows created in an earlier one; filters see them."""
+        _record(ledger, "F-1", "F-2", "F-3")
+        _batch(ledger, view)
+        first, second, third = (ledger.find("default", f) for f in ("F-1", "F-2", "F-3"))
+        first.start_push(request_id="r1", doc_number="FL-1", batched=False, actor="w", at=clock.at)
+        first.mark_synced(qbo_id="130", doc_number="FL-1", actor="w", at=clock.at)
+        second.require_action(
+            reason_code=ReasonCode.MISSING_MAPPING,
+            message="Map charge code fuel_surcharge",
+            missing=["charge:fuel_surcharge"],
+            actor="w",
+            at=clock.at,
+        )
+        third.require_action(
+            reason_code=ReasonCode.MISSING_MAPPING,
+            message="Map student S-7",
+            missing=["student:S-7"],
+            actor="w",
+            at=clock.at,
+        )
+        ledger.save(first, second, third)
+        _batch(ledger, view)
+        synced = view.get(first.id)
+        assert synced is not None
+        assert (synced.status, synced.qbo_id, synced.attempts) == ("synced", "130", 1)
+        assert view.counts("default") == {"synced": 1, "action_required": 2}
+        assert [r.reference for r in view.list("default", reason_code="missing_mapping")] == [
+            "F-2",
+            "F-3",
+        ]
+        assert [r.reference for r in view.list("default", statuses=["synced", "pending"])] == [
+            "F-1"
+        ]
+        (group,) = view.reason_groups("default")
+        assert (group.reason_code, group.count, group.example) == ("missing_mapping", 2, "F-2")
+        assert group.missing == ("charge:fuel_surcharge", "student:S-7")
+        assert view.reason_counts("default") == {"missing_mapping": 2}
+        assert view.list("default", limit=1)[0].reference == "F-1"
+
+    def test_failed_push_keeps_qbo_message(
+        self, ledger: FlightLedger, view: ProjectedView, clock: FixedClock
+    ) -> None:
+        """An exhausted failure shows as failed with QBO's own message."""
+        _record(ledger, "F-1")
+        event = ledger.find("default", "F-1")
+        event.start_push(request_id="r", doc_number="FL-1", batched=False, actor="w", at=clock.at)
+        event.mark_failed(
+            category=FailureCategory.EXHAUSTED,
+            code="500",
+            message="Internal Server Error",
+            actor="w",
+            at=clock.at,
+        )
+        ledger.save(event)
+        _batch(ledger, view)
+        row = view.get(event.id)
+        assert row is not None
+        assert (row.status, row.reason) == ("failed", "Internal Server Error")
+
+    def test_drop_clears_rows_and_position_but_keeps_the_chain(
+        self, ledger: FlightLedger, view: ProjectedView
+    ) -> None:
+        """drop() empties the view; the audit chain links stay."""
+        _record(ledger, "F-1", "F-2")
+        _batch(ledger, view)
+        links = view.audit_links(1, 10)
+        assert [p for p, _ in links] == [1, 2]
+        view.drop()
+        assert view.max_tracking_id() == 0
+        assert view.counts("default") == {}
+        assert view.audit_links(1, 10) == links
+
+    def test_audit_links_are_written_once(self, ledger: FlightLedger, view: ProjectedView) -> None:
+        """Appending a link that exists leaves the stored one unchanged."""
+        _record(ledger, "F-1")
+        _batch(ledger, view)
+        stored = view.audit_links(1, 10)
+        view.append_audit_links([(1, b"x" * 32), (2, b"y" * 32)])
+        assert view.audit_links(1, 10) == [stored[0], (2, b"y" * 32)]
+
+
+class TestSQLiteView(FinancialEventViewContract):
+    """The contract on SQLite."""
+
+    @pytest.fixture
+    def url(self, sqlite_url: str) -> str:
+        """A SQLite file."""
+        return sqlite_url
+
+    def create_view(self, url: str) -> ProjectedView:
+        """SQLiteFinancialEventView."""
+        view = open_view(url)
+        assert isinstance(view, SQLiteFinancialEventView)
+        return view
+
+
+class TestPostgresView(FinancialEventViewContract):
+    """The contract on PostgreSQL."""
+
+    @pytest.fixture
+    def url(self, pg_url: str) -> str:
+        """A PostgreSQL schema."""
+        return pg_url
+
+    def create_view(self, url: str) -> ProjectedView:
+        """PostgresFinancialEventView."""
+        view = open_view(url)
+        assert isinstance(view, PostgresFinancialEventView)
+        return view
+
+
+# --- the library's own TrackingRecorder contract ---------------------------------------------
+
+
+class TestSQLiteViewTracking(TrackingRecorderTestCase):
+    """eventsourcing's TrackingRecorderTestCase against SQLiteFinancialEventView."""
+
+    def setUp(self) -> None:
+        """A temporary directory for the database file."""
+        self.directory = tempfile.TemporaryDirectory()
+        self.views: list[Any] = []
+
+    def tearDown(self) -> None:
+        """Close views and remove the file."""
+        for view in self.views:
+            view.close()
+        self.directory.cleanup()
+
+    def create_recorder(self) -> SQLiteFinancialEventView:
+        """A view in a fresh SQLite file."""
+        view = open_view(f"sqlite:///{self.directory.name}/view.db")
+        assert isinstance(view, SQLiteFinancialEventView)
+        self.views.append(view)
+        return view
+
+
+class TestPostgresViewTracking(TrackingRecorderTestCase):
+    """eventsourcing's TrackingRecorderTestCase against PostgresFinancialEventView."""
+
+    def setUp(self) -> None:
+        """A schema of its own (skip without PostgreSQL, fail under CI)."""
+        reason = _postgres_unavailable_reason()
+        if reason is not None:
+            if IN_CI:
+                pytest.fail(f"CI=true requires PostgreSQL: {reason}")
+            pytest.skip(reason)
+        self.schema = f"t_{uuid.uuid4().hex[:12]}"
+        base = _postgres_base_url()
+        self.url = f"{base}{'&' if '?' in base else '?'}schema={self.schema}"
+        self.views: list[Any] = []
+
+    def tearDown(self) -> None:
+        """Close views and drop the schema."""
+        for view in self.views:
+            view.close()
+        db = parse_database_url(self.url)
+        with psycopg.connect(db.psycopg_conninfo(), autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(self.schema))
+            )
+
+    def create_recorder(self) -> PostgresFinancialEventView:
+        """A view in the schema."""
+        view = open_view(self.url)
+        assert isinstance(view, PostgresFinancialEventView)
+        self.views.append(view)
+        return view

@@ -1,0 +1,158 @@
+"""The worker loop on real databases with the real view, gateway and the QBO simulator."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from adapters.heartbeat import open_heartbeat
+from adapters.persistence import parse_database_url
+from adapters.qbo_simulator import QboSimulator, SimulatorConfig
+from adapters.views import open_view
+from domain.financial_event import Status
+from domain.ports import FixedClock
+from domain.records import RecordKind, parse_line
+from tests.factories import flight, jsonl
+from tests.integration.qbo_helpers import SCHOOL, Rig, make_rig
+from workers.commands.retry import retry
+from workers.ownership import PostgresRealmLocks, SQLiteRealmLocks, open_realm_locks
+from workers.projector import Projector
+from workers.sync_worker import SyncEngine
+from workers.worker_loop import WorkerLoop
+
+pytestmark = pytest.mark.timeout(120)
+STUDENTS = ("S-1", "S-2", "S-3")
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[QboSimulator]:
+    """One simulator for the module."""
+    with QboSimulator(SimulatorConfig()) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def rig(
+    db_url: str, sim: QboSimulator, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Rig]:
+    """A connected school on a fresh database and a fresh simulator."""
+    monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")
+    sim.reset()
+    made = make_rig(db_url, sim, clock)
+    yield made
+    made.ledger.close()
+
+
+def _map(rig: Rig, *, skip_charge: str | None = None) -> None:
+    ledger = rig.ledger
+    for code, item in {"aircraft_rental": "1", "instructor_dual": "2"}.items():
+        if code != skip_charge:
+            ledger.map_charge(SCHOOL, code, item, operator="ana")
+    for n, student in enumerate(STUDENTS, start=1):
+        ledger.map_student(SCHOOL, student, str(n), operator="ana")
+    ledger.set_defaults(SCHOOL, operator="ana", term_id="3", memo="Thanks", income_account_id="79")
+
+
+def _record_day(rig: Rig, n: int) -> None:
+    records = [
+        parse_line(RecordKind.FLIGHT_ENDED, jsonl([flight(f"F-{i}", STUDENTS[i % 3])]))
+        for i in range(n)
+    ]
+    rig.ledger.record_batch(SCHOOL, records, actor="ops")
+
+
+def _run(rig: Rig, db_url: str) -> dict[str, object]:
+    db = parse_database_url(db_url)
+    view = open_view(db)
+    locks = open_realm_locks(db)
+    try:
+        engine = SyncEngine(rig.ledger, view, lambda school: rig.gateway())
+        loop = WorkerLoop(
+            engine,
+            view,
+            locks,
+            catch_up=Projector(rig.ledger, view).catch_up,
+            heartbeat=open_heartbeat(db),
+            poll_seconds=0.05,
+        )
+        return loop.run(until_idle=True, max_seconds=60).as_dict()
+    finally:
+        locks.close()
+        view.close()
+
+
+def test_missing_mapping_then_retry_syncs_every_flight(
+    rig: Rig, db_url: str, sim: QboSimulator
+) -> None:
+    """Unmapped charge -> missing_mapping naming it; map + retry -> one invoice per flight."""
+    _map(rig, skip_charge="instructor_dual")
+    _record_day(rig, 35)
+    first = _run(rig, db_url)
+    assert first["action_required"] == 35 and first["synced"] == 0
+    f0 = rig.ledger.find(SCHOOL, "F-0")
+    assert (f0.reason_code, f0.missing) == ("missing_mapping", ["charge:instructor_dual"])
+    assert sim.invoices() == []
+    rig.ledger.map_charge(SCHOOL, "instructor_dual", "2", operator="ana")
+    assert (
+        retry(rig.ledger, SCHOOL, reason="missing_mapping", ids=[], operator="ana")["requeued"]
+        == 35
+    )
+    second = _run(rig, db_url)
+    assert second["synced"] == 35 and second["pending"] == 0
+    docs = sorted(i["doc_number"] for i in sim.invoices())
+    assert docs == sorted(f"FL-F-{i}" for i in range(35))
+    assert open_heartbeat(parse_database_url(db_url)).last_seen() is not None
+
+
+def test_revoked_tokens_then_reconnect_and_retry(rig: Rig, db_url: str, sim: QboSimulator) -> None:
+    """Tokens revoked mid-day -> auth_expired; reconnect + Retry Failed -> all synced."""
+    _map(rig)
+    _record_day(rig, 4)
+    assert _run(rig, db_url)["synced"] == 4
+    _record_day_more = [
+        parse_line(RecordKind.FLIGHT_ENDED, jsonl([flight(f"G-{i}", "S-1")])) for i in range(5)
+    ]
+    rig.ledger.record_batch(SCHOOL, _record_day_more, actor="ops")
+    sim.reset(clear_tokens=True)
+    summary = _run(rig, db_url)
+    assert summary["action_required"] == 5
+    reasons = {e.reason_code for e in rig.ledger.iter_financial_events(SCHOOL) if e.reason_code}
+    assert reasons == {"auth_expired"}
+    assert retry(rig.ledger, SCHOOL, reason="auth_expired", ids=[], operator="ana")["requeued"] == 0
+    assert rig.service.connect_simulator(SCHOOL, "ana").ok
+    assert retry(rig.ledger, SCHOOL, reason="auth_expired", ids=[], operator="ana")["requeued"] == 5
+    final = _run(rig, db_url)
+    assert final["synced"] == 9
+    statuses = {e.status for e in rig.ledger.iter_financial_events(SCHOOL)}
+    assert statuses == {Status.SYNCED}
+    assert len([i for i in sim.invoices() if i["doc_number"].startswith("FL-G-")]) == 5
+
+
+def test_postgres_advisory_lock_is_exclusive_and_released_by_death(pg_url: str) -> None:
+    """Two workers cannot own one school; closing the owner's session lets the other take it."""
+    db = parse_database_url(pg_url)
+    a, b = PostgresRealmLocks(db), PostgresRealmLocks(db)
+    try:
+        assert a.try_acquire("north") and a.try_acquire("north")
+        assert not b.try_acquire("north")
+        assert b.try_acquire("south")
+        a.close()  # the session ends as it would when the worker dies
+        assert b.try_acquire("north")
+    finally:
+        a.close()
+        b.close()
+
+
+def test_sqlite_single_worker_lock(sqlite_url: str) -> None:
+    """On SQLite the first worker owns the file; a second gets nothing until the first closes."""
+    db = parse_database_url(sqlite_url)
+    a, b = SQLiteRealmLocks(db), SQLiteRealmLocks(db)
+    try:
+        assert a.try_acquire("north")
+        assert not b.try_acquire("south")
+        a.close()
+        assert b.try_acquire("south")
+    finally:
+        a.close()
+        b.close()

@@ -1,0 +1,121 @@
+"""Every row of QBO.md's error table, classified by the one function in classify.py."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from adapters.quickbooks.classify import (
+    CONNECT_TIMEOUT,
+    READ_TIMEOUT,
+    REFUSED,
+    RESET,
+    Failure,
+    classify,
+    parse_fault,
+)
+from domain.ports import OutcomeKind, ReasonCode
+
+EVENT = uuid.UUID(int=7)
+T, U, A, S = OutcomeKind.TRANSIENT, OutcomeKind.UNCERTAIN, OutcomeKind.ACTION_REQUIRED, None
+
+
+def app(status: int, code: str, message: str = "msg", detail: str = "det") -> Failure:
+    body = {"Fault": {"Error": [{"Message": message, "Detail": detail, "code": code}]}}
+    return parse_fault(status, json.dumps(body))
+
+
+def gateway(status: int, code: str, message: str) -> Failure:
+    body = {"fault": {"error": [{"message": message, "detail": "d", "code": code}]}}
+    return parse_fault(status, json.dumps(body))
+
+
+CASES = [
+    # (name, failure, is_create, kind, reason, refresh, retry_now, lookup)
+    ("3200 gateway", gateway(401, "3200", "message=AuthenticationFailed; errorCode=003200"),
+     True, A, ReasonCode.AUTH_FAILED, True, False, False),
+    ("401 empty body", parse_fault(401, ""), True, A, ReasonCode.AUTH_FAILED, True, False, False),
+    ("100", app(401, "100"), True, A, ReasonCode.AUTH_FAILED, False, False, False),
+    ("3100/403", gateway(403, "3100", "ApplicationAuthorizationFailed"),
+     True, A, ReasonCode.AUTH_FAILED, False, False, False),
+    ("3100/500", app(500, "3100"), True, T, None, False, False, False),
+    ("3001/429", gateway(429, "", "message=ThrottleExceeded; errorCode=003001"),
+     True, T, None, False, True, False),
+    ("429 xml", parse_fault(429, "<?xml version='1.0'?><IntuitResponse><Fault><Error "
+     "code=\"3001\"><Message>ThrottleExceeded</Message></Error></Fault></IntuitResponse>"),
+     True, T, None, False, True, False),
+    ("2500", app(400, "2500"), True, A, ReasonCode.INVALID_REFERENCE, False, False, False),
+    ("610", app(400, "610"), True, A, ReasonCode.INACTIVE_MAPPING, False, False, False),
+    ("6000", app(400, "6000"), True, A, ReasonCode.VALIDATION, False, False, False),
+    ("6140", app(400, "6140"), True, A, ReasonCode.DUPLICATE_DOC_NUMBER, False, False, True),
+    ("5010", app(400, "5010"), False, T, None, False, False, False),
+    ("10000 create", app(500, "10000"), True, U, None, False, False, False),
+    ("10000 read", app(500, "10000"), False, T, None, False, False, False),
+    ("503 html create", parse_fault(503, "<html><title>Service Unavailable</title></html>"),
+     True, U, None, False, False, False),
+    ("502 html read", parse_fault(502, "<!DOCTYPE html><html></html>"),
+     False, T, None, False, False, False),
+    ("refused", Failure(transport=REFUSED), True, T, None, False, True, False),
+    ("connect timeout", Failure(transport=CONNECT_TIMEOUT), True, T, None, False, True, False),
+    ("read timeout create", Failure(transport=READ_TIMEOUT), True, U, None, False, False, False),
+    ("reset create", Failure(transport=RESET), True, U, None, False, False, False),
+    ("reset read", Failure(transport=RESET), False, T, None, False, False, False),
+    ("invalid_grant", parse_fault(400, '{"error":"invalid_grant"}'),
+     False, A, ReasonCode.AUTH_EXPIRED, False, False, False),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("failure", "is_create", "kind", "reason", "refresh", "retry_now", "lookup"),
+    [c[1:] for c in CASES],
+    ids=[c[0] for c in CASES],
+)
+def test_classification_table(
+    failure: Failure,
+    is_create: bool,
+    kind: OutcomeKind,
+    reason: ReasonCode | None,
+    refresh: bool,
+    retry_now: bool,
+    lookup: bool,
+) -> None:
+    """Each failure shape maps to QBO.md's engine outcome and next step."""
+    verdict = classify(failure, event_id=EVENT, is_create=is_create)
+    assert verdict.outcome.kind == kind
+    assert verdict.outcome.reason_code == reason
+    assert (verdict.refresh, verdict.retry_now, verdict.lookup) == (refresh, retry_now, lookup)
+    assert verdict.outcome.message  # always a stated reason
+    assert verdict.outcome.message.strip() not in {"400", "401", "429", "500", "503"}
+
+
+def test_throttle_pause_is_scaled() -> None:
+    """A 429 pauses the realm 60 QBO seconds on the configured time scale."""
+    verdict = classify(app(429, "3001"), event_id=EVENT, is_create=True, minute_seconds=6)
+    assert verdict.outcome.retry_after == pytest.approx(6.0)
+
+
+def test_validation_message_carries_qbo_detail() -> None:
+    """A 6000 outcome shows QBO's own message and Detail, plus the code."""
+    verdict = classify(
+        app(400, "6000", "A business validation error", "Amount is negative"),
+        event_id=EVENT,
+        is_create=True,
+    )
+    assert "Amount is negative" in verdict.outcome.message
+    assert "code 6000" in verdict.outcome.message
+
+
+def test_html_message_names_the_status_in_words() -> None:
+    """An HTML 503 is described in words, not as a bare status code."""
+    failure = parse_fault(503, "<html><head><title>503 Service Unavailable</title></head></html>")
+    message = classify(failure, event_id=EVENT, is_create=False).outcome.message
+    assert "Service Unavailable" in message and "QuickBooks" in message
+
+
+def test_gateway_envelope_code_from_message() -> None:
+    """A gateway fault without a code field takes it from 'errorCode=003001'."""
+    failure = gateway(429, "", "message=ThrottleExceeded; errorCode=003001; statusCode=429")
+    assert failure.code == "3001"
+    assert failure.body_kind == "gateway"

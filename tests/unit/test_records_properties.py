@@ -1,0 +1,206 @@
+"""Property tests of validation through the `record` command (in-process CLI on SQLite).
+
+Placed with the unit tests for speed; it writes one temporary SQLite file per test.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+import workers.cli
+from tests.factories import flight
+from workers.bootstrap import open_ledger
+
+workers.cli._register_commands()
+RUNNER = CliRunner()
+SETTINGS = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+Mutation = tuple[dict[str, Any], str]  # (record, the field the refusal must name)
+
+
+def invoke(db: str, *args: str, stdin: str | None = None) -> tuple[int, dict[str, Any]]:
+    """Run `flightledger --db DB --json ARGS` in-process; exit code and the JSON document."""
+    argv = workers.cli.hoist_global_options(["record", *args, "--db", db, "--json"])
+    result = RUNNER.invoke(workers.cli.app, argv, input=stdin)
+    assert "Traceback" not in result.output
+    return result.exit_code, json.loads(result.stdout)
+
+
+def log_size(db: str) -> int:
+    """Events in the log."""
+    ledger = open_ledger(db)
+    try:
+        return len(ledger.recorder.select_notifications(start=1, limit=100_000))
+    finally:
+        ledger.close()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[str]:
+    """A SQLite log with one flight already recorded."""
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    code, _ = invoke(url, "flight-ended", "-", stdin=json.dumps(flight("F-SEED")) + "\n")
+    assert code == 0
+    yield url
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def apply(record: dict[str, Any]) -> None:
+        target = record
+        *parents, last = path.replace("[0]", ".0").split(".")
+        for part in parents:
+            target = target[int(part)] if part.isdigit() else target[part]  # type: ignore[index]
+        target[last] = value
+
+    return apply
+
+
+REQUIRED = ["flight_id", "ended_at", "student", "instructor", "aircraft", "hobbs", "charges"]
+bad_ids = st.one_of(
+    st.just(""),
+    st.text(min_size=65, max_size=80).filter(lambda s: s.isprintable() and s.strip() == s),
+    st.text(min_size=1, max_size=10).map(lambda s: s + "\x07"),
+    st.integers(),
+    st.lists(st.integers(), max_size=2),
+)
+bad_places = st.decimals(min_value=0, max_value=1000, places=3).filter(
+    lambda d: d.as_tuple().exponent == -3 and d != d.quantize(1)
+)
+
+
+@st.composite
+def malformed(draw: st.DrawFn) -> Mutation:
+    """A valid flight with one mutation, and the field the refusal must name."""
+    record = flight(f"F-{draw(st.uuids()).hex[:12]}")
+    choice = draw(st.integers(min_value=0, max_value=10))
+    if choice == 0:
+        field = draw(st.sampled_from(REQUIRED))
+        del record[field]
+        return record, field
+    if choice == 1:
+        name = draw(st.text(st.characters(categories=["Ll"]), min_size=1, max_size=12))
+        if name in record:
+            name += "_x"
+        record[name] = draw(st.one_of(st.integers(), st.text(max_size=5)))
+        return record, name
+    if choice == 2:
+        field = draw(st.sampled_from(["flight_id", "student.id", "aircraft.tail"]))
+        _set(field, draw(bad_ids))(record)
+        return record, field
+    if choice == 3:
+        part = draw(st.sampled_from(["quantity", "rate"]))
+        _set(f"charges[0].{part}", str(draw(bad_places)))(record)
+        return record, f"charges[0].{part}"
+    if choice == 4:
+        part = draw(st.sampled_from(["quantity", "rate"]))
+        value = draw(
+            st.decimals(max_value="-0.01", places=2, allow_nan=False, allow_infinity=False)
+        )
+        _set(f"charges[0].{part}", str(value))(record)
+        return record, f"charges[0].{part}"
+    if choice == 5:
+        record["charges"] = [
+            {"code": f"c{i}", "quantity": "0", "rate": str(draw(st.integers(0, 500)))}
+            for i in range(draw(st.integers(1, 3)))
+        ]
+        return record, "charges"
+    if choice == 6:
+        start = draw(st.integers(1, 100_000))
+        end = draw(st.integers(0, start - 1))
+        record["hobbs"] = {"start": f"{start / 10:.1f}", "end": f"{end / 10:.1f}"}
+        return record, "hobbs.end"
+    if choice == 7:
+        record["ended_at"] = draw(
+            st.one_of(
+                st.datetimes().map(lambda d: d.isoformat()),  # naive: no time zone
+                st.text(max_size=12).filter(lambda s: not s[:4].isdigit()),
+                st.integers(),
+            )
+        )
+        return record, "ended_at"
+    if choice == 8:
+        record["currency"] = draw(
+            st.one_of(
+                st.text(max_size=6).filter(lambda s: not (len(s) == 3 and s.isupper())),
+                st.integers(),
+            )
+        )
+        return record, "currency"
+    if choice == 9:
+        field = draw(st.sampled_from(["flight_id", "hobbs", "charges", "student", "currency"]))
+        wrong = draw(st.sampled_from([True, None, 1.5, ["x"], {"a": 1}]))
+        record[field] = wrong
+        return record, field
+    record["charges"][0]["rate"] = draw(st.sampled_from(["NaN", "Infinity", "1e999", "12,50"]))
+    return record, "charges[0].rate"
+
+
+@SETTINGS
+@given(mutation=malformed())
+def test_any_malformed_record_exits_2_naming_the_field(db: str, mutation: Mutation) -> None:
+    """Any malformed record: exit 2, a rejection naming its line, field and reason, nothing
+    appended."""
+    record, field = mutation
+    before = log_size(db)
+    code, out = invoke(db, "flight-ended", "-", stdin=json.dumps(record) + "\n")
+    assert code == 2
+    assert out["recorded"] == 0
+    assert len(out["rejected"]) == 1
+    rejected = out["rejected"][0]
+    assert rejected["line"] == 1
+    assert rejected["field"] == field or rejected["field"].startswith(field.split(".")[0])
+    assert rejected["reason"]
+    assert log_size(db) == before
+
+
+money = st.decimals(min_value="0.01", max_value="9999.99", places=2)
+party_id = st.text(st.characters(categories=["L", "N", "P", "S"]), min_size=1, max_size=64).filter(
+    lambda s: s.strip() == s
+)
+
+
+@st.composite
+def valid(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid flight-ended record with varied ids, names, charges and times."""
+    start = draw(st.decimals(min_value=0, max_value="90000", places=1))
+    charges = [
+        {"code": draw(party_id), "quantity": str(draw(money)), "rate": str(draw(money))}
+        for _ in range(draw(st.integers(1, 4)))
+    ]
+    charges[0]["quantity"] = str(draw(st.integers(1, 10)))  # a positive total, whatever the rest
+    ended = draw(st.datetimes(timezones=st.timezones())).isoformat()
+    return flight(
+        f"{draw(party_id)[:40]}-{uuid.uuid4().hex}",
+        student=draw(party_id),
+        ended_at=ended,
+        hobbs={"start": str(start), "end": str(start + draw(money))},
+        charges=charges,
+    )
+
+
+@SETTINGS
+@given(record=valid())
+def test_any_valid_record_is_recorded_exactly_once(db: str, record: dict[str, Any]) -> None:
+    """Any valid record is recorded once; sending it again is a duplicate that appends nothing."""
+    before = log_size(db)
+    line = json.dumps(record) + "\n"
+    assert invoke(db, "flight-ended", "-", stdin=line) == (
+        0,
+        {"recorded": 1, "duplicates": 0, "rejected": []},
+    )
+    assert log_size(db) == before + 1
+    assert invoke(db, "flight-ended", "-", stdin=line) == (
+        0,
+        {"recorded": 0, "duplicates": 1, "rejected": []},
+    )
+    assert log_size(db) == before + 1

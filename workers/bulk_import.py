@@ -1,0 +1,210 @@
+"""Bulk import of a JSON-lines file: validate, encode and append, across cores when it pays.
+
+The file is cut into chunks of CHUNK_LINES lines. Each chunk is validated with
+domain.records.parse_line and its records encoded straight into stored events
+(adapters.eventstore_mapper.stored_creation_event: the same bytes the library's Mapper writes).
+Large files are encoded by worker processes while the main process appends the previous chunk,
+in file order, each chunk in one transaction (FlightLedger._store_new: duplicates in the file or
+already in the log are counted, not appended). Small files, stdin and ledgers whose mapper
+encrypts or compresses are handled in this process, chunk by chunk, with the same code.
+Either way the summary is the same: recorded, duplicates, and every rejected line with its
+number, field and reason, in file order.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import islice
+from multiprocessing.pool import AsyncResult, Pool
+from typing import Any, TextIO
+
+from eventsourcing.persistence import StoredEvent
+
+from adapters.eventstore_mapper import FinancialEventMapper, stored_creation_event
+from domain.application import FlightLedger
+from domain.ids import check_school
+from domain.records import Record, RecordError, RecordKind, parse_line
+
+CHUNK_LINES = 5000  # lines per chunk = at most this many records per transaction
+PIPELINE_MIN_BYTES = 2_000_000  # about 4,000 flight lines: below this, start-up costs more
+MAX_WORKERS = 2
+
+Rejected = dict[str, Any]
+Encoder = Callable[[Record], StoredEvent]
+
+
+@dataclass
+class ImportTotals:
+    """What an import did so far."""
+
+    recorded: int = 0
+    duplicates: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+    lines: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        """The CLI's JSON summary."""
+        return {"recorded": self.recorded, "duplicates": self.duplicates, "rejected": self.rejected}
+
+
+def encode_lines(
+    kind: RecordKind, first_line: int, lines: list[str], encode: Encoder
+) -> tuple[list[StoredEvent], list[Rejected]]:
+    """Validate and encode lines numbered from first_line; blank lines are skipped."""
+    stored: list[StoredEvent] = []
+    rejected: list[Rejected] = []
+    for number, line in enumerate(lines, start=first_line):
+        if not line.strip():
+            continue
+        try:
+            record = parse_line(kind, line)
+        except RecordError as exc:
+            rejected.append({"line": number, "field": exc.field, "reason": exc.reason})
+        else:
+            stored.append(encode(record))
+    return stored, rejected
+
+
+def encode_chunk(
+    kind: RecordKind,
+    school: str,
+    actor: str,
+    timestamp: datetime,
+    first_line: int,
+    lines: list[str],
+) -> tuple[list[StoredEvent], list[Rejected]]:
+    """The worker-process task: encode_lines with the direct encoder (picklable arguments)."""
+
+    def encode(record: Record) -> StoredEvent:
+        return stored_creation_event(record, school=school, actor=actor, timestamp=timestamp)
+
+    return encode_lines(kind, first_line, lines, encode)
+
+
+def _chunks(handle: TextIO) -> Iterator[tuple[int, list[str]]]:
+    """(number of the first line, lines) for consecutive chunks of the file."""
+    first = 1
+    while True:
+        lines = list(islice(handle, CHUNK_LINES))
+        if not lines:
+            return
+        yield first, lines
+        first += len(lines)
+
+
+def direct_encoding(ledger: FlightLedger) -> bool:
+    """True when stored_creation_event writes what this ledger's mapper would write."""
+    mapper = ledger.mapper
+    return (
+        isinstance(mapper, FinancialEventMapper)
+        and mapper._fast_transcoder()
+        and not mapper.cipher
+        and not mapper.compressor
+    )
+
+
+def pipeline_wanted(path: str | None) -> bool:
+    """Worker processes pay off only for large files on a machine with more than one core."""
+    if path is None or (os.cpu_count() or 1) < 2:
+        return False
+    try:
+        return os.path.getsize(path) >= PIPELINE_MIN_BYTES
+    except OSError:
+        return False
+
+
+def start_pool() -> Pool:
+    """Worker processes for encode_chunk (fork where available: no re-import, fast start).
+
+    Call it before the ledger opens its database connections, so no connection is inherited.
+    """
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    workers = max(1, min(MAX_WORKERS, os.cpu_count() or 1))
+    return context.Pool(workers)
+
+
+def import_lines(
+    ledger: FlightLedger,
+    kind: RecordKind,
+    handle: TextIO,
+    *,
+    school: str,
+    actor: str,
+    pool: Pool | None = None,
+    on_chunk: Callable[[ImportTotals], None] | None = None,
+) -> ImportTotals:
+    """Import every line of handle; with a pool (and direct encoding), encode in its workers."""
+    check_school(school)
+    totals = ImportTotals()
+
+    def append(stored: list[StoredEvent], rejected: list[Rejected], lines: int) -> None:
+        result = ledger._store_new(stored)
+        totals.recorded += result.recorded
+        totals.duplicates += result.duplicates
+        totals.rejected.extend(rejected)
+        totals.lines += lines
+        if on_chunk is not None:
+            on_chunk(totals)
+
+    chunks = _chunks(handle)
+    if pool is not None and direct_encoding(ledger):
+        _pipelined(ledger, kind, chunks, school, actor, pool, append)
+        return totals
+    for first, lines in chunks:
+        encode = _in_process_encoder(ledger, school, actor, ledger.clock.now())
+        stored, rejected = encode_lines(kind, first, lines, encode)
+        append(stored, rejected, len(lines))
+    return totals
+
+
+def _in_process_encoder(
+    ledger: FlightLedger, school: str, actor: str, timestamp: datetime
+) -> Encoder:
+    if direct_encoding(ledger):
+
+        def direct(record: Record) -> StoredEvent:
+            return stored_creation_event(record, school=school, actor=actor, timestamp=timestamp)
+
+        return direct
+    to_stored_event = ledger.mapper.to_stored_event
+
+    def through_mapper(record: Record) -> StoredEvent:
+        event = ledger.new_creation_event(school, record, actor=actor, at=timestamp)
+        return to_stored_event(event)
+
+    return through_mapper
+
+
+def _pipelined(
+    ledger: FlightLedger,
+    kind: RecordKind,
+    chunks: Iterable[tuple[int, list[str]]],
+    school: str,
+    actor: str,
+    pool: Pool,
+    append: Callable[[list[StoredEvent], list[Rejected], int], None],
+) -> None:
+    """Workers encode chunks ahead; this process appends them in file order."""
+    in_flight: deque[tuple[AsyncResult[tuple[list[StoredEvent], list[Rejected]]], int]] = deque()
+    ahead = 2 * MAX_WORKERS
+
+    def finish_oldest() -> None:
+        task, count = in_flight.popleft()
+        stored, rejected = task.get()
+        append(stored, rejected, count)
+
+    try:
+        for first, lines in chunks:
+            args = (kind, school, actor, ledger.clock.now(), first, lines)
+            in_flight.append((pool.apply_async(encode_chunk, args), len(lines)))
+            if len(in_flight) >= ahead:
+                finish_oldest()
+    finally:  # also when reading fails half-way: what was read is appended, as before
+        while in_flight:
+            finish_oldest()

@@ -1,0 +1,142 @@
+"""`serve [--host H] [--port P]`: the web dashboard, wired to the real ledger, view and QBO."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import structlog
+import typer
+
+from adapters.web.app import create_app
+from adapters.web.auth import UserDirectory, UsersFileError, is_loopback, local_operator
+from adapters.web.connection import INTUIT_AUTHORIZATION_ORIGIN, ConnectionServicePort
+from domain.application import FlightLedger
+from projections.view import FinancialEventView
+from workers.context import EXIT_USAGE, CliContext, fail, get_context, stderr
+from workers.selection import checklist, checklist_rows
+
+log = structlog.get_logger("flightledger.serve")
+
+USERS_FILE_VARIABLE = "FLIGHTLEDGER_USERS_FILE"
+SESSION_KEY_VARIABLE = "FLIGHTLEDGER_WEB_SESSION_KEY"
+
+
+def session_key(env: dict[str, str]) -> bytes:
+    """A stable key from FLIGHTLEDGER_WEB_SESSION_KEY, else a random one (sessions end on exit)."""
+    configured = env.get(SESSION_KEY_VARIABLE, "")
+    if configured:
+        return hashlib.sha256(configured.encode("utf-8")).digest()
+    return os.urandom(32)
+
+
+def authorization_origins(env: dict[str, str]) -> tuple[str, ...]:
+    """Intuit's authorization origin, plus the loopback simulator's when one is configured."""
+    origins = [INTUIT_AUTHORIZATION_ORIGIN]
+    try:
+        from adapters.quickbooks.settings import QboSettings
+
+        settings = QboSettings.from_env(env)
+    except ValueError:
+        return tuple(origins)
+    for url in (settings.discovery_url, settings.api_base):
+        parts = urlsplit(url)
+        if parts.hostname and is_loopback(parts.hostname):
+            origins.append(f"{parts.scheme}://{parts.netloc}")
+    return tuple(dict.fromkeys(origins))
+
+
+def connection_service(cli: CliContext) -> tuple[ConnectionServicePort | None, str]:
+    """workers/qbo.py's ConnectionService, or None with the reason it is unavailable."""
+    try:
+        qbo: Any = importlib.import_module("workers.qbo")
+    except ImportError:
+        return None, "the QuickBooks wiring (workers/qbo.py) is not installed"
+    try:
+        settings = qbo.qbo_settings_from_env(cli.config.env)
+        vault = qbo.open_vault(cli.config.database, cli.config.env, create_key=False)
+        service: ConnectionServicePort = qbo.ConnectionService(cli.ledger(), vault, settings)
+    except Exception as exc:  # configuration problems are stated, the dashboard still serves
+        return None, str(exc) or type(exc).__name__
+    return service, ""
+
+
+def open_dashboard_view(
+    cli: CliContext, ledger: FlightLedger
+) -> tuple[FinancialEventView, Callable[[], Any] | None]:
+    """The stored view kept current by catching the projector up before reads."""
+    from adapters.views import open_view
+    from workers.projector import Projector
+
+    view = open_view(cli.config.database)
+    cli.closers.append(view.close)
+    projector = Projector(ledger, view)
+    lock = threading.Lock()
+
+    def refresh() -> None:
+        with lock:
+            projector.catch_up()
+
+    refresh()
+    return view, refresh
+
+
+def serve(
+    ctx: typer.Context,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind"),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port to bind"),
+) -> None:
+    """Serve the web dashboard (sign-in from FLIGHTLEDGER_USERS_FILE, or local operator mode)."""
+    import uvicorn
+
+    cli = get_context(ctx)
+    users_file = cli.config.env.get(USERS_FILE_VARIABLE, "")
+    users: UserDirectory | None = None
+    if users_file:
+        try:
+            users = UserDirectory.from_file(users_file)
+        except UsersFileError as exc:
+            fail(cli, str(exc), EXIT_USAGE)
+    elif not is_loopback(host):
+        fail(
+            cli,
+            f"refusing to serve on {host} without a users file: set {USERS_FILE_VARIABLE} "
+            "(a JSON list of users with hashed tokens) or bind 127.0.0.1",
+        )
+    ledger = cli.ledger()
+    view, refresh = open_dashboard_view(cli, ledger)
+    service, why = connection_service(cli)
+    app = create_app(
+        ledger=ledger,
+        view=view,
+        session_key=session_key(cli.config.env),
+        connections=service,
+        users=users,
+        local_user=None if users is not None else local_operator(cli.school),
+        authorization_origins=authorization_origins(cli.config.env),
+        refresh_view=refresh,
+        checklist=lambda school: checklist_rows(
+            checklist(ledger, view, cli.config.database, school)
+        ),
+    )
+    console = stderr()
+    console.print(f"flightledger dashboard on http://{host}:{port}/")
+    if users is None:
+        console.print(
+            f"local operator mode: one operator with all permissions on school {cli.school} "
+            f"(set {USERS_FILE_VARIABLE} for sign-in)"
+        )
+    if service is None:
+        console.print(f"QuickBooks connect/test is unavailable: {why}")
+    log.info("web_server_started", host=host, port=port, local=users is None)
+    uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="off")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `serve`."""
+    app.command("serve")(serve)

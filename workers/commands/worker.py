@@ -1,0 +1,49 @@
+"""`worker [--until-idle] [--max-seconds N]`: project the log and push to QuickBooks."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import typer
+from rich.console import Console
+
+from workers.context import emit, get_context
+from workers.runtime import build_worker
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+
+
+def register(app: typer.Typer) -> None:
+    """Add `worker`."""
+
+    @app.command("worker")
+    def worker(
+        ctx: typer.Context,
+        until_idle: bool = typer.Option(
+            False, "--until-idle", help="Exit once nothing is left to do for any school"
+        ),
+        max_seconds: float | None = typer.Option(
+            None, "--max-seconds", min=0, help="Stop after this many seconds"
+        ),
+    ) -> None:
+        """Keep the view caught up and push every school's waiting events to QuickBooks."""
+        cli = get_context(ctx)
+        runtime = build_worker(cli.ledger(), cli.config)
+        cli.closers.append(runtime.close)
+        stop = threading.Event()
+        _stop_on_signals(stop)
+        summary = runtime.loop.run(
+            until_idle=until_idle, max_seconds=max_seconds, stop=stop
+        ).as_dict()
+
+        def render(console: Console) -> None:
+            parts = ", ".join(f"{k} {v}" for k, v in summary.items())
+            console.print(f"worker stopped: {parts}")
+
+        emit(cli, summary, render)

@@ -1,0 +1,164 @@
+"""Who may push for a school: one worker per realm at a time.
+
+PostgreSQL: a session-level ``pg_try_advisory_lock`` per school, held on a dedicated
+autocommit connection only while a pass (or a recovery) runs; a worker that dies closes its
+connection, the server releases its locks, and another worker takes the school on its next scan.
+The key is derived from the database, schema and school, so test schemas never collide.
+
+SQLite: one worker per database file. An exclusive ``flock`` on ``<db file>.worker.lock`` is
+taken on first use and held for the life of the process (the OS drops it when the process dies);
+a second worker on the same file owns nothing and waits. In-memory databases live in one
+process, so their lock is always granted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any, Protocol
+
+import structlog
+
+from adapters.persistence import DatabaseUrl
+
+log = structlog.get_logger("flightledger.ownership")
+
+
+class RealmLocks(Protocol):
+    """Exclusive, crash-released ownership of schools."""
+
+    def try_acquire(self, school: str) -> bool:
+        """Own the school now, or False when another worker does."""
+        ...
+
+    def release(self, school: str) -> None:
+        """Let other workers take the school."""
+        ...
+
+    def close(self) -> None:
+        """Release everything."""
+        ...
+
+
+def lock_key(db: DatabaseUrl, school: str) -> int:
+    """A signed 64-bit advisory-lock key for one school of one database schema."""
+    text = f"flightledger:realm:{db.dbname}:{db.schema}:{school}".encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big", signed=True)
+
+
+class PostgresRealmLocks:
+    """Advisory locks on a dedicated connection (reopened, with locks forgotten, if it dies)."""
+
+    def __init__(self, db: DatabaseUrl) -> None:
+        self.db = db
+        self._conn: Any = None
+        self.held: set[str] = set()
+
+    def _connection(self) -> Any:
+        import psycopg
+
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self.held.clear()
+            self._conn = psycopg.connect(
+                self.db.psycopg_conninfo(), autocommit=True, connect_timeout=10
+            )
+        return self._conn
+
+    def try_acquire(self, school: str) -> bool:
+        """pg_try_advisory_lock for the school (re-entrant calls return True once held)."""
+        if school in self.held:
+            return True
+        import psycopg
+
+        try:
+            row = (
+                self._connection()
+                .execute("SELECT pg_try_advisory_lock(%s)", (lock_key(self.db, school),))
+                .fetchone()
+            )
+        except psycopg.OperationalError as exc:
+            log.warning("realm_lock_unavailable", school=school, error=str(exc))
+            self._drop()
+            return False
+        if row and row[0]:
+            self.held.add(school)
+            return True
+        return False
+
+    def release(self, school: str) -> None:
+        """pg_advisory_unlock for the school."""
+        if school not in self.held:
+            return
+        self.held.discard(school)
+        import psycopg
+
+        try:
+            self._connection().execute(
+                "SELECT pg_advisory_unlock(%s)", (lock_key(self.db, school),)
+            )
+        except psycopg.OperationalError:
+            self._drop()  # the server released it with the session
+
+    def _drop(self) -> None:
+        self.held.clear()
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception as exc:  # a dead connection may fail to close; locks are gone
+                log.debug("realm_lock_close_failed", error=str(exc))
+        self._conn = None
+
+    def close(self) -> None:
+        """Close the connection: the server releases every lock."""
+        self._drop()
+
+
+class SQLiteRealmLocks:
+    """One worker per SQLite file: an exclusive flock held until close or death."""
+
+    def __init__(self, db: DatabaseUrl) -> None:
+        self.db = db
+        self.path = None if db.path.startswith("file:") else f"{db.path}.worker.lock"
+        self._fd: int | None = None
+        self._always = self.path is None
+
+    @property
+    def owned(self) -> bool:
+        """This process holds the database's worker lock."""
+        return self._always or self._fd is not None
+
+    def try_acquire(self, school: str) -> bool:
+        """True when this process is (or just became) the database's single worker."""
+        if self.owned:
+            return True
+        import fcntl
+
+        assert self.path is not None
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        log.info("database_worker_lock_taken", path=self.path)
+        return True
+
+    def release(self, school: str) -> None:
+        """Kept for the process's life (one worker per file)."""
+
+    def close(self) -> None:
+        """Drop the flock."""
+        if self._fd is not None:
+            import fcntl
+
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def open_realm_locks(db: DatabaseUrl) -> PostgresRealmLocks | SQLiteRealmLocks:
+    """The ownership mechanism for the database's backend."""
+    return PostgresRealmLocks(db) if db.is_postgres else SQLiteRealmLocks(db)

@@ -1,0 +1,310 @@
+"""Wiring of the QuickBooks adapter: settings, vault, gateways with Connection hooks, and the
+connection use cases (connect, callback, test, disconnect, status) behind the CLI and web."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+import structlog
+from eventsourcing.persistence import IntegrityError
+
+from adapters.persistence import DatabaseUrl, ensure_schema, parse_database_url
+from adapters.quickbooks.gateway import GatewayHooks, QuickBooksGateway
+from adapters.quickbooks.oauth import (
+    STATE_TTL,
+    OAuthClient,
+    QboAuthError,
+    new_state,
+    oauth_client,
+)
+from adapters.quickbooks.ratelimit import BudgetLimits, RateBudget
+from adapters.quickbooks.settings import QboSettings
+from adapters.vault import TokenVault, default_key_file, load_secret_key
+from domain.application import SYSTEM, FlightLedger
+from domain.connection import Connection, ConnectionState
+from domain.pill import status_document
+from domain.ports import CompanyInfo, ConnectionCheck, ReasonCode, TokenExpiries
+from domain.preflight import NOT_CONNECTED_MESSAGE, RECONNECT_MESSAGE
+
+log = structlog.get_logger(__name__)
+
+APP_SCOPE = "_app"  # vault "school" holding app-wide secrets (the client secret)
+CONNECTED_VERIFYING = "QuickBooks connected! Verifying..."
+STATE_MISMATCH = (
+    "The QuickBooks callback does not match a connection started here (unknown, used or expired "
+    "state): run 'connection connect' again"
+)
+
+
+class ConnectionStepRefused(RuntimeError):
+    """A connection step was refused; the message is for the operator."""
+
+
+def _client_secret_name(client_id: str) -> str:
+    return f"client_secret:{client_id}"
+
+
+def qbo_settings_from_env(env: Mapping[str, str], vault: TokenVault | None = None) -> QboSettings:
+    """QboSettings from FLIGHTLEDGER_QBO_*; a missing client secret is read from the vault."""
+    settings = QboSettings.from_env(env)
+    if not settings.client_secret and settings.client_id and vault is not None:
+        stored = vault.get_secret(APP_SCOPE, _client_secret_name(settings.client_id))
+        if stored:
+            settings = QboSettings(**{**settings.__dict__, "client_secret": stored})
+    return settings
+
+
+def open_vault(db: DatabaseUrl | str, env: Mapping[str, str], create_key: bool) -> TokenVault:
+    """The token vault in the log's database (the key from env or the local key file)."""
+    parsed = parse_database_url(db) if isinstance(db, str) else db
+    ensure_schema(parsed)
+    key = load_secret_key(env, default_key_file(parsed), create_key)
+    return TokenVault(parsed, key)
+
+
+_budgets: dict[tuple[str, str], RateBudget] = {}
+_budgets_lock = threading.Lock()
+
+
+def budget_for(settings: QboSettings, realm_key: str) -> RateBudget:
+    """The process-wide rate budget of one realm at one API base."""
+    with _budgets_lock:
+        key = (settings.api_base, realm_key)
+        budget = _budgets.get(key)
+        if budget is None:
+            budget = _budgets[key] = RateBudget(
+                BudgetLimits(minute_seconds=settings.minute_seconds)
+            )
+        return budget
+
+
+def update_connection(
+    ledger: FlightLedger, school: str, change: Callable[[Connection], None]
+) -> None:
+    """Load, change and save the school's Connection; retry once on a version conflict."""
+    for attempt in (1, 2):
+        connection = ledger.connection(school)
+        change(connection)
+        try:
+            ledger.save(connection)
+            return
+        except IntegrityError:
+            if attempt == 2:
+                raise
+
+
+def gateway_for(
+    ledger: FlightLedger,
+    vault: TokenVault,
+    settings: QboSettings,
+    school: str,
+    *,
+    oauth: OAuthClient | None = None,
+    budget: RateBudget | None = None,
+) -> QuickBooksGateway:
+    """A gateway whose token changes are recorded on the school's Connection."""
+
+    def refreshed(expiries: TokenExpiries) -> None:
+        update_connection(
+            ledger,
+            school,
+            lambda c: c.record_refresh(
+                access_expires_at=expiries.access_expires_at,
+                refresh_expires_at=expiries.refresh_expires_at,
+                hard_expires_at=expiries.hard_expires_at,
+                at=ledger.clock.now(),
+            ),
+        )
+
+    def expired(message: str) -> None:
+        update_connection(
+            ledger, school, lambda c: c.expire(message=message, at=ledger.clock.now())
+        )
+
+    def auth_failed(message: str) -> None:
+        update_connection(
+            ledger, school, lambda c: c.record_failure(message=message, at=ledger.clock.now())
+        )
+
+    tokens = vault.get_tokens(school)
+    return QuickBooksGateway(
+        settings=settings,
+        school=school,
+        tokens=vault,
+        oauth=oauth,
+        budget=budget or budget_for(settings, tokens.realm if tokens else school),
+        hooks=GatewayHooks(on_refreshed=refreshed, on_expired=expired, on_auth_failed=auth_failed),
+        now=ledger.clock.now,
+    )
+
+
+def connection_status(ledger: FlightLedger, school: str, now: datetime) -> dict[str, Any]:
+    """CLI.md's connection status document."""
+    return status_document(ledger.connection(school), now)
+
+
+@dataclass
+class CallbackResult:
+    """The connection check after a callback, with the lines shown along the way."""
+
+    check: ConnectionCheck
+    steps: list[str]
+
+
+class ConnectionService:
+    """Connect, complete the callback, test, disconnect and report a school's QBO connection."""
+
+    def __init__(
+        self,
+        ledger: FlightLedger,
+        vault: TokenVault,
+        settings: QboSettings,
+        *,
+        oauth: OAuthClient | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.vault = vault
+        self.settings = settings
+        self._oauth = oauth
+
+    @property
+    def oauth(self) -> OAuthClient:
+        """The cached OAuth client of these settings."""
+        if self._oauth is None:
+            self._oauth = oauth_client(self.settings)
+        return self._oauth
+
+    def gateway(self, school: str) -> QuickBooksGateway:
+        """The school's gateway."""
+        return gateway_for(self.ledger, self.vault, self.settings, school, oauth=self.oauth)
+
+    def connect(self, school: str) -> tuple[str, str]:
+        """Start the OAuth flow: (validated authorization URL, state)."""
+        state = new_state()
+        url = self.oauth.authorization_url(state)  # raises UntrustedAuthorizationUrl
+        self.vault.put_state(school, state, ttl=STATE_TTL, now=self.ledger.clock.now())
+        if self.settings.client_secret:
+            self.vault.put_secret(
+                APP_SCOPE, _client_secret_name(self.settings.client_id), self.settings.client_secret
+            )
+        log.info("qbo_connect_started", school=school)
+        return url, state
+
+    def callback(self, school: str, redirect_url: str, operator: str = SYSTEM) -> ConnectionCheck:
+        """Complete the flow from the redirect URL; then test the connection."""
+        return self.callback_steps(school, redirect_url, operator).check
+
+    def callback_steps(
+        self, school: str, redirect_url: str, operator: str = SYSTEM
+    ) -> CallbackResult:
+        """callback(), also returning the human lines ('QuickBooks connected! Verifying...')."""
+        query = {k: v[0] for k, v in parse_qs(urlsplit(redirect_url).query).items()}
+        if "error" in query:
+            raise ConnectionStepRefused(
+                f"QuickBooks did not authorize the connection: {query['error']}"
+                + (f" — {query['error_description']}" if query.get("error_description") else "")
+            )
+        state, code, realm = query.get("state", ""), query.get("code", ""), query.get("realmId", "")
+        if not state or not self.vault.consume_state(school, state, now=self.ledger.clock.now()):
+            log.warning("qbo_callback_refused", school=school, reason="state")
+            raise ConnectionStepRefused(STATE_MISMATCH)
+        if not code or not realm:
+            raise ConnectionStepRefused("The QuickBooks callback URL carries no code or realmId")
+        now = self.ledger.clock.now()
+        try:
+            tokens = self.oauth.exchange(code, realm, now)
+        except QboAuthError as exc:
+            raise ConnectionStepRefused(
+                f"QuickBooks refused the authorization code: {exc}"
+            ) from None
+        self.vault.put_tokens(school, tokens)
+        gateway = self.gateway(school)
+        info = gateway.company_info()
+        company = info if isinstance(info, CompanyInfo) else CompanyInfo("", "")
+        update_connection(
+            self.ledger,
+            school,
+            lambda c: c.connect(
+                realm=tokens.realm,
+                company=company.company_name,
+                country=company.country,
+                access_expires_at=tokens.access_expires_at,
+                refresh_expires_at=tokens.refresh_expires_at,
+                hard_expires_at=tokens.hard_expires_at,
+                actor=operator,
+                at=now,
+            ),
+        )
+        log.info("qbo_connected", school=school, realm=tokens.realm)
+        check = self.test(school, operator)
+        return CallbackResult(check=check, steps=[CONNECTED_VERIFYING, check.message])
+
+    def test(self, school: str, operator: str = SYSTEM) -> ConnectionCheck:
+        """A live CompanyInfo read, recorded as ConnectionTested."""
+        connection = self.ledger.connection(school)
+        if connection.state in (ConnectionState.NEVER, ConnectionState.DISCONNECTED):
+            return ConnectionCheck(
+                ok=False, message=NOT_CONNECTED_MESSAGE, reason_code=ReasonCode.NOT_CONNECTED
+            )
+        if connection.state == ConnectionState.EXPIRED:
+            check = ConnectionCheck(
+                ok=False, message=RECONNECT_MESSAGE, reason_code=ReasonCode.AUTH_EXPIRED
+            )
+        else:
+            check = self.gateway(school).test_connection()
+        company = check.company
+        update_connection(
+            self.ledger,
+            school,
+            lambda c: c.record_test(
+                ok=check.ok,
+                company=company.company_name if company else None,
+                country=company.country if company else None,
+                message=check.message,
+                actor=operator,
+                at=self.ledger.clock.now(),
+            ),
+        )
+        log.info("qbo_connection_tested", school=school, ok=check.ok)
+        return check
+
+    def disconnect(self, school: str, operator: str = SYSTEM) -> bool:
+        """Revoke at Intuit (best effort), forget the tokens, record Disconnected."""
+        tokens = self.vault.get_tokens(school)
+        if tokens is not None:
+            try:
+                self.oauth.revoke(tokens.refresh_token)
+            except QboAuthError as exc:
+                log.warning("qbo_revoke_failed", school=school, reason=str(exc))
+            self.vault.delete_tokens(school)
+        connection = self.ledger.connection(school)
+        if connection.state != ConnectionState.NEVER:
+            update_connection(
+                self.ledger,
+                school,
+                lambda c: c.disconnect(actor=operator, at=self.ledger.clock.now()),
+            )
+        log.info("qbo_disconnected", school=school)
+        return True
+
+    def status(self, school: str, now: datetime | None = None) -> dict[str, Any]:
+        """CLI.md's connection status document."""
+        return connection_status(self.ledger, school, now or self.ledger.clock.now())
+
+    def connect_simulator(self, school: str, operator: str = SYSTEM) -> ConnectionCheck:
+        """The whole flow against a local simulator (auto-consent): for the demo and tests."""
+        url, _state = self.connect(school)
+        answer = requests.get(url, allow_redirects=False, timeout=self.settings.request_timeout)
+        location = answer.headers.get("Location")
+        if answer.status_code != 302 or not location:
+            raise ConnectionStepRefused(
+                f"the simulator did not redirect back (HTTP {answer.status_code}: "
+                f"{answer.text[:200]})"
+            )
+        return self.callback(school, location, operator)

@@ -1,0 +1,64 @@
+"""Pick financial events through the view (not by replaying the whole log), then load them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from adapters.heartbeat import open_heartbeat
+from adapters.persistence import DatabaseUrl
+from domain.application import FlightLedger
+from domain.checklist import ChecklistItem, build_checklist
+from domain.financial_event import FinancialEvent, Status
+from projections.view import FinancialEventView
+
+UNSENT = (
+    Status.PENDING,
+    Status.SYNCING,
+    Status.RETRYING,
+    Status.FAILED,
+    Status.UNCERTAIN,
+    Status.ACTION_REQUIRED,
+)
+WAITING_FOR_OPERATOR = (Status.FAILED, Status.ACTION_REQUIRED, Status.UNCERTAIN)
+
+
+def events_in(
+    ledger: FlightLedger,
+    view: FinancialEventView,
+    school: str,
+    statuses: Sequence[str],
+    *,
+    reason: str | None = None,
+) -> list[FinancialEvent]:
+    """The school's events whose view row has one of the statuses (and the reason, if given);
+    each is loaded from the log, so its state is current even if the view lags."""
+    rows = view.list(school, statuses=[str(s) for s in statuses])
+    if reason is not None:
+        rows = [r for r in rows if reason in (r.reason_code, r.status)]
+    events = [ledger.financial_event(row.id) for row in rows]
+    return [e for e in events if e.status in statuses]
+
+
+def checklist(
+    ledger: FlightLedger, view: FinancialEventView, db: DatabaseUrl, school: str
+) -> list[ChecklistItem]:
+    """Every setup checklist line of one school (DESIGN.md "Setup checklist")."""
+    try:
+        last_seen = open_heartbeat(db).last_seen()
+    except Exception:  # an unreadable heartbeat table reads as "no worker has run"
+        last_seen = None
+    return build_checklist(
+        connection=ledger.connection(school),
+        mappings=ledger.mappings(school),
+        problems=ledger.mapping_problems(school, events_in(ledger, view, school, UNSENT)),
+        auto_invoice=ledger.settings(school).auto_invoice,
+        worker_last_seen=last_seen,
+        now=ledger.clock.now(),
+    )
+
+
+def checklist_rows(items: Sequence[ChecklistItem]) -> list[dict[str, Any]]:
+    """Checklist items as JSON-ready dicts."""
+    return [asdict(i) for i in items]

@@ -1,0 +1,183 @@
+"""The worker process loop: catch the view up, take ownership, recover, push, repeat."""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from eventsourcing.persistence import PersistenceError
+
+from adapters.heartbeat import HeartbeatStore
+from domain.financial_event import Status
+from projections.view import FinancialEventView, Listener
+from workers.ownership import RealmLocks
+from workers.sync_worker import SyncEngine
+
+log = structlog.get_logger("flightledger.worker")
+
+POLL_SECONDS = 0.5
+HEARTBEAT_SECONDS = 10.0
+SUMMARY_STATUSES = (
+    Status.SYNCED,
+    Status.ACTION_REQUIRED,
+    Status.FAILED,
+    Status.RETRYING,
+    Status.UNCERTAIN,
+    Status.PENDING,
+)
+
+
+@dataclass
+class WorkerSummary:
+    """What the view holds when the worker stops, and how long it ran."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    passes: int = 0
+    seconds: float = 0.0
+    idle: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        """The CLI summary: every status count, passes and seconds."""
+        result: dict[str, Any] = {s.value: self.counts.get(s.value, 0) for s in SUMMARY_STATUSES}
+        result["passes"] = self.passes
+        result["seconds"] = round(self.seconds, 3)
+        return result
+
+
+def default_worker_id() -> str:
+    """host:pid of this process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class WorkerLoop:
+    """Runs passes over every school with work, each under the school's ownership lock."""
+
+    def __init__(
+        self,
+        engine: SyncEngine,
+        view: FinancialEventView,
+        locks: RealmLocks,
+        *,
+        catch_up: Callable[[], object],
+        heartbeat: HeartbeatStore | None = None,
+        worker_id: str | None = None,
+        poll_seconds: float = POLL_SECONDS,
+        rng: random.Random | None = None,
+        listen: Callable[[], Listener] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.view = view
+        self.locks = locks
+        self.catch_up = catch_up
+        self.heartbeat = heartbeat
+        self.worker_id = worker_id or default_worker_id()
+        self.poll_seconds = poll_seconds
+        self.rng = rng or random.Random()
+        self.listen = listen
+        self._listener: Listener | None = None
+        self._last_beat = float("-inf")
+
+    def _sleep(self, seconds: float, stop: threading.Event) -> None:
+        """Wait for new events in the log (LISTEN/NOTIFY or polling), at most `seconds`."""
+        if self.listen is None:
+            stop.wait(seconds)
+            return
+        try:
+            if self._listener is None:
+                self._listener = self.listen()
+            self._listener.wait(seconds)
+        except PersistenceError as exc:  # the listening connection died: poll, reopen later
+            log.warning("worker_listen_failed", error=str(exc))
+            self._close_listener()
+            stop.wait(seconds)
+
+    def _close_listener(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            try:
+                listener.close()
+            except Exception as exc:  # closing a dead connection must not stop the worker
+                log.debug("worker_listener_close_failed", error=str(exc))
+
+    def _beat(self, force: bool = False) -> None:
+        if self.heartbeat is None:
+            return
+        if not force and time.monotonic() - self._last_beat < HEARTBEAT_SECONDS:
+            return
+        try:
+            self.heartbeat.beat(self.worker_id, self.engine.ledger.clock.now())
+            self._last_beat = time.monotonic()
+        except Exception as exc:  # a heartbeat must never stop the worker
+            log.warning("heartbeat_failed", error=str(exc))
+
+    def round(self) -> tuple[int, bool, bool]:
+        """One scan of every school: (passes run, any work done, any school owned elsewhere)."""
+        self.catch_up()
+        passes, worked, contested = 0, False, False
+        schools = list(self.view.schools())
+        self.rng.shuffle(schools)  # several workers spread over the schools
+        for school in schools:
+            if not self.engine.has_active(school):
+                continue
+            if not self.locks.try_acquire(school):
+                contested = True
+                continue
+            try:
+                self.engine.recover(school)
+                report = self.engine.run_pass(school)
+                passes += 1
+                worked = worked or report.worked
+            except Exception as exc:  # one school's failure must not stop the others
+                log.error("sync_pass_crashed", school=school, error=f"{type(exc).__name__}: {exc}")
+            finally:
+                self.locks.release(school)
+        return passes, worked, contested
+
+    def run(
+        self,
+        *,
+        until_idle: bool = False,
+        max_seconds: float | None = None,
+        stop: threading.Event | None = None,
+    ) -> WorkerSummary:
+        """Loop until stopped, out of time, or (with until_idle) nothing is left to do."""
+        stop = stop or threading.Event()
+        started = time.monotonic()
+        summary = WorkerSummary()
+        self._beat(force=True)
+        while not stop.is_set():
+            passes, worked, contested = self.round()
+            summary.passes += passes
+            self._beat()
+            elapsed = time.monotonic() - started
+            if max_seconds is not None and elapsed >= max_seconds:
+                break
+            if worked:
+                continue
+            due = self.engine.next_due()
+            if until_idle and due is None and not contested:
+                summary.idle = True
+                break
+            wait = self.poll_seconds
+            if due is not None:
+                until_due = (due - self.engine.ledger.clock.now()).total_seconds()
+                wait = max(0.01, min(wait if not until_idle else until_due, until_due, 5.0))
+            if max_seconds is not None:
+                wait = min(wait, max(0.0, max_seconds - elapsed))
+            self._sleep(wait, stop)
+        self._close_listener()
+        self.catch_up()
+        self._beat(force=True)
+        for school in self.view.schools():
+            for status, n in self.view.counts(school).items():
+                summary.counts[status] = summary.counts.get(status, 0) + n
+        summary.seconds = time.monotonic() - started
+        log.info("worker_stopped", passes=summary.passes, idle=summary.idle)
+        return summary
