@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -118,15 +119,27 @@ def pipeline_wanted(path: str | None) -> bool:
         return False
 
 
-def start_pool() -> Pool:
-    """Worker processes for encode_chunk (fork where available: no re-import, fast start).
+def _worker_signals() -> None:
+    """Pool workers die on SIGTERM and leave Ctrl-C to the importing process."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
+
+def start_pool() -> Pool:
+    """Worker processes for encode_chunk, forked from a clean fork server where available.
+
+    Forking the calling process itself is unsafe once it runs threads (a lock held by another
+    thread stays held in the child forever) and hands the children its Python signal handlers,
+    and Pool.terminate() relies on SIGTERM killing them. The fork server is a fresh
+    single-threaded process that has imported this module once, so children still start fast.
     Call it before the ledger opens its database connections, so no connection is inherited.
     """
     methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if "forkserver" in methods:
+        context.set_forkserver_preload([__name__])
     workers = max(1, min(MAX_WORKERS, os.cpu_count() or 1))
-    return context.Pool(workers)
+    return context.Pool(workers, initializer=_worker_signals)
 
 
 def import_lines(

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -136,3 +139,25 @@ def test_pipeline_matches_single_process_and_record_batch(
         r["line"] for r in summary["rejected"]
     )
     assert len(rows) == 20 + summary["recorded"]
+
+
+def test_pool_workers_die_on_sigterm_whatever_this_process_handles() -> None:
+    """Pool.terminate() relies on SIGTERM killing workers: they must not inherit our handler."""
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)  # as `worker` run in process did
+    pool = bulk_import.start_pool()
+    try:
+        seen = pool.map(_signal_dispositions, range(8), chunksize=1)
+        assert {pid for pid, _, _ in seen} - {os.getpid()}, "ran in worker processes"
+        assert {(term, intr) for _, term, intr in seen} == {("default", "ignored")}
+    finally:
+        pool.terminate()
+        pool.join()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _signal_dispositions(_: int) -> tuple[int, str, str]:
+    """This process's pid and what SIGTERM and SIGINT do to it."""
+    time.sleep(0.02)  # so every worker takes a share
+    names = {signal.SIG_DFL: "default", signal.SIG_IGN: "ignored"}
+    term, intr = (signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT))
+    return os.getpid(), names.get(term, "handled"), names.get(intr, "handled")  # type: ignore[call-overload]

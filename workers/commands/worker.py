@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import typer
 from rich.console import Console
@@ -12,11 +14,25 @@ from workers.context import emit, get_context
 from workers.runtime import build_worker
 
 
-def _stop_on_signals(stop: threading.Event) -> None:
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT set stop while the worker runs; the old handlers come back after.
+
+    Restoring matters when the command runs inside another program (tests, an embedding
+    service): a handler left behind would keep that program's children alive on SIGTERM.
+    """
     if threading.current_thread() is not threading.main_thread():
+        yield
         return
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    signals = (signal.SIGTERM, signal.SIGINT)
+    previous = {sig: signal.getsignal(sig) for sig in signals}
+    for sig in signals:
         signal.signal(sig, lambda *_: stop.set())
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def register(app: typer.Typer) -> None:
@@ -37,10 +53,10 @@ def register(app: typer.Typer) -> None:
         runtime = build_worker(cli.ledger(), cli.config)
         cli.closers.append(runtime.close)
         stop = threading.Event()
-        _stop_on_signals(stop)
-        summary = runtime.loop.run(
-            until_idle=until_idle, max_seconds=max_seconds, stop=stop
-        ).as_dict()
+        with _stop_on_signals(stop):
+            summary = runtime.loop.run(
+                until_idle=until_idle, max_seconds=max_seconds, stop=stop
+            ).as_dict()
 
         def render(console: Console) -> None:
             parts = ", ".join(f"{k} {v}" for k, v in summary.items())
