@@ -13,7 +13,7 @@ from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg import sql
 
 from projections import audit
-from projections.financial_events import RawRow, fold_raw, raw_ids_to_load
+from projections.financial_events import RAW_COLUMNS, RawRow, fold_raw, raw_ids_to_load
 from projections.view import VIEW_TRACKING_NAME, EventRow, ReasonGroup, TrackingConflict
 
 STAGE = "flightledger_view_stage"  # per-session temporary table the batch is copied into
@@ -21,25 +21,7 @@ LINK_STAGE = "flightledger_audit_stage"
 ROWS = "flightledger_view_rows"
 TRACKING = "flightledger_view_tracking"
 CHAIN = "flightledger_audit_chain"
-_COLUMN_NAMES = (
-    "id",
-    "school",
-    "kind",
-    "reference",
-    "student_id",
-    "amount",
-    "status",
-    "reason_code",
-    "reason",
-    "missing",
-    "attempts",
-    "qbo_id",
-    "doc_number",
-    "updated_at",
-    "applies_to",
-    "created_at",
-    "position",
-)
+_COLUMN_NAMES = RAW_COLUMNS  # the projection's row layout, in its order
 _COLUMNS = sql.SQL(", ").join(sql.Identifier(c) for c in _COLUMN_NAMES)
 
 

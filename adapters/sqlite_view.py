@@ -22,19 +22,16 @@ from eventsourcing.persistence import (
 from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
 
 from projections import audit
-from projections.financial_events import RawRow, fold_raw, raw_ids_to_load
+from projections.financial_events import RAW_COLUMNS, RawRow, fold_raw, raw_ids_to_load
 from projections.view import VIEW_TRACKING_NAME, EventRow, ReasonGroup, TrackingConflict
 
 ROWS = "flightledger_view_rows"
 TRACKING = "flightledger_view_tracking"
 CHAIN = "flightledger_audit_chain"
-_COLUMNS = (
-    "id, school, kind, reference, student_id, amount, status, reason_code, reason, missing, "
-    "attempts, qbo_id, doc_number, updated_at, applies_to, created_at, position"
-)
-_UPDATED = [c.strip() for c in _COLUMNS.split(",") if c.strip() not in ("id", "position")]
+_COLUMNS = ", ".join(RAW_COLUMNS)  # the projection's row layout, in its order
+_UPDATED = [c for c in RAW_COLUMNS if c not in ("id", "position")]
 _UPSERT = (
-    f"INSERT INTO {ROWS} ({_COLUMNS}) VALUES ({', '.join('?' * 17)}) "
+    f"INSERT INTO {ROWS} ({_COLUMNS}) VALUES ({', '.join('?' * len(RAW_COLUMNS))}) "
     f"ON CONFLICT (id) DO UPDATE SET {', '.join(f'{c}=excluded.{c}' for c in _UPDATED)}"
 )
 _SQLITE_MAX_VARS = 500

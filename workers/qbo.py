@@ -15,7 +15,7 @@ import structlog
 from eventsourcing.persistence import IntegrityError
 
 from adapters.persistence import DatabaseUrl, ensure_schema, parse_database_url
-from adapters.quickbooks.gateway import GatewayHooks, QuickBooksGateway
+from adapters.quickbooks.gateway import GatewayHooks, QuickBooksGateway, RealmSession
 from adapters.quickbooks.oauth import (
     STATE_TTL,
     OAuthClient,
@@ -133,7 +133,7 @@ def gateway_for(
         )
 
     tokens = vault.get_tokens(school)
-    return QuickBooksGateway(
+    session = RealmSession(
         settings=settings,
         school=school,
         tokens=vault,
@@ -142,6 +142,7 @@ def gateway_for(
         hooks=GatewayHooks(on_refreshed=refreshed, on_expired=expired, on_auth_failed=auth_failed),
         now=ledger.clock.now,
     )
+    return QuickBooksGateway(session)
 
 
 def connection_status(ledger: FlightLedger, school: str, now: datetime) -> dict[str, Any]:

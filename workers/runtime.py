@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adapters.heartbeat import open_heartbeat
+from adapters.realm_locks import open_realm_locks
 from adapters.views import open_view
 from domain.application import FlightLedger
 from domain.ports import AccountingGateway
 from workers.bootstrap import Config
-from workers.ownership import open_realm_locks
 from workers.projector import Projector
 from workers.sync_worker import SyncEngine
 from workers.worker_loop import WorkerLoop

@@ -15,9 +15,9 @@ import structlog
 from eventsourcing.persistence import PersistenceError
 
 from adapters.heartbeat import HeartbeatStore
+from adapters.realm_locks import RealmLocks
 from domain.financial_event import Status
 from projections.view import FinancialEventView, Listener
-from workers.ownership import RealmLocks
 from workers.sync_worker import SyncEngine
 
 log = structlog.get_logger("flightledger.worker")

@@ -45,7 +45,7 @@ class Rig:
         gw = gateway_for(
             self.ledger, self.vault, self.service.settings, SCHOOL, oauth=self.service.oauth
         )
-        gw.max_attempts = max_attempts
+        gw.session.max_attempts = max_attempts
         return gw
 
 

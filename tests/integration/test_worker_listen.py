@@ -8,12 +8,12 @@ import time
 import pytest
 
 from adapters.persistence import parse_database_url
+from adapters.realm_locks import open_realm_locks
 from adapters.views import open_view
 from domain.financial_event import Status
 from domain.ports import FixedClock
 from tests.fakes import T0, FakeAccountingGateway, ready_school, record_flights
 from workers.bootstrap import open_ledger
-from workers.ownership import open_realm_locks
 from workers.projector import Projector
 from workers.sync_worker import SyncEngine
 from workers.worker_loop import WorkerLoop

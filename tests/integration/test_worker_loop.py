@@ -9,6 +9,7 @@ import pytest
 from adapters.heartbeat import open_heartbeat
 from adapters.persistence import parse_database_url
 from adapters.qbo_simulator import QboSimulator, SimulatorConfig
+from adapters.realm_locks import PostgresRealmLocks, SQLiteRealmLocks, open_realm_locks
 from adapters.views import open_view
 from domain.financial_event import Status
 from domain.ports import FixedClock
@@ -16,7 +17,6 @@ from domain.records import RecordKind, parse_line
 from tests.factories import flight, jsonl
 from tests.integration.qbo_helpers import SCHOOL, Rig, make_rig
 from workers.commands.retry import retry
-from workers.ownership import PostgresRealmLocks, SQLiteRealmLocks, open_realm_locks
 from workers.projector import Projector
 from workers.sync_worker import SyncEngine
 from workers.worker_loop import WorkerLoop

@@ -7,13 +7,13 @@ import threading
 import pytest
 
 from adapters.persistence import parse_database_url
+from adapters.realm_locks import open_realm_locks
 from adapters.views import open_view
 from domain.application import FlightLedger
 from domain.ports import FixedClock
 from projections.view import ProjectedView
 from tests.fakes import T0, FakeAccountingGateway, ready_school, record_flights
 from workers.bootstrap import open_ledger
-from workers.ownership import open_realm_locks
 from workers.projector import Projector
 from workers.sync_worker import SyncEngine
 from workers.worker_loop import WorkerLoop

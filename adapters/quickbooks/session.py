@@ -1,0 +1,277 @@
+"""One school's authorised calls to its QuickBooks realm.
+
+RealmSession holds what every call needs: the current access token (refreshed when it expires
+within 5 minutes, and once on a 401/3200, under the school's refresh lock, with the rotated
+token set persisted in the vault before it is used), the realm's rate budget, and bounded
+tenacity retries for failures that surely did not reach QuickBooks. A failure comes back as a
+classify.Verdict, never as an exception.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol, TypeVar
+
+import structlog
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from adapters.quickbooks.classify import Failure, Verdict, classify
+from adapters.quickbooks.client import QboCallFailed, QboClient, TimedQuickBooks
+from adapters.quickbooks.oauth import OAuthClient, QboAuthError, oauth_client
+from adapters.quickbooks.ratelimit import BudgetLimits, RateBudget
+from adapters.quickbooks.settings import QboSettings
+from adapters.vault import TokenSet
+from domain.ports import OutcomeKind, PushOutcome, ReasonCode, TokenExpiries
+
+log = structlog.get_logger("adapters.quickbooks.gateway")
+T = TypeVar("T")
+
+REFRESH_MARGIN = timedelta(minutes=5)
+NO_EVENT = uuid.UUID(int=0)
+NOT_CONNECTED_MESSAGE = "QuickBooks is not connected. Connect QuickBooks to start invoicing."
+
+
+class TokenStore(Protocol):
+    """Where a school's tokens live (adapters.vault.TokenVault)."""
+
+    def get_tokens(self, school: str) -> TokenSet | None:
+        """The token set, or None."""
+        ...
+
+    def put_tokens(self, school: str, tokens: TokenSet) -> None:
+        """Replace the token set atomically."""
+        ...
+
+    def refresh_lock(self, school: str) -> AbstractContextManager[None]:
+        """Exclusive refresh of one school's tokens (threads and processes)."""
+        ...
+
+
+@dataclass
+class GatewayHooks:
+    """What the caller records when tokens change (Connection events)."""
+
+    on_refreshed: Callable[[TokenExpiries], None] = lambda _e: None
+    on_expired: Callable[[str], None] = lambda _m: None
+    on_auth_failed: Callable[[str], None] = lambda _m: None
+
+
+class _Stop(Exception):
+    """End the call with this verdict."""
+
+    def __init__(self, verdict: Verdict) -> None:
+        super().__init__(verdict.outcome.message)
+        self.verdict = verdict
+
+
+class _RetryNow(Exception):
+    """Surely not performed: try again inside this call."""
+
+    def __init__(self, verdict: Verdict) -> None:
+        super().__init__(verdict.outcome.message)
+        self.verdict = verdict
+
+
+def utcnow() -> datetime:
+    """Now, in UTC."""
+    return datetime.now(UTC)
+
+
+class RealmSession:
+    """Tokens, rate budget and retries for one school's calls to its realm."""
+
+    def __init__(
+        self,
+        *,
+        settings: QboSettings,
+        school: str,
+        tokens: TokenStore,
+        oauth: OAuthClient | None = None,
+        budget: RateBudget | None = None,
+        hooks: GatewayHooks | None = None,
+        now: Callable[[], datetime] = utcnow,
+        max_attempts: int = 3,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self.school = school
+        self.tokens = tokens
+        self._oauth = oauth
+        self.budget = budget or RateBudget(BudgetLimits(minute_seconds=settings.minute_seconds))
+        self.hooks = hooks or GatewayHooks()
+        self.now = now
+        self.max_attempts = max_attempts
+        self.sleep = sleep
+        self._client: QboClient | None = None
+        self._expired: str | None = None
+
+    @property
+    def oauth(self) -> OAuthClient:
+        """The (cached) OAuth client."""
+        if self._oauth is None:
+            self._oauth = oauth_client(self.settings)
+        return self._oauth
+
+    def current(self) -> TokenSet:
+        if self._expired is not None:
+            raise _Stop(self.auth_expired(self._expired))
+        tokens = self.tokens.get_tokens(self.school)
+        if tokens is None:
+            raise _Stop(
+                Verdict(
+                    PushOutcome(
+                        event_id=NO_EVENT,
+                        kind=OutcomeKind.ACTION_REQUIRED,
+                        reason_code=ReasonCode.NOT_CONNECTED,
+                        message=NOT_CONNECTED_MESSAGE,
+                    )
+                )
+            )
+        if tokens.access_expires_at - self.now() <= REFRESH_MARGIN:
+            tokens = self.refresh(tokens, force=False)
+        return tokens
+
+    def auth_expired(self, message: str) -> Verdict:
+        return Verdict(
+            PushOutcome(
+                event_id=NO_EVENT,
+                kind=OutcomeKind.ACTION_REQUIRED,
+                reason_code=ReasonCode.AUTH_EXPIRED,
+                code="invalid_grant",
+                message=message,
+            )
+        )
+
+    def refresh(self, stale: TokenSet, *, force: bool) -> TokenSet:
+        """Refresh under the school's lock; persist before use; hooks record expiries."""
+        with self.tokens.refresh_lock(self.school):
+            current = self.tokens.get_tokens(self.school)
+            if current is None:
+                return self.current()  # disconnected meanwhile: raises _Stop
+            fresh = current.access_expires_at - self.now() > REFRESH_MARGIN
+            if fresh and (not force or current.access_token != stale.access_token):
+                return current  # another thread or process refreshed already
+            try:
+                new = self.oauth.refresh(current.refresh_token, current.realm, self.now())
+            except QboAuthError as exc:
+                verdict = classify(exc.failure, event_id=NO_EVENT, is_create=False)
+                if exc.invalid_grant:
+                    message = (
+                        "QuickBooks refused the refresh token (invalid_grant): "
+                        f"{exc.failure.message or 'expired or revoked'}. Reconnect QuickBooks."
+                    )
+                    self._expired = message
+                    log.warning("qbo_refresh_token_expired", school=self.school)
+                    self._safe_hook(self.hooks.on_expired, message)
+                    raise _Stop(self.auth_expired(message)) from None
+                raise _Stop(verdict) from None
+            self.tokens.put_tokens(self.school, new)
+            log.info(
+                "qbo_tokens_refreshed",
+                school=self.school,
+                realm=new.realm,
+                access_expires_at=new.access_expires_at.isoformat(),
+            )
+        self._safe_hook(
+            self.hooks.on_refreshed,
+            TokenExpiries(new.access_expires_at, new.refresh_expires_at, new.hard_expires_at),
+        )
+        return new
+
+    def _safe_hook(self, hook: Callable[[Any], None], value: Any) -> None:
+        try:
+            hook(value)
+        except Exception as exc:  # recording must not lose the token already persisted
+            log.error("qbo_hook_failed", school=self.school, error=type(exc).__name__)
+
+    def client_for(self, tokens: TokenSet) -> QboClient:
+        if self._client is None or self._client.realm != tokens.realm:
+            self._client = QboClient(self.settings, tokens.realm, tokens.access_token)
+        else:
+            self._client.set_access_token(tokens.access_token)
+        return self._client
+
+    def run(
+        self,
+        operation: Callable[[TimedQuickBooks], T],
+        *,
+        event_id: uuid.UUID,
+        is_create: bool,
+        batch: bool = False,
+    ) -> T | Verdict:
+        """Run an operation with refresh, rate budget and bounded retries; a Verdict on failure."""
+        refreshed = False
+
+        def attempt() -> T:
+            nonlocal refreshed
+            tokens = self.current()
+            client = self.client_for(tokens)
+            with self.budget.slot(batch=batch):
+                try:
+                    return client.call(operation)
+                except QboCallFailed as exc:
+                    failure: Failure = exc.failure
+            verdict = classify(
+                failure,
+                event_id=event_id,
+                is_create=is_create,
+                minute_seconds=self.settings.minute_seconds,
+            )
+            log.info(
+                "qbo_call_failed",
+                school=self.school,
+                realm=tokens.realm,
+                event_id=str(event_id),
+                code=failure.code,
+                http_status=failure.http_status,
+                kind=verdict.outcome.kind.value,
+            )
+            if verdict.refresh and not refreshed:
+                refreshed = True
+                self.refresh(tokens, force=True)
+                raise _RetryNow(verdict)
+            if verdict.outcome.retry_after:
+                self.budget.pause(verdict.outcome.retry_after)
+            if verdict.retry_now:
+                raise _RetryNow(verdict)
+            if verdict.outcome.reason_code == ReasonCode.AUTH_FAILED:
+                self._safe_hook(self.hooks.on_auth_failed, verdict.outcome.message)
+            raise _Stop(verdict)
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=wait_exponential_jitter(
+                multiplier=self.settings.scaled(0.5), max=self.settings.scaled(5), jitter=0.1
+            ),
+            retry=retry_if_exception_type(_RetryNow),
+            sleep=self.sleep,
+        )
+        try:
+            return retrying(attempt)
+        except _Stop as stop:
+            return for_event(stop.verdict, event_id)
+        except RetryError as exc:
+            last = exc.last_attempt.exception()
+            assert isinstance(last, _RetryNow)
+            return for_event(last.verdict, event_id)
+
+    def close(self) -> None:
+        """Close the HTTP session."""
+        if self._client is not None:
+            self._client.close()
+
+
+def for_event(verdict: Verdict, event_id: uuid.UUID) -> Verdict:
+    """The same verdict, attributed to one financial event."""
+    return replace(verdict, outcome=replace(verdict.outcome, event_id=event_id))

@@ -1,0 +1,395 @@
+"""One pass's pushes to QuickBooks and the outcome recorded for each event.
+
+SyncEngine.run_pass decides what is due and sendable; PushRun sends it: events that may
+already be in QuickBooks are resolved first (requestid replay or DocNumber lookup), fresh
+invoices go in batches, payments after the invoice they apply to. Every answer becomes the
+event's next status with QuickBooks's own message and our reason code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+import structlog
+from eventsourcing.persistence import IntegrityError
+
+from domain.application import NotFound
+from domain.financial_event import FailureCategory, FinancialEvent, Status
+from domain.ids import doc_number, request_id
+from domain.mappings import Mappings
+from domain.ports import (
+    AccountingGateway,
+    FoundInvoice,
+    InvoiceDraft,
+    OutcomeKind,
+    PushOutcome,
+    ReasonCode,
+)
+from domain.preflight import RECONNECT_MESSAGE, invoice_draft, payment_draft
+from domain.sync import (
+    THROTTLE_CODES,
+    applies_to_reference,
+    blamed_mappings,
+    chunks,
+    failures_since_retry,
+    is_invoice,
+    is_throttle,
+    may_have_landed,
+    same_invoice,
+)
+
+if TYPE_CHECKING:
+    from workers.sync_worker import SyncEngine
+
+log = structlog.get_logger("flightledger.sync")
+
+THROTTLE_PAUSE_SECONDS = 60.0
+AUTH_STOP_REASONS = frozenset({ReasonCode.AUTH_EXPIRED, ReasonCode.AUTH_FAILED})
+
+
+@dataclass
+class PassReport:
+    """What one pass over one school did."""
+
+    school: str
+    calls: int = 0  # requests made to the accounting system
+    recorded: int = 0  # financial events that got a new status
+    outcomes: dict[str, int] = field(default_factory=dict)  # new status -> count
+    skipped: str | None = None  # "auto_invoice_off" | "paused"
+    stopped: str | None = None  # reason code that stopped calls (auth)
+
+    @property
+    def worked(self) -> bool:
+        """The pass changed something or asked QBO something."""
+        return self.calls > 0 or self.recorded > 0
+
+    def count(self, status: Status, n: int = 1) -> None:
+        """Count events that reached a status."""
+        self.outcomes[status.value] = self.outcomes.get(status.value, 0) + n
+        self.recorded += n
+
+
+class PushRun:
+    """The sending part of one pass: careful resolutions, invoice batches, then payments."""
+
+    def __init__(
+        self, engine: SyncEngine, school: str, mappings: Mappings, report: PassReport
+    ) -> None:
+        self.engine = engine
+        self.ledger = engine.ledger
+        self.school = school
+        self.mappings = mappings
+        self.report = report
+        self.stopped: PushOutcome | None = None
+        self._gateway: AccountingGateway | None = None
+        self.touched: dict[UUID, FinancialEvent] = {}
+
+    def open_gateway(self) -> None:
+        """Build the school's gateway before anything is recorded as started."""
+        self._gateway = self.engine.gateways(self.school)
+
+    @property
+    def gateway(self) -> AccountingGateway:
+        if self._gateway is None:
+            self._gateway = self.engine.gateways(self.school)
+        return self._gateway
+
+    def now(self) -> datetime:
+        return self.engine.now()
+
+    # --- orchestration ------------------------------------------------------------------------
+
+    def push(self, events: Sequence[FinancialEvent]) -> None:
+        careful = [e for e in events if may_have_landed(e)]
+        fresh_invoices = [e for e in events if not may_have_landed(e) and is_invoice(e)]
+        payments = [e for e in events if not may_have_landed(e) and not is_invoice(e)]
+        for event in careful:
+            self.touched[event.id] = event
+        for event in fresh_invoices:
+            self.touched[event.id] = event
+        for event in careful:
+            if self.halted:
+                break
+            self._resolve(event)
+        for chunk in chunks(fresh_invoices, self.engine.batch_size):
+            if self.halted:
+                break
+            self._push_invoices(chunk)
+        for event in payments:
+            if self.halted:
+                break
+            self._push_payment(event)
+        if self.stopped is not None:
+            self._stop_rest(events)
+
+    @property
+    def halted(self) -> bool:
+        return self.stopped is not None or self.engine.paused_until(self.school) is not None
+
+    def _stop_rest(self, events: Sequence[FinancialEvent]) -> None:
+        """Auth failed mid-pass: every event still waiting goes to action_required now."""
+        assert self.stopped is not None
+        reason = self.stopped.reason_code or ReasonCode.AUTH_EXPIRED
+        message = self.stopped.message or RECONNECT_MESSAGE
+        rest = [
+            e for e in events if e.status in (Status.PENDING, Status.RETRYING, Status.UNCERTAIN)
+        ]
+        self.engine.require_all(rest, reason, message, self.report)
+        self.report.stopped = reason.value
+        if reason == ReasonCode.AUTH_EXPIRED:
+            self._expire_connection(message)
+
+    def _expire_connection(self, message: str) -> None:
+        connection = self.ledger.connection(self.school)
+        try:
+            connection.expire(message=message, at=self.now())
+            if connection.pending_events:
+                self.ledger.save(connection)
+        except IntegrityError:
+            log.info("connection_changed_concurrently", school=self.school)
+
+    # --- sending ------------------------------------------------------------------------------
+
+    def _start(self, events: Sequence[FinancialEvent], *, batched: bool) -> list[FinancialEvent]:
+        """Append PushStarted for the whole group in one transaction, before the call."""
+        now = self.now()
+        for event in events:
+            draft_doc = event.doc_number or doc_number(event.kind, event.reference)
+            event.start_push(
+                request_id=request_id(event.id),
+                doc_number=draft_doc,
+                batched=batched,
+                actor=self.engine.actor,
+                at=now,
+            )
+        return self.engine.save_each_on_conflict(events)
+
+    def _push_invoices(self, chunk: list[FinancialEvent]) -> None:
+        batched = len(chunk) > 1
+        started = self._start(chunk, batched=batched)
+        if not started:
+            return
+        drafts = [invoice_draft(e, self.mappings) for e in started]
+        self.report.calls += 1
+        if len(drafts) == 1:
+            outcomes = [self.gateway.push_invoice(drafts[0])]
+        else:
+            outcomes = list(self.gateway.push_invoices(drafts))
+        by_id = {o.event_id: o for o in outcomes}
+        for event, draft in zip(started, drafts, strict=True):
+            outcome = by_id.get(event.id) or PushOutcome(
+                event_id=event.id,
+                kind=OutcomeKind.UNCERTAIN,
+                message="QuickBooks returned no answer for this invoice in the batch",
+            )
+            self._record(event, outcome, draft=draft, careful=False)
+        self.engine.save_each_on_conflict(started)
+
+    def _push_payment(self, event: FinancialEvent) -> None:
+        careful = may_have_landed(event)
+        wait, linked = self._linked_invoice(event)
+        if wait:
+            return  # waits for its invoice
+        self.touched[event.id] = event
+        started = self._start([event], batched=False)
+        if not started:
+            return
+        draft = payment_draft(event, self.mappings, linked)
+        self.report.calls += 1
+        outcome = self.gateway.push_payment(draft)
+        self._record(event, outcome, draft=None, careful=careful)
+        self.engine.save_each_on_conflict([event])
+
+    def _linked_invoice(self, event: FinancialEvent) -> tuple[bool, str | None]:
+        """(must wait, linked invoice qbo id): a payment waits until its invoice is synced."""
+        ref = applies_to_reference(event)
+        if ref is None:
+            return False, None
+        invoice = next(
+            (e for e in self.touched.values() if is_invoice(e) and e.reference == ref), None
+        )
+        if invoice is None:
+            try:
+                found = self.ledger.find(self.school, ref)
+            except NotFound:
+                return True, None
+            if not is_invoice(found):
+                return True, None
+            invoice = found
+        if invoice.status == Status.SYNCED and invoice.qbo_id:
+            return False, invoice.qbo_id
+        if invoice.status == Status.DISMISSED:
+            return False, None
+        return True, None
+
+    def _resolve(self, event: FinancialEvent) -> None:
+        """An event that may already be in QBO: replay (single) or DocNumber lookup (batched)."""
+        if not is_invoice(event):
+            self._push_payment(event)
+            return
+        draft = invoice_draft(event, self.mappings)
+        if event.batched:
+            self.report.calls += 1
+            lookup = self.gateway.find_invoice(draft.doc_number)
+            if lookup.failure is not None:
+                self._lookup_failed(event, lookup.failure)
+                return
+            if lookup.found is not None:
+                self._settle_found(event, draft, lookup.found)
+                self.engine.save_each_on_conflict([event])
+                return
+        if not self._start([event], batched=False):
+            return
+        self.report.calls += 1
+        outcome = self.gateway.push_invoice(draft)
+        self._record(event, outcome, draft=draft, careful=True)
+        self.engine.save_each_on_conflict([event])
+
+    def _settle_found(
+        self, event: FinancialEvent, draft: InvoiceDraft, found: FoundInvoice
+    ) -> None:
+        """A lookup found an invoice with our DocNumber: ours -> synced, else duplicate."""
+        now = self.now()
+        self.engine.unschedule(event.id)
+        if same_invoice(found, draft):
+            event.mark_synced(
+                qbo_id=found.qbo_id, doc_number=draft.doc_number, actor=self.engine.actor, at=now
+            )
+            self.report.count(Status.SYNCED)
+            log.info("invoice_found_by_doc_number", event_id=str(event.id), qbo_id=found.qbo_id)
+            return
+        event.require_action(
+            reason_code=ReasonCode.DUPLICATE_DOC_NUMBER,
+            message=(
+                f"An invoice with DocNumber {draft.doc_number} but different contents already "
+                f"exists in QuickBooks (id {found.qbo_id}, customer {found.customer_id}, "
+                f"total {found.total}; ours: customer {draft.customer_id}, total {draft.total})"
+            ),
+            missing=[],
+            actor=self.engine.actor,
+            at=now,
+        )
+        self.report.count(Status.ACTION_REQUIRED)
+
+    def _lookup_failed(self, event: FinancialEvent, failure: PushOutcome) -> None:
+        """A DocNumber lookup failed: auth stops the pass; anything else waits and retries."""
+        if failure.kind == OutcomeKind.ACTION_REQUIRED and failure.reason_code in AUTH_STOP_REASONS:
+            self.stopped = failure
+            return
+        if is_throttle(failure):
+            self._pause(failure)
+        failures = self._failures(event) + 1
+        self.engine.schedule(event, failures, self.now(), failure.retry_after or 0.0)
+        log.info("doc_number_lookup_failed", event_id=str(event.id), message=failure.message)
+
+    # --- outcomes -----------------------------------------------------------------------------
+
+    def _failures(self, event: FinancialEvent) -> int:
+        """Failed pushes since the last operator retry, throttling excluded (from the log)."""
+        names: list[str] = []
+        for entry in self.ledger.history(self.school, str(event.id)):
+            if entry.type == "PushFailed" and str(entry.data.get("code")) in THROTTLE_CODES:
+                continue
+            names.append(entry.type)
+        return failures_since_retry(names)
+
+    def _pause(self, outcome: PushOutcome) -> None:
+        seconds = outcome.retry_after if outcome.retry_after is not None else THROTTLE_PAUSE_SECONDS
+        self.engine.pause(self.school, self.now() + timedelta(seconds=seconds))
+        log.info("realm_paused", school=self.school, seconds=seconds)
+
+    def _record(
+        self,
+        event: FinancialEvent,
+        outcome: PushOutcome,
+        *,
+        draft: InvoiceDraft | None,
+        careful: bool,
+    ) -> None:
+        """Turn one classified outcome into the event's next status."""
+        now = self.now()
+        actor = self.engine.actor
+        if outcome.kind == OutcomeKind.SYNCED:
+            doc = outcome.doc_number or (draft.doc_number if draft else None) or event.doc_number
+            event.mark_synced(
+                qbo_id=outcome.qbo_id or "", doc_number=doc or "", actor=actor, at=now
+            )
+            self.engine.unschedule(event.id)
+            self.report.count(Status.SYNCED)
+            log.info(
+                "event_pushed", event_id=str(event.id), school=self.school, qbo_id=outcome.qbo_id
+            )
+            return
+        if outcome.kind == OutcomeKind.ACTION_REQUIRED:
+            reason = outcome.reason_code or ReasonCode.VALIDATION
+            if (
+                reason == ReasonCode.DUPLICATE_DOC_NUMBER
+                and draft is not None
+                and self._resolve_duplicate(event, draft)
+            ):
+                return
+            if reason in AUTH_STOP_REASONS and self.stopped is None:
+                self.stopped = outcome
+            message, missing = _message(outcome), list(outcome.missing)
+            if reason in (ReasonCode.INACTIVE_MAPPING, ReasonCode.INVALID_REFERENCE):
+                inactive = None
+                if reason == ReasonCode.INACTIVE_MAPPING and draft is not None:
+                    self.report.calls += 1  # one metered read, only after a 610
+                    inactive = self.gateway.inactive_references(
+                        sorted({line.item_id for line in draft.lines}), [draft.customer_id]
+                    )
+                keys, sentence = blamed_mappings(event, draft, outcome, inactive)
+                message, missing = message + sentence, keys + missing
+            event.require_action(
+                reason_code=reason, message=message, missing=missing, actor=actor, at=now
+            )
+            self.engine.unschedule(event.id)
+            self.report.count(Status.ACTION_REQUIRED)
+            log.info("event_needs_action", event_id=str(event.id), reason_code=reason.value)
+            return
+        code = outcome.code or (str(outcome.http_status) if outcome.http_status else "network")
+        throttled = is_throttle(outcome)
+        if throttled:
+            self._pause(outcome)
+        failures = 0 if throttled else self._failures(event) + 1
+        if not throttled and self.engine.policy.exhausted(failures):
+            category = FailureCategory.EXHAUSTED
+            message = f"{_message(outcome)} (gave up after {failures} attempts: press Retry Failed)"
+        elif careful or outcome.kind == OutcomeKind.UNCERTAIN:
+            category, message = FailureCategory.UNCERTAIN, _message(outcome)
+        else:
+            category, message = FailureCategory.TRANSIENT, _message(outcome)
+        event.mark_failed(category=category, code=code, message=message, actor=actor, at=now)
+        status = {
+            FailureCategory.EXHAUSTED: Status.FAILED,
+            FailureCategory.UNCERTAIN: Status.UNCERTAIN,
+            FailureCategory.TRANSIENT: Status.RETRYING,
+        }[category]
+        self.report.count(status)
+        if category == FailureCategory.EXHAUSTED:
+            self.engine.unschedule(event.id)
+        else:
+            floor = outcome.retry_after or (THROTTLE_PAUSE_SECONDS if throttled else 0.0)
+            self.engine.schedule(event, max(1, failures), now, floor)
+        log.info("push_failed", event_id=str(event.id), category=category.value, code=code)
+
+    def _resolve_duplicate(self, event: FinancialEvent, draft: InvoiceDraft) -> bool:
+        """6140: look the DocNumber up; True when settled (ours -> synced, else duplicate)."""
+        self.report.calls += 1
+        lookup = self.gateway.find_invoice(draft.doc_number)
+        if lookup.found is None:
+            return False
+        self._settle_found(event, draft, lookup.found)
+        return True
+
+
+def _message(outcome: PushOutcome) -> str:
+    """QBO's own message with its error code; never a bare status code."""
+    text = outcome.message.strip() or "QuickBooks gave no message"
+    if outcome.code and outcome.code not in text:
+        text = f"{text} (QuickBooks error {outcome.code})"
+    return text
