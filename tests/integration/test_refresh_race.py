@@ -1,4 +1,4 @@
-"""Two workers refreshing one realm at once on PostgreSQL: one refresh, no burnt token."""
+"""Two processes refreshing one realm at once (SQLite file or PostgreSQL): one refresh only."""
 
 from __future__ import annotations
 
@@ -23,11 +23,11 @@ def sim() -> Iterator[QboSimulator]:
         yield simulator
 
 
-def test_concurrent_refresh_is_serialised_across_vaults(pg_url: str, sim: QboSimulator) -> None:
+def test_concurrent_refresh_is_serialised_across_vaults(db_url: str, sim: QboSimulator) -> None:
     """Two processes' gateways (separate vaults) hit a 401 together: both push, token lives."""
     clock = FixedClock(datetime.now(UTC))
-    first = make_rig(pg_url, sim, clock)
-    second = make_rig(pg_url, sim, clock, connect=False)  # another process: its own vault
+    first = make_rig(db_url, sim, clock)
+    second = make_rig(db_url, sim, clock, connect=False)  # another process: its own vault
     sim.set_faults(expire_access_tokens_now=True)
     gateways = [first.gateway(), second.gateway()]
     start = threading.Barrier(2)
