@@ -65,6 +65,17 @@ class PostgresBulkApplicationRecorder(PostgresApplicationRecorder):
             curs.execute(query, ([u.hex for u in wanted],))
             return {UUID(str(r["originator_id"])) for r in curs.fetchall()}
 
+    def log_positions(self, originator_id: UUID) -> dict[int, int]:
+        """originator_version -> log position (notification id) of one aggregate's events."""
+        query = SQL(
+            "SELECT originator_version, notification_id FROM {}.{} WHERE originator_id = %s"
+        ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name))
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(query, (originator_id,))
+            return {
+                int(r["originator_version"]): int(r["notification_id"]) for r in curs.fetchall()
+            }
+
 
 class PostgresBulkFactory(PostgresFactory):
     """PostgresFactory whose application recorder is PostgresBulkApplicationRecorder."""

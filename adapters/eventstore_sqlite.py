@@ -55,6 +55,16 @@ class SQLiteBulkApplicationRecorder(SQLiteApplicationRecorder):
                 found.update(UUID(row["originator_id"]) for row in c.fetchall())
         return found
 
+    def log_positions(self, originator_id: UUID) -> dict[int, int]:
+        """originator_version -> log position (notification id) of one aggregate's events."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT originator_version, rowid FROM {self.events_table_name} "
+                "WHERE originator_id = ?",
+                [originator_id.hex],
+            )
+            return {int(row[0]): int(row[1]) for row in c.fetchall()}
+
 
 class SQLiteBulkFactory(SQLiteFactory):
     """SQLiteFactory whose application recorder is SQLiteBulkApplicationRecorder."""

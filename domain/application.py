@@ -83,11 +83,12 @@ class BatchResult:
 class HistoryEntry:
     """One event of an aggregate's history, as an auditor reads it."""
 
-    position: int
+    position: int  # the event's number within its aggregate: 1, 2, 3 ...
     at: datetime
     type: str
     actor: str
     data: dict[str, Any]
+    log_position: int | None = None  # its position in the whole log (as in `audit export`)
 
 
 @dataclass(frozen=True)
@@ -289,7 +290,12 @@ class FlightLedger(Application[UUID]):
         """Every event of one financial event (or 'connection', 'mappings', 'settings')."""
         special = {"connection": connection_id, "mappings": mappings_id, "settings": settings_id}
         aggregate_id = special[ref](school) if ref in special else self.find(school, ref).id
-        return [_history_entry(e) for e in self.events.get(aggregate_id)]
+        lookup = getattr(self.recorder, "log_positions", None)
+        positions: dict[int, int] = lookup(aggregate_id) if callable(lookup) else {}
+        return [
+            _history_entry(e, positions.get(e.originator_version))
+            for e in self.events.get(aggregate_id)
+        ]
 
     def iter_financial_events(self, school: str | None = None) -> Iterable[FinancialEvent]:
         """Every financial event in the log (of one school), rebuilt from the log in bulk."""
@@ -474,7 +480,7 @@ def _connection_why(code: ReasonCode) -> str:
     return "QuickBooks is still not connected: connect it first"
 
 
-def _history_entry(event: Any) -> HistoryEntry:
+def _history_entry(event: Any, log_position: int | None = None) -> HistoryEntry:
     state = {k: v for k, v in vars(event).items() if k not in _BASE_FIELDS}
     if isinstance(event, FinancialEvent.Recorded):  # the validated input, under its own name
         state["record"] = state.pop("data")
@@ -485,4 +491,5 @@ def _history_entry(event: Any) -> HistoryEntry:
         type=type(event).__name__,
         actor=actor,
         data={k: v for k, v in state.items() if k not in _ACTOR_FIELDS},
+        log_position=log_position,
     )

@@ -203,7 +203,8 @@ def test_the_whole_contract(cli: Cli, sim: QboSimulator, tmp_path: Path) -> None
     assert len(sim.payments()) == 1
 
     code, history, _ = cli("history", "F-5")
-    assert code == 0 and all(set(h) == {"position", "at", "type", "actor", "data"} for h in history)
+    assert code == 0 and all(set(h) >= {"position", "at", "type", "actor", "data"} for h in history)
+    assert [h["position"] for h in history] == [1, 2, 3, 4, 5]
     assert [h["type"] for h in history] == [
         "FlightEnded",
         "ActionRequired",
@@ -236,6 +237,11 @@ def test_the_whole_contract(cli: Cli, sim: QboSimulator, tmp_path: Path) -> None
     assert len(lines) > 20 and [x["position"] for x in lines] == sorted(
         x["position"] for x in lines
     )
+    in_log = {(x["aggregate_id"], x["version"]): x["position"] for x in lines}
+    f5_id = next(e["id"] for e in events if e["reference"] == "F-5")
+    assert [h["log_position"] for h in history] == [
+        in_log[(f5_id, h["position"])] for h in history
+    ], "history's log positions are the positions audit export shows"
     code, verified, _ = cli("audit", "verify")
     assert code == 0 and verified["ok"] is True and verified["events"] == len(lines)
     assert set(verified) >= {"ok", "events", "head"}

@@ -209,3 +209,20 @@ def test_normal_saves_after_bulk_continue_the_notification_sequence(ledger: Flig
     recordings = ledger.save(event)
     assert [r.notification.id for r in recordings] == [last + 1]
     assert count_notifications(ledger) == 501
+
+
+def test_history_names_each_events_position_in_the_whole_log(ledger: FlightLedger) -> None:
+    """history's log_position is the event's notification id, interleaved with other facts."""
+    ledger.record("default", _parse(RecordKind.FLIGHT_ENDED, flight("F-1")))
+    ledger.record("default", _parse(RecordKind.FLIGHT_ENDED, flight("F-2")))
+    ledger.dismiss("default", "F-1", operator="ops-ana", note="entered twice")
+    history = ledger.history("default", "F-1")
+    assert [(h.type, h.position, h.log_position) for h in history] == [
+        ("FlightEnded", 1, 1),
+        ("Dismissed", 2, 3),
+    ]
+    notes = ledger.recorder.select_notifications(start=1, limit=10)
+    assert [(n.id, n.originator_id) for n in notes][::2] == [
+        (1, ledger.find("default", "F-1").id),
+        (3, ledger.find("default", "F-1").id),
+    ]

@@ -312,6 +312,8 @@ def test_event_page_shows_full_history(client: TestClient, web_ledger: FlightLed
     assert "&#34;rate&#34;: &#34;165.00&#34;" in page or '"rate": "165.00"' in page
     history = client.get("/events/F-1/history.json").json()
     assert [h["type"] for h in history] == ["FlightEnded", "ActionRequired"]
+    positions = [h["log_position"] for h in history]
+    assert all(isinstance(p, int) for p in positions) and positions == sorted(positions)
 
 
 def test_dismiss_with_note(client: TestClient, web_ledger: FlightLedger) -> None:

@@ -31,6 +31,7 @@ def history(
             "type": e.type,
             "actor": e.actor,
             "data": e.data,
+            "log_position": e.log_position,
         }
         for e in entries
     ]
@@ -41,8 +42,18 @@ def history(
             return
         console.print(
             table(
-                ["#", "at", "type", "actor", "data"],
-                [[r["position"], r["at"], r["type"], r["actor"], _brief(r["data"])] for r in rows],
+                ["#", "log", "at", "type", "actor", "data"],
+                [
+                    [
+                        r["position"],
+                        r["log_position"],
+                        r["at"],
+                        r["type"],
+                        r["actor"],
+                        _brief(r["data"]),
+                    ]
+                    for r in rows
+                ],
                 title=f"history of {ref}",
             )
         )

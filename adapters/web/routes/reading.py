@@ -118,6 +118,7 @@ def register(app: FastAPI, cfg: WebConfig, access: Access, pages: Pages) -> None
                     "type": e.type,
                     "actor": e.actor,
                     "data": to_jsonable(e.data),
+                    "log_position": e.log_position,
                 }
                 for e in entries
             ]
