@@ -47,6 +47,7 @@ class RealmStats:
     throttled_by: dict[str, int] = field(default_factory=dict)
     faults_injected: int = 0
     replays: int = 0
+    dropped: int = 0  # requests whose client hung up, dropped unperformed
 
 
 class Stats:
@@ -110,7 +111,7 @@ class AccountingApi:
 
     def handle(
         self, method: str, realm: str, rest: list[str], *, params: dict[str, str],
-        headers: dict[str, str], body: bytes,
+        headers: dict[str, str], body: bytes, client_gone: Callable[[], bool] | None = None,
     ) -> Response:  # fmt: skip
         """Authenticate, rate-limit, inject faults, then route."""
         auth = headers.get("authorization", "")
@@ -138,6 +139,9 @@ class AccountingApi:
             latency = float(self._injector.snapshot()["latency_seconds"])
             if latency > 0:
                 self._sleep(min(latency, self._max_sleep))
+            if client_gone is not None and client_gone() and self._injector.drop_abandoned():
+                self._stats.bump(realm, "dropped")
+                return Response(status=0, action="reset")
             is_create = method == "POST" and (
                 is_batch or (len(rest) == 1 and ENTITY_PATHS.get(rest[0]) in CREATABLE)
             )

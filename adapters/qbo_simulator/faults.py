@@ -11,6 +11,9 @@ Settings (JSON names, also accepted by ``QboSimulator.set_faults`` and ``POST /_
   or reset on a create, whether the create was performed first ("the request reached QBO").
 - ``fault_seed``: seeds the random choices (same seed, same sequence).
 - ``latency_seconds``: every API request is held this long (keeps its concurrency slot).
+- ``drop_if_client_gone`` (0..1): after the latency, a request whose client has hung up is
+  dropped unperformed with this probability (it never reached QBO); otherwise it is performed,
+  as QBO finishes what it received.
 - ``xml_throttle``: 429 bodies are XML instead of JSON.
 - ``gateway_faults``: auth errors other than 3200 (code 100) use the lowercase gateway envelope.
 - ``force_error``: a spec (or list of specs) answered to the next ``count`` matching requests:
@@ -137,6 +140,7 @@ class FaultSettings:
     timeout_seconds: float = 5.0
     reset_rate: float = 0.0
     latency_seconds: float = 0.0
+    drop_if_client_gone: float = 0.0
     xml_throttle: bool = False
     gateway_faults: bool = False
     inactive_items: list[str] = field(default_factory=list)
@@ -196,6 +200,12 @@ class FaultInjector:
         """The settings as JSON."""
         with self._lock:
             return asdict(self.settings)
+
+    def drop_abandoned(self) -> bool:
+        """Whether a request whose client hung up is dropped (drop_if_client_gone)."""
+        with self._lock:
+            rate = self.settings.drop_if_client_gone
+            return rate > 0 and self._rng.random() < rate
 
     def decide(self, *, is_create: bool) -> Decision:
         """Choose the fault (if any) for one API request."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import select
 import socket
 import struct
 import sys
@@ -285,7 +286,14 @@ class QboSimulator:
         return {"realm": query["realmId"], **answer}
 
     # ----- HTTP dispatch
-    def dispatch(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Response:
+    def dispatch(
+        self,
+        method: str,
+        target: str,
+        headers: dict[str, str],
+        body: bytes,
+        client_gone: Callable[[], bool] | None = None,
+    ) -> Response:
         """Answer one HTTP request (headers with lowercase names)."""
         parts = urlsplit(target)
         path = parts.path.rstrip("/") or "/"
@@ -303,7 +311,13 @@ class QboSimulator:
         segments = [s for s in path.split("/") if s]
         if len(segments) >= 4 and segments[:2] == ["v3", "company"]:
             return self.api.handle(
-                method, segments[2], segments[3:], params=params, headers=headers, body=body
+                method,
+                segments[2],
+                segments[3:],
+                params=params,
+                headers=headers,
+                body=body,
+                client_gone=client_gone,
             )
         if segments and segments[0] == "_sim":
             return self.admin.handle(method, segments[1:], params, body)
@@ -329,7 +343,9 @@ def _handler_for(sim: QboSimulator) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(length) if length else b""
             headers = {k.lower(): v for k, v in self.headers.items()}
             try:
-                response = sim.dispatch(self.command, self.path, headers, body)
+                response = sim.dispatch(
+                    self.command, self.path, headers, body, client_gone=self._client_gone
+                )
             except Exception:
                 log.exception("qbo_simulator_failed", path=urlsplit(self.path).path)
                 response = json_response(500, {"error": "simulator failure"})
@@ -337,6 +353,14 @@ def _handler_for(sim: QboSimulator) -> type[BaseHTTPRequestHandler]:
                 self._reset()
                 return
             self._send(response)
+
+        def _client_gone(self) -> bool:
+            """The client closed its end (it is waiting for our answer, so EOF means gone)."""
+            try:
+                readable, _, _ = select.select([self.connection], [], [], 0)
+                return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+            except OSError:  # reset by the peer
+                return True
 
         def _reset(self) -> None:
             self.close_connection = True

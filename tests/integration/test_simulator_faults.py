@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,26 @@ def test_timeout_before_commit_performs_nothing(sim: QboSimulator) -> None:
     sim.set_faults(timeout_rate=0.0)
     assert _create(sim, tokens, "evt-10").status_code == 200
     assert len(sim.invoices()) == 1
+
+
+@pytest.mark.parametrize(("drop", "invoices"), [(1.0, 0), (0.0, 1)])
+def test_client_gone_during_latency(sim: QboSimulator, drop: float, invoices: int) -> None:
+    """A create whose client hung up is dropped (drop_if_client_gone=1) or still performed."""
+    tokens = sim.connect()
+    sim.set_faults(latency_seconds=0.6, drop_if_client_gone=drop)
+    with pytest.raises(requests.exceptions.ReadTimeout):  # the client gives up and closes
+        _create(sim, tokens, f"evt-gone-{drop}", timeout=0.2)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _realm_stats(sim, tokens)["requests"] == 0:
+        time.sleep(0.05)
+    time.sleep(0.8)  # past the latency: the simulator has decided
+    assert len(sim.invoices()) == invoices
+    assert _realm_stats(sim, tokens)["dropped"] == 1 - invoices
+
+
+def _realm_stats(sim: QboSimulator, tokens: dict[str, Any]) -> dict[str, Any]:
+    realms: dict[str, dict[str, Any]] = sim.stats_snapshot()["realms"]
+    return realms.get(tokens["realm"], {"requests": 0, "dropped": 0})
 
 
 def test_connection_reset(sim: QboSimulator) -> None:

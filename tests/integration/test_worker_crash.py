@@ -2,10 +2,10 @@
 
 The simulator runs in this process with a small latency on every request and some timeouts and
 5xx answers given *after* it performed the create, so kills land mid-push (PushStarted recorded,
-answer not yet recorded) and some land after QuickBooks committed an invoice whose Synced was
-never recorded. After every kill the worker is restarted; at the end `worker --until-idle` must
-leave exactly one invoice per flight in the simulator, every event synced, and a view equal to a
-fresh rebuild from the log.
+answer not yet recorded): some after QuickBooks committed an invoice whose Synced was never
+recorded, some (drop_if_client_gone) before the request reached QuickBooks at all. After every
+kill the worker is restarted; at the end `worker --until-idle` must leave exactly one invoice per
+flight in the simulator, every event synced, and a view equal to a fresh rebuild from the log.
 """
 
 from __future__ import annotations
@@ -104,10 +104,15 @@ def _crash_and_recover(
         fault_after_commit=1.0,  # every injected failure on a create happens after the commit
         fault_seed=seed,
     )
-    wave = -(-flights // kills)
+    # `kills` kills leave a request in flight to be performed (QBO got it); every fourth round
+    # adds a kill whose request in flight is dropped before it reaches QBO, which recovery must
+    # resend, and only that one.
+    rounds = kills + kills // 3
+    wave = -(-flights // rounds)
     recorded = busy_kills = 0
     log = tmp_path / "worker.log"
-    for _ in range(kills):
+    for round_number in range(rounds):
+        sim.set_faults(drop_if_client_gone=1.0 if round_number % 4 == 3 else 0.0)
         if recorded < flights:
             count = min(wave, flights - recorded)
             _record_wave(db_url, recorded, count)
@@ -115,8 +120,11 @@ def _crash_and_recover(
         worker = spawn_worker(cli.env, "--max-seconds", "60", log_path=log)
         busy_kills += _kill_while_busy(sim, worker, rng, time.monotonic() + 20)
         assert worker.returncode == -signal.SIGKILL
+        time.sleep(0.2)  # past the latency: the killed worker's last request has been decided
     assert recorded == flights
-    assert busy_kills >= kills * 3 // 4, f"only {busy_kills} of {kills} kills hit a busy worker"
+    assert busy_kills >= rounds * 3 // 4, f"only {busy_kills} of {rounds} kills hit a busy worker"
+    dropped = sum(int(r["dropped"]) for r in sim.stats_snapshot()["realms"].values())
+    assert dropped > 0, "no kill landed while a request was on its way (never reached QBO)"
 
     sim.set_faults(timeout_rate=0.0, fault_rate=0.0, latency_seconds=0.0)
     summary = cli.ok("worker", "--until-idle", "--max-seconds", "120")
@@ -157,12 +165,12 @@ def _crash_and_recover(
 def test_sigkilled_sqlite_worker_leaves_one_invoice_per_flight(
     sqlite_url: str, sim: QboSimulator, tmp_path: Path
 ) -> None:
-    """22 SIGKILLs while syncing 1,000 flights on SQLite: one invoice each; view == rebuild."""
+    """29 SIGKILLs (7 drop the request) syncing 1,000 flights on SQLite: one invoice each."""
     _crash_and_recover(sqlite_url, sim, tmp_path, flights=1000, kills=22, seed=SEED)
 
 
 def test_sigkilled_postgres_worker_leaves_one_invoice_per_flight(
     pg_url: str, sim: QboSimulator, tmp_path: Path
 ) -> None:
-    """SIGKILLs while syncing flights on PostgreSQL: one invoice each; view == rebuild."""
+    """13 SIGKILLs (3 drop the request) syncing 400 flights on PostgreSQL: one invoice each."""
     _crash_and_recover(pg_url, sim, tmp_path, flights=400, kills=10, seed=SEED + 1)
