@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import workers.cli
-from tests.factories import flight
+from tests.factories import flight, invoice_request, payment
 from workers.bootstrap import open_ledger
 
 workers.cli._register_commands()
@@ -200,6 +200,139 @@ def test_any_valid_record_is_recorded_exactly_once(db: str, record: dict[str, An
     )
     assert log_size(db) == before + 1
     assert invoke(db, "flight-ended", "-", stdin=line) == (
+        0,
+        {"recorded": 0, "duplicates": 1, "rejected": []},
+    )
+    assert log_size(db) == before + 1
+
+
+# --- invoice-requested and payment-received: the same two properties -------------------------
+
+OTHER_KINDS: dict[str, dict[str, Any]] = {
+    "invoice-requested": {
+        "make": invoice_request,
+        "id": "request_id",
+        "time": "requested_at",
+        "required": ["request_id", "requested_at", "student", "charges", "currency"],
+        "ids": ["request_id", "student.id", "charges[0].code"],
+    },
+    "payment-received": {
+        "make": payment,
+        "id": "payment_id",
+        "time": "received_at",
+        "required": [
+            "payment_id",
+            "received_at",
+            "student",
+            "amount",
+            "payment_type",
+            "currency",
+        ],
+        "ids": ["payment_id", "student.id", "payment_type"],
+    },
+}
+
+
+@st.composite
+def malformed_other(draw: st.DrawFn) -> tuple[str, dict[str, Any], str]:
+    """(kind, a valid record of that kind with one mutation, the field the refusal must name)."""
+    kind = draw(st.sampled_from(sorted(OTHER_KINDS)))
+    spec = OTHER_KINDS[kind]
+    record: dict[str, Any] = spec["make"](f"X-{draw(st.uuids()).hex[:12]}")
+    choice = draw(st.integers(min_value=0, max_value=6))
+    if choice == 0:
+        field = draw(st.sampled_from(spec["required"]))
+        del record[field]
+        return kind, record, field
+    if choice == 1:
+        name = draw(st.text(st.characters(categories=["Ll"]), min_size=1, max_size=12))
+        if name in record or name in ("memo", "applies_to"):
+            name += "_x"
+        record[name] = draw(st.one_of(st.integers(), st.text(max_size=5)))
+        return kind, record, name
+    if choice == 2:
+        field = draw(st.sampled_from(spec["ids"]))
+        _set(field, draw(bad_ids))(record)
+        return kind, record, field
+    if choice == 3:
+        naive_or_junk = st.one_of(
+            st.datetimes().map(lambda d: d.isoformat()),
+            st.text(max_size=12).filter(lambda s: not s[:4].isdigit()),
+            st.integers(),
+        )
+        record[spec["time"]] = draw(naive_or_junk)
+        return kind, record, spec["time"]
+    if choice == 4:
+        record["currency"] = draw(
+            st.text(max_size=6).filter(lambda s: not (len(s) == 3 and s.isupper()))
+        )
+        return kind, record, "currency"
+    if kind == "payment-received":
+        bad_amount = st.one_of(
+            st.decimals(max_value="0", places=2, allow_nan=False, allow_infinity=False).map(str),
+            bad_places.map(str),
+            st.sampled_from(["NaN", "Infinity", "12,50", "", True]),
+        )
+        record["amount"] = draw(bad_amount)
+        return kind, record, "amount"
+    part = draw(st.sampled_from(["quantity", "rate"]))
+    _set(f"charges[0].{part}", str(draw(bad_places)))(record)
+    return kind, record, f"charges[0].{part}"
+
+
+@SETTINGS
+@given(case=malformed_other())
+def test_any_malformed_request_or_payment_exits_2_naming_the_field(
+    db: str, case: tuple[str, dict[str, Any], str]
+) -> None:
+    """Invoice requests and payments too: exit 2, the field named, nothing appended."""
+    kind, record, field = case
+    before = log_size(db)
+    code, out = invoke(db, kind, "-", stdin=json.dumps(record) + "\n")
+    assert code == 2
+    assert (out["recorded"], len(out["rejected"])) == (0, 1)
+    rejected = out["rejected"][0]
+    assert rejected["line"] == 1 and rejected["reason"]
+    assert rejected["field"] == field or rejected["field"].startswith(field.split(".")[0])
+    assert log_size(db) == before
+
+
+@st.composite
+def valid_other(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
+    """(kind, a valid invoice-requested or payment-received record with varied values)."""
+    kind = draw(st.sampled_from(sorted(OTHER_KINDS)))
+    ref = f"{draw(party_id)[:40]}-{uuid.uuid4().hex}"
+    record: dict[str, Any] = OTHER_KINDS[kind]["make"](ref)
+    record["student"] = {"id": draw(party_id), "name": draw(party_id)}
+    record[OTHER_KINDS[kind]["time"]] = draw(st.datetimes(timezones=st.timezones())).isoformat()
+    if kind == "payment-received":
+        record["amount"] = str(draw(money))
+        if draw(st.booleans()):
+            record["applies_to"] = draw(party_id)
+    else:
+        record["charges"] = [
+            {"code": draw(party_id), "quantity": str(draw(st.integers(1, 10))), "rate": str(m)}
+            for m in draw(st.lists(money, min_size=1, max_size=3))
+        ]
+        if draw(st.booleans()):
+            del record["memo"]
+    return kind, record
+
+
+@SETTINGS
+@given(case=valid_other())
+def test_any_valid_request_or_payment_is_recorded_exactly_once(
+    db: str, case: tuple[str, dict[str, Any]]
+) -> None:
+    """Any valid invoice request or payment is recorded once; again, it is a duplicate."""
+    kind, record = case
+    before = log_size(db)
+    line = json.dumps(record) + "\n"
+    assert invoke(db, kind, "-", stdin=line) == (
+        0,
+        {"recorded": 1, "duplicates": 0, "rejected": []},
+    )
+    assert invoke(db, kind, "-", stdin=line) == (
         0,
         {"recorded": 0, "duplicates": 1, "rejected": []},
     )
