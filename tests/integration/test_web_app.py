@@ -211,6 +211,7 @@ def test_tampered_session_cookie_is_not_trusted(client: TestClient) -> None:
     value = client.cookies.get("flightledger_session")
     assert value is not None
     payload, _, mac = value.rpartition(".")
+    client.cookies.clear()  # the tampered value replaces the real one, not sent beside it
     client.cookies.set("flightledger_session", payload + "." + "0" * len(mac))
     assert client.get("/").status_code == 303
 
