@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -19,6 +20,17 @@ from adapters.web.session import take_flash
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
 
+def when(value: Any) -> str:
+    """A time as office staff read it: '2027-03-02 22:05 UTC' (ISO text or datetime)."""
+    try:
+        moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
 class Pages:
     """Renders the dashboard's templates with the user, CSRF token and flash message."""
 
@@ -26,6 +38,7 @@ class Pages:
         self.access = access
         self.templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
         self.templates.env.filters["plain"] = as_text
+        self.templates.env.filters["when"] = when
 
     def render(
         self,

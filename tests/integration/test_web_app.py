@@ -396,6 +396,8 @@ def test_callback_connects_then_verifies(
     }
     dashboard = client.get("/").text
     assert 'id="pill">Connected<' in dashboard and "100d" in dashboard
+    expires = web_ledger.clock.now() + timedelta(days=100)
+    assert f"expires {expires:%Y-%m-%d %H:%M} UTC" in dashboard, "read as staff read a time"
     assert web_ledger.connection("alpha").realm == "9130350000000001"
 
 
