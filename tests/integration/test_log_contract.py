@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 import pytest
 from eventsourcing.persistence import IntegrityError, Mapper
@@ -153,7 +154,7 @@ def test_stored_events_are_readable_by_the_library_mapper(ledger: FlightLedger) 
         _parse(RecordKind.PAYMENT_RECEIVED, payment("P-7", applies_to="F-7")),
     ]
     assert isinstance(ledger.mapper, FinancialEventMapper)
-    stock = Mapper(transcoder=ledger.mapper.transcoder)
+    stock: Mapper[UUID] = Mapper(transcoder=ledger.mapper.transcoder)
     at = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
     for record in records:
         event = ledger.new_creation_event("default", record, actor="ops", at=at)
@@ -176,7 +177,7 @@ def test_bulk_import_of_ten_thousand_records(ledger: FlightLedger) -> None:
     first = [ledger.record_batch("default", records[i : i + 5000]) for i in range(0, BULK, 5000)]
     assert sum(r.recorded for r in first) == BULK
     assert sum(r.duplicates for r in first) == 0
-    ids = []
+    ids: list[int] = []
     start = 1
     while page := ledger.recorder.select_notifications(start=start, limit=5000):
         ids.extend(n.id for n in page)

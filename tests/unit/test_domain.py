@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -26,7 +27,7 @@ def app() -> FlightLedger:
     return FlightLedger(env={"PERSISTENCE_MODULE": "eventsourcing.popo"}, clock=FixedClock(NOW))
 
 
-def _event(app: FlightLedger, **overrides: object) -> FinancialEvent:
+def _event(app: FlightLedger, **overrides: Any) -> FinancialEvent:
     return app.new_financial_event("default", parse_flight_ended(flight(**overrides)), actor="t")
 
 

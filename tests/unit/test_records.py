@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -18,7 +19,11 @@ from domain.records import (
 from tests.factories import flight, invoice_request, payment
 
 FE, IR, PR = RecordKind.FLIGHT_ENDED, RecordKind.INVOICE_REQUESTED, RecordKind.PAYMENT_RECEIVED
-VALID = {FE: flight, IR: invoice_request, PR: payment}
+VALID: dict[RecordKind, Callable[..., dict[str, Any]]] = {
+    FE: flight,
+    IR: invoice_request,
+    PR: payment,
+}
 ID_FIELD = {FE: "flight_id", IR: "request_id", PR: "payment_id"}
 TIME_FIELD = {FE: "ended_at", IR: "requested_at", PR: "received_at"}
 REQUIRED = {

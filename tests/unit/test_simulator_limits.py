@@ -19,7 +19,7 @@ def _limiter(**kw: float) -> tuple[RateLimiter, FakeClock]:
 
 
 def _admit(limiter: RateLimiter, n: int, realm: str = "r", batch: bool = False) -> list[str | None]:
-    answers = []
+    answers: list[str | None] = []
     for _ in range(n):
         reason = limiter.acquire(realm, batch=batch)
         answers.append(reason)

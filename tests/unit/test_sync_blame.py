@@ -23,7 +23,7 @@ def _setup() -> tuple[object, object]:
     mappings.map_charge("aircraft_rental", "1", active=True, operator="a", at=NOW)
     mappings.map_charge("instructor_dual", "2", active=True, operator="a", at=NOW)
     mappings.set_defaults(term_id="1", memo="m", income_account_id="79", operator="a", at=NOW)
-    return event, invoice_draft(event, mappings)  # type: ignore[arg-type]
+    return event, invoice_draft(event, mappings)
 
 
 def _fault(message: str, element: str = ITEM_REF) -> PushOutcome:
