@@ -149,25 +149,49 @@ def ensure_schema(db: DatabaseUrl) -> None:
 
 
 @contextmanager
+def process_lock(db: DatabaseUrl, name: str) -> Iterator[None]:
+    """Hold the lock `name` of this database exclusively, across processes, until exit.
+
+    PostgreSQL: a session advisory lock keyed on the name, database and schema, on its own
+    connection (released by the server if the process dies). SQLite file: an exclusive flock on
+    ``<file>.<name>.lock`` (released by the OS if the process dies). In-memory SQLite lives in
+    one process, so nothing is needed.
+    """
+    if db.is_postgres:
+        import psycopg
+
+        text = f"flightledger:{name}:{db.dbname}:{db.schema}".encode()
+        key = int.from_bytes(hashlib.sha256(text).digest()[:8], "big", signed=True)
+        conninfo = db.psycopg_conninfo()
+        with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+            try:
+                yield
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+    elif db.path.startswith("file:"):
+        yield
+    else:
+        import fcntl
+        import os
+
+        fd = os.open(f"{db.path}.{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor drops the lock
+
+
+@contextmanager
 def setup_lock(db: DatabaseUrl) -> Iterator[None]:
     """Serialise table creation in one PostgreSQL schema across processes (no-op for SQLite).
 
     Two processes creating the same tables at once make PostgreSQL fail with "tuple concurrently
-    updated"; a session advisory lock keyed on the schema makes them take turns.
+    updated"; the schema's process_lock makes them take turns. SQLite serialises DDL itself.
     """
     if not db.is_postgres:
         yield
         return
-    import psycopg
-
-    key = int.from_bytes(
-        hashlib.sha256(f"flightledger-setup:{db.dbname}:{db.schema}".encode()).digest()[:8],
-        "big",
-        signed=True,
-    )
-    with psycopg.connect(db.psycopg_conninfo(), autocommit=True, connect_timeout=10) as conn:
-        conn.execute("SELECT pg_advisory_lock(%s)", (key,))
-        try:
-            yield
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+    with process_lock(db, "setup"):
+        yield

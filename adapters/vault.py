@@ -31,7 +31,7 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from adapters.persistence import DatabaseUrl, setup_lock
+from adapters.persistence import DatabaseUrl, process_lock, setup_lock
 
 TABLE = "flightledger_vault"
 KEY_ENV = "FLIGHTLEDGER_SECRET_KEY"
@@ -314,55 +314,17 @@ class TokenVault:
     def refresh_lock(self, school: str) -> Iterator[None]:
         """Only one refresh per school at a time, across threads and processes.
 
-        A thread lock, plus pg_advisory_lock on PostgreSQL or an exclusive flock on
-        ``<db file>.refresh.lock`` beside a SQLite file (so the dashboard and the worker never
-        spend the same rotating refresh token twice). In-memory SQLite lives in one process.
+        A thread lock plus the database's process_lock (pg_advisory_lock on PostgreSQL, a flock
+        beside a SQLite file), so the dashboard and the worker never spend the same rotating
+        refresh token twice.
         """
         with self._lock:
             lock = self._locks.setdefault(school, threading.Lock())
-        with lock:
-            if self.db.is_postgres:
-                with self._postgres_lock(school):
-                    yield
-            elif self.db.path.startswith("file:"):
-                yield
-            else:
-                with _file_lock(f"{self.db.path}.refresh.lock"):
-                    yield
-
-    @contextmanager
-    def _postgres_lock(self, school: str) -> Iterator[None]:
-        import psycopg
-
-        key = int.from_bytes(
-            hashlib.sha256(f"flightledger-refresh:{self.db.schema}:{school}".encode()).digest()[:8],
-            "big",
-            signed=True,
-        )
-        with psycopg.connect(
-            self.db.psycopg_conninfo(), autocommit=True, connect_timeout=10
-        ) as conn:
-            conn.execute("SELECT pg_advisory_lock(%s)", (key,))
-            try:
-                yield
-            finally:
-                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        with lock, process_lock(self.db, f"refresh-{school}"):
+            yield
 
     def all_rows(self) -> list[tuple[str, str, bytes]]:
         """Every (school, name, blob) row, for inspection in tests."""
         with self._connect() as conn:
             rows = conn.execute(f"SELECT school, name, blob FROM {TABLE}").fetchall()
         return [(r[0], r[1], bytes(r[2])) for r in rows]
-
-
-@contextmanager
-def _file_lock(path: str) -> Iterator[None]:
-    """An exclusive flock on path (created 0600), released on exit or when the process dies."""
-    import fcntl
-
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing the descriptor drops the lock
