@@ -34,7 +34,7 @@ from adapters.quickbooks.settings import QboSettings
 from adapters.vault import TokenSet
 from domain.ports import OutcomeKind, PushOutcome, ReasonCode, TokenExpiries
 
-log = structlog.get_logger("adapters.quickbooks.gateway")
+log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 REFRESH_MARGIN = timedelta(minutes=5)
