@@ -77,7 +77,12 @@ class PushRun:
     """The sending part of one pass: careful resolutions, invoice batches, then payments."""
 
     def __init__(
-        self, engine: SyncEngine, school: str, mappings: Mappings, report: PassReport
+        self,
+        engine: SyncEngine,
+        school: str,
+        mappings: Mappings,
+        report: PassReport,
+        gateway: AccountingGateway,
     ) -> None:
         self.engine = engine
         self.ledger = engine.ledger
@@ -85,18 +90,8 @@ class PushRun:
         self.mappings = mappings
         self.report = report
         self.stopped: PushOutcome | None = None
-        self._gateway: AccountingGateway | None = None
+        self.gateway = gateway
         self.touched: dict[UUID, FinancialEvent] = {}
-
-    def open_gateway(self) -> None:
-        """Build the school's gateway before anything is recorded as started."""
-        self._gateway = self.engine.gateways(self.school)
-
-    @property
-    def gateway(self) -> AccountingGateway:
-        if self._gateway is None:
-            self._gateway = self.engine.gateways(self.school)
-        return self._gateway
 
     def now(self) -> datetime:
         return self.engine.now()

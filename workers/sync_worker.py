@@ -203,15 +203,14 @@ class SyncEngine:
             report.count(Status.ACTION_REQUIRED, len(refused))
         if not sendable:
             return report
-        run = PushRun(self, school, mappings, report)
-        try:
-            run.open_gateway()
+        try:  # built before anything is recorded as started
+            gateway = self.gateways(school)
         except Exception as exc:  # no usable gateway: say why on every event, call nothing
             message = f"Cannot use the QuickBooks connection: {type(exc).__name__}: {exc}"
             log.warning("gateway_unavailable", school=school, error=message)
             self.require_all(sendable, ReasonCode.NOT_CONNECTED, message, report)
             return report
-        run.push(sendable)
+        PushRun(self, school, mappings, report, gateway).push(sendable)
         return report
 
     def require_all(
