@@ -20,8 +20,12 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The suite mostly waits on I/O (subprocesses, HTTP, PostgreSQL): several processes pay off
+# even on 2 cores. Every test has its own database schema or file, so order does not matter.
+TEST_WORKERS ?= 3
+
 test: $(STAMP) lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS)
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
