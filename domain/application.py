@@ -23,8 +23,7 @@ from domain.ids import (
     settings_id,
 )
 from domain.mappings import Mappings
-from domain.ports import Clock, ReasonCode
-from domain.preflight import check_connection, check_mappings
+from domain.ports import Clock
 from domain.records import Record, RecordKind, record_to_data
 from domain.settings import Settings
 
@@ -32,10 +31,6 @@ SYSTEM = "system"
 _A = TypeVar("_A", Connection, Mappings, Settings)
 APPLICATION_NAME = "flightledger"
 
-CONNECTION_REASONS = frozenset(
-    {ReasonCode.AUTH_EXPIRED, ReasonCode.AUTH_FAILED, ReasonCode.NOT_CONNECTED}
-)
-MAPPING_REASONS = frozenset({ReasonCode.MISSING_MAPPING, ReasonCode.INACTIVE_MAPPING})
 
 _CREATION_EVENTS: dict[RecordKind, type[FinancialEvent.Recorded]] = {
     RecordKind.FLIGHT_ENDED: FinancialEvent.FlightEnded,
@@ -417,10 +412,10 @@ class FlightLedger(Application[UUID]):
         scope: str,
     ) -> RetryResult:
         """Requeue the given events whose cause is fixed, all in one transaction."""
+        from domain.retry import blocked_by, retry_context
+
         now = self.clock.now()
-        connection = self.connection(school)
-        mappings = self.mappings(school)
-        connection_problem = check_connection(connection, now)
+        context = retry_context(school, self.connection(school), self.mappings(school), now)
         result = RetryResult()
         blocked: dict[tuple[str, str], int] = {}
         to_save: list[FinancialEvent] = []
@@ -430,19 +425,7 @@ class FlightLedger(Application[UUID]):
             if event.status not in (Status.FAILED, Status.ACTION_REQUIRED, Status.UNCERTAIN):
                 result.skipped += 1
                 continue
-            reason = event.reason_code
-            why: tuple[str, str] | None = None
-            if reason in CONNECTION_REASONS or (reason is None and connection_problem):
-                if connection_problem is not None:
-                    code = connection_problem.reason_code.value
-                    why = (code, _connection_why(connection_problem.reason_code))
-            elif reason in MAPPING_REASONS:
-                problem = check_mappings(event, mappings)
-                if problem is not None:
-                    why = (
-                        problem.reason_code.value,
-                        f"still {problem.message[0].lower()}{problem.message[1:]}",
-                    )
+            why = blocked_by(event, context)
             if why is not None:
                 blocked[why] = blocked.get(why, 0) + 1
                 continue
@@ -472,12 +455,6 @@ _FINANCIAL_EVENT_TOPIC = f"{FinancialEvent.__module__}:{FinancialEvent.__qualnam
 _CREATION_TOPICS = [f"{cls.__module__}:{cls.__qualname__}" for cls in _CREATION_EVENTS.values()]
 _ACTOR_FIELDS = ("actor", "operator")
 _BASE_FIELDS = {"originator_id", "originator_version", "timestamp", "originator_topic"}
-
-
-def _connection_why(code: ReasonCode) -> str:
-    if code == ReasonCode.AUTH_EXPIRED:
-        return "QuickBooks still needs to be reconnected (refresh token expired): Reconnect first"
-    return "QuickBooks is still not connected: connect it first"
 
 
 def _history_entry(event: Any, log_position: int | None = None) -> HistoryEntry:

@@ -11,6 +11,7 @@ from adapters.persistence import DatabaseUrl
 from domain.application import FlightLedger
 from domain.checklist import ChecklistItem, build_checklist
 from domain.financial_event import FinancialEvent, Status
+from domain.retry import WAITING_FOR_OPERATOR, waiting_events
 from projections.view import FinancialEventView
 
 UNSENT = (
@@ -21,24 +22,14 @@ UNSENT = (
     Status.UNCERTAIN,
     Status.ACTION_REQUIRED,
 )
-WAITING_FOR_OPERATOR = (Status.FAILED, Status.ACTION_REQUIRED, Status.UNCERTAIN)
+__all__ = ["UNSENT", "WAITING_FOR_OPERATOR", "checklist", "checklist_rows", "events_in"]
 
 
 def events_in(
-    ledger: FlightLedger,
-    view: FinancialEventView,
-    school: str,
-    statuses: Sequence[str],
-    *,
-    reason: str | None = None,
+    ledger: FlightLedger, view: FinancialEventView, school: str, statuses: Sequence[str]
 ) -> list[FinancialEvent]:
-    """The school's events whose view row has one of the statuses (and the reason, if given);
-    each is loaded from the log, so its state is current even if the view lags."""
-    rows = view.list(school, statuses=[str(s) for s in statuses])
-    if reason is not None:
-        rows = [r for r in rows if reason in (r.reason_code, r.status)]
-    events = [ledger.financial_event(row.id) for row in rows]
-    return [e for e in events if e.status in statuses]
+    """domain.retry.waiting_events: the events whose view row has one of the statuses."""
+    return waiting_events(ledger, view, school, statuses)
 
 
 def checklist(

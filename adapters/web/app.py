@@ -15,15 +15,11 @@ from adapters.web.config import ChecklistProvider, WebConfig
 from adapters.web.connection import INTUIT_AUTHORIZATION_ORIGIN, ConnectionServicePort
 from adapters.web.pages import Pages, install_error_handlers
 from adapters.web.routes import actions, connection, reading, signin
-from adapters.web.routes.reading import (
-    EVENTS_LIMIT,
-    FAILED_GROUP,
-    REASON_CODES,
-    STATUS_ORDER,
-)
+from adapters.web.routes.reading import EVENTS_LIMIT, REASON_CODES, STATUS_ORDER
 from adapters.web.session import SESSION_COOKIE, install_session
 from domain.application import FlightLedger
 from domain.ports import Clock
+from domain.retry import FAILED_GROUP
 from projections.view import FinancialEventView
 
 __all__ = [

@@ -2,81 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import typer
 from rich.console import Console
 
-from domain.application import FlightLedger, NotFound
-from domain.financial_event import RETRYABLE_BY_OPERATOR, FinancialEvent, TransitionRefused
-from domain.ports import ReasonCode
-from projections.view import FinancialEventView
+from domain.application import NotFound
+from domain.financial_event import TransitionRefused
+from domain.retry import SelectionError, retry
 from workers.commands.mappings import OPERATOR, default_operator
 from workers.context import EXIT_USAGE, emit, fail, get_context, table
-from workers.selection import WAITING_FOR_OPERATOR, events_in
 
-STATUS_GROUPS = ("failed", "uncertain")
-REASONS = tuple(r.value for r in ReasonCode) + STATUS_GROUPS
-
-
-class SelectionError(ValueError):
-    """The selection names something that does not exist."""
-
-
-def select_for_retry(
-    ledger: FlightLedger,
-    school: str,
-    *,
-    reason: str | None,
-    ids: Sequence[str],
-    view: FinancialEventView | None = None,
-) -> tuple[list[FinancialEvent], str]:
-    """The events an operator chose (ids, a reason group, or everything waiting) and the scope."""
-    if reason is not None and reason not in REASONS:
-        raise SelectionError(f"--reason: unknown reason {reason!r}; one of {', '.join(REASONS)}")
-    if ids:
-        events: list[FinancialEvent] = []
-        for ref in ids:
-            try:
-                events.append(ledger.find(school, ref))
-            except NotFound as exc:
-                raise SelectionError(str(exc)) from None
-        scope = "ids:" + ",".join(ids)
-    elif view is not None:
-        events = events_in(ledger, view, school, WAITING_FOR_OPERATOR, reason=reason)
-        scope = f"reason:{reason}" if reason else "all"
-    else:  # no view at hand: replay the school's events from the log
-        events = [
-            e for e in ledger.iter_financial_events(school) if e.status in RETRYABLE_BY_OPERATOR
-        ]
-        scope = f"reason:{reason}" if reason else "all"
-    if reason is not None:
-        events = [e for e in events if reason in (e.reason_code, e.status.value)]
-    return events, scope
-
-
-def retry(
-    ledger: FlightLedger,
-    school: str,
-    *,
-    reason: str | None,
-    ids: Sequence[str],
-    operator: str,
-    view: FinancialEventView | None = None,
-) -> dict[str, Any]:
-    """Requeue the chosen events whose cause is fixed (one transaction); say what is blocked."""
-    events, scope = select_for_retry(ledger, school, reason=reason, ids=ids, view=view)
-    result = ledger.retry_failed(school, events, operator=operator, scope=scope)
-    return {
-        "requeued": result.requeued,
-        "skipped": result.skipped,
-        "blocked": [
-            {"reason_code": b["reason_code"], "why": b["why"], "count": int(b.get("count", 1))}
-            for b in result.blocked
-        ],
-        "selected": len(events),
-    }
+__all__ = ["SelectionError", "register", "retry"]
 
 
 def _human(data: dict[str, Any]) -> Any:
@@ -114,11 +51,12 @@ def register(app: typer.Typer) -> None:
                 reason=reason,
                 ids=ids,
                 operator=operator or default_operator(),
-                view=None if ids else caught_up_view(cli),
+                rows=None if ids else caught_up_view(cli),
             )
         except SelectionError as exc:
-            code = EXIT_USAGE if str(exc).startswith("--reason") else 1
-            fail(cli, str(exc), code)
+            if exc.field == "reason":
+                fail(cli, f"--reason: {exc}", EXIT_USAGE)
+            fail(cli, str(exc))
         if data["selected"] == 0:
             what = f"in group {reason}" if reason else "waiting for an operator"
             data["message"] = (

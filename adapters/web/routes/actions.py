@@ -9,10 +9,10 @@ from fastapi.responses import RedirectResponse, Response
 from adapters.web.access import Access
 from adapters.web.auth import RETRY, User
 from adapters.web.config import WebConfig
-from adapters.web.routes.reading import FAILED_GROUP, REASON_CODES
 from adapters.web.session import flash, form
 from domain.application import NotFound, RetryResult
-from domain.financial_event import Status, TransitionRefused
+from domain.financial_event import TransitionRefused
+from domain.retry import FAILED_GROUP, GROUPS, select_for_retry
 
 log = structlog.get_logger(__name__)
 
@@ -29,15 +29,11 @@ def register(app: FastAPI, cfg: WebConfig, access: Access) -> None:
     ) -> Response:
         cfg.refresh()
         group = fields.get("reason", "")
-        if group == FAILED_GROUP:
-            rows = cfg.view.list(user.school, statuses=(Status.FAILED, Status.UNCERTAIN))
-        elif group in REASON_CODES:
-            rows = cfg.view.list(user.school, status=Status.ACTION_REQUIRED, reason_code=group)
-        else:
+        if group not in GROUPS:
             raise HTTPException(400, f"Unknown group {group!r}: nothing was retried.")
-        events = [ledger.financial_event(r.id) for r in rows if r.school == user.school]
+        chosen = select_for_retry(ledger, user.school, reason=group, rows=cfg.view)
         result = ledger.retry_failed(
-            user.school, events, operator=user.name, scope=f"reason:{group}"
+            user.school, chosen.events, operator=user.name, scope=chosen.scope
         )
         log.info(
             "web_retry_failed_pressed",

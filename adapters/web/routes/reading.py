@@ -20,10 +20,10 @@ from domain.financial_event import Status
 from domain.pill import EXPIRED_TEXT, EXPIRED_TITLE, status_document
 from domain.ports import ReasonCode
 from domain.reasons import describe_missing, fix_for
+from domain.retry import FAILED_GROUP
 
 log = structlog.get_logger(__name__)
 
-FAILED_GROUP = "failed"  # the Retry Failed group of failed/uncertain events (no reason code)
 STATUS_ORDER = [s.value for s in Status]
 REASON_CODES = [r.value for r in ReasonCode]
 EVENTS_LIMIT = 500
