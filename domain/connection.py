@@ -226,8 +226,8 @@ class Connection(Aggregate):
         self.trigger_event(self.ConnectionFailed, message=message, timestamp=at)
 
     def expire(self, *, message: str, at: datetime) -> None:
-        """Record that the refresh token no longer works (idempotent)."""
-        if self.state == ConnectionState.EXPIRED:
+        """Record that the refresh token no longer works (only a connected school expires)."""
+        if self.state != ConnectionState.CONNECTED:
             return
         self.trigger_event(self.RefreshTokenExpired, message=message, timestamp=at)
 

@@ -48,7 +48,9 @@ if TYPE_CHECKING:
 log = structlog.get_logger("flightledger.sync")
 
 THROTTLE_PAUSE_SECONDS = 60.0
-AUTH_STOP_REASONS = frozenset({ReasonCode.AUTH_EXPIRED, ReasonCode.AUTH_FAILED})
+AUTH_STOP_REASONS = frozenset(
+    {ReasonCode.AUTH_EXPIRED, ReasonCode.AUTH_FAILED, ReasonCode.NOT_CONNECTED}
+)
 
 
 @dataclass

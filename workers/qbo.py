@@ -224,7 +224,8 @@ class ConnectionService:
             raise ConnectionStepRefused(
                 f"QuickBooks refused the authorization code: {exc}"
             ) from None
-        self.vault.put_tokens(school, tokens)
+        with self.vault.refresh_lock(school):  # not while a worker refreshes the old set
+            self.vault.put_tokens(school, tokens)
         gateway = self.gateway(school)
         info = gateway.company_info()
         company = info if isinstance(info, CompanyInfo) else CompanyInfo("", "")
@@ -283,7 +284,8 @@ class ConnectionService:
                 self.oauth.revoke(tokens.refresh_token)
             except QboAuthError as exc:
                 log.warning("qbo_revoke_failed", school=school, reason=str(exc))
-            self.vault.delete_tokens(school)
+            with self.vault.refresh_lock(school):
+                self.vault.delete_tokens(school)
         connection = self.ledger.connection(school)
         if connection.state != ConnectionState.NEVER:
             update_connection(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from adapters.heartbeat import open_heartbeat
 from adapters.realm_locks import open_realm_locks
@@ -16,24 +16,46 @@ from workers.projector import Projector
 from workers.sync_worker import SyncEngine
 from workers.worker_loop import WorkerLoop
 
+if TYPE_CHECKING:
+    from adapters.quickbooks.settings import QboSettings
+    from adapters.vault import TokenVault
+
 
 def gateway_factory(ledger: FlightLedger, config: Config) -> Callable[[str], AccountingGateway]:
-    """One cached QuickBooks gateway per school; the vault is opened on first use."""
-    cache: dict[str, AccountingGateway] = {}
-    opened: dict[str, Any] = {}
+    """The school's QuickBooks gateway, rebuilt when the vault's realm changed.
+
+    A long-running worker must follow what other processes write (a reconnect to another
+    company, a client secret stored by `connection connect`): the settings and the token set
+    are read again on every call; only the HTTP session of an unchanged realm is reused.
+    """
+    cache: dict[str, tuple[str, QboSettings, AccountingGateway]] = {}
+    opened: dict[str, TokenVault] = {}
 
     def gateway(school: str) -> AccountingGateway:
-        if school not in cache:
-            from workers.qbo import gateway_for, open_vault, qbo_settings_from_env
+        from workers.qbo import gateway_for, open_vault, qbo_settings_from_env
 
-            if "vault" not in opened:
-                vault = open_vault(config.database, config.env, create_key=False)
-                opened["vault"] = vault
-                opened["settings"] = qbo_settings_from_env(config.env, vault)
-            cache[school] = gateway_for(ledger, opened["vault"], opened["settings"], school)
-        return cache[school]
+        if "vault" not in opened:
+            opened["vault"] = open_vault(config.database, config.env, create_key=False)
+        vault = opened["vault"]
+        settings = qbo_settings_from_env(config.env, vault)
+        tokens = vault.get_tokens(school)
+        realm = tokens.realm if tokens else ""
+        cached = cache.get(school)
+        if cached is not None and cached[0] == realm and cached[1] == settings:
+            return cached[2]
+        if cached is not None:
+            _close(cached[2])
+        made = gateway_for(ledger, vault, settings, school)
+        cache[school] = (realm, settings, made)
+        return made
 
     return gateway
+
+
+def _close(gateway: AccountingGateway) -> None:
+    close = getattr(gateway, "close", None)
+    if callable(close):
+        close()
 
 
 @dataclass

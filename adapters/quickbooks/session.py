@@ -9,6 +9,7 @@ classify.Verdict, never as an exception.
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import Callable
@@ -83,6 +84,11 @@ class _RetryNow(Exception):
         self.verdict = verdict
 
 
+def _fingerprint(token: str) -> str:
+    """A one-way fingerprint of a token (the token itself is not kept)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
 def utcnow() -> datetime:
     """Now, in UTC."""
     return datetime.now(UTC)
@@ -114,7 +120,7 @@ class RealmSession:
         self.max_attempts = max_attempts
         self.sleep = sleep
         self._client: QboClient | None = None
-        self._expired: str | None = None
+        self._expired: tuple[str, str] | None = None  # (refused refresh token's hash, message)
 
     @property
     def oauth(self) -> OAuthClient:
@@ -124,9 +130,15 @@ class RealmSession:
         return self._oauth
 
     def current(self) -> TokenSet:
-        if self._expired is not None:
-            raise _Stop(self.auth_expired(self._expired))
+        """The school's tokens as the vault holds them now (another process may have changed
+        them), refreshed when they expire soon; a refresh token QBO refused stops the call until
+        the vault holds a new one (a reconnect)."""
         tokens = self.tokens.get_tokens(self.school)
+        if self._expired is not None:
+            refused, message = self._expired
+            if tokens is not None and _fingerprint(tokens.refresh_token) == refused:
+                raise _Stop(self.auth_expired(message))
+            self._expired = None  # reconnected (or disconnected) since: the vault decides
         if tokens is None:
             raise _Stop(
                 Verdict(
@@ -167,11 +179,14 @@ class RealmSession:
             except QboAuthError as exc:
                 verdict = classify(exc.failure, event_id=NO_EVENT, is_create=False)
                 if exc.invalid_grant:
+                    latest = self.tokens.get_tokens(self.school)
+                    if latest is not None and latest.refresh_token != current.refresh_token:
+                        return latest  # reconnected by another process meanwhile
                     message = (
                         "QuickBooks refused the refresh token (invalid_grant): "
                         f"{exc.failure.message or 'expired or revoked'}. Reconnect QuickBooks."
                     )
-                    self._expired = message
+                    self._expired = (_fingerprint(current.refresh_token), message)
                     log.warning("qbo_refresh_token_expired", school=self.school)
                     self._safe_hook(self.hooks.on_expired, message)
                     raise _Stop(self.auth_expired(message)) from None
