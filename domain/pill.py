@@ -3,7 +3,8 @@
 Days are counted as the floor of the remaining time in whole days: 30 days and 23 hours left is
 "30d"; under 24 hours left is 0 days ("Reconnect soon" on the badge, "0d left" red on the pill).
 The expiry is the nearer of the rolling and the hard refresh-token expiry. At or past it, or
-after invalid_grant (state expired), the pill says "Reconnect".
+after invalid_grant (state expired), the pill says "Reconnect"; a revoked token (invalid_grant
+before its expiry) shows no expiry date.
 """
 
 from __future__ import annotations
@@ -50,9 +51,11 @@ def days_left(expires_at: datetime, now: datetime) -> int:
 
 def pill_for(expires_at: datetime | None, now: datetime, *, expired: bool = False) -> Pill:
     """Pill and badge for a connected school whose refresh token expires at ``expires_at``."""
-    if expired or (expires_at is not None and expires_at <= now):
-        days = None if expires_at is None else days_left(expires_at, now)
-        return Pill(RECONNECT, RED, RECONNECT, days, expires_at)
+    if expired and (expires_at is None or expires_at > now):
+        # revoked / invalid_grant with time still on the clock: that date means nothing now
+        return Pill(RECONNECT, RED, RECONNECT, None, None)
+    if expires_at is not None and expires_at <= now:
+        return Pill(RECONNECT, RED, RECONNECT, days_left(expires_at, now), expires_at)
     if expires_at is None:
         return Pill(CONNECTED, GREEN, TOKEN_UNKNOWN, None, None)
     days = days_left(expires_at, now)

@@ -255,11 +255,12 @@ class ConnectionService:
                 ok=False, message=NOT_CONNECTED_MESSAGE, reason_code=ReasonCode.NOT_CONNECTED
             )
         if connection.state == ConnectionState.EXPIRED:
-            check = ConnectionCheck(
+            # Nothing is asked of QuickBooks: record no test, so QuickBooks' own message
+            # (invalid_grant ...) stays the connection's last error instead of our sentence.
+            return ConnectionCheck(
                 ok=False, message=RECONNECT_MESSAGE, reason_code=ReasonCode.AUTH_EXPIRED
             )
-        else:
-            check = self.gateway(school).test_connection()
+        check = self.gateway(school).test_connection()
         company = check.company
         update_connection(
             self.ledger,

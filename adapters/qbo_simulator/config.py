@@ -27,6 +27,10 @@ class SimulatorConfig:
     refresh_token_seconds: int = 8726400
     hard_expiry_seconds: int = 5 * 365 * 86400
     auth_code_seconds: int = 600
+    # False: token answers carry no refresh-token expiry at all ("Token unknown" on the badge)
+    report_refresh_expiry: bool = True
+    # False: the discovery document has no authorization_endpoint (no authorization URL)
+    authorization_endpoint: bool = True
     one_realm_per_connection: bool = False
     custom_txn_numbers_dup_check: bool = True
     requests_per_minute: int = 500

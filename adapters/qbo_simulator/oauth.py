@@ -45,9 +45,9 @@ class _Token:
     expires_at: float
 
 
-def discovery_document(base_url: str) -> JsonDict:
+def discovery_document(base_url: str, *, authorization_endpoint: bool = True) -> JsonDict:
     """The OpenID discovery document, every endpoint pointing back at ``base_url``."""
-    return {
+    document: JsonDict = {
         "issuer": f"{base_url}/op/v1",
         "authorization_endpoint": f"{base_url}/connect/oauth2",
         "token_endpoint": f"{base_url}/oauth2/v1/tokens/bearer",
@@ -61,6 +61,9 @@ def discovery_document(base_url: str) -> JsonDict:
         "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
         "claims_supported": ["aud", "exp", "iat", "iss", "realmid", "sub"],
     }
+    if not authorization_endpoint:
+        document["authorization_endpoint"] = ""  # present but empty: no URL to send anyone to
+    return document
 
 
 class TokenAuthority:
@@ -188,6 +191,9 @@ class TokenAuthority:
         }
         if hard_header:
             payload["x_refresh_token_hard_expires_in"] = hard_left
+        if not self.config.report_refresh_expiry:
+            del payload["x_refresh_token_expires_in"]
+            payload.pop("x_refresh_token_hard_expires_in", None)
         return json_response(200, payload, {"Cache-Control": "no-store", "Pragma": "no-cache"})
 
     def revoke(self, headers: dict[str, str], body: bytes) -> Response:

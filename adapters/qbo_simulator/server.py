@@ -299,7 +299,12 @@ class QboSimulator:
         path = parts.path.rstrip("/") or "/"
         params = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         if path in DISCOVERY_PATHS and method == "GET":
-            return json_response(200, discovery_document(self.url))
+            return json_response(
+                200,
+                discovery_document(
+                    self.url, authorization_endpoint=self.config.authorization_endpoint
+                ),
+            )
         if path == "/connect/oauth2" and method == "GET":
             return self.authority.authorize(params)
         if path == "/oauth2/v1/tokens/bearer" and method == "POST":

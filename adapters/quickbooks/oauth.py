@@ -126,13 +126,23 @@ class OAuthClient:
                 raise QboAuthError(
                     Failure(message="QuickBooks discovery document is not valid JSON")
                 ) from None
+            except KeyError as exc:
+                if exc.args and exc.args[0] == "authorization_endpoint":
+                    raise UntrustedAuthorizationUrl(NO_URL_MESSAGE) from None
+                raise QboAuthError(
+                    Failure(message=f"QuickBooks discovery document has no {exc.args[0]}")
+                ) from None
             self._auth.headers[HARD_EXPIRY_HEADER] = "true"
         return self._auth
 
     def authorization_url(self, state: str) -> str:
         """The validated URL to send the operator to."""
         with self._lock:
-            url = self._client().get_authorization_url([Scopes.ACCOUNTING], state_token=state)
+            client = self._client()
+            if not getattr(client, "auth_endpoint", None):
+                # intuitlib would glue "None?client_id=..." together: say what really happened
+                raise UntrustedAuthorizationUrl(NO_URL_MESSAGE)
+            url = client.get_authorization_url([Scopes.ACCOUNTING], state_token=state)
         return validate_authorization_url(url, self.settings)
 
     def exchange(self, code: str, realm: str, now: datetime) -> TokenSet:

@@ -51,6 +51,7 @@ def create_app(
     checklist: ChecklistProvider | None = None,
     refresh_view: Callable[[], Any] | None = None,
     secure_cookies: bool = False,
+    connections_unavailable: str = "",
 ) -> FastAPI:
     """Build the dashboard; exactly one of `users` (sign-in) or `local_user` must be given."""
     if (users is None) == (local_user is None):
@@ -67,6 +68,10 @@ def create_app(
         checklist=checklist,
         refresh_view=refresh_view,
         secure_cookies=secure_cookies,
+        connections_unavailable=connections_unavailable
+        or "QuickBooks is not configured on this server: set FLIGHTLEDGER_QBO_CLIENT_ID and "
+        "FLIGHTLEDGER_QBO_CLIENT_SECRET (or FLIGHTLEDGER_QBO_ENVIRONMENT=simulator) and "
+        "FLIGHTLEDGER_SECRET_KEY, then restart the dashboard.",
     )
     access = Access(cfg)
     pages = Pages(access)

@@ -31,6 +31,8 @@ class WebConfig:
     checklist: ChecklistProvider | None = None
     refresh_view: Callable[[], Any] | None = None  # bring the view up to date before reads
     secure_cookies: bool = False
+    # why there is no connection service (what to set), shown on the card instead of Connect
+    connections_unavailable: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def now(self) -> datetime:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -147,20 +147,29 @@ def live_server(sqlite_url: str, clock: FixedClock) -> Iterator[LiveServer]:
         ledger.close()
 
 
-@pytest.fixture
-def page(browser_available: bool) -> Iterator[Any]:
-    """A fresh chromium page."""
+@pytest.fixture(scope="module")
+def browser(browser_available: bool) -> Iterator[Any]:
+    """One chromium for the whole module (launching one costs more than most tests)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        launched = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            context = browser.new_context(viewport={"width": 1280, "height": 900})
-            tab = context.new_page()
-            tab.set_default_timeout(10_000)
-            yield tab
+            yield launched
         finally:
-            browser.close()
+            launched.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh page in its own context (no cookies shared between tests)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        tab = context.new_page()
+        tab.set_default_timeout(10_000)
+        yield tab
+    finally:
+        context.close()
 
 
 def _blocked_flight(ledger: FlightLedger, school: str, flight_id: str) -> None:
@@ -252,13 +261,24 @@ def test_connect_flow_against_the_simulator(sqlite_url: str, page: Any) -> None:
                 page.goto(url + "/")
                 expect(page.locator("#pill")).to_have_text("Not connected")
                 page.get_by_role("button", name="Connect to QuickBooks").click()
-                expect(page.locator("h1")).to_have_text("QuickBooks connected! Verifying...")
+                # back on the card itself: verifying, then the test result and the reminder
+                assert page.url == url + "/"
+                expect(page.locator("#verifying-title")).to_have_text(
+                    "QuickBooks connected! Verifying..."
+                )
                 expect(page.locator("#test-result")).to_have_text(
                     "Connected to Sunrise Flight School (US)"
                 )
-                page.goto(url + "/")
                 expect(page.locator("#pill")).to_have_text("Connected")
+                expect(page.locator("#verify-mappings")).to_be_visible()
+                expect(page.locator("#verify-mappings")).to_contain_text(
+                    "verify your account mappings are still set"
+                )
                 expect(page.locator("#company")).to_contain_text("Sunrise Flight School")
+                page.goto(url + "/")
+                expect(page.locator("#verifying")).to_have_count(0)
+                expect(page.locator("#pill")).to_have_text("Connected")
+                expect(page.locator("#badge")).to_have_text("100d")
     finally:
         ledger.close()
 
@@ -292,3 +312,98 @@ def test_serve_refuses_a_broken_users_file(sqlite_url: str, tmp_path: Path) -> N
     result = _cli(["--db", sqlite_url, "serve"], {"FLIGHTLEDGER_USERS_FILE": str(users)})
     assert result.exit_code == 2
     assert "unknown permission(s) billing:everything" in result.output
+
+
+def _connect(ledger: FlightLedger, school: str, refresh_in: timedelta | None) -> None:
+    """Record a completed OAuth flow whose refresh token lives `refresh_in` (None: unknown)."""
+    connection = ledger.connection(school)
+    now = ledger.clock.now()
+    connection.connect(
+        realm="9130350000000001",
+        company="Sunrise Flight School",
+        country="US",
+        access_expires_at=now + timedelta(hours=1),
+        refresh_expires_at=None if refresh_in is None else now + refresh_in,
+        hard_expires_at=None,
+        actor="ann",
+        at=now,
+    )
+    ledger.save(connection)
+
+
+def _change(ledger: FlightLedger, school: str, change: Any) -> None:
+    connection = ledger.connection(school)
+    change(connection)
+    ledger.save(connection)
+
+
+def test_card_states_in_the_words_of_the_help_article(
+    live_server: LiveServer, page: Any, clock: FixedClock
+) -> None:
+    """Each pill, badge, panel and button state of article 000, with its exact words."""
+    from playwright.sync_api import expect
+
+    ledger, url = live_server.ledger, live_server.url
+
+    def card(pill: str, tone: str, badge: str | None, button: str, primary: bool = True) -> Any:
+        page.goto(url + "/")
+        expect(page.locator("#pill")).to_have_text(pill)
+        expect(page.locator("#pill")).to_have_class(f"pill tone-{tone}")
+        if badge is None:
+            expect(page.locator("#badge")).to_have_count(0)
+        else:
+            expect(page.locator("#badge")).to_have_text(badge)
+        shown = page.locator("#connection-panel form[action='/connect'] button")
+        expect(shown).to_have_text(button)
+        expect(shown).to_have_class("" if primary else "secondary")
+        return page.locator("#connection-panel")
+
+    panel = card("Not connected", "grey", None, "Connect to QuickBooks")
+    expect(panel).not_to_contain_text("Connected Account")
+
+    _connect(ledger, "alpha", timedelta(days=100))
+    card("Connected", "green", "100d", "Connect to QuickBooks", primary=False)
+    expect(page.locator("#expires")).to_contain_text("expires 2027-02-28 08:00 UTC")
+    expect(page.locator("#connection-error")).to_have_count(0)
+
+    clock.advance(70 * 86400)  # 30 days left: amber
+    card("30d left", "amber", "30d left", "Reconnect QuickBooks")
+    clock.advance(16 * 86400)  # 14 days left: red
+    card("14d left", "red", "14d • reconnect", "Reconnect QuickBooks")
+    clock.advance(13 * 86400 + 3600)  # under a day
+    card("0d left", "red", "Reconnect soon", "Reconnect QuickBooks")
+    clock.advance(86400)  # expired
+    panel = card("Reconnect", "red", "Reconnect", "Reconnect QuickBooks")
+    expect(page.locator("#reconnect-alert strong")).to_have_text(
+        "QuickBooks needs to be reconnected"
+    )
+    expect(page.locator("#reconnect-alert p")).to_have_text(
+        "Your refresh token has expired. Reconnect to keep invoicing through QuickBooks."
+    )
+
+    # a fresh connection, then QuickBooks answers 403: the red panel with its own message
+    _connect(ledger, "alpha", timedelta(days=100))
+    qbo_403 = "message=ApplicationAuthorizationFailed; errorCode=003100; statusCode=403"
+    _change(ledger, "alpha", lambda c: c.record_failure(message=qbo_403, at=clock.now()))
+    panel = card("Connected", "green", "100d", "Reconnect QuickBooks")
+    expect(page.locator("#connection-error strong")).to_have_text("QuickBooks connection error")
+    expect(page.locator("#connection-error-message")).to_have_text(qbo_403)
+    expect(panel).not_to_contain_text("QuickBooks said")
+
+    # revoked (invalid_grant with time left): Reconnect, QuickBooks' message, no expiry date
+    revoked = "invalid_grant: Incorrect or invalid refresh token"
+    _change(ledger, "alpha", lambda c: c.expire(message=revoked, at=clock.now()))
+    panel = card("Reconnect", "red", "Reconnect", "Reconnect QuickBooks")
+    expect(page.locator("#expires")).to_have_count(0)
+    expect(page.locator("#connection-error-message")).to_have_text(revoked)
+    expect(panel).not_to_contain_text("QuickBooks said")
+
+    # no expiry known at all
+    _connect(ledger, "alpha", None)
+    card("Connected", "green", "Token unknown", "Connect to QuickBooks", primary=False)
+
+    # after Disconnect: no Connected Account company or badge
+    _change(ledger, "alpha", lambda c: c.disconnect(actor="ann", at=clock.now()))
+    panel = card("Not connected", "grey", None, "Connect to QuickBooks")
+    expect(panel).not_to_contain_text("Connected Account")
+    expect(panel).not_to_contain_text("Sunrise Flight School")

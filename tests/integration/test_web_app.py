@@ -380,11 +380,13 @@ def test_connect_needs_admin(client: TestClient) -> None:
 def test_callback_connects_then_verifies(
     client: TestClient, web_ledger: FlightLedger, service: FakeConnectionService
 ) -> None:
-    """The callback records the connection, says so, and the test endpoint names the company."""
+    """The callback records the connection, the card says so once, the test names the company."""
     csrf = sign_in(client, "ann-token")
-    page = client.get("/callback?code=c&state=s1&realmId=9130350000000001")
-    assert page.status_code == 200
-    assert "QuickBooks connected! Verifying..." in page.text
+    page = client.get("/callback?code=c&state=s1&realmId=9130350000000001", follow_redirects=False)
+    assert (page.status_code, page.headers["location"]) == (303, "/")
+    card = client.get("/").text
+    assert '<strong id="verifying-title">QuickBooks connected! Verifying...</strong>' in card
+    assert "verify your account mappings are still set" in card
     result = client.post(
         "/connection/test", data={"csrf": csrf}, headers={"accept": "application/json"}
     ).json()
@@ -393,8 +395,16 @@ def test_callback_connects_then_verifies(
         "company": "Sunrise Flight School",
         "country": "US",
         "message": "Connected to Sunrise Flight School (US)",
+        "status": {
+            "pill": "Connected",
+            "tone": "green",
+            "badge": "100d",
+            "company": "Sunrise Flight School",
+            "country": "US",
+        },
     }
     dashboard = client.get("/").text
+    assert "Verifying..." not in dashboard, "the verifying note shows once, after the callback"
     assert 'id="pill">Connected<' in dashboard and "100d" in dashboard
     expires = web_ledger.clock.now() + timedelta(days=100)
     assert f"expires {expires:%Y-%m-%d %H:%M} UTC" in dashboard, "read as staff read a time"
@@ -475,7 +485,7 @@ def test_local_operator_mode(web_ledger: FlightLedger, real_view: RealView) -> N
 def test_connect_without_service_is_a_stated_refusal(
     web_ledger: FlightLedger, real_view: RealView
 ) -> None:
-    """With no connection service wired, Connect answers 503 with a sentence."""
+    """With no connection service the card says what to set, and Connect answers 503 so."""
     app = create_app(
         ledger=web_ledger,
         view=real_view.view,
@@ -485,11 +495,15 @@ def test_connect_without_service_is_a_stated_refusal(
     )
     with TestClient(app, follow_redirects=False) as local:
         page = local.get("/").text
-        csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+        csrf = re.search(r'name="csrf-token" content="([^"]+)"', page)
         assert csrf is not None
         response = local.post("/connect", data={"csrf": csrf.group(1)})
+    assert 'id="connect"' not in page, "no Connect button that can only fail"
+    assert "no connection service" not in page
+    card = page.split('id="connect-unavailable"')[1].split("</p>")[0]
+    assert "FLIGHTLEDGER_SECRET_KEY" in card and "FLIGHTLEDGER_QBO_CLIENT_ID" in card
     assert response.status_code == 503
-    assert "not configured" in response.text
+    assert "FLIGHTLEDGER_SECRET_KEY" in response.text
 
 
 def test_setup_checklist_says_what_to_do(client: TestClient, web_ledger: FlightLedger) -> None:

@@ -103,6 +103,7 @@ def test_invalid_grant_shows_reconnect_even_with_time_left() -> None:
     shown = connection_pill(conn, NOW)
     assert (shown.pill, shown.tone, shown.badge) == ("Reconnect", RED, "Reconnect")
     assert shown.needs_reconnect
+    assert (shown.expires_at, shown.days_left) == (None, None)  # revoked: no expiry date shown
 
 
 def test_days_left_is_the_floor() -> None:

@@ -116,6 +116,7 @@ def serve(
         view=view,
         session_key=session_key(cli.config.env),
         connections=service,
+        connections_unavailable=why,
         users=users,
         local_user=None if users is not None else local_operator(cli.school),
         authorization_origins=authorization_origins(cli.config.env),

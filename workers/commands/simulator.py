@@ -26,6 +26,32 @@ def simulator(
     one_realm_per_connection: bool = typer.Option(
         False, "--one-realm-per-connection", help="Each authorization gets a new company"
     ),
+    access_token_seconds: int = typer.Option(
+        3600, "--access-token-seconds", min=1, help="Lifetime of an access token"
+    ),
+    refresh_token_seconds: int = typer.Option(
+        8726400,
+        "--refresh-token-seconds",
+        min=1,
+        help="Rolling refresh-token lifetime (e.g. 2592000: '30d left' amber; 3600: "
+        "'Reconnect soon')",
+    ),
+    hard_expiry_seconds: int = typer.Option(
+        5 * 365 * 86400,
+        "--hard-expiry-seconds",
+        min=1,
+        help="Hard refresh-token expiry, counted from the authorization",
+    ),
+    no_refresh_expiry: bool = typer.Option(
+        False,
+        "--no-refresh-expiry",
+        help="Token answers carry no refresh-token expiry (the badge reads 'Token unknown')",
+    ),
+    no_authorization_endpoint: bool = typer.Option(
+        False,
+        "--no-authorization-endpoint",
+        help="Discovery gives no authorization endpoint ('No authorization URL received')",
+    ),
 ) -> None:
     """Serve a local QuickBooks Online (OAuth + accounting API) until Ctrl-C."""
     from adapters.qbo_simulator import QboSimulator, SimulatorConfig
@@ -48,6 +74,11 @@ def simulator(
         country=country,
         realm=realm,
         one_realm_per_connection=one_realm_per_connection,
+        access_token_seconds=access_token_seconds,
+        refresh_token_seconds=refresh_token_seconds,
+        hard_expiry_seconds=hard_expiry_seconds,
+        report_refresh_expiry=not no_refresh_expiry,
+        authorization_endpoint=not no_authorization_endpoint,
     )
     sim = QboSimulator(config)
     try:

@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from adapters.redaction import redact_text
 from adapters.web.access import Access
 from adapters.web.auth import ADMIN, VIEW, User
+from adapters.web.card import connection_status, mark_verifying
 from adapters.web.config import WebConfig
 from adapters.web.connection import (
     ConnectionServicePort,
@@ -28,9 +29,7 @@ def register(app: FastAPI, cfg: WebConfig, access: Access, pages: Pages) -> None
 
     def service() -> ConnectionServicePort:
         if cfg.connections is None:
-            raise HTTPException(
-                503, "QuickBooks is not configured on this server (no connection service)."
-            )
+            raise HTTPException(503, cfg.connections_unavailable)
         return cfg.connections
 
     @app.post("/connect", response_class=HTMLResponse)
@@ -99,7 +98,8 @@ def register(app: FastAPI, cfg: WebConfig, access: Access, pages: Pages) -> None
                 request, "QuickBooks did not connect", check_sentence(check), tone="bad"
             )
         log.info("web_connect_completed", school=user.school, operator=user.name)
-        return pages.render(request, "callback.html", {})
+        mark_verifying(request)  # the card itself says "QuickBooks connected! Verifying..."
+        return RedirectResponse("/", 303)
 
     @app.post("/connection/test")
     def test_connection(
@@ -122,6 +122,11 @@ def register(app: FastAPI, cfg: WebConfig, access: Access, pages: Pages) -> None
                     "company": company.company_name if company else None,
                     "country": company.country if company else None,
                     "message": sentence,
+                    "status": {
+                        k: v
+                        for k, v in connection_status(cfg, user.school).items()
+                        if k in ("pill", "tone", "badge", "company", "country")
+                    },
                 }
             )
         flash(request, "ok" if check.ok else "bad", sentence)

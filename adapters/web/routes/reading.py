@@ -9,15 +9,13 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from adapters.jsonable import to_jsonable
-from adapters.redaction import redact_text
 from adapters.web.access import Access
 from adapters.web.auth import VIEW, User
+from adapters.web.card import card_context
 from adapters.web.config import ChecklistProvider, WebConfig
-from adapters.web.connection import needs_reconnect
 from adapters.web.pages import Pages
 from domain.application import NotFound
 from domain.financial_event import Status
-from domain.pill import EXPIRED_TEXT, EXPIRED_TITLE, status_document
 from domain.ports import ReasonCode
 from domain.reasons import describe_missing, fix_for
 from domain.retry import FAILED_GROUP
@@ -59,7 +57,7 @@ def register(app: FastAPI, cfg: WebConfig, access: Access, pages: Pages) -> None
         rows = cfg.view.list(
             school, status=status_filter, reason_code=reason_filter, limit=EVENTS_LIMIT
         )
-        conn = connection_status(cfg, school)
+        card = card_context(cfg, request, school)
         checklist = _checklist(cfg.checklist, school)
         return pages.render(
             request,
@@ -76,10 +74,7 @@ def register(app: FastAPI, cfg: WebConfig, access: Access, pages: Pages) -> None
                 "reason_filter": reason_filter or "",
                 "statuses": STATUS_ORDER,
                 "reasons": REASON_CODES,
-                "conn": conn,
-                "reconnect": needs_reconnect(conn),
-                "expired_title": EXPIRED_TITLE,
-                "expired_text": EXPIRED_TEXT,
+                **card,
                 "checklist": checklist,
                 "limit": EVENTS_LIMIT,
             },
@@ -123,19 +118,6 @@ def register(app: FastAPI, cfg: WebConfig, access: Access, pages: Pages) -> None
                 for e in entries
             ]
         )
-
-
-def connection_status(cfg: WebConfig, school: str) -> dict[str, Any]:
-    """The connection pill's document; a failing service still yields one, with its reason."""
-    if cfg.connections is not None:
-        try:
-            return dict(cfg.connections.status(school, cfg.now()))
-        except Exception as exc:  # the page still renders; the reason is shown
-            log.warning("web_connection_status_failed", school=school, error=type(exc).__name__)
-            status = status_document(cfg.ledger.connection(school), cfg.now())
-            status["last_error"] = redact_text(str(exc))
-            return status
-    return status_document(cfg.ledger.connection(school), cfg.now())
 
 
 def _checklist(provider: ChecklistProvider | None, school: str) -> list[dict[str, Any]] | None:
