@@ -24,7 +24,16 @@ from domain.ids import (
 )
 from domain.mappings import Mappings
 from domain.ports import Clock
-from domain.records import Record, RecordKind, record_to_data
+from domain.records import (
+    CREATION_KINDS,
+    Correction,
+    FlightAmendedRecord,
+    FlightCancelledRecord,
+    Record,
+    RecordError,
+    RecordKind,
+    record_to_data,
+)
 from domain.settings import Settings
 
 SYSTEM = "system"
@@ -37,6 +46,10 @@ _CREATION_EVENTS: dict[RecordKind, type[FinancialEvent.Recorded]] = {
     RecordKind.INVOICE_REQUESTED: FinancialEvent.InvoiceRequested,
     RecordKind.PAYMENT_RECEIVED: FinancialEvent.PaymentReceived,
 }
+_ALL_CREATION_EVENTS: tuple[type[FinancialEvent.Recorded], ...] = (
+    *_CREATION_EVENTS.values(),
+    FinancialEvent.PaymentRefunded,
+)
 
 
 class DateAsISO(Transcoding):
@@ -232,6 +245,110 @@ class FlightLedger(Application[UUID]):
             return found
         return {i for i in aggregate_ids if self.recorder.select_events(i, limit=1)}
 
+    # --- corrections --------------------------------------------------------------------------
+
+    def record_correction(
+        self, school: str, record: Correction, *, actor: str = SYSTEM, at: datetime | None = None
+    ) -> bool:
+        """Append a correction as a new fact; False (nothing appended) when it changes nothing.
+
+        Raises RecordError naming the field when it cannot apply (unknown flight or payment,
+        a flight being sent right now, refunds above the payment). A concurrent writer (the
+        worker recording a push) is handled by re-reading and trying again.
+        """
+        check_school(school)
+        for _ in range(5):
+            try:
+                return self._record_correction(school, record, actor, self._now(at))
+            except IntegrityError:
+                continue
+        raise RecordError("record", "the flight kept changing while recording; try again")
+
+    def _load_source(self, school: str, kind: RecordKind, ref: str, field: str) -> FinancialEvent:
+        try:
+            aggregate: object = self.repository.get(financial_event_id(school, kind.value, ref))
+        except AggregateNotFoundError:
+            what = "flight" if kind == RecordKind.FLIGHT_ENDED else "payment"
+            raise RecordError(field, f"no {what} {ref!r} has been recorded") from None
+        assert isinstance(aggregate, FinancialEvent)
+        return aggregate
+
+    def _record_correction(
+        self, school: str, record: Correction, actor: str, when: datetime
+    ) -> bool:
+        if isinstance(record, FlightAmendedRecord):
+            flight = self._load_source(
+                school, RecordKind.FLIGHT_ENDED, record.flight.flight_id, "flight_id"
+            )
+            try:
+                changed = flight.amend(
+                    data=record_to_data(record.flight),
+                    amount=record.flight.total,
+                    student_id=record.flight.student.id,
+                    student_name=record.flight.student.name,
+                    currency=record.flight.currency,
+                    reason=record.reason or "",
+                    actor=actor,
+                    at=when,
+                )
+            except TransitionRefused as exc:
+                raise _refusal("flight_id", exc) from None
+            if changed:
+                self.save(flight)
+            return changed
+        if isinstance(record, FlightCancelledRecord):
+            flight = self._load_source(
+                school, RecordKind.FLIGHT_ENDED, record.flight_id, "flight_id"
+            )
+            try:
+                changed = flight.cancel(reason=record.reason, actor=actor, at=when)
+            except TransitionRefused as exc:
+                raise _refusal("flight_id", exc) from None
+            if changed:
+                self.save(flight)
+            return changed
+        payment = self._load_source(
+            school, RecordKind.PAYMENT_RECEIVED, record.payment_id, "payment_id"
+        )
+        refund_id = financial_event_id(school, RecordKind.PAYMENT_REFUNDED.value, record.refund_id)
+        if self._exists([refund_id]):
+            return False
+        if record.currency != payment.currency:
+            raise RecordError(
+                "currency",
+                f"payment {payment.reference} is in {payment.currency}, not {record.currency}",
+            )
+        try:
+            payment.note_refund(
+                refund_id=record.refund_id, amount=record.amount, actor=actor, at=when
+            )
+        except TransitionRefused as exc:
+            raise _refusal("amount", exc) from None
+        refund = FinancialEvent._create(
+            FinancialEvent.PaymentRefunded,
+            id=refund_id,
+            timestamp=when,
+            school=school,
+            kind=RecordKind.PAYMENT_REFUNDED.value,
+            reference=record.refund_id,
+            student_id=payment.student_id,
+            student_name=payment.student_name,
+            amount=record.amount,
+            currency=record.currency,
+            data={
+                "refund_id": record.refund_id,
+                "payment_id": record.payment_id,
+                "refunded_at": record.refunded_at,
+                "amount": record.amount,
+                "currency": record.currency,
+                "reason": record.reason,
+                "payment_type": payment.data["payment_type"],
+            },
+            actor=actor,
+        )
+        self.save(refund, payment)
+        return True
+
     # --- reading ------------------------------------------------------------------------------
 
     def financial_event(self, event_id: UUID) -> FinancialEvent:
@@ -244,7 +361,8 @@ class FlightLedger(Application[UUID]):
         candidates: list[UUID] = []
         with contextlib.suppress(ValueError):
             candidates.append(UUID(ref))
-        candidates.extend(financial_event_id(school, k.value, ref) for k in RecordKind)
+        kinds = (*CREATION_KINDS, RecordKind.PAYMENT_REFUNDED)
+        candidates.extend(financial_event_id(school, k.value, ref) for k in kinds)
         for candidate in candidates:
             try:
                 aggregate: object = self.repository.get(candidate)
@@ -452,9 +570,18 @@ class FlightLedger(Application[UUID]):
 
 
 _FINANCIAL_EVENT_TOPIC = f"{FinancialEvent.__module__}:{FinancialEvent.__qualname__}"
-_CREATION_TOPICS = [f"{cls.__module__}:{cls.__qualname__}" for cls in _CREATION_EVENTS.values()]
+_CREATION_TOPICS = [f"{cls.__module__}:{cls.__qualname__}" for cls in _ALL_CREATION_EVENTS]
 _ACTOR_FIELDS = ("actor", "operator")
 _BASE_FIELDS = {"originator_id", "originator_version", "timestamp", "originator_topic"}
+
+
+def _refusal(field: str, exc: TransitionRefused) -> RecordError:
+    """A refused correction as a record error naming the field ("currency: ..." names its own)."""
+    text = str(exc)
+    name, sep, rest = text.partition(": ")
+    if sep and name.isidentifier():
+        return RecordError(name, rest)
+    return RecordError(field, text)
 
 
 def _history_entry(event: Any, log_position: int | None = None) -> HistoryEntry:

@@ -23,6 +23,7 @@ class Status(StrEnum):
     UNCERTAIN = "uncertain"
     ACTION_REQUIRED = "action_required"
     DISMISSED = "dismissed"
+    CANCELLED = "cancelled"
 
 
 class FailureCategory(StrEnum):
@@ -34,7 +35,17 @@ class FailureCategory(StrEnum):
 
 
 RETRYABLE_BY_OPERATOR = frozenset({Status.FAILED, Status.ACTION_REQUIRED, Status.UNCERTAIN})
-FINAL = frozenset({Status.SYNCED, Status.DISMISSED})
+FINAL = frozenset({Status.SYNCED, Status.DISMISSED, Status.CANCELLED})
+
+
+class CorrectionAction(StrEnum):
+    """How a correction reaches QuickBooks (the history names it)."""
+
+    UPDATE = "update"  # unpaid invoice edited in place (sparse update with its SyncToken)
+    VOID = "void"  # unpaid invoice voided (flight cancelled)
+    CREDIT_MEMO = "credit_memo"  # paid invoice: a CreditMemo for the reduction (-C1, -C2 ...)
+    SUPPLEMENT = "supplement"  # paid invoice: a supplementary invoice for the increase (-A1 ...)
+    NONE = "none"  # paid invoice, amount unchanged: nothing to send
 
 
 class TransitionRefused(ValueError):
@@ -76,6 +87,17 @@ class FinancialEvent(Aggregate):
             agg.qbo_id = None
             agg.doc_number = None
             agg.request_id = None
+            agg.version = 1
+            agg.cancelled = False
+            agg.maybe_landed = False
+            agg.applied_key = None
+            agg.qbo_amount = None
+            agg.invoice_amount = None
+            agg.voided = False
+            agg.credits = 0
+            agg.supplements = 0
+            agg.correction = None
+            agg.refunded = Decimal("0.00")
 
     class FlightEnded(Recorded):
         """A flight ended."""
@@ -85,6 +107,124 @@ class FinancialEvent(Aggregate):
 
     class PaymentReceived(Recorded):
         """A payment was received."""
+
+    class PaymentRefunded(Recorded):
+        """Money of a recorded payment was given back (its own aggregate, sent as a refund)."""
+
+    class FlightAmended(Aggregate.Event):
+        """The flight was corrected: these charges, hobbs and student from now on."""
+
+        data: dict[str, Any]
+        amount: Decimal
+        student_id: str
+        student_name: str
+        currency: str
+        reason: str
+        actor: str
+
+        def apply(self, aggregate: Any) -> None:
+            """The new version; waits for the worker (a push, or a correction if sent)."""
+            agg: FinancialEvent = aggregate
+            agg.data = self.data
+            agg.amount = self.amount
+            agg.student_id = self.student_id
+            agg.student_name = self.student_name
+            agg.currency = self.currency
+            agg.version += 1
+            if agg.status != Status.DISMISSED:
+                agg.status = Status.PENDING
+                agg.reason_code = None
+                agg.reason = ""
+                agg.missing = []
+
+    class FlightCancelled(Aggregate.Event):
+        """The flight was cancelled after it was recorded."""
+
+        reason: str
+        actor: str
+
+        def apply(self, aggregate: Any) -> None:
+            """Never sent: cancelled. Sent: waits for the void or credit memo."""
+            agg: FinancialEvent = aggregate
+            agg.cancelled = True
+            agg.reason_code = None
+            agg.missing = []
+            if agg.qbo_id is None:
+                agg.status = Status.CANCELLED
+                agg.reason = self.reason
+            else:
+                agg.status = Status.PENDING
+                agg.reason = ""
+
+    class RefundRecorded(Aggregate.Event):
+        """On a payment: part of it was refunded (keeps the refunds within its amount)."""
+
+        refund_id: str
+        amount: Decimal
+        actor: str
+
+        def apply(self, aggregate: Any) -> None:
+            """Add to the refunded total."""
+            agg: FinancialEvent = aggregate
+            agg.refunded = agg.refunded + self.amount
+
+    class CorrectionStarted(Aggregate.Event):
+        """A correction of a sent invoice began; its request id is recorded before the call."""
+
+        key: str  # the version it brings QuickBooks to: "v2", "v3" ... or "cancel"
+        action: str  # CorrectionAction
+        request_id: str
+        doc_number: str  # the document's DocNumber (the invoice's own for update/void)
+        amount: Decimal  # new invoice total (update), the difference (memo/supplement)
+        attempt: int
+        actor: str
+
+        def apply(self, aggregate: Any) -> None:
+            """Now syncing the correction."""
+            agg: FinancialEvent = aggregate
+            agg.status = Status.SYNCING
+            agg.attempts = self.attempt
+            agg.maybe_landed = True
+            agg.correction = {
+                "key": self.key,
+                "action": self.action,
+                "request_id": self.request_id,
+                "doc_number": self.doc_number,
+                "amount": self.amount,
+            }
+
+    class CorrectionApplied(Aggregate.Event):
+        """QuickBooks holds the correction: what was sent and what QuickBooks now holds."""
+
+        key: str
+        action: str
+        qbo_id: str  # the document's id (the invoice's own for update/void)
+        doc_number: str
+        amount: Decimal
+        qbo_amount: Decimal  # the flight's net amount in QuickBooks after this correction
+        note: str
+        actor: str
+
+        def apply(self, aggregate: Any) -> None:
+            """QuickBooks is in line with this version again."""
+            agg: FinancialEvent = aggregate
+            agg.status = Status.SYNCED
+            agg.applied_key = self.key
+            agg.qbo_amount = self.qbo_amount
+            agg.correction = None
+            agg.maybe_landed = False
+            agg.reason_code = None
+            agg.reason = self.note
+            agg.missing = []
+            action = CorrectionAction(self.action)
+            if action == CorrectionAction.UPDATE:
+                agg.invoice_amount = self.amount
+            elif action == CorrectionAction.VOID:
+                agg.voided = True
+            elif action == CorrectionAction.CREDIT_MEMO:
+                agg.credits += 1
+            elif action == CorrectionAction.SUPPLEMENT:
+                agg.supplements += 1
 
     class PushStarted(Aggregate.Event):
         """A push began; the request id is recorded before the call."""
@@ -103,6 +243,7 @@ class FinancialEvent(Aggregate):
             agg.request_id = self.request_id
             agg.doc_number = self.doc_number
             agg.batched = self.batched
+            agg.maybe_landed = True
 
     class Synced(Aggregate.Event):
         """QBO holds it."""
@@ -120,6 +261,10 @@ class FinancialEvent(Aggregate):
             agg.reason_code = None
             agg.reason = ""
             agg.missing = []
+            agg.maybe_landed = False
+            agg.applied_key = agg.target_key
+            agg.qbo_amount = agg.amount
+            agg.invoice_amount = agg.amount
 
     class PushFailed(Aggregate.Event):
         """A push failed; category says whether it retries, waits, or may have landed."""
@@ -137,6 +282,8 @@ class FinancialEvent(Aggregate):
                 FailureCategory.EXHAUSTED: Status.FAILED,
                 FailureCategory.UNCERTAIN: Status.UNCERTAIN,
             }[FailureCategory(self.category)]
+            if self.category == FailureCategory.TRANSIENT:
+                agg.maybe_landed = False  # surely not applied
             agg.reason_code = None
             agg.reason = self.message
             agg.missing = []
@@ -152,6 +299,8 @@ class FinancialEvent(Aggregate):
         def apply(self, aggregate: Any) -> None:
             """Now action_required."""
             agg: FinancialEvent = aggregate
+            if agg.status == Status.SYNCING:
+                agg.maybe_landed = False  # QuickBooks refused the call just made
             agg.status = Status.ACTION_REQUIRED
             agg.reason_code = ReasonCode(self.reason_code)
             agg.reason = self.message
@@ -201,6 +350,38 @@ class FinancialEvent(Aggregate):
     doc_number: str | None
     request_id: str | None
     batched: bool = False
+    # corrections (set by apply; defaults for aggregates recorded before corrections existed)
+    version: int = 1
+    cancelled: bool = False
+    maybe_landed: bool = False  # a push or correction may have reached QBO, outcome unknown
+    applied_key: str | None = None  # the version QuickBooks holds ("v1", "v2", "cancel")
+    qbo_amount: Decimal | None = None  # the flight's net amount in QuickBooks
+    invoice_amount: Decimal | None = None  # the total of the QuickBooks invoice itself
+    voided: bool = False
+    credits: int = 0  # credit memos issued (DocNumber suffix -C1, -C2 ...)
+    supplements: int = 0  # supplementary invoices issued (-A1, -A2 ...)
+    correction: dict[str, Any] | None = None  # the correction in flight
+    refunded: Decimal = Decimal("0.00")  # payments: total of the refunds recorded
+
+    @property
+    def target_key(self) -> str:
+        """The version QuickBooks should hold: "v<version>", or "cancel"."""
+        return "cancel" if self.cancelled else f"v{self.version}"
+
+    @property
+    def correction_due(self) -> bool:
+        """Sent, and QuickBooks does not hold the latest version yet."""
+        return (
+            self.qbo_id is not None
+            and self.kind not in ("payment-received", "payment-refunded")
+            and self.status != Status.DISMISSED
+            and self.applied_key != self.target_key
+        )
+
+    @property
+    def pending_corrections(self) -> list[str]:
+        """What QuickBooks still has to learn ("v2", "cancel"), empty when in line."""
+        return [self.target_key] if self.correction_due else []
 
     def __init__(self) -> None:
         """State is set by the creation event's apply()."""
@@ -279,8 +460,127 @@ class FinancialEvent(Aggregate):
         self.trigger_event(self.RetryRequested, operator=operator, scope=scope, timestamp=at)
         return True
 
+    # --- corrections --------------------------------------------------------------------------
+
+    def _check_correctable(self, what: str) -> None:
+        if self.cancelled:
+            raise TransitionRefused(f"{self.reference} was cancelled; it cannot be {what}")
+        if self.status == Status.SYNCING or (self.maybe_landed and self.status != Status.SYNCED):
+            raise TransitionRefused(
+                f"{self.reference} may be reaching QuickBooks right now (its last push is not "
+                f"resolved yet); record it again once the flight shows synced"
+            )
+
+    def amend(
+        self,
+        *,
+        data: dict[str, Any],
+        amount: Decimal,
+        student_id: str,
+        student_name: str,
+        currency: str,
+        reason: str,
+        actor: str,
+        at: datetime,
+    ) -> bool:
+        """A new version of the flight; False (nothing appended) when nothing changes."""
+        if data == self.data:
+            return False
+        self._check_correctable("amended")
+        if currency != self.currency and self.qbo_id is not None:
+            raise TransitionRefused(
+                f"currency: {self.reference} is in QuickBooks in {self.currency}; "
+                f"an amendment cannot change it to {currency}"
+            )
+        self.trigger_event(
+            self.FlightAmended,
+            data=data,
+            amount=amount,
+            student_id=student_id,
+            student_name=student_name,
+            currency=currency,
+            reason=reason,
+            actor=actor,
+            timestamp=at,
+        )
+        return True
+
+    def cancel(self, *, reason: str, actor: str, at: datetime) -> bool:
+        """Cancel the flight; False (nothing appended) when it was cancelled before."""
+        if self.cancelled:
+            return False
+        self._check_correctable("cancelled")
+        self.trigger_event(self.FlightCancelled, reason=reason, actor=actor, timestamp=at)
+        return True
+
+    def note_refund(self, *, refund_id: str, amount: Decimal, actor: str, at: datetime) -> None:
+        """A payment: record a refund of part of it, at most what is left unrefunded."""
+        left = self.amount - self.refunded
+        if amount > left:
+            raise TransitionRefused(
+                f"amount: refunds of payment {self.reference} would total "
+                f"{self.refunded + amount}, more than the payment's {self.amount} "
+                f"({left} left to refund)"
+            )
+        self.trigger_event(
+            self.RefundRecorded, refund_id=refund_id, amount=amount, actor=actor, timestamp=at
+        )
+
+    def start_correction(
+        self,
+        *,
+        action: CorrectionAction,
+        request_id: str,
+        doc_number: str,
+        amount: Decimal,
+        actor: str,
+        at: datetime,
+    ) -> None:
+        """Record a correction attempt before the call."""
+        if not self.correction_due:
+            raise TransitionRefused(f"{self.reference}: QuickBooks already holds this version")
+        self.trigger_event(
+            self.CorrectionStarted,
+            key=self.target_key,
+            action=action.value,
+            request_id=request_id,
+            doc_number=doc_number,
+            amount=amount,
+            attempt=self.attempts + 1,
+            actor=actor,
+            timestamp=at,
+        )
+
+    def apply_correction(
+        self,
+        *,
+        action: CorrectionAction,
+        qbo_id: str,
+        doc_number: str,
+        amount: Decimal,
+        qbo_amount: Decimal,
+        note: str,
+        actor: str,
+        at: datetime,
+    ) -> None:
+        """Record that QuickBooks holds the correction."""
+        self.trigger_event(
+            self.CorrectionApplied,
+            key=self.target_key,
+            action=action.value,
+            qbo_id=qbo_id,
+            doc_number=doc_number,
+            amount=amount,
+            qbo_amount=qbo_amount,
+            note=note,
+            actor=actor,
+            timestamp=at,
+        )
+
     def dismiss(self, *, operator: str, note: str, at: datetime) -> None:
         """Stop it from being sent."""
+        if self.status == Status.CANCELLED:
+            raise TransitionRefused(f"{self.reference} was cancelled; nothing will be sent")
         if self.status == Status.SYNCED:
             raise TransitionRefused(f"{self.reference} is already in QuickBooks; cannot dismiss")
         if self.status == Status.SYNCING:

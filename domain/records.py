@@ -22,6 +22,21 @@ class RecordKind(StrEnum):
     FLIGHT_ENDED = "flight-ended"
     INVOICE_REQUESTED = "invoice-requested"
     PAYMENT_RECEIVED = "payment-received"
+    FLIGHT_AMENDED = "flight-amended"
+    FLIGHT_CANCELLED = "flight-cancelled"
+    PAYMENT_REFUNDED = "payment-refunded"
+
+
+CREATION_KINDS = (
+    RecordKind.FLIGHT_ENDED,
+    RecordKind.INVOICE_REQUESTED,
+    RecordKind.PAYMENT_RECEIVED,
+)
+CORRECTION_KINDS = (
+    RecordKind.FLIGHT_AMENDED,
+    RecordKind.FLIGHT_CANCELLED,
+    RecordKind.PAYMENT_REFUNDED,
+)
 
 
 class RecordError(ValueError):
@@ -148,6 +163,60 @@ class PaymentReceivedRecord:
 
 
 Record = FlightEndedRecord | InvoiceRequestedRecord | PaymentReceivedRecord
+
+
+@dataclass(frozen=True)
+class FlightAmendedRecord:
+    """A recorded flight corrected: the whole flight-ended shape again, from now on."""
+
+    flight: FlightEndedRecord
+    amended_at: datetime
+    reason: str | None = None
+
+    kind = RecordKind.FLIGHT_AMENDED
+
+    @property
+    def source_id(self) -> str:
+        """The flight this amends."""
+        return self.flight.flight_id
+
+
+@dataclass(frozen=True)
+class FlightCancelledRecord:
+    """A recorded flight cancelled after the fact."""
+
+    flight_id: str
+    cancelled_at: datetime
+    reason: str
+
+    kind = RecordKind.FLIGHT_CANCELLED
+
+    @property
+    def source_id(self) -> str:
+        """The flight this cancels."""
+        return self.flight_id
+
+
+@dataclass(frozen=True)
+class PaymentRefundedRecord:
+    """Money of a recorded payment given back to the student."""
+
+    refund_id: str
+    payment_id: str
+    refunded_at: datetime
+    amount: Decimal
+    currency: str
+    reason: str | None = None
+
+    kind = RecordKind.PAYMENT_REFUNDED
+
+    @property
+    def source_id(self) -> str:
+        """The id this record is deduplicated on."""
+        return self.refund_id
+
+
+Correction = FlightAmendedRecord | FlightCancelledRecord | PaymentRefundedRecord
 
 
 # --- field parsers -----------------------------------------------------------------------------
@@ -326,11 +395,23 @@ _PAYMENT = _Shape(
     {"payment_id", "received_at", "student", "amount", "payment_type", "currency"},
     {"applies_to"},
 )
+_FLIGHT_FIELDS = {
+    "flight_id", "ended_at", "student", "instructor", "aircraft", "hobbs", "charges", "currency"
+}  # fmt: skip
+_AMENDED = _Shape({*_FLIGHT_FIELDS, "amended_at"}, {"reason"})
+_CANCELLED = _Shape({"flight_id", "cancelled_at", "reason"}, set())
+_REFUNDED = _Shape(
+    {"refund_id", "payment_id", "refunded_at", "amount", "currency"},
+    {"reason"},
+)
 
 
 def parse_flight_ended(value: Any) -> FlightEndedRecord:
     """Validate a flight-ended record."""
-    obj = _obj(value, "", _FLIGHT)
+    return _flight(_obj(value, "", _FLIGHT))
+
+
+def _flight(obj: Mapping[str, Any]) -> FlightEndedRecord:
     aircraft = _obj(obj["aircraft"], "aircraft", _AIRCRAFT)
     hobbs_obj = _obj(obj["hobbs"], "hobbs", _HOBBS)
     start = _decimal(hobbs_obj["start"], "hobbs.start", what="hobbs reading")
@@ -384,6 +465,52 @@ def parse_payment_received(value: Any) -> PaymentReceivedRecord:
     )
 
 
+def parse_flight_amended(value: Any) -> FlightAmendedRecord:
+    """Validate a flight-amended record: the flight-ended shape plus amended_at and reason."""
+    obj = _obj(value, "", _AMENDED)
+    flight = _flight({k: v for k, v in obj.items() if k in _FLIGHT_FIELDS})
+    reason = obj.get("reason")
+    return FlightAmendedRecord(
+        flight=flight,
+        amended_at=_timestamp(obj["amended_at"], "amended_at"),
+        reason=None if reason is None else _text(reason, "reason", MAX_MEMO_LENGTH),
+    )
+
+
+def parse_flight_cancelled(value: Any) -> FlightCancelledRecord:
+    """Validate a flight-cancelled record."""
+    obj = _obj(value, "", _CANCELLED)
+    return FlightCancelledRecord(
+        flight_id=_id(obj["flight_id"], "flight_id"),
+        cancelled_at=_timestamp(obj["cancelled_at"], "cancelled_at"),
+        reason=_text(obj["reason"], "reason", MAX_MEMO_LENGTH),
+    )
+
+
+def parse_payment_refunded(value: Any) -> PaymentRefundedRecord:
+    """Validate a payment-refunded record (the payment's own total is checked when recorded)."""
+    obj = _obj(value, "", _REFUNDED)
+    amount = _decimal(obj["amount"], "amount")
+    if amount <= 0:
+        raise RecordError("amount", "must be positive")
+    reason = obj.get("reason")
+    return PaymentRefundedRecord(
+        refund_id=_id(obj["refund_id"], "refund_id"),
+        payment_id=_id(obj["payment_id"], "payment_id"),
+        refunded_at=_timestamp(obj["refunded_at"], "refunded_at"),
+        amount=amount,
+        currency=_currency(obj["currency"], "currency"),
+        reason=None if reason is None else _text(reason, "reason", MAX_MEMO_LENGTH),
+    )
+
+
+CORRECTION_PARSERS: dict[RecordKind, Callable[[Any], Correction]] = {
+    RecordKind.FLIGHT_AMENDED: parse_flight_amended,
+    RecordKind.FLIGHT_CANCELLED: parse_flight_cancelled,
+    RecordKind.PAYMENT_REFUNDED: parse_payment_refunded,
+}
+
+
 PARSERS: dict[RecordKind, Callable[[Any], Record]] = {
     RecordKind.FLIGHT_ENDED: parse_flight_ended,
     RecordKind.INVOICE_REQUESTED: parse_invoice_requested,
@@ -401,6 +528,15 @@ def parse_line(kind: RecordKind, line: str) -> Record:
     except json.JSONDecodeError as exc:
         raise RecordError("record", f"is not valid JSON: {exc.msg} at column {exc.colno}") from None
     return PARSERS[kind](value)
+
+
+def parse_correction_line(kind: RecordKind, line: str) -> Correction:
+    """Parse one JSON line of a correction kind (flight-amended, -cancelled, payment-refunded)."""
+    try:
+        value = json.loads(line, parse_float=Decimal)
+    except json.JSONDecodeError as exc:
+        raise RecordError("record", f"is not valid JSON: {exc.msg} at column {exc.colno}") from None
+    return CORRECTION_PARSERS[kind](value)
 
 
 def record_to_data(record: Record) -> dict[str, Any]:

@@ -130,6 +130,40 @@ def apply_event(row: EventRow | None, event: Any, position: int) -> EventRow | N
         )
     if isinstance(event, FinancialEvent.Dismissed):
         return replace(row, status=Status.DISMISSED.value, reason=event.note, updated_at=at)
+    if isinstance(event, FinancialEvent.FlightAmended):
+        if row.status == Status.DISMISSED.value:
+            return replace(row, amount=event.amount, student_id=event.student_id, updated_at=at)
+        return replace(
+            row,
+            status=Status.PENDING.value,
+            amount=event.amount,
+            student_id=event.student_id,
+            reason_code=None,
+            reason="",
+            missing=(),
+            updated_at=at,
+        )
+    if isinstance(event, FinancialEvent.FlightCancelled):
+        never_sent = row.qbo_id is None
+        return replace(
+            row,
+            status=Status.CANCELLED.value if never_sent else Status.PENDING.value,
+            reason=event.reason if never_sent else "",
+            reason_code=None,
+            missing=(),
+            updated_at=at,
+        )
+    if isinstance(event, FinancialEvent.CorrectionStarted):
+        return replace(row, status=Status.SYNCING.value, attempts=event.attempt, updated_at=at)
+    if isinstance(event, FinancialEvent.CorrectionApplied):
+        return replace(
+            row,
+            status=Status.SYNCED.value,
+            reason_code=None,
+            reason=event.note,
+            missing=(),
+            updated_at=at,
+        )
     return row
 
 
@@ -173,6 +207,10 @@ PUSH_FAILED: Final = 3  # (op, id, at, status, message)
 ACTION_REQUIRED: Final = 4  # (op, id, at, reason_code, message, missing)
 RETRY_REQUESTED: Final = 5  # (op, id, at)
 DISMISSED: Final = 6  # (op, id, at, note)
+AMENDED: Final = 7  # (op, id, at, amount, student_id)
+CANCELLED: Final = 8  # (op, id, at, reason)
+CORRECTION_STARTED: Final = 9  # (op, id, at, attempt)
+CORRECTION_APPLIED: Final = 10  # (op, id, at, note)
 
 RAW_COLUMNS: tuple[str, ...] = (
     "id",
@@ -200,6 +238,7 @@ _SYNCING = Status.SYNCING.value
 _SYNCED = Status.SYNCED.value
 _ACTION_REQUIRED = Status.ACTION_REQUIRED.value
 _DISMISSED = Status.DISMISSED.value
+_CANCELLED = Status.CANCELLED.value
 
 
 def compact_event(event: Any) -> tuple[Any, ...] | None:
@@ -235,6 +274,14 @@ def compact_event(event: Any) -> tuple[Any, ...] | None:
         return (RETRY_REQUESTED, key, at)
     if isinstance(event, FinancialEvent.Dismissed):
         return (DISMISSED, key, at, event.note)
+    if isinstance(event, FinancialEvent.FlightAmended):
+        return (AMENDED, key, at, str(event.amount), event.student_id)
+    if isinstance(event, FinancialEvent.FlightCancelled):
+        return (CANCELLED, key, at, event.reason)
+    if isinstance(event, FinancialEvent.CorrectionStarted):
+        return (CORRECTION_STARTED, key, at, event.attempt)
+    if isinstance(event, FinancialEvent.CorrectionApplied):
+        return (CORRECTION_APPLIED, key, at, event.note)
     return None
 
 
@@ -322,6 +369,28 @@ def fold_raw(existing: Mapping[UUID, RawRow], changes: Iterable[Change]) -> dict
         elif op == DISMISSED:
             row[6] = _DISMISSED
             row[8] = event[3]
+        elif op == AMENDED:
+            row[5] = event[3]
+            row[4] = event[4]
+            if row[6] != _DISMISSED:
+                row[6] = _PENDING
+                row[7] = None
+                row[8] = ""
+                row[9] = ()
+        elif op == CANCELLED:
+            never_sent = row[11] is None
+            row[6] = _CANCELLED if never_sent else _PENDING
+            row[7] = None
+            row[8] = event[3] if never_sent else ""
+            row[9] = ()
+        elif op == CORRECTION_STARTED:
+            row[6] = _SYNCING
+            row[10] = event[3]
+        elif op == CORRECTION_APPLIED:
+            row[6] = _SYNCED
+            row[7] = None
+            row[8] = event[3]
+            row[9] = ()
         row[13] = event[2]
     return changed
 
@@ -376,6 +445,7 @@ _CREATION_TOPICS = (
     FinancialEvent.FlightEnded,
     FinancialEvent.InvoiceRequested,
     FinancialEvent.PaymentReceived,
+    FinancialEvent.PaymentRefunded,
 )
 _FAST_OPS: dict[type[Any], int] = {
     **dict.fromkeys(_CREATION_TOPICS, CREATED),

@@ -54,3 +54,35 @@ def payment(payment_id: str = "P-1", student: str = "S-7", **overrides: Any) -> 
 def jsonl(records: list[dict[str, Any]]) -> str:
     """Records as JSON lines."""
     return "".join(json.dumps(r) + "\n" for r in records)
+
+
+def amendment(flight_id: str = "F-1001", hours: str = "1.0", **overrides: Any) -> dict[str, Any]:
+    """A valid flight-amended record: the flight with other hours, amended later."""
+    record = flight(flight_id)
+    record["charges"] = [
+        {"code": "aircraft_rental", "quantity": hours, "rate": "165.00"},
+        {"code": "instructor_dual", "quantity": hours, "rate": "60.00"},
+    ]
+    record["amended_at"] = "2026-11-21T09:00:00Z"
+    record["reason"] = "Hobbs mistyped"
+    record.update(overrides)
+    return record
+
+
+def cancellation(flight_id: str = "F-1001", reason: str = "Weather") -> dict[str, Any]:
+    """A valid flight-cancelled record."""
+    return {"flight_id": flight_id, "cancelled_at": "2026-11-21T09:00:00Z", "reason": reason}
+
+
+def refund(
+    refund_id: str = "RF-1", payment_id: str = "P-1", amount: str = "50.00"
+) -> dict[str, Any]:
+    """A valid payment-refunded record."""
+    return {
+        "refund_id": refund_id,
+        "payment_id": payment_id,
+        "refunded_at": "2026-11-22T10:00:00Z",
+        "amount": amount,
+        "currency": "USD",
+        "reason": "Lesson cut short",
+    }

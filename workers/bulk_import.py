@@ -29,7 +29,14 @@ from eventsourcing.persistence import StoredEvent
 from adapters.eventstore_mapper import FinancialEventMapper, stored_creation_event
 from domain.application import FlightLedger
 from domain.ids import check_school
-from domain.records import Record, RecordError, RecordKind, parse_line
+from domain.records import (
+    CORRECTION_KINDS,
+    Record,
+    RecordError,
+    RecordKind,
+    parse_correction_line,
+    parse_line,
+)
 
 CHUNK_LINES = 5000  # lines per chunk = at most this many records per transaction
 PIPELINE_MIN_BYTES = 2_000_000  # about 4,000 flight lines: below this, start-up costs more
@@ -166,6 +173,9 @@ def import_lines(
             on_chunk(totals)
 
     chunks = _chunks(handle)
+    if kind in CORRECTION_KINDS:
+        _import_corrections(ledger, kind, chunks, school, actor, totals, on_chunk)
+        return totals
     if pool is not None and direct_encoding(ledger):
         _pipelined(ledger, kind, chunks, school, actor, pool, append)
         return totals
@@ -174,6 +184,35 @@ def import_lines(
         stored, rejected = encode_lines(kind, first, lines, encode)
         append(stored, rejected, len(lines))
     return totals
+
+
+def _import_corrections(
+    ledger: FlightLedger,
+    kind: RecordKind,
+    chunks: Iterable[tuple[int, list[str]]],
+    school: str,
+    actor: str,
+    totals: ImportTotals,
+    on_chunk: Callable[[ImportTotals], None] | None,
+) -> None:
+    """Corrections apply to what is already recorded: one by one, each its own transaction."""
+    for first, lines in chunks:
+        for number, line in enumerate(lines, start=first):
+            if not line.strip():
+                continue
+            try:
+                record = parse_correction_line(kind, line)
+                recorded = ledger.record_correction(school, record, actor=actor)
+            except RecordError as exc:
+                totals.rejected.append({"line": number, "field": exc.field, "reason": exc.reason})
+                continue
+            if recorded:
+                totals.recorded += 1
+            else:
+                totals.duplicates += 1
+        totals.lines += len(lines)
+        if on_chunk is not None:
+            on_chunk(totals)
 
 
 def _in_process_encoder(

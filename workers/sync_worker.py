@@ -22,6 +22,7 @@ from domain.ports import AccountingGateway, ReasonCode
 from domain.preflight import check_connection, check_mappings
 from domain.sync import BATCH_MAX, RetryPolicy
 from projections.view import FinancialEventView
+from workers.corrections import CorrectionRun, split_corrections
 from workers.push_run import PassReport, PushRun
 
 __all__ = ["GatewayFactory", "PassReport", "SyncEngine"]
@@ -210,7 +211,11 @@ class SyncEngine:
             log.warning("gateway_unavailable", school=school, error=message)
             self.require_all(sendable, ReasonCode.NOT_CONNECTED, message, report)
             return report
-        PushRun(self, school, mappings, report, gateway).push(sendable)
+        creates, corrections = split_corrections(sendable)
+        run = PushRun(self, school, mappings, report, gateway)
+        run.push(creates)
+        if corrections and not run.halted:
+            CorrectionRun(self, school, mappings, report, gateway).run(corrections)
         return report
 
     def require_all(

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from domain.records import (
+    CREATION_KINDS,
     FlightEndedRecord,
     PaymentReceivedRecord,
     RecordError,
@@ -46,7 +47,7 @@ def with_(kind: RecordKind, **changes: Any) -> dict[str, Any]:
     return record
 
 
-@pytest.mark.parametrize("kind", list(RecordKind))
+@pytest.mark.parametrize("kind", list(CREATION_KINDS))
 def test_valid_records_parse(kind: RecordKind) -> None:
     """The factory records of every kind are accepted."""
     assert parse_line(kind, json.dumps(VALID[kind]())).kind == kind
@@ -66,7 +67,7 @@ def test_numbers_are_read_as_exact_decimals() -> None:
     assert record.amount == Decimal("0.10")
 
 
-@pytest.mark.parametrize(("kind", "field"), [(k, f) for k in RecordKind for f in REQUIRED[k]])
+@pytest.mark.parametrize(("kind", "field"), [(k, f) for k in CREATION_KINDS for f in REQUIRED[k]])
 def test_missing_required_field_is_named(kind: RecordKind, field: str) -> None:
     """Dropping any required field is refused naming that field."""
     record = VALID[kind]()
@@ -74,13 +75,13 @@ def test_missing_required_field_is_named(kind: RecordKind, field: str) -> None:
     assert refused(kind, record) == (field, "is required")
 
 
-@pytest.mark.parametrize("kind", list(RecordKind))
+@pytest.mark.parametrize("kind", list(CREATION_KINDS))
 def test_unknown_field_is_refused(kind: RecordKind) -> None:
     """An unknown top-level field is refused."""
     assert refused(kind, with_(kind, colour="red")) == ("colour", "unknown field")
 
 
-@pytest.mark.parametrize("kind", list(RecordKind))
+@pytest.mark.parametrize("kind", list(CREATION_KINDS))
 def test_unknown_nested_field_is_refused(kind: RecordKind) -> None:
     """An unknown field inside the student object is refused with its path."""
     record = with_(kind, student={"id": "S-1", "name": "A", "email": "a@b"})
@@ -94,7 +95,7 @@ def test_unknown_charge_field_is_refused(kind: RecordKind) -> None:
     assert refused(kind, with_(kind, charges=charges)) == ("charges[0].tax", "unknown field")
 
 
-@pytest.mark.parametrize("kind", list(RecordKind))
+@pytest.mark.parametrize("kind", list(CREATION_KINDS))
 @pytest.mark.parametrize(
     ("value", "reason_part"),
     [("", "1-64"), ("x" * 65, "1-64"), ("a\x00b", "printable"), (" F", "printable"), (7, "string")],
@@ -107,13 +108,13 @@ def test_ids_are_one_to_64_printable_characters(
     assert field == ID_FIELD[kind] and reason_part in reason
 
 
-@pytest.mark.parametrize("kind", list(RecordKind))
+@pytest.mark.parametrize("kind", list(CREATION_KINDS))
 def test_id_of_64_characters_is_accepted(kind: RecordKind) -> None:
     """The longest allowed id (64 characters) is accepted."""
     assert parse_line(kind, json.dumps(with_(kind, **{ID_FIELD[kind]: "x" * 64})))
 
 
-@pytest.mark.parametrize("kind", list(RecordKind))
+@pytest.mark.parametrize("kind", list(CREATION_KINDS))
 @pytest.mark.parametrize("value", ["2026-11-20T17:42:00", "yesterday", "2026-13-01T00:00:00Z", 5])
 def test_timestamps_must_be_iso_with_time_zone(kind: RecordKind, value: Any) -> None:
     """Timestamps must be ISO 8601 date-times with a time zone."""
@@ -121,7 +122,7 @@ def test_timestamps_must_be_iso_with_time_zone(kind: RecordKind, value: Any) -> 
     assert field == TIME_FIELD[kind]
 
 
-@pytest.mark.parametrize("kind", list(RecordKind))
+@pytest.mark.parametrize("kind", list(CREATION_KINDS))
 @pytest.mark.parametrize("value", ["usd", "US", "EURO", 840, "ÜSD"])
 def test_currency_is_three_upper_case_letters(kind: RecordKind, value: Any) -> None:
     """Currency must be a 3-letter ISO code."""
@@ -201,7 +202,7 @@ def test_invoice_memo_is_optional_text() -> None:
     assert refused(IR, {**invoice_request(), "memo": "  "})[0] == "memo"
 
 
-@pytest.mark.parametrize("kind", list(RecordKind))
+@pytest.mark.parametrize("kind", list(CREATION_KINDS))
 @pytest.mark.parametrize(("sub", "value"), [("id", ""), ("name", ""), ("name", 3)])
 def test_student_id_and_name(kind: RecordKind, sub: str, value: Any) -> None:
     """student.id is an id, student.name non-empty text."""

@@ -1,4 +1,4 @@
-"""`record flight-ended|invoice-requested|payment-received FILE`: validate and append."""
+"""`record flight-ended|invoice-requested|payment-received FILE` and the corrections."""
 
 from __future__ import annotations
 
@@ -125,6 +125,24 @@ def record_invoice_requested(
 def record_payment_received(ctx: typer.Context, file: str = FILE, operator: str = OPERATOR) -> None:
     """Record payments received."""
     _run(ctx, RecordKind.PAYMENT_RECEIVED, file, operator)
+
+
+@record_app.command("flight-amended")
+def record_flight_amended(ctx: typer.Context, file: str = FILE, operator: str = OPERATOR) -> None:
+    """Record corrected flights (the flight-ended shape + amended_at, reason?)."""
+    _run(ctx, RecordKind.FLIGHT_AMENDED, file, operator)
+
+
+@record_app.command("flight-cancelled")
+def record_flight_cancelled(ctx: typer.Context, file: str = FILE, operator: str = OPERATOR) -> None:
+    """Record flights cancelled after they were recorded."""
+    _run(ctx, RecordKind.FLIGHT_CANCELLED, file, operator)
+
+
+@record_app.command("payment-refunded")
+def record_payment_refunded(ctx: typer.Context, file: str = FILE, operator: str = OPERATOR) -> None:
+    """Record refunds of recorded payments."""
+    _run(ctx, RecordKind.PAYMENT_REFUNDED, file, operator)
 
 
 def register(app: typer.Typer) -> None:
