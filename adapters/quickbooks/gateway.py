@@ -36,6 +36,7 @@ from domain.ports import (
     PaymentDraft,
     PushOutcome,
 )
+from domain.qbo_lists import ACCOUNT, CUSTOMER, LIST_ENTITIES, QboObject
 
 __all__ = [
     "BATCH_SIZE",
@@ -47,6 +48,21 @@ __all__ = [
 ]
 
 BATCH_SIZE = 30
+LIST_PAGE = 1000  # QuickBooks' largest MAXRESULTS
+
+
+def _list_object(entity: str, row: dict[str, Any]) -> QboObject:
+    """One row of a list query as a QboObject."""
+    name = row.get("DisplayName") or row.get("FullyQualifiedName") or row.get("Name") or ""
+    email = (row.get("PrimaryEmailAddr") or {}).get("Address") if entity == CUSTOMER else None
+    return QboObject(
+        entity=entity,
+        id=str(row.get("Id")),
+        name=str(name),
+        active=bool(row.get("Active", True)),
+        type=str(row["AccountType"]) if entity == ACCOUNT and row.get("AccountType") else None,
+        email=str(email) if email else None,
+    )
 
 
 class QuickBooksGateway:
@@ -218,6 +234,40 @@ class QuickBooksGateway:
             rows = (result.get("QueryResponse") or {}).get(entity) or []
             found.update(f"{entity}:{row.get('Id')}" for row in rows if str(row.get("Id")) in ids)
         return frozenset(found)
+
+    def read_list(self, entity: str) -> list[QboObject] | PushOutcome:
+        """Every object of one QuickBooks list, active or not (metered reads, 1000 a page)."""
+        objects: list[QboObject] = []
+        start = 1
+        while True:
+            select = (
+                f"SELECT * FROM {entity} WHERE Active IN (true, false) "
+                f"STARTPOSITION {start} MAXRESULTS {LIST_PAGE}"
+            )
+
+            def read(qb: TimedQuickBooks, select: str = select) -> Any:
+                return qb.query(select)
+
+            result = self.session.run(read, event_id=NO_EVENT, is_create=False)
+            if isinstance(result, Verdict):
+                return result.outcome
+            rows = (result.get("QueryResponse") or {}).get(entity) or []
+            objects.extend(_list_object(entity, row) for row in rows if isinstance(row, dict))
+            if len(rows) < LIST_PAGE:
+                return objects
+            start += LIST_PAGE
+
+    def read_lists(
+        self, entities: Sequence[str] = LIST_ENTITIES
+    ) -> dict[str, list[QboObject]] | PushOutcome:
+        """Items, Customers, Accounts, Terms and PaymentMethods (or the first failure)."""
+        found: dict[str, list[QboObject]] = {}
+        for entity in entities:
+            objects = self.read_list(entity)
+            if isinstance(objects, PushOutcome):
+                return objects
+            found[entity] = objects
+        return found
 
     def company_info(self) -> CompanyInfo | PushOutcome:
         """CompanyInfo of the realm, or the failure outcome."""

@@ -19,6 +19,7 @@ from adapters.web.routes.reading import EVENTS_LIMIT, REASON_CODES, STATUS_ORDER
 from adapters.web.session import SESSION_COOKIE, install_session
 from domain.application import FlightLedger
 from domain.ports import Clock
+from domain.qbo_lists import QboListsPort
 from domain.retry import FAILED_GROUP
 from projections.view import FinancialEventView
 
@@ -52,6 +53,7 @@ def create_app(
     refresh_view: Callable[[], Any] | None = None,
     secure_cookies: bool = False,
     connections_unavailable: str = "",
+    qbo_lists: QboListsPort | None = None,
 ) -> FastAPI:
     """Build the dashboard; exactly one of `users` (sign-in) or `local_user` must be given."""
     if (users is None) == (local_user is None):
@@ -72,6 +74,7 @@ def create_app(
         or "QuickBooks is not configured on this server: set FLIGHTLEDGER_QBO_CLIENT_ID and "
         "FLIGHTLEDGER_QBO_CLIENT_SECRET (or FLIGHTLEDGER_QBO_ENVIRONMENT=simulator) and "
         "FLIGHTLEDGER_SECRET_KEY, then restart the dashboard.",
+        qbo_lists=qbo_lists,
     )
     access = Access(cfg)
     pages = Pages(access)

@@ -11,6 +11,7 @@ from adapters.web.auth import User, UserDirectory
 from adapters.web.connection import INTUIT_AUTHORIZATION_ORIGIN, ConnectionServicePort
 from domain.application import FlightLedger
 from domain.ports import Clock
+from domain.qbo_lists import QboListsPort
 from projections.view import FinancialEventView
 
 ChecklistProvider = Callable[[str], Sequence[dict[str, Any]]]
@@ -33,6 +34,7 @@ class WebConfig:
     secure_cookies: bool = False
     # why there is no connection service (what to set), shown on the card instead of Connect
     connections_unavailable: str = ""
+    qbo_lists: QboListsPort | None = None  # QuickBooks' lists per realm (pick-lists, checks)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def now(self) -> datetime:

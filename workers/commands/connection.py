@@ -34,6 +34,11 @@ def _service(cli: CliContext) -> ConnectionService:
     return ConnectionService(cli.ledger(), vault, settings)
 
 
+def service_for(cli: CliContext) -> ConnectionService:
+    """The school's connection use cases, configured from the CLI's environment."""
+    return _service(cli)
+
+
 @contextmanager
 def _refusals(cli: CliContext) -> Iterator[None]:
     """Known failures become a stated reason on stderr (and {"error"} with --json)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 from typing import Any
@@ -9,8 +10,19 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from domain.qbo_lists import (
+    ACCOUNT,
+    CUSTOMER,
+    ITEM,
+    LIST_ENTITIES,
+    PAYMENT_METHOD,
+    TERM,
+    ListsUnavailable,
+    QboLists,
+    check_reference,
+)
 from domain.reasons import command_for, split_key
-from workers.context import EXIT_USAGE, emit, fail, get_context, table
+from workers.context import EXIT_REFUSED, EXIT_USAGE, CliContext, emit, fail, get_context, table
 
 mappings_app = typer.Typer(help="Map charge codes, students and payment types to QuickBooks.")
 set_app = typer.Typer(help="Record one mapping (every change is kept with its operator).")
@@ -36,6 +48,83 @@ def _qbo_id(value: str, field: str) -> str:
     return value
 
 
+ALLOW_INACTIVE = typer.Option(
+    False,
+    "--allow-inactive",
+    help="Accept a QuickBooks object that is inactive (the mapping is then flagged)",
+)
+RECHECK_AFTER_SECONDS = 60.0  # an id missing from lists older than this: read them once more
+
+
+def verify_references(
+    cli: CliContext, refs: list[tuple[str, str, str]], *, allow_inactive: bool
+) -> dict[str, Any]:
+    """Check (entity, id, what) against the school's QuickBooks lists before recording.
+
+    A nonexistent id is refused naming it (exit 1); an inactive one too unless allowed, then
+    flagged. Lists are read once when never fetched (or once more when an id is missing from
+    lists older than a minute); when QuickBooks cannot be read the mapping is recorded
+    unchecked and the answer says so.
+    """
+    from workers.qbo_lists import list_service
+
+    service = list_service(cli)
+    try:
+        lists = service.lists(cli.school)
+    except ListsUnavailable as exc:
+        return {"checked": False, "warnings": [f"not checked against QuickBooks: {exc}"]}
+    age = (cli.ledger().clock.now() - lists.fetched_at).total_seconds()
+    if age > RECHECK_AFTER_SECONDS and any(
+        lists.get(entity, qbo_id) is None for entity, qbo_id, _ in refs
+    ):
+        with contextlib.suppress(ListsUnavailable):  # else judge by the cached lists
+            lists = service.refresh(cli.school)
+    warnings: list[str] = []
+    for entity, qbo_id, what in refs:
+        problem = check_reference(lists, entity, qbo_id)
+        if problem is None:
+            continue
+        if problem.state == "missing":
+            fail(
+                cli,
+                f"{what}: {problem.sentence()} (lists read {_when(lists)}; "
+                "`flightledger mappings quickbooks` shows them, `mappings refresh` reads them "
+                "again)",
+                EXIT_REFUSED,
+                field=what,
+                qbo_id=qbo_id,
+            )
+        if not allow_inactive:
+            fail(
+                cli,
+                f"{what}: {problem.sentence()} in QuickBooks: choose an active one, or pass "
+                "--allow-inactive if this is meant",
+                EXIT_REFUSED,
+                field=what,
+                qbo_id=qbo_id,
+            )
+        warnings.append(f"{what}: {problem.sentence()} (accepted with --allow-inactive)")
+    return {"checked": True, "warnings": warnings}
+
+
+def _when(lists: QboLists) -> str:
+    return lists.fetched_at.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _done(cli: CliContext, checked: dict[str, Any], line: str) -> None:
+    def human(console: Console) -> None:
+        console.print(line)
+        for warning in checked["warnings"]:
+            console.print(f"[yellow]warning:[/yellow] {warning}")
+
+    if cli.json_output:
+        for warning in checked["warnings"]:
+            from workers.context import stderr
+
+            stderr().print(f"warning: {warning}")
+    emit(cli, {"ok": True, **checked}, human)
+
+
 def _key(value: str, field: str) -> str:
     if not 1 <= len(value) <= 64 or not value.isprintable() or value.strip() != value:
         raise typer.BadParameter(f"{field}: must be 1-64 printable characters")
@@ -47,19 +136,20 @@ def set_charge(
     ctx: typer.Context,
     code: str = typer.Argument(..., help="Charge code, e.g. aircraft_rental"),
     item: str = typer.Option(..., "--item", help="QuickBooks Item id"),
-    inactive: bool = typer.Option(False, "--inactive", help="Keep the mapping but do not use it"),
+    inactive: bool = typer.Option(
+        False, "--inactive", help="The school no longer uses this code (hidden from lists)"
+    ),
+    allow_inactive: bool = ALLOW_INACTIVE,
     operator: str | None = OPERATOR,
 ) -> None:
     """Map a charge code to a QuickBooks Item."""
     cli = get_context(ctx)
+    code, item = _key(code, "CODE"), _qbo_id(item, "--item")
+    checked = verify_references(cli, [(ITEM, item, "--item")], allow_inactive=allow_inactive)
     cli.ledger().map_charge(
-        cli.school,
-        _key(code, "CODE"),
-        _qbo_id(item, "--item"),
-        active=not inactive,
-        operator=operator or default_operator(),
+        cli.school, code, item, active=not inactive, operator=operator or default_operator()
     )
-    emit(cli, {"ok": True}, lambda c: c.print(f"charge code {code} -> item {item}"))
+    _done(cli, checked, f"charge code {code} -> item {item}")
 
 
 @set_app.command("student")
@@ -67,17 +157,19 @@ def set_student(
     ctx: typer.Context,
     student_id: str = typer.Argument(..., metavar="ID", help="Student id"),
     customer: str = typer.Option(..., "--customer", help="QuickBooks Customer id"),
+    allow_inactive: bool = ALLOW_INACTIVE,
     operator: str | None = OPERATOR,
 ) -> None:
     """Map a student to a QuickBooks Customer."""
     cli = get_context(ctx)
-    cli.ledger().map_student(
-        cli.school,
-        _key(student_id, "ID"),
-        _qbo_id(customer, "--customer"),
-        operator=operator or default_operator(),
+    student_id, customer = _key(student_id, "ID"), _qbo_id(customer, "--customer")
+    checked = verify_references(
+        cli, [(CUSTOMER, customer, "--customer")], allow_inactive=allow_inactive
     )
-    emit(cli, {"ok": True}, lambda c: c.print(f"student {student_id} -> customer {customer}"))
+    cli.ledger().map_student(
+        cli.school, student_id, customer, operator=operator or default_operator()
+    )
+    _done(cli, checked, f"student {student_id} -> customer {customer}")
 
 
 @set_app.command("payment-type")
@@ -88,22 +180,32 @@ def set_payment_type(
     payment_method: str | None = typer.Option(
         None, "--payment-method", help="QuickBooks PaymentMethod id (optional)"
     ),
-    inactive: bool = typer.Option(False, "--inactive", help="Keep the mapping but do not use it"),
+    inactive: bool = typer.Option(
+        False,
+        "--inactive",
+        help="The school no longer uses this payment type: hidden from lists, its historical "
+        "payments still sync",
+    ),
+    allow_inactive: bool = ALLOW_INACTIVE,
     operator: str | None = OPERATOR,
 ) -> None:
     """Map a payment type to a deposit account."""
     cli = get_context(ctx)
+    name, account = _key(name, "NAME"), _qbo_id(deposit_account, "--deposit-account")
+    method = None if payment_method is None else _qbo_id(payment_method, "--payment-method")
+    refs = [(ACCOUNT, account, "--deposit-account")]
+    if method is not None:
+        refs.append((PAYMENT_METHOD, method, "--payment-method"))
+    checked = verify_references(cli, refs, allow_inactive=allow_inactive)
     cli.ledger().map_payment_type(
         cli.school,
-        _key(name, "NAME"),
-        _qbo_id(deposit_account, "--deposit-account"),
-        payment_method_id=None
-        if payment_method is None
-        else _qbo_id(payment_method, "--payment-method"),
+        name,
+        account,
+        payment_method_id=method,
         active=not inactive,
         operator=operator or default_operator(),
     )
-    emit(cli, {"ok": True}, lambda c: c.print(f"payment type {name} -> account {deposit_account}"))
+    _done(cli, checked, f"payment type {name} -> account {account}")
 
 
 @set_app.command("defaults")
@@ -114,6 +216,7 @@ def set_defaults(
     income_account: str | None = typer.Option(
         None, "--income-account", help="QuickBooks income Account id"
     ),
+    allow_inactive: bool = ALLOW_INACTIVE,
     operator: str | None = OPERATOR,
 ) -> None:
     """Set invoice defaults (term, memo, income account)."""
@@ -122,16 +225,24 @@ def set_defaults(
         fail(cli, "defaults: give at least one of --term, --memo, --income-account", EXIT_USAGE)
     if memo is not None and (not memo.strip() or len(memo) > 1000):
         fail(cli, "--memo: must be 1-1000 characters", EXIT_USAGE)
+    term_id = None if term is None else _qbo_id(term, "--term")
+    income = None if income_account is None else _qbo_id(income_account, "--income-account")
+    refs = [(TERM, term_id, "--term")] if term_id is not None else []
+    if income is not None:
+        refs.append((ACCOUNT, income, "--income-account"))
+    checked = (
+        verify_references(cli, refs, allow_inactive=allow_inactive)
+        if refs
+        else {"checked": False, "warnings": []}
+    )
     cli.ledger().set_defaults(
         cli.school,
-        term_id=None if term is None else _qbo_id(term, "--term"),
+        term_id=term_id,
         memo=memo,
-        income_account_id=None
-        if income_account is None
-        else _qbo_id(income_account, "--income-account"),
+        income_account_id=income,
         operator=operator or default_operator(),
     )
-    emit(cli, {"ok": True}, lambda c: c.print("defaults updated"))
+    _done(cli, checked, "defaults updated")
 
 
 @mappings_app.command("list")
@@ -168,6 +279,7 @@ def list_mappings(
     ):
         if value is not None:
             rows.append({"kind": "default", "key": key, "qbo_id": value, "active": True})
+    _with_quickbooks(cli, rows)
 
     def human(console: Console) -> None:
         if not rows:
@@ -181,6 +293,40 @@ def list_mappings(
         )
 
     emit(cli, rows, human)
+
+
+ROW_ENTITIES = {
+    ("charge", None): ITEM,
+    ("student", None): CUSTOMER,
+    ("payment_type", None): ACCOUNT,
+    ("default", "term"): TERM,
+    ("default", "income_account"): ACCOUNT,
+}
+
+
+def _with_quickbooks(cli: CliContext, rows: list[dict[str, Any]]) -> None:
+    """Add what the cached QuickBooks lists say of each mapped object (no QuickBooks call)."""
+    from workers.qbo_lists import list_service
+
+    lists = list_service(cli).cached(cli.school)
+    for row in rows:
+        entity = ROW_ENTITIES.get((row["kind"], None)) or ROW_ENTITIES.get(
+            (row["kind"], row["key"])
+        )
+        if entity is None:
+            continue
+        found = lists.get(entity, row["qbo_id"]) if lists is not None else None
+        row["qbo_name"] = found.name if found else None
+        row["qbo_active"] = None if lists is None else (found.active if found else False)
+        row["qbo_state"] = (
+            "unknown"
+            if lists is None
+            else "missing"
+            if found is None
+            else "active"
+            if found.active
+            else "inactive"
+        )
 
 
 @mappings_app.command("check")
@@ -226,6 +372,74 @@ def check_mappings(ctx: typer.Context) -> None:
         )
 
     emit(cli, {"missing": missing}, human)
+
+
+@mappings_app.command("refresh")
+def refresh_lists(ctx: typer.Context) -> None:
+    """Read QuickBooks' Items, Customers, Accounts, Terms and PaymentMethods again (metered)."""
+    from workers.qbo_lists import list_service
+
+    cli = get_context(ctx)
+    try:
+        lists = list_service(cli).refresh(cli.school)
+    except ListsUnavailable as exc:
+        fail(cli, f"QuickBooks lists not read: {exc}")
+    counts = {entity: len(lists.objects.get(entity, {})) for entity in LIST_ENTITIES}
+    emit(
+        cli,
+        {"ok": True, "realm": lists.realm, "fetched_at": lists.fetched_at, "counts": counts},
+        lambda c: c.print(
+            "read from QuickBooks: " + ", ".join(f"{n} {e}" for e, n in counts.items())
+        ),
+    )
+
+
+@mappings_app.command("quickbooks")
+def show_lists(
+    ctx: typer.Context,
+    entity: str | None = typer.Option(
+        None, "--entity", help="Item, Customer, Account, Term or PaymentMethod (default: all)"
+    ),
+    refresh: bool = typer.Option(False, "--refresh", help="Read QuickBooks again first"),
+) -> None:
+    """The school's QuickBooks lists as last read (read once when never read)."""
+    from workers.qbo_lists import list_service
+
+    cli = get_context(ctx)
+    if entity is not None and entity not in LIST_ENTITIES:
+        names = ", ".join(LIST_ENTITIES)
+        fail(cli, f"--entity: must be one of {names}, not {entity!r}", EXIT_USAGE)
+    service = list_service(cli)
+    try:
+        lists = service.refresh(cli.school) if refresh else service.lists(cli.school)
+    except ListsUnavailable as exc:
+        fail(cli, f"QuickBooks lists not read: {exc}")
+    rows = [
+        {
+            "entity": o.entity,
+            "id": o.id,
+            "name": o.name,
+            "active": o.active,
+            "type": o.type,
+            "email": o.email,
+        }
+        for e in ([entity] if entity else LIST_ENTITIES)
+        for o in lists.of(e)
+    ]
+    emit(
+        cli,
+        {"realm": lists.realm, "fetched_at": lists.fetched_at, "objects": rows},
+        lambda c: c.print(
+            table(
+                ["entity", "id", "name", "active", "type"],
+                [
+                    [r["entity"], r["id"], r["name"], "yes" if r["active"] else "no", r["type"]]
+                    for r in rows
+                ],
+                title=f"QuickBooks lists read {_when(lists)}",
+            )
+        ),
+    )
 
 
 @settings_app.command("auto-invoice")

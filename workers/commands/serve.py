@@ -108,6 +108,9 @@ def serve(
             f"refusing to serve on {host} without a users file: set {USERS_FILE_VARIABLE} "
             "(a JSON list of users with hashed tokens) or bind 127.0.0.1",
         )
+    from workers.qbo import ConnectionService
+    from workers.qbo_lists import list_service
+
     ledger = cli.ledger()
     view, refresh = open_dashboard_view(cli, ledger)
     service, why = connection_service(cli)
@@ -121,6 +124,7 @@ def serve(
         local_user=None if users is not None else local_operator(cli.school),
         authorization_origins=authorization_origins(cli.config.env),
         refresh_view=refresh,
+        qbo_lists=list_service(cli, service if isinstance(service, ConnectionService) else None),
         checklist=lambda school: checklist_rows(
             checklist(ledger, view, cli.config.database, school)
         ),
