@@ -31,6 +31,7 @@ class ReasonCode(StrEnum):
     INVALID_REFERENCE = "invalid_reference"
     VALIDATION = "validation"
     DUPLICATE_DOC_NUMBER = "duplicate_doc_number"
+    COMPANY_SWITCHED = "company_switched"  # may already be in the company connected before
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,10 @@ _FIX = {
         "An invoice with this number but different contents exists in QuickBooks: "
         "review it there, then Retry Failed or Dismiss"
     ),
+    ReasonCode.COMPANY_SWITCHED: (
+        "QuickBooks now points at another company and this record may already be in the old "
+        "one: check there, then Dismiss it or press Retry Failed to create it in the new company"
+    ),
 }
 
 _KIND_WORDS = {

@@ -4,7 +4,8 @@ connection use cases (connect, callback, test, disconnect, status) behind the CL
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,12 +26,14 @@ from adapters.quickbooks.oauth import (
 )
 from adapters.quickbooks.ratelimit import BudgetLimits, RateBudget
 from adapters.quickbooks.settings import QboSettings
-from adapters.vault import TokenVault, default_key_file, load_secret_key
+from adapters.vault import TokenSet, TokenVault, default_key_file, load_secret_key
 from domain.application import SYSTEM, FlightLedger
 from domain.connection import Connection, ConnectionState
+from domain.financial_event import FinancialEvent, Status
 from domain.pill import status_document
 from domain.ports import CompanyInfo, ConnectionCheck, ReasonCode, TokenExpiries
 from domain.preflight import NOT_CONNECTED_MESSAGE, RECONNECT_MESSAGE
+from projections.view import ProjectedView
 
 log = structlog.get_logger(__name__)
 
@@ -145,6 +148,54 @@ def gateway_for(
     return QuickBooksGateway(session)
 
 
+class _NewTokens:
+    """A TokenStore holding one token set in memory: the callback's, before it is stored."""
+
+    def __init__(self, tokens: TokenSet) -> None:
+        self._tokens = tokens
+        self._lock = threading.Lock()
+
+    def get_tokens(self, school: str) -> TokenSet | None:
+        """The token set."""
+        return self._tokens
+
+    def put_tokens(self, school: str, tokens: TokenSet) -> None:
+        """Keep a refreshed set (memory only)."""
+        self._tokens = tokens
+
+    @contextmanager
+    def refresh_lock(self, school: str) -> Iterator[None]:
+        """A thread lock (nobody else knows these tokens)."""
+        with self._lock:
+            yield
+
+
+MAY_BE_IN_OLD_COMPANY = (
+    Status.UNCERTAIN.value,
+    Status.SYNCING.value,
+    Status.PENDING.value,
+    Status.RETRYING.value,
+    Status.FAILED.value,
+    Status.ACTION_REQUIRED.value,
+)
+_PUSH_NOT_ANSWERED = frozenset(
+    {ReasonCode.AUTH_EXPIRED, ReasonCode.AUTH_FAILED, ReasonCode.NOT_CONNECTED}
+)
+
+
+def may_be_in_old_company(event: FinancialEvent) -> bool:
+    """A push of this event was sent and its outcome may have been a create: uncertain or
+    syncing, or waiting (pending/retrying/failed/auth) after a push whose answer was not a
+    definite refusal."""
+    if event.attempts == 0:
+        return False
+    if event.status in (Status.UNCERTAIN, Status.SYNCING):
+        return True
+    if event.status == Status.ACTION_REQUIRED:
+        return event.reason_code in _PUSH_NOT_ANSWERED
+    return event.status in (Status.PENDING, Status.RETRYING, Status.FAILED)
+
+
 def connection_status(ledger: FlightLedger, school: str, now: datetime) -> dict[str, Any]:
     """CLI.md's connection status document."""
     return status_document(ledger.connection(school), now)
@@ -197,12 +248,26 @@ class ConnectionService:
         log.info("qbo_connect_started", school=school)
         return url, state
 
-    def callback(self, school: str, redirect_url: str, operator: str = SYSTEM) -> ConnectionCheck:
+    def callback(
+        self,
+        school: str,
+        redirect_url: str,
+        operator: str = SYSTEM,
+        *,
+        switch_company: bool = False,
+    ) -> ConnectionCheck:
         """Complete the flow from the redirect URL; then test the connection."""
-        return self.callback_steps(school, redirect_url, operator).check
+        return self.callback_steps(
+            school, redirect_url, operator, switch_company=switch_company
+        ).check
 
     def callback_steps(
-        self, school: str, redirect_url: str, operator: str = SYSTEM
+        self,
+        school: str,
+        redirect_url: str,
+        operator: str = SYSTEM,
+        *,
+        switch_company: bool = False,
     ) -> CallbackResult:
         """callback(), also returning the human lines ('QuickBooks connected! Verifying...')."""
         query = {k: v[0] for k, v in parse_qs(urlsplit(redirect_url).query).items()}
@@ -224,11 +289,15 @@ class ConnectionService:
             raise ConnectionStepRefused(
                 f"QuickBooks refused the authorization code: {exc}"
             ) from None
+        company = self._confirm_realm(school, tokens)
+        previous = self.ledger.connection(school)
+        switching = bool(previous.realm) and previous.realm != tokens.realm
+        if switching:
+            self._check_switch(school, previous, tokens.realm, company, switch_company)
         with self.vault.refresh_lock(school):  # not while a worker refreshes the old set
             self.vault.put_tokens(school, tokens)
-        gateway = self.gateway(school)
-        info = gateway.company_info()
-        company = info if isinstance(info, CompanyInfo) else CompanyInfo("", "")
+        if switching:
+            self._hold_events_of_old_company(school, previous, company, operator)
         update_connection(
             self.ledger,
             school,
@@ -246,6 +315,104 @@ class ConnectionService:
         log.info("qbo_connected", school=school, realm=tokens.realm)
         check = self.test(school, operator)
         return CallbackResult(check=check, steps=[CONNECTED_VERIFYING, check.message])
+
+    def _confirm_realm(self, school: str, tokens: TokenSet) -> CompanyInfo:
+        """CompanyInfo of the callback's realmId read with the new tokens (not yet stored).
+
+        A realmId the tokens do not open (a tampered or mixed-up callback) is refused, and the
+        school's stored tokens stay as they were.
+        """
+        session = RealmSession(
+            settings=self.settings,
+            school=school,
+            tokens=_NewTokens(tokens),
+            oauth=self.oauth,
+            budget=budget_for(self.settings, tokens.realm),
+            now=self.ledger.clock.now,
+        )
+        try:
+            info = QuickBooksGateway(session).company_info()
+        finally:
+            session.close()
+        if isinstance(info, CompanyInfo):
+            return info
+        log.warning("qbo_callback_refused", school=school, reason="realm", realm=tokens.realm)
+        raise ConnectionStepRefused(
+            f"QuickBooks did not open company {tokens.realm} with the new authorization: "
+            f"{info.message}. Nothing was changed; run 'connection connect' again."
+        )
+
+    def _check_switch(
+        self,
+        school: str,
+        previous: Connection,
+        realm: str,
+        company: CompanyInfo,
+        confirmed: bool,
+    ) -> None:
+        """Refuse connecting another company while invoices are in the old one, unless
+        an admin confirmed the switch."""
+        if confirmed or not self._has_invoices(school):
+            return
+        old = previous.company or "another QuickBooks company"
+        log.warning("qbo_callback_refused", school=school, reason="company_switch", realm=realm)
+        raise ConnectionStepRefused(
+            f"This school's invoices are in {old} (realm {previous.realm}); you connected "
+            f"{company.company_name or 'another company'} (realm {realm}). Nothing was changed. "
+            "Connect the same company again, or, to move this school to the new company, run "
+            "'connection connect' and complete it with 'connection callback URL --switch-company'."
+        )
+
+    def _view(self) -> ProjectedView:
+        from adapters.views import open_view
+        from workers.projector import Projector
+
+        view = open_view(self.vault.db)
+        Projector(self.ledger, view).catch_up()
+        return view
+
+    def _has_invoices(self, school: str) -> bool:
+        view = self._view()
+        try:
+            return bool(view.list(school, statuses=[Status.SYNCED.value], limit=1))
+        finally:
+            view.close()
+
+    def _hold_events_of_old_company(
+        self, school: str, previous: Connection, company: CompanyInfo, operator: str
+    ) -> int:
+        """Events that may already exist in the old company go to action_required
+        (company_switched): never created again in the new one without an operator's retry."""
+        view = self._view()
+        try:
+            rows = view.list(school, statuses=list(MAY_BE_IN_OLD_COMPANY))
+        finally:
+            view.close()
+        message = (
+            f"QuickBooks was switched from {previous.company or 'the old company'} (realm "
+            f"{previous.realm}) to {company.company_name or 'a new company'}; this "
+            "record may already be in the old company. Check there, then Dismiss it or press "
+            "Retry Failed to create it in the new company"
+        )
+        held: list[FinancialEvent] = []
+        now = self.ledger.clock.now()
+        for row in rows:
+            event = self.ledger.financial_event(row.id)
+            if not may_be_in_old_company(event):
+                continue
+            event.require_action(
+                reason_code=ReasonCode.COMPANY_SWITCHED,
+                message=message,
+                missing=[],
+                actor=operator,
+                at=now,
+            )
+            if event.pending_events:
+                held.append(event)
+        if held:
+            self.ledger.save(*held)
+        log.info("qbo_company_switched", school=school, held=len(held))
+        return len(held)
 
     def test(self, school: str, operator: str = SYSTEM) -> ConnectionCheck:
         """A live CompanyInfo read, recorded as ConnectionTested."""

@@ -78,11 +78,19 @@ def callback(
     ctx: typer.Context,
     url: str = typer.Argument(..., help="The redirect URL QuickBooks sent the browser to"),
     operator: str | None = OPERATOR,
+    switch_company: bool = typer.Option(
+        False,
+        "--switch-company",
+        help="Allow connecting a different QuickBooks company than the one holding this "
+        "school's invoices (records that may be in the old company wait for an operator)",
+    ),
 ) -> None:
-    """Complete the connection from the redirect URL (the state is checked)."""
+    """Complete the connection from the redirect URL (the state and the realm are checked)."""
     cli = get_context(ctx)
     who = operator or default_operator()
-    result = _run(cli, lambda s: s.callback_steps(cli.school, url, who))
+    result = _run(
+        cli, lambda s: s.callback_steps(cli.school, url, who, switch_company=switch_company)
+    )
     check = result.check
     data = {
         "ok": check.ok,
