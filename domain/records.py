@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
 MAX_ID_LENGTH = 64
 MAX_NAME_LENGTH = 200
 MAX_MEMO_LENGTH = 1000
-MAX_AMOUNT = Decimal("99999999.99")
+MAX_AMOUNT = Decimal("99999999.99")  # any single number (hobbs readings included)
+# Bounds a flight school's real records never reach and QuickBooks accepts (docs/cli.md):
+MAX_QUANTITY = Decimal("10000.00")  # hours or units on one charge
+MAX_RATE = Decimal("100000.00")  # price of one hour or unit
+MAX_TOTAL = Decimal("1000000.00")  # one charge, one invoice, one payment
+MAX_CHARGES = 250
+MAX_LINE_BYTES = 4_000_000  # one JSON line (250 charges with 4,000-character descriptions fit)
 
 
 class RecordKind(StrEnum):
@@ -229,7 +237,6 @@ _GOOD_IDS: set[str] = set()
 _GOOD_NAMES: set[str] = set()
 _GOOD_DECIMALS: dict[str, Decimal] = {}
 _CENT = Decimal("0.01")
-_DECODER = json.JSONDecoder(parse_float=Decimal)
 
 
 def _remember(cache: set[str], value: str) -> None:
@@ -269,6 +276,19 @@ def _obj(value: Any, field: str, shape: _Shape) -> Mapping[str, Any]:
     return value
 
 
+def _unsafe_character(value: str) -> str | None:
+    """The first control, format (bidi marks included), separator or unassigned character."""
+    for char in value:
+        if char != " " and unicodedata.category(char)[0] in "CZ":
+            return f"U+{ord(char):04X}"
+    return None
+
+
+def normalise_id(value: str) -> str:
+    """An id as it becomes an identity: NFKC, so fullwidth 'F-1' and ASCII 'F-1' are one id."""
+    return value if value.isascii() else unicodedata.normalize("NFKC", value)
+
+
 def _id(value: Any, field: str) -> str:
     if type(value) is str and value in _GOOD_IDS:
         return value
@@ -276,11 +296,17 @@ def _id(value: Any, field: str) -> str:
         raise RecordError(field, "must be a string")
     if not 1 <= len(value) <= MAX_ID_LENGTH:
         raise RecordError(field, f"must be 1-{MAX_ID_LENGTH} characters")
-    if not value.isprintable() or value.strip() != value:
+    bad = _unsafe_character(value)
+    if bad is not None:
+        raise RecordError(field, f"must be printable: no control, format or bidi char ({bad})")
+    normal = normalise_id(value)
+    if not 1 <= len(normal) <= MAX_ID_LENGTH:
+        raise RecordError(field, f"must be 1-{MAX_ID_LENGTH} characters (after NFKC)")
+    if normal.strip() != normal or _unsafe_character(normal) is not None:
         raise RecordError(field, "must be printable characters without leading/trailing spaces")
-    if type(value) is str:
+    if type(value) is str and normal == value:
         _remember(_GOOD_IDS, value)
-    return value
+    return normal
 
 
 def _text(value: Any, field: str, max_length: int = MAX_NAME_LENGTH) -> str:
@@ -292,43 +318,58 @@ def _text(value: Any, field: str, max_length: int = MAX_NAME_LENGTH) -> str:
         raise RecordError(field, "must not be empty")
     if len(value) > max_length:
         raise RecordError(field, f"must be at most {max_length} characters")
-    if not value.isprintable():
-        raise RecordError(field, "must be printable characters")
+    bad = _unsafe_character(value)
+    if bad is not None:
+        raise RecordError(field, f"must be printable: no control, format or bidi char ({bad})")
     if max_length == MAX_NAME_LENGTH and type(value) is str:
         _remember(_GOOD_NAMES, value)
     return value
 
 
-def _decimal(value: Any, field: str, *, what: str = "amount") -> Decimal:
+def _decimal(
+    value: Any, field: str, *, what: str = "amount", limit: Decimal = MAX_AMOUNT
+) -> Decimal:
     if type(value) is str:
         known = _GOOD_DECIMALS.get(value)
-        if known is not None:
+        if known is not None and known <= limit:
             return known
-        number = _decimal_checked(value, field, what)
+        number = _decimal_checked(value, field, what, limit)
         if len(_GOOD_DECIMALS) >= _CACHE_LIMIT:
             _GOOD_DECIMALS.clear()
         _GOOD_DECIMALS[value] = number
         return number
-    return _decimal_checked(value, field, what)
+    return _decimal_checked(value, field, what, limit)
 
 
-def _decimal_checked(value: Any, field: str, what: str) -> Decimal:
+# A decimal string: ASCII digits, an optional fraction; surrounding spaces are trimmed and a
+# minus sign is read (only to refuse it, or as zero in '-0'). No exponent, no '_', no other digits.
+_DECIMAL_STRING = re.compile(r"[ \t]*(-?[0-9]+(?:\.[0-9]+)?)[ \t]*", re.ASCII)
+
+
+def _decimal_checked(value: Any, field: str, what: str, limit: Decimal) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
         raise RecordError(field, f"{what} must be a decimal string or number")
-    try:
-        number = Decimal(str(value).strip()) if not isinstance(value, Decimal) else value
-    except InvalidOperation:
-        raise RecordError(field, f"{what} is not a decimal number: {value!r}") from None
+    if isinstance(value, str):
+        match = _DECIMAL_STRING.fullmatch(value)
+        if match is None:
+            if value.strip().lstrip("+-").lower() in ("nan", "snan", "inf", "infinity"):
+                raise RecordError(field, f"{what} must be finite")
+            raise RecordError(field, f"{what} is not a decimal number: {value[:40]!r}")
+        number = Decimal(match.group(1))
+    else:
+        number = value if isinstance(value, Decimal) else Decimal(str(value))
     if not number.is_finite():
         raise RecordError(field, f"{what} must be finite")
+    if number.adjusted() > 20:
+        raise RecordError(field, f"{what} must be at most {limit}")
     exponent = number.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -2:
         raise RecordError(field, f"{what} has more than 2 decimal places")
     if number < 0:
         raise RecordError(field, f"{what} must be >= 0")
-    if number > MAX_AMOUNT:
-        raise RecordError(field, f"{what} must be at most {MAX_AMOUNT}")
-    return number.quantize(_CENT)
+    if number > limit:
+        raise RecordError(field, f"{what} must be at most {limit}")
+    return abs(number).quantize(_CENT)  # abs: '-0' is 0.00, never '-0.00'
 
 
 def _timestamp(value: Any, field: str) -> datetime:
@@ -359,8 +400,8 @@ def _charges(value: Any, field: str) -> tuple[Charge, ...]:
         raise RecordError(field, "must be a list of charges")
     if not value:
         raise RecordError(field, "must contain at least one charge")
-    if len(value) > 250:
-        raise RecordError(field, "must contain at most 250 charges")
+    if len(value) > MAX_CHARGES:
+        raise RecordError(field, f"must contain at most {MAX_CHARGES} charges")
     charges = []
     for i, raw in enumerate(value):
         where = f"{field}[{i}]"
@@ -369,16 +410,23 @@ def _charges(value: Any, field: str) -> tuple[Charge, ...]:
         charges.append(
             Charge(
                 code=_id(obj["code"], f"{where}.code"),
-                quantity=_decimal(obj["quantity"], f"{where}.quantity", what="quantity"),
-                rate=_decimal(obj["rate"], f"{where}.rate", what="rate"),
+                quantity=_decimal(
+                    obj["quantity"], f"{where}.quantity", what="quantity", limit=MAX_QUANTITY
+                ),
+                rate=_decimal(obj["rate"], f"{where}.rate", what="rate", limit=MAX_RATE),
                 description=None
                 if description is None
                 else _text(description, f"{where}.description", 4000),
             )
         )
+        if charges[-1].amount > MAX_TOTAL:
+            raise RecordError(where, f"amount (quantity x rate) must be at most {MAX_TOTAL}")
     result = tuple(charges)
-    if sum((c.amount for c in result), Decimal(0)) <= 0:
+    total = sum((c.amount for c in result), Decimal(0))
+    if total <= 0:
         raise RecordError(field, "total must be positive")
+    if total > MAX_TOTAL:
+        raise RecordError(field, f"total must be at most {MAX_TOTAL}")
     return result
 
 
@@ -450,7 +498,7 @@ def parse_invoice_requested(value: Any) -> InvoiceRequestedRecord:
 def parse_payment_received(value: Any) -> PaymentReceivedRecord:
     """Validate a payment-received record."""
     obj = _obj(value, "", _PAYMENT)
-    amount = _decimal(obj["amount"], "amount")
+    amount = _decimal(obj["amount"], "amount", limit=MAX_TOTAL)
     if amount <= 0:
         raise RecordError("amount", "must be positive")
     applies_to = obj.get("applies_to")
@@ -518,15 +566,36 @@ PARSERS: dict[RecordKind, Callable[[Any], Record]] = {
 }
 
 
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object; a key given twice is refused (which value would count is a guess)."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise RecordError(key[:80], "appears more than once in one object")
+            seen.add(key)
+    return obj
+
+
+_DECODER = json.JSONDecoder(parse_float=Decimal, parse_int=Decimal, object_pairs_hook=_pairs)
+
+
 def parse_line(kind: RecordKind, line: str) -> Record:
-    """Parse one JSON line of the given kind; floats are read as exact decimals."""
+    """Parse one JSON line of the given kind; numbers are read as exact decimals.
+
+    Every problem is a RecordError naming the field (or 'record'): invalid JSON, nesting too
+    deep for the parser, a key given twice, a line over MAX_LINE_BYTES. Nesting that the parser
+    reads but no record has is refused by the field checks ('must be a string', ...).
+    """
+    if len(line) > MAX_LINE_BYTES:
+        raise RecordError("record", f"is longer than {MAX_LINE_BYTES} characters")
     try:
-        if type(line) is str and not line.startswith("\ufeff"):
-            value = _DECODER.decode(line)  # what json.loads does, without a decoder per call
-        else:
-            value = json.loads(line, parse_float=Decimal)
+        value = _DECODER.decode(line)
     except json.JSONDecodeError as exc:
         raise RecordError("record", f"is not valid JSON: {exc.msg} at column {exc.colno}") from None
+    except RecursionError:
+        raise RecordError("record", "nests objects or lists too deeply") from None
     return PARSERS[kind](value)
 
 

@@ -17,12 +17,12 @@ import multiprocessing
 import os
 import signal
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
 from multiprocessing.pool import AsyncResult, Pool
-from typing import Any, TextIO
+from typing import Any, BinaryIO
 
 from eventsourcing.persistence import StoredEvent
 
@@ -60,17 +60,36 @@ class ImportTotals:
         return {"recorded": self.recorded, "duplicates": self.duplicates, "rejected": self.rejected}
 
 
+BOM = b"\xef\xbb\xbf"
+
+
+def decode_line(raw: bytes | str) -> str:
+    """One line as text; invalid UTF-8 is a RecordError on field 'line' with its byte offset."""
+    if isinstance(raw, str):
+        return raw
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecordError(
+            "line", f"is not UTF-8 text ({exc.reason} at byte {exc.start + 1} of the line)"
+        ) from None
+
+
 def encode_lines(
-    kind: RecordKind, first_line: int, lines: list[str], encode: Encoder
+    kind: RecordKind, first_line: int, lines: Sequence[bytes | str], encode: Encoder
 ) -> tuple[list[StoredEvent], list[Rejected]]:
-    """Validate and encode lines numbered from first_line; blank lines are skipped."""
+    """Validate and encode lines numbered from first_line; blank lines are skipped.
+
+    Every problem with one line (not UTF-8, not JSON, nested too deep, a field refused) is a
+    rejection of that line with its number, field and reason; it never stops the import.
+    """
     stored: list[StoredEvent] = []
     rejected: list[Rejected] = []
-    for number, line in enumerate(lines, start=first_line):
-        if not line.strip():
+    for number, raw in enumerate(lines, start=first_line):
+        if not raw.strip():
             continue
         try:
-            record = parse_line(kind, line)
+            record = parse_line(kind, decode_line(raw))
         except RecordError as exc:
             rejected.append({"line": number, "field": exc.field, "reason": exc.reason})
         else:
@@ -84,7 +103,7 @@ def encode_chunk(
     actor: str,
     timestamp: datetime,
     first_line: int,
-    lines: list[str],
+    lines: list[bytes],
 ) -> tuple[list[StoredEvent], list[Rejected]]:
     """The worker-process task: encode_lines with the direct encoder (picklable arguments)."""
 
@@ -94,13 +113,15 @@ def encode_chunk(
     return encode_lines(kind, first_line, lines, encode)
 
 
-def _chunks(handle: TextIO) -> Iterator[tuple[int, list[str]]]:
-    """(number of the first line, lines) for consecutive chunks of the file."""
+def _chunks(handle: BinaryIO) -> Iterator[tuple[int, list[bytes]]]:
+    """(number of the first line, lines) for each chunk; a BOM opening the file is skipped."""
     first = 1
     while True:
         lines = list(islice(handle, CHUNK_LINES))
         if not lines:
             return
+        if first == 1 and lines[0].startswith(BOM):
+            lines[0] = lines[0][len(BOM) :]
         yield first, lines
         first += len(lines)
 
@@ -152,7 +173,7 @@ def start_pool() -> Pool:
 def import_lines(
     ledger: FlightLedger,
     kind: RecordKind,
-    handle: TextIO,
+    handle: BinaryIO,
     *,
     school: str,
     actor: str,
@@ -236,7 +257,7 @@ def _in_process_encoder(
 def _pipelined(
     ledger: FlightLedger,
     kind: RecordKind,
-    chunks: Iterable[tuple[int, list[str]]],
+    chunks: Iterable[tuple[int, list[bytes]]],
     school: str,
     actor: str,
     pool: Pool,

@@ -46,3 +46,72 @@ def test_missing_file_and_bad_db_url_exit_2_with_reason(sqlite_url: str, tmp_pat
     bad = run("--db", "mysql://x/y", "record", "flight-ended", "-", stdin="")
     assert bad.returncode == 2 and "unsupported scheme" in bad.stderr
     assert "Traceback" not in missing.stderr + bad.stderr
+
+
+def log_size(db: str) -> int:
+    """Events in the log."""
+    from workers.bootstrap import open_ledger
+
+    ledger = open_ledger(db)
+    try:
+        return len(ledger.recorder.select_notifications(start=1, limit=100_000))
+    finally:
+        ledger.close()
+
+
+def test_bad_lines_past_the_first_chunk_are_rejections_with_a_summary(
+    db_url: str, tmp_path: Path
+) -> None:
+    """6,500 lines (several chunks, worker processes): bad lines at 6,001+ are rejections."""
+    lines = [json.dumps(flight(f"F-{n}")).encode() for n in range(1, 6501)]
+    lines[6000] = b"[" * 50_000 + b"]" * 50_000  # line 6,001: nested far too deep
+    lines[6001] = lines[6001][:20] + b"\xff" + lines[6001][20:]  # line 6,002: byte 21 not UTF-8
+    lines[6002] = lines[6002].replace(b'"quantity": "1.2"', b'"quantity": ' + b"9" * 20_000)
+    path = tmp_path / "big.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    done = run("--db", db_url, "--json", "record", "flight-ended", str(path))
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["recorded"] == 6497 and summary["duplicates"] == 0
+    assert [(r["line"], r["field"]) for r in summary["rejected"]] == [
+        (6001, "record"),
+        (6002, "line"),
+        (6003, "charges[0].quantity"),
+    ]
+    assert "at byte 21 of the line" in summary["rejected"][1]["reason"]
+    assert log_size(db_url) == 6497  # the rejected lines appended nothing
+
+
+def test_fifo_dev_stdin_and_process_substitution_are_inputs(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """A named pipe, /dev/stdin and <(...) are read like files; a directory is refused."""
+    import os
+    import threading
+
+    fifo = tmp_path / "flights.fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_text(jsonl([flight("F-PIPE")])))
+    writer.start()
+    piped = run("--db", sqlite_url, "--json", "record", "flight-ended", str(fifo))
+    writer.join()
+    assert piped.returncode == 0, piped.stderr
+    assert json.loads(piped.stdout)["recorded"] == 1
+    dev = run(
+        "--db", sqlite_url, "--json", "record", "flight-ended", "/dev/stdin",
+        stdin=jsonl([flight("F-DEV")]),
+    )  # fmt: skip
+    assert dev.returncode == 0, dev.stderr
+    assert json.loads(dev.stdout)["recorded"] == 1
+    source = tmp_path / "one.jsonl"
+    source.write_text(jsonl([flight("F-SUB")]))
+    script = f'"{EXE}" --db "{sqlite_url}" --json record flight-ended <(cat "{source}")'
+    sub = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert sub.returncode == 0, sub.stderr
+    assert json.loads(sub.stdout)["recorded"] == 1
+    folder = run("--db", sqlite_url, "record", "flight-ended", str(tmp_path))
+    assert folder.returncode == 2 and "is a directory" in folder.stderr
+    assert "Traceback" not in folder.stderr

@@ -85,7 +85,7 @@ def run(db: str, clock: FixedClock, text: str, *, pipeline: bool | None) -> tupl
             summary = bulk_import.import_lines(
                 ledger,
                 RecordKind.FLIGHT_ENDED,
-                io.StringIO(text),
+                io.BytesIO(text.encode()),
                 school="default",
                 actor="system",
                 pool=pool,

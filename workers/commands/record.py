@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO
 
 import typer
 from rich.console import Console
@@ -18,17 +18,21 @@ from workers.context import EXIT_USAGE, CliContext, emit, fail, get_context, std
 record_app = typer.Typer(help="Validate and append financial facts (JSON lines; '-' = stdin).")
 
 
-def _open(path: str) -> TextIO:
+def _open(path: str) -> BinaryIO:
+    """The input as bytes (each line is decoded on its own): '-', a file, a FIFO, /dev/stdin.
+
+    Raises IsADirectoryError / FileNotFoundError / PermissionError for the caller to word.
+    """
     if path == "-":
-        return sys.stdin
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(path)
-    return file.open(encoding="utf-8")
+        return sys.stdin.buffer
+    if Path(path).is_dir():
+        raise IsADirectoryError(path)
+    return Path(path).open("rb")
 
 
 def _count_lines(path: str) -> int | None:
-    if path == "-":
+    """Lines of a regular file (for the progress bar); None for a pipe, which reads only once."""
+    if path == "-" or not Path(path).is_file():
         return None
     with Path(path).open("rb") as handle:
         return sum(1 for _ in handle)
@@ -59,7 +63,8 @@ def import_file(
                 live.update(task, completed=totals.lines)
 
         # Workers start before the ledger opens its connections, so none is inherited.
-        pool = start_pool() if pipeline_wanted(None if path == "-" else path) else None
+        regular = path != "-" and Path(path).is_file()
+        pool = start_pool() if pipeline_wanted(path if regular else None) else None
         try:
             totals = import_lines(
                 cli.ledger(),
@@ -84,8 +89,10 @@ def _run(ctx: typer.Context, kind: RecordKind, path: str, operator: str) -> None
         summary = import_file(cli, kind, path, actor=operator, progress=show_progress)
     except FileNotFoundError:
         fail(cli, f"FILE: no such file: {path}", EXIT_USAGE)
-    except UnicodeDecodeError as exc:
-        fail(cli, f"FILE: not UTF-8 text ({exc.reason} at byte {exc.start})", EXIT_USAGE)
+    except IsADirectoryError:
+        fail(cli, f"FILE: is a directory: {path}", EXIT_USAGE)
+    except PermissionError:
+        fail(cli, f"FILE: permission denied: {path}", EXIT_USAGE)
 
     def human(console: Console) -> None:
         console.print(
