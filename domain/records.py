@@ -538,7 +538,7 @@ def parse_flight_cancelled(value: Any) -> FlightCancelledRecord:
 def parse_payment_refunded(value: Any) -> PaymentRefundedRecord:
     """Validate a payment-refunded record (the payment's own total is checked when recorded)."""
     obj = _obj(value, "", _REFUNDED)
-    amount = _decimal(obj["amount"], "amount")
+    amount = _decimal(obj["amount"], "amount", limit=MAX_TOTAL)
     if amount <= 0:
         raise RecordError("amount", "must be positive")
     reason = obj.get("reason")
@@ -581,31 +581,31 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 _DECODER = json.JSONDecoder(parse_float=Decimal, parse_int=Decimal, object_pairs_hook=_pairs)
 
 
-def parse_line(kind: RecordKind, line: str) -> Record:
-    """Parse one JSON line of the given kind; numbers are read as exact decimals.
+def read_json_line(line: str) -> Any:
+    """One JSON line as a value, numbers as exact decimals; every problem is a RecordError.
 
-    Every problem is a RecordError naming the field (or 'record'): invalid JSON, nesting too
-    deep for the parser, a key given twice, a line over MAX_LINE_BYTES. Nesting that the parser
-    reads but no record has is refused by the field checks ('must be a string', ...).
+    Invalid JSON, nesting too deep for the parser, a key given twice and a line over
+    MAX_LINE_BYTES are refused on field 'record' (or the key). Nesting that the parser reads but
+    no record has is refused by the field checks ('must be a string', ...).
     """
     if len(line) > MAX_LINE_BYTES:
         raise RecordError("record", f"is longer than {MAX_LINE_BYTES} characters")
     try:
-        value = _DECODER.decode(line)
+        return _DECODER.decode(line)
     except json.JSONDecodeError as exc:
         raise RecordError("record", f"is not valid JSON: {exc.msg} at column {exc.colno}") from None
     except RecursionError:
         raise RecordError("record", "nests objects or lists too deeply") from None
-    return PARSERS[kind](value)
+
+
+def parse_line(kind: RecordKind, line: str) -> Record:
+    """Parse one JSON line of the given kind (read_json_line, then the kind's field checks)."""
+    return PARSERS[kind](read_json_line(line))
 
 
 def parse_correction_line(kind: RecordKind, line: str) -> Correction:
     """Parse one JSON line of a correction kind (flight-amended, -cancelled, payment-refunded)."""
-    try:
-        value = json.loads(line, parse_float=Decimal)
-    except json.JSONDecodeError as exc:
-        raise RecordError("record", f"is not valid JSON: {exc.msg} at column {exc.colno}") from None
-    return CORRECTION_PARSERS[kind](value)
+    return CORRECTION_PARSERS[kind](read_json_line(line))
 
 
 def record_to_data(record: Record) -> dict[str, Any]:

@@ -210,7 +210,7 @@ def import_lines(
 def _import_corrections(
     ledger: FlightLedger,
     kind: RecordKind,
-    chunks: Iterable[tuple[int, list[str]]],
+    chunks: Iterable[tuple[int, list[bytes]]],
     school: str,
     actor: str,
     totals: ImportTotals,
@@ -222,7 +222,7 @@ def _import_corrections(
             if not line.strip():
                 continue
             try:
-                record = parse_correction_line(kind, line)
+                record = parse_correction_line(kind, decode_line(line))
                 recorded = ledger.record_correction(school, record, actor=actor)
             except RecordError as exc:
                 totals.rejected.append({"line": number, "field": exc.field, "reason": exc.reason})
