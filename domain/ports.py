@@ -92,6 +92,7 @@ class PushOutcome:
     http_status: int | None = None
     retry_after: float | None = None  # seconds to pause the realm (429)
     missing: tuple[str, ...] = ()  # keys QBO named (element), if any
+    looked_up: bool = False  # a 6140's DocNumber lookup was made already (do not repeat it)
 
 
 @dataclass(frozen=True)

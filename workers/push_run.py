@@ -326,6 +326,7 @@ class PushRun:
             if (
                 reason == ReasonCode.DUPLICATE_DOC_NUMBER
                 and draft is not None
+                and not outcome.looked_up  # the gateway compared it already: one lookup
                 and self._resolve_duplicate(event, draft)
             ):
                 return

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
+from xml.sax.saxutils import escape
 
 JsonDict = dict[str, Any]
 
@@ -111,6 +112,18 @@ def throttle_xml() -> Response:
         "</Error></Fault></IntuitResponse>"
     )
     return Response(status=429, body=xml.encode(), content_type="application/xml")
+
+
+def xml_fault(status: int, code: str, message: str, detail: str, fault_type: str) -> Response:
+    """An application fault as XML (QBO's "General Authentication Error" comes this way)."""
+    xml = (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+        f'<IntuitResponse xmlns="http://schema.intuit.com/finance/v3" time="{now_iso()}">'
+        f'<Fault type="{escape(fault_type)}"><Error code="{escape(code)}">'
+        f"<Message>{escape(message)}</Message><Detail>{escape(detail)}</Detail>"
+        "</Error></Fault></IntuitResponse>"
+    )
+    return Response(status=status, body=xml.encode(), content_type="application/xml")
 
 
 _REASONS = {

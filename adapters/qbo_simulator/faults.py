@@ -39,6 +39,7 @@ from adapters.qbo_simulator.envelopes import (
     gateway_fault,
     html_error,
     throttle_xml,
+    xml_fault,
 )
 
 JsonDict = dict[str, Any]
@@ -49,6 +50,9 @@ PRESETS: dict[str, JsonDict] = {
     "throttle_xml": {"http_status": 429, "envelope": "xml"},
     "auth_3200": {"http_status": 401, "code": "3200", "message": AUTH_FAILED_MESSAGE,
                   "detail": "Token expired", "envelope": "gateway", "fault_type": "AUTHENTICATION"},
+    "auth_100_xml": {"http_status": 401, "code": "100", "message": "General Authentication Error",
+                     "detail": "AuthenticationErrorGeneral: SRV-110-Authentication Failure",
+                     "fault_type": "AUTHENTICATION", "envelope": "xml"},
     "auth_100": {"http_status": 401, "code": "100", "message": "General Authentication Error",
                  "detail": "AuthenticationErrorGeneral: SRV-110-Authentication Failure",
                  "fault_type": "AuthenticationFault"},
@@ -114,7 +118,11 @@ class ForcedError:
         if self.envelope == "html":
             return html_error(self.http_status)
         if self.envelope == "xml":
-            return throttle_xml()
+            if self.http_status == 429:
+                return throttle_xml()
+            return xml_fault(
+                self.http_status, self.code, self.message, self.detail, self.fault_type
+            )
         if self.envelope == "gateway":
             return gateway_fault(
                 self.http_status, self.code, self.message, self.detail, self.fault_type

@@ -18,6 +18,11 @@ from adapters.redaction import redact_text
 from domain.ports import OutcomeKind, PushOutcome, ReasonCode
 
 THROTTLE_PAUSE_QBO_SECONDS = 60.0
+INVALID_CLIENT_MESSAGE = (
+    "QuickBooks rejected this app's client id or client secret (invalid_client): check "
+    "FLIGHTLEDGER_QBO_CLIENT_ID and FLIGHTLEDGER_QBO_CLIENT_SECRET against the app's keys in "
+    "the Intuit developer portal, then press Test connection"
+)
 
 # transport failures
 REFUSED = "refused"  # connection refused / DNS: the request never left
@@ -194,9 +199,13 @@ def classify(
     if code == "3001" or status == HTTPStatus.TOO_MANY_REQUESTS:
         pause = THROTTLE_PAUSE_QBO_SECONDS * minute_seconds / 60.0
         return Verdict(replace(base, code=code or "3001", retry_after=pause), retry_now=True)
-    if code == "3200" or (status == HTTPStatus.UNAUTHORIZED and code not in ("100", "3100")):
+    if code == "invalid_client":
+        return Verdict(action(ReasonCode.AUTH_FAILED, message=INVALID_CLIENT_MESSAGE))
+    if code == "3200" or (status == HTTPStatus.UNAUTHORIZED and code != "3100"):
+        # 401 code 100 ("General Authentication Error", often as XML) is also what QBO says for
+        # an expired access token: one refresh and a retry; a second 401 is auth_failed
         return Verdict(action(ReasonCode.AUTH_FAILED), refresh=True)
-    if code == "100" or status == HTTPStatus.UNAUTHORIZED:
+    if code == "100":
         return Verdict(action(ReasonCode.AUTH_FAILED))
     if code == "3100":
         if status is not None and status >= 500:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -162,19 +163,27 @@ class QuickBooksGateway:
         """6140: the same customer and total under this DocNumber counts as synced."""
         if not verdict.lookup:
             return verdict.outcome
-        found = self.find_invoice(draft.doc_number)
+        found = self.find_invoice(draft.doc_number).found
         if (
-            found.found is not None
-            and found.found.customer_id == draft.customer_id
-            and found.found.total == draft.total
+            found is not None
+            and found.customer_id == draft.customer_id
+            and found.total == draft.total
         ):
             return PushOutcome(
                 event_id=draft.event_id,
                 kind=OutcomeKind.SYNCED,
-                qbo_id=found.found.qbo_id,
-                doc_number=found.found.doc_number,
+                qbo_id=found.qbo_id,
+                doc_number=found.doc_number,
             )
-        return verdict.outcome
+        message = verdict.outcome.message
+        if found is not None:
+            message = (
+                f"An invoice with DocNumber {draft.doc_number} but different contents already "
+                f"exists in QuickBooks (id {found.qbo_id}, customer {found.customer_id}, total "
+                f"{found.total}; ours: customer {draft.customer_id}, total {draft.total}). "
+                f"QuickBooks said: {message}"
+            )
+        return replace(verdict.outcome, message=message, looked_up=True)
 
     def push_payment(self, draft: PaymentDraft) -> PushOutcome:
         """Create one payment (linked to its invoice when known) with its request id."""

@@ -190,6 +190,9 @@ class RealmSession:
                     log.warning("qbo_refresh_token_expired", school=self.school)
                     self._safe_hook(self.hooks.on_expired, message)
                     raise _Stop(self.auth_expired(message)) from None
+                if verdict.outcome.reason_code == ReasonCode.AUTH_FAILED:
+                    log.warning("qbo_refresh_refused", school=self.school, code=exc.failure.code)
+                    self._safe_hook(self.hooks.on_auth_failed, verdict.outcome.message)
                 raise _Stop(verdict) from None
             self.tokens.put_tokens(self.school, new)
             log.info(

@@ -37,7 +37,14 @@ CASES = [
     ("3200 gateway", gateway(401, "3200", "message=AuthenticationFailed; errorCode=003200"),
      True, A, ReasonCode.AUTH_FAILED, True, False, False),
     ("401 empty body", parse_fault(401, ""), True, A, ReasonCode.AUTH_FAILED, True, False, False),
-    ("100", app(401, "100"), True, A, ReasonCode.AUTH_FAILED, False, False, False),
+    ("100", app(401, "100"), True, A, ReasonCode.AUTH_FAILED, True, False, False),
+    ("100 xml", parse_fault(401, "<?xml version='1.0'?><IntuitResponse><Fault "
+     "type=\"AUTHENTICATION\"><Error code=\"100\"><Message>General Authentication Error"
+     "</Message><Detail>AuthenticationErrorGeneral: SRV-110-Authentication Failure</Detail>"
+     "</Error></Fault></IntuitResponse>"),
+     True, A, ReasonCode.AUTH_FAILED, True, False, False),
+    ("invalid_client", parse_fault(401, '{"error":"invalid_client"}'),
+     False, A, ReasonCode.AUTH_FAILED, False, False, False),
     ("3100/403", gateway(403, "3100", "ApplicationAuthorizationFailed"),
      True, A, ReasonCode.AUTH_FAILED, False, False, False),
     ("3100/500", app(500, "3100"), True, T, None, False, False, False),
