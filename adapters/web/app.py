@@ -14,7 +14,7 @@ from adapters.web.auth import SessionSigner, User, UserDirectory
 from adapters.web.config import ChecklistProvider, WebConfig
 from adapters.web.connection import INTUIT_AUTHORIZATION_ORIGIN, ConnectionServicePort
 from adapters.web.pages import Pages, install_error_handlers
-from adapters.web.routes import actions, connection, reading, signin
+from adapters.web.routes import actions, connection, reading, settings, signin
 from adapters.web.routes.reading import EVENTS_LIMIT, REASON_CODES, STATUS_ORDER
 from adapters.web.session import SESSION_COOKIE, install_session
 from domain.application import FlightLedger
@@ -88,6 +88,7 @@ def create_app(
     reading.register(app, cfg, access, pages)
     actions.register(app, cfg, access)
     connection.register(app, cfg, access, pages)
+    settings.register(app, cfg, access, pages)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

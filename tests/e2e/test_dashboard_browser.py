@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
 import socket
 import threading
 import time
@@ -30,38 +29,7 @@ from tests.factories import flight
 from workers.bootstrap import open_ledger
 from workers.projector import Projector
 
-CHROMIUM = os.environ.get("FLIGHTLEDGER_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 SCREENSHOT = os.environ.get("FLIGHTLEDGER_SCREENSHOT")  # e.g. /tmp/dashboard.png, never committed
-
-
-def _browser_unavailable_reason() -> str | None:
-    try:
-        import playwright.sync_api  # noqa: F401  (only checking that it is installed)
-    except ImportError:
-        return "the playwright Python package is not installed"
-    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
-        return f"chromium is not installed at {CHROMIUM} (apt-get install chromium)"
-    return None
-
-
-@pytest.fixture(scope="module")
-def browser_available() -> bool:
-    """Whether playwright and chromium are here; under CI=true their absence fails."""
-    reason = _browser_unavailable_reason()
-    if reason is None:
-        return True
-    if IN_CI:
-        pytest.fail(f"CI=true requires the browser tests: {reason}")
-    pytest.skip(f"{reason} (run under CI=true to require it)")
 
 
 @dataclass
@@ -145,31 +113,6 @@ def live_server(sqlite_url: str, clock: FixedClock) -> Iterator[LiveServer]:
             yield LiveServer(url=url, ledger=ledger)
     finally:
         ledger.close()
-
-
-@pytest.fixture(scope="module")
-def browser(browser_available: bool) -> Iterator[Any]:
-    """One chromium for the whole module (launching one costs more than most tests)."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    """A fresh page in its own context (no cookies shared between tests)."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    try:
-        tab = context.new_page()
-        tab.set_default_timeout(10_000)
-        yield tab
-    finally:
-        context.close()
 
 
 def _blocked_flight(ledger: FlightLedger, school: str, flight_id: str) -> None:

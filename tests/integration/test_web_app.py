@@ -516,3 +516,68 @@ def test_setup_checklist_says_what_to_do(client: TestClient, web_ledger: FlightL
     web_ledger.map_charge("alpha", "aircraft_rental", "1", operator="ann")
     section = client.get("/").text.split('id="checklist"')[1].split("</section>")[0]
     assert "aircraft_rental" not in section
+
+
+SETTINGS_POSTS = {
+    "/settings/defaults": {"term": "3", "memo": "Thanks", "income_account": "79"},
+    "/settings/mappings/charge": {"code": "fuel", "item": "3"},
+    "/settings/mappings/student": {"student": "S-7", "customer": "1"},
+    "/settings/mappings/payment-type": {"name": "card", "deposit_account": "35"},
+    "/settings/auto-invoice": {"state": "off"},
+    "/settings/refresh-lists": {},
+}
+
+
+def test_settings_need_billing_admin(client: TestClient, web_ledger: FlightLedger) -> None:
+    """billing:view and billing:retry see no settings or retry controls and get 403 on POSTs."""
+    action_required_flight(web_ledger, "alpha", "F-1")
+    for token in ("vic-token", "rita-token"):
+        csrf = sign_in(client, token)
+        assert client.get("/settings").status_code == 403
+        for path, data in SETTINGS_POSTS.items():
+            response = client.post(path, data={"csrf": csrf, **data})
+            assert response.status_code == 403, path
+            assert "billing:admin" in response.text
+        dashboard = client.get("/").text
+        assert 'href="/settings"' not in dashboard
+        assert "flightledger mappings" not in dashboard, "no command line for office staff"
+    sign_in(client, "vic-token")
+    assert 'action="/retry-failed"' not in client.get("/").text
+    assert web_ledger.mappings("alpha").charges == {"instructor_dual": "2"}, "nothing recorded"
+    assert web_ledger.settings("alpha").auto_invoice is True
+
+
+def test_settings_posts_are_csrf_checked(client: TestClient, web_ledger: FlightLedger) -> None:
+    """Every settings POST without this session's CSRF token is refused and records nothing."""
+    sign_in(client, "ann-token")
+    for path, data in SETTINGS_POSTS.items():
+        response = client.post(path, data={"csrf": "forged", **data})
+        assert response.status_code == 403, path
+        assert "CSRF check failed" in response.text
+    assert web_ledger.mappings("alpha").charges == {}
+
+
+def test_settings_record_through_the_ledger_with_the_cli_messages(
+    client: TestClient, web_ledger: FlightLedger
+) -> None:
+    """An admin's settings POSTs record mappings with the operator; bad input is named."""
+    csrf = sign_in(client, "ann-token")
+    for path, data in SETTINGS_POSTS.items():
+        if path != "/settings/refresh-lists":
+            assert client.post(path, data={"csrf": csrf, **data}).status_code == 303
+    mappings = web_ledger.mappings("alpha")
+    assert (mappings.charges, mappings.students) == ({"fuel": "3"}, {"S-7": "1"})
+    assert mappings.payment_types["card"].deposit_account_id == "35"
+    assert (mappings.term_id, mappings.memo, mappings.income_account_id) == ("3", "Thanks", "79")
+    assert web_ledger.settings("alpha").auto_invoice is False
+    assert {e.actor for e in web_ledger.history("alpha", "mappings")[1:]} == {"ann"}
+    client.post("/settings/mappings/charge", data={"csrf": csrf, "code": "fuel", "item": " "})
+    page = client.get("/settings").text
+    assert "Not saved: QuickBooks item: must be a QuickBooks id of 1-64 printable characters" in (
+        page
+    )
+    client.post("/settings/defaults", data={"csrf": csrf, "term": "3", "income_account": "79"})
+    assert "Not saved: Default memo: must be 1-1000 characters" in client.get("/settings").text
+    history = client.get("/settings").text.split('id="settings-history"')[1]
+    assert "Auto-invoice off" in history and "ann" in history
+    assert web_ledger.mappings("alpha").charges == {"fuel": "3"}, "refused input recorded nothing"

@@ -51,6 +51,17 @@ def authorization_origins(env: dict[str, str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(origins))
 
 
+REDIRECT_URI_VARIABLE = "FLIGHTLEDGER_QBO_REDIRECT_URI"
+
+
+def served_redirect_uri(host: str, port: int) -> str:
+    """The OAuth redirect URI of the address this dashboard serves (wildcard: localhost)."""
+    name = "localhost" if host in ("0.0.0.0", "::", "") else host
+    if ":" in name and not name.startswith("["):
+        name = f"[{name}]"
+    return f"http://{name}:{port}/qbo/callback"
+
+
 def connection_service(cli: CliContext) -> tuple[ConnectionServicePort | None, str]:
     """workers/qbo.py's ConnectionService, or None with the reason it is unavailable."""
     try:
@@ -111,6 +122,9 @@ def serve(
     from workers.qbo import ConnectionService
     from workers.qbo_lists import list_service
 
+    if not cli.config.env.get(REDIRECT_URI_VARIABLE):
+        # the callback comes back to the address actually served, not a fixed localhost:8000
+        cli.config.env[REDIRECT_URI_VARIABLE] = served_redirect_uri(host, port)
     ledger = cli.ledger()
     view, refresh = open_dashboard_view(cli, ledger)
     service, why = connection_service(cli)

@@ -10,10 +10,11 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from adapters.jsonable import to_jsonable
 from adapters.web.access import Access
-from adapters.web.auth import VIEW, User
+from adapters.web.auth import ADMIN, VIEW, User
 from adapters.web.card import card_context
 from adapters.web.config import ChecklistProvider, WebConfig
 from adapters.web.pages import Pages
+from adapters.web.plain import web_checklist
 from domain.application import NotFound
 from domain.financial_event import Status
 from domain.ports import ReasonCode
@@ -58,7 +59,8 @@ def register(app: FastAPI, cfg: WebConfig, access: Access, pages: Pages) -> None
             school, status=status_filter, reason_code=reason_filter, limit=EVENTS_LIMIT
         )
         card = card_context(cfg, request, school)
-        checklist = _checklist(cfg.checklist, school)
+        listed = _checklist(cfg.checklist, school)
+        checklist = None if listed is None else web_checklist(listed, admin=user.can(ADMIN))
         return pages.render(
             request,
             "dashboard.html",

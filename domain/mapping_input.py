@@ -1,0 +1,49 @@
+"""Checks of what an operator types or picks for a mapping, shared by the CLI and the web page.
+
+Each check names the field and the reason; the CLI passes its flag ("--item"), the settings page
+its label ("QuickBooks item"), and the sentence after the colon is the same.
+"""
+
+from __future__ import annotations
+
+from domain.qbo_lists import QboLists, check_reference
+
+MEMO_MAX = 1000
+
+
+class InvalidMappingInput(ValueError):
+    """A mapping field was refused; the message names the field and the reason."""
+
+
+def qbo_id(value: str, field: str) -> str:
+    """A QuickBooks id: 1-64 printable characters (surrounding blanks dropped)."""
+    value = value.strip()
+    if not value or len(value) > 64 or not value.isprintable():
+        raise InvalidMappingInput(f"{field}: must be a QuickBooks id of 1-64 printable characters")
+    return value
+
+
+def mapping_key(value: str, field: str) -> str:
+    """A charge code, student id or payment type: 1-64 printable characters, no outer blanks."""
+    if not 1 <= len(value) <= 64 or not value.isprintable() or value.strip() != value:
+        raise InvalidMappingInput(f"{field}: must be 1-64 printable characters")
+    return value
+
+
+def memo(value: str, field: str) -> str:
+    """The default customer memo: 1-1000 characters, not only blanks."""
+    if not value.strip() or len(value) > MEMO_MAX:
+        raise InvalidMappingInput(f"{field}: must be 1-{MEMO_MAX} characters")
+    return value
+
+
+def reference_refusal(
+    lists: QboLists, entity: str, object_id: str, field: str, *, allow_inactive: bool
+) -> str | None:
+    """Why this id cannot be mapped per QuickBooks' cached lists (None: it can)."""
+    problem = check_reference(lists, entity, object_id)
+    if problem is None or (problem.state == "inactive" and allow_inactive):
+        return None
+    if problem.state == "missing":
+        return f"{field}: {problem.sentence()}"
+    return f"{field}: {problem.sentence()} in QuickBooks: choose an active one"

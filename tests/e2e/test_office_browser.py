@@ -1,0 +1,177 @@
+"""The office manager's day in a real browser, against `flightledger serve` and a running
+`flightledger worker` subprocess: connect -> verifying -> mappings chosen from QuickBooks' own
+lists by name -> a day of flights -> fix the Action Required group -> Retry Failed -> synced."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from adapters.qbo_simulator import QboSimulator, SimulatorConfig
+from tests.e2e.test_dashboard_browser import _free_port
+from tests.factories import flight
+from tests.helpers_qbo import EXE, Cli, assert_one_invoice_each, cli_env, record_via_cli
+
+pytestmark = pytest.mark.timeout(240)
+SCHOOL = "sunrise"
+WAIT_SECONDS = 60.0
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def wait_for(what: str, condition: Callable[[], Any], *alive: subprocess.Popen[str]) -> Any:
+    """Poll until truthy; fail when a subprocess died or time ran out."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        for process in alive:
+            assert process.poll() is None, f"{process.args!r} exited waiting for {what}"
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def office(
+    sqlite_url: str, tmp_path: Path
+) -> Iterator[tuple[str, Cli, QboSimulator, subprocess.Popen[str]]]:
+    """Simulator, `flightledger serve` (local operator) and a worker left running."""
+    with QboSimulator(SimulatorConfig(minute_seconds=0.6)) as sim:
+        env = cli_env(sim, sqlite_url, SCHOOL)
+        cli = Cli(env)
+        port = _free_port()
+        log = (tmp_path / "serve.log").open("a")
+        server = subprocess.Popen(
+            [EXE, "serve", "--port", str(port)],
+            stdout=log,
+            stderr=log,
+            text=True,
+            env={**os.environ, **env},
+        )
+        worker = subprocess.Popen(
+            [EXE, "--json", "worker", "--max-seconds", "230"],
+            stdout=subprocess.DEVNULL,
+            stderr=(tmp_path / "worker.log").open("a"),
+            text=True,
+            env={**os.environ, **env},
+        )
+        url = f"http://127.0.0.1:{port}"
+
+        def up() -> bool:
+            try:
+                return requests.get(url + "/healthz", timeout=1).ok
+            except requests.ConnectionError:
+                return False
+
+        try:
+            wait_for("the dashboard to answer", up, server)
+            yield url, cli, sim, worker
+        finally:
+            _stop(worker)
+            _stop(server)
+            log.close()
+
+
+def test_a_day_at_the_office_in_the_browser(
+    office: tuple[str, Cli, QboSimulator, subprocess.Popen[str]], page: Any, tmp_path: Path
+) -> None:
+    """Connect, map from QuickBooks' lists by name, fix the blocked group, Retry Failed: synced."""
+    from playwright.sync_api import expect
+
+    url, cli, sim, worker = office
+    page.goto(url + "/")
+    page.get_by_role("button", name="Connect to QuickBooks").click()
+    expect(page.locator("#verifying-title")).to_have_text("QuickBooks connected! Verifying...")
+    expect(page.locator("#test-result")).to_have_text("Connected to Sunrise Flight School (US)")
+    expect(page.locator("#pill")).to_have_text("Connected")
+    page.locator("#verify-mappings").get_by_role("link", name="Invoicing settings").click()
+
+    # QuickBooks Defaults, chosen by name from QuickBooks' own lists
+    expect(page.locator("h1")).to_have_text("Invoicing settings")
+    page.get_by_label("Term").select_option(label="Net 30")
+    page.get_by_label("Default memo").fill("Thank you for flying with us")
+    page.get_by_label("Income account").select_option(label="Flight income")
+    page.get_by_role("button", name="Save defaults").click()
+    expect(page.locator("#flash")).to_have_text("QuickBooks Defaults saved.")
+    expect(page.locator("#settings-history")).to_contain_text(
+        "QuickBooks Defaults: term Net 30, memo “Thank you for flying with us”, "
+        "income account Flight income"
+    )
+    # inactive QuickBooks objects are not offered unless asked for, and refused when picked
+    expect(page.locator("#new-item option", has_text="Old rental")).to_have_count(0)
+    page.get_by_role("link", name="Include inactive").first.click()
+    page.get_by_label("New charge code").fill("old_rental")
+    page.locator("#new-item").select_option(label="Old rental (inactive)")
+    page.get_by_role("button", name="Add").click()
+    expect(page.locator("#flash")).to_have_text(
+        "Not saved: QuickBooks item: QuickBooks item 5 (Old rental) is inactive in QuickBooks: "
+        "choose an active one"
+    )
+
+    # a day of flights: nothing mapped yet, the running worker blocks them
+    refs = {"F-1", "F-2", "F-3"}
+    record_via_cli(
+        cli,
+        tmp_path / "day.jsonl",
+        [flight("F-1", "S-1"), flight("F-2", "S-2"), flight("F-3", "S-1")],
+    )
+
+    def blocked() -> bool:
+        rows = cli.ok("events")
+        return bool(sum(r["status"] == "action_required" for r in rows) == len(refs))
+
+    wait_for("the flights to need action", blocked, worker)
+
+    page.goto(url + "/settings")
+    unmapped = page.locator("#unmapped")
+    expect(unmapped.locator('tr[data-key="student:S-1"]')).to_contain_text("Student S-1")
+    expect(unmapped.locator('tr[data-key="student:S-1"] td.num')).to_have_text("2")
+    expect(unmapped.locator('tr[data-key="charge:aircraft_rental"] td.num')).to_have_text("3")
+    for key, label in (
+        ("charge:aircraft_rental", "Aircraft rental"),
+        ("charge:instructor_dual", "Instructor dual"),
+        ("student:S-1", "Ana Ortiz"),
+        ("student:S-2", "Ben Carter"),
+    ):
+        row = page.locator(f'#unmapped tr[data-key="{key}"]')
+        row.locator("select").select_option(label=label)
+        row.get_by_role("button", name="Map").click()
+        expect(page.locator("#flash")).to_contain_text("mapped to QuickBooks")
+    expect(page.locator("#unmapped")).to_have_count(0)
+    expect(page.locator("#student-mappings")).to_contain_text("Ana Ortiz")
+    expect(page.locator("#settings-history")).to_contain_text("Student S-2 → Ben Carter")
+
+    # the dashboard's Action Required group, then Retry Failed
+    page.goto(url + "/")
+    group = page.locator('article.group[data-reason="missing_mapping"]')
+    expect(group).to_contain_text("3 events")
+    group.get_by_role("button", name="Retry Failed").click()
+    expect(page.locator("#flash")).to_contain_text("3 requeued")
+
+    def synced() -> bool:
+        rows = cli.ok("events")
+        return bool(sum(r["status"] == "synced" for r in rows) == len(refs))
+
+    wait_for("the retried flights to sync", synced, worker)
+    page.goto(url + "/")
+    for ref in sorted(refs):
+        expect(page.locator(f'#events-table tr[data-ref="{ref}"] .status')).to_have_text("synced")
+    assert_one_invoice_each(sim.invoices(), {f"FL-{r}" for r in refs})
+    assert worker.poll() is None, "the same worker did it all"
