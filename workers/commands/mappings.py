@@ -10,6 +10,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from domain import mapping_input
 from domain.qbo_lists import (
     ACCOUNT,
     CUSTOMER,
@@ -42,10 +43,10 @@ OPERATOR = typer.Option(None, "--operator", help="Who is acting (default: your l
 
 
 def _qbo_id(value: str, field: str) -> str:
-    value = value.strip()
-    if not value or len(value) > 64 or not value.isprintable():
-        raise typer.BadParameter(f"{field}: must be a QuickBooks id of 1-64 printable characters")
-    return value
+    try:
+        return mapping_input.qbo_id(value, field)  # the settings page's check and sentence
+    except mapping_input.InvalidMappingInput as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 ALLOW_INACTIVE = typer.Option(
@@ -126,9 +127,10 @@ def _done(cli: CliContext, checked: dict[str, Any], line: str) -> None:
 
 
 def _key(value: str, field: str) -> str:
-    if not 1 <= len(value) <= 64 or not value.isprintable() or value.strip() != value:
-        raise typer.BadParameter(f"{field}: must be 1-64 printable characters")
-    return value
+    try:
+        return mapping_input.mapping_key(value, field)
+    except mapping_input.InvalidMappingInput as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 @set_app.command("charge")
@@ -223,8 +225,11 @@ def set_defaults(
     cli = get_context(ctx)
     if term is None and memo is None and income_account is None:
         fail(cli, "defaults: give at least one of --term, --memo, --income-account", EXIT_USAGE)
-    if memo is not None and (not memo.strip() or len(memo) > 1000):
-        fail(cli, "--memo: must be 1-1000 characters", EXIT_USAGE)
+    if memo is not None:
+        try:
+            mapping_input.memo(memo, "--memo")
+        except mapping_input.InvalidMappingInput as exc:
+            fail(cli, str(exc), EXIT_USAGE)
     term_id = None if term is None else _qbo_id(term, "--term")
     income = None if income_account is None else _qbo_id(income_account, "--income-account")
     refs = [(TERM, term_id, "--term")] if term_id is not None else []
