@@ -87,7 +87,7 @@ class FinancialEvent(Aggregate):
             agg.qbo_id = None
             agg.doc_number = None
             agg.request_id = None
-            agg.version = 1
+            agg.revision = 1
             agg.cancelled = False
             agg.maybe_landed = False
             agg.applied_key = None
@@ -130,7 +130,8 @@ class FinancialEvent(Aggregate):
             agg.student_id = self.student_id
             agg.student_name = self.student_name
             agg.currency = self.currency
-            agg.version += 1
+            agg.revision += 1
+            agg.correction_reason = self.reason
             if agg.status != Status.DISMISSED:
                 agg.status = Status.PENDING
                 agg.reason_code = None
@@ -147,6 +148,7 @@ class FinancialEvent(Aggregate):
             """Never sent: cancelled. Sent: waits for the void or credit memo."""
             agg: FinancialEvent = aggregate
             agg.cancelled = True
+            agg.correction_reason = self.reason
             agg.reason_code = None
             agg.missing = []
             if agg.qbo_id is None:
@@ -351,7 +353,7 @@ class FinancialEvent(Aggregate):
     request_id: str | None
     batched: bool = False
     # corrections (set by apply; defaults for aggregates recorded before corrections existed)
-    version: int = 1
+    revision: int = 1  # 1 = as recorded; each amendment adds one (not the library's version)
     cancelled: bool = False
     maybe_landed: bool = False  # a push or correction may have reached QBO, outcome unknown
     applied_key: str | None = None  # the version QuickBooks holds ("v1", "v2", "cancel")
@@ -362,11 +364,12 @@ class FinancialEvent(Aggregate):
     supplements: int = 0  # supplementary invoices issued (-A1, -A2 ...)
     correction: dict[str, Any] | None = None  # the correction in flight
     refunded: Decimal = Decimal("0.00")  # payments: total of the refunds recorded
+    correction_reason: str = ""  # why the latest amendment or cancellation was recorded
 
     @property
     def target_key(self) -> str:
         """The version QuickBooks should hold: "v<version>", or "cancel"."""
-        return "cancel" if self.cancelled else f"v{self.version}"
+        return "cancel" if self.cancelled else f"v{self.revision}"
 
     @property
     def correction_due(self) -> bool:

@@ -44,7 +44,22 @@ def request_id(event_id: UUID) -> str:
     return str(event_id)
 
 
-_PREFIX = {"flight-ended": "FL-", "invoice-requested": "IR-", "payment-received": "PM-"}
+_PREFIX = {
+    "flight-ended": "FL-",
+    "invoice-requested": "IR-",
+    "payment-received": "PM-",
+    "payment-refunded": "RF-",
+}
+
+
+def correction_request_id(event_id: UUID, key: str, action: str) -> str:
+    """The QBO requestid of one correction (version key + action) of an event (36 chars)."""
+    return str(uuid5(event_id, f"correction:{key}:{action}"))
+
+
+def suffixed_doc_number(base: str, suffix: str) -> str:
+    """A correction document's DocNumber: the invoice's plus "-C1"/"-A1" (at most 21)."""
+    return base[: DOC_NUMBER_MAX - len(suffix)] + suffix
 
 
 def doc_number(kind: str, source_id: str) -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 from uuid import UUID
 
 
@@ -32,6 +32,7 @@ class ReasonCode(StrEnum):
     VALIDATION = "validation"
     DUPLICATE_DOC_NUMBER = "duplicate_doc_number"
     COMPANY_SWITCHED = "company_switched"  # may already be in the company connected before
+    CHANGED_IN_QUICKBOOKS = "changed_in_quickbooks"
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,89 @@ class AccountingGateway(Protocol):
 
     def test_connection(self) -> ConnectionCheck:
         """Read CompanyInfo live."""
+        ...
+
+
+@dataclass(frozen=True)
+class QboInvoice:
+    """An invoice as QuickBooks holds it now (read before a correction)."""
+
+    qbo_id: str
+    doc_number: str
+    sync_token: str
+    customer_id: str
+    total: Decimal
+    balance: Decimal
+    voided: bool = False
+
+
+@dataclass(frozen=True)
+class InvoiceRead:
+    """Reading an invoice by id: found, deleted (neither field set), or a failure."""
+
+    found: QboInvoice | None = None
+    failure: PushOutcome | None = None
+
+
+@dataclass(frozen=True)
+class InvoiceChange:
+    """A sparse update of a sent, unpaid invoice to a new version."""
+
+    event_id: UUID
+    request_id: str
+    qbo_id: str
+    sync_token: str
+    customer_id: str
+    lines: tuple[InvoiceLine, ...]
+    total: Decimal
+    private_note: str | None = None
+
+
+@dataclass(frozen=True)
+class CreditDraft:
+    """A CreditMemo (credit_memo) or RefundReceipt (refund) ready to send."""
+
+    event_id: UUID
+    request_id: str
+    doc_number: str
+    customer_id: str
+    txn_date: date
+    lines: tuple[InvoiceLine, ...]
+    total: Decimal
+    currency: str = "USD"
+    private_note: str | None = None
+    deposit_account_id: str | None = None  # refunds: the account the money leaves from
+    payment_method_id: str | None = None
+
+
+@runtime_checkable
+class CorrectionGateway(Protocol):
+    """What corrections need from the accounting system, beyond creates."""
+
+    def read_invoice(self, event_id: UUID, qbo_id: str) -> InvoiceRead:
+        """Read one invoice by id (a metered read: only before a correction)."""
+        ...
+
+    def update_invoice(self, change: InvoiceChange) -> PushOutcome:
+        """Sparse update with the invoice's SyncToken and a request id."""
+        ...
+
+    def void_invoice(
+        self, event_id: UUID, qbo_id: str, sync_token: str, request_id: str
+    ) -> PushOutcome:
+        """Void one invoice (its SyncToken, a request id)."""
+        ...
+
+    def push_credit_memo(self, draft: CreditDraft) -> PushOutcome:
+        """Create one CreditMemo with its request id."""
+        ...
+
+    def push_refund_receipt(self, draft: CreditDraft) -> PushOutcome:
+        """Create one RefundReceipt with its request id."""
+        ...
+
+    def find_document(self, entity: str, doc_number: str) -> LookupResult:
+        """Look up an Invoice, CreditMemo or RefundReceipt by DocNumber (after uncertainty)."""
         ...
 
 

@@ -16,6 +16,10 @@ _FIX = {
         "A mapped QuickBooks object no longer exists: map it to an existing one, then Retry Failed"
     ),
     ReasonCode.VALIDATION: "Correct what QuickBooks reported, then press Retry Failed",
+    ReasonCode.CHANGED_IN_QUICKBOOKS: (
+        "The QuickBooks document was deleted or edited by hand: put it back as the log says "
+        "(or correct the flight), then Retry Failed, or Dismiss"
+    ),
     ReasonCode.DUPLICATE_DOC_NUMBER: (
         "An invoice with this number but different contents exists in QuickBooks: "
         "review it there, then Retry Failed or Dismiss"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from adapters.qbo_simulator.envelopes import Response, json_response
@@ -33,6 +34,14 @@ class AdminRoutes:
                 return json_response(200, sim.invoices(realm))
             if route == ("GET", "payments"):
                 return json_response(200, sim.payments(realm))
+            if route == ("GET", "creditmemos"):
+                return json_response(200, sim.credit_memos(realm))
+            if route == ("GET", "refunds"):
+                return json_response(200, sim.refunds(realm))
+            if route == ("POST", "invoices/edit"):  # a person edits an invoice in QuickBooks
+                company = sim.company(data.get("realm"))
+                found = company.hand_edit_invoice(str(data["id"]), Decimal(str(data["total"])))
+                return json_response(200 if found else 404, {"ok": found})
             if route == ("GET", "faults"):
                 return json_response(200, sim.faults())
             if route == ("POST", "faults"):

@@ -34,8 +34,10 @@ ENTITY_PATHS = {
     "account": "Account",
     "term": "Term",
     "paymentmethod": "PaymentMethod",
+    "creditmemo": "CreditMemo",
+    "refundreceipt": "RefundReceipt",
 }
-CREATABLE = ("Invoice", "Payment")
+CREATABLE = ("Invoice", "Payment", "CreditMemo", "RefundReceipt")
 
 
 @dataclass
@@ -201,8 +203,9 @@ class AccountingApi:
                 )  # fmt: skip
             return json_response(200, {entity: record, "time": now_iso()})
         if method == "POST" and len(rest) == 1:
-            if params.get("operation"):
-                return _unsupported(f"Operation {params['operation']} is not supported")
+            operation = params.get("operation")
+            if operation and not (entity == "Invoice" and operation in ("void", "update")):
+                return _unsupported(f"Operation {operation} is not supported")
             try:
                 data = json.loads(body or b"{}")
             except ValueError:
@@ -210,8 +213,17 @@ class AccountingApi:
                     400, "2010", "Request has invalid or unsupported property",
                     "Request body is not valid JSON",
                 )  # fmt: skip
-            if isinstance(data, dict) and data.get("Id"):
-                return _unsupported(f"Update of {entity} is not supported by the simulator")
+            if operation == "void" or (isinstance(data, dict) and data.get("Id")):
+                if entity != "Invoice":
+                    return _unsupported(f"Update of {entity} is not supported by the simulator")
+                try:
+                    if operation == "void":
+                        record = company.void_invoice(data)
+                    else:
+                        record = company.update_invoice(data)
+                except BusinessFault as fault:
+                    return json_response(400, app_fault_payload([fault.error()]))
+                return json_response(200, {entity: record, "time": now_iso()})
             try:
                 record = company.create(entity, data, request_id)
             except BusinessFault as fault:

@@ -83,7 +83,10 @@ class Company:
         with self._lock:
             self.entities = seed_entities()
             self.deleted: set[tuple[str, str]] = set()
-            self.counters = {"Invoice": 0, "Payment": 0}
+            self.counters = {"Invoice": 0, "Payment": 0, "CreditMemo": 0, "RefundReceipt": 0}
+            self.voided: set[str] = set()
+            self.credit_log: list[JsonDict] = []
+            self.refund_log: list[JsonDict] = []
             self.doc_counter = 1000
             self.replies: dict[str, Response] = {}
             self.invoice_log: list[JsonDict] = []
@@ -192,6 +195,8 @@ class Company:
                 return self._create_invoice(data, request_id)
             if entity == "Payment":
                 return self._create_payment(data, request_id)
+            if entity in ("CreditMemo", "RefundReceipt"):
+                return self._create_credit(entity, data, request_id)
         raise BusinessFault(
             "500", "Unsupported Operation", f"Operation create on {entity} is not supported"
         )
@@ -199,6 +204,11 @@ class Company:
     def _create_invoice(self, data: JsonDict, request_id: str | None) -> JsonDict:
         customer = self._ref("Customer", data.get("CustomerRef"), "CustomerRef", required=True)
         assert customer is not None
+        lines, total = self._sales_lines(data)
+        return self._store_invoice(data, request_id, customer, lines, total)
+
+    def _sales_lines(self, data: JsonDict) -> tuple[list[JsonDict], Decimal]:
+        """Validated sales lines of a transaction and their total."""
         raw_lines = [line for line in data.get("Line") or [] if isinstance(line, dict)]
         sales = [line for line in raw_lines if line.get("DetailType") == "SalesItemLineDetail"]
         if not sales:
@@ -242,6 +252,16 @@ class Company:
             lines.append(out_line)
         if total <= 0:
             raise business("Transaction amount must be positive.", "TotalAmt")
+        return lines, total
+
+    def _store_invoice(
+        self,
+        data: JsonDict,
+        request_id: str | None,
+        customer: JsonDict,
+        lines: list[JsonDict],
+        total: Decimal,
+    ) -> JsonDict:
         term = self._ref("Term", data.get("SalesTermRef"), "SalesTermRef", required=False)
         doc = data.get("DocNumber")
         if doc is None or str(doc) == "":
@@ -403,6 +423,206 @@ class Company:
             }
         )
         return copy.deepcopy(record)
+
+    # ----- corrections: update, void, credit memos, refund receipts
+    def _live_invoice(self, data: Any) -> JsonDict:
+        if not isinstance(data, dict) or not data.get("Id"):
+            raise business("Required parameter Id is missing in the request", "Id")
+        key = str(data["Id"])
+        record = self.entities["Invoice"].get(key)
+        if record is None or ("Invoice", key) in self.deleted:
+            raise BusinessFault(
+                "610",
+                "Object Not Found",
+                f"Object Not Found : Another user has deleted this transaction (Invoice {key}).",
+                "Id",
+            )
+        if str(data.get("SyncToken")) != str(record["SyncToken"]):
+            raise BusinessFault(
+                "5010",
+                "Stale Object Error",
+                "Stale Object Error : You and another user were working on the same thing. "
+                f"Invoice {key} is at SyncToken {record['SyncToken']}, the request sent "
+                f"{data.get('SyncToken')!r}.",
+                "SyncToken",
+            )
+        return record
+
+    def update_invoice(self, data: Any) -> JsonDict:
+        """A (sparse) invoice update checked against its SyncToken; raises BusinessFault."""
+        with self._lock:
+            record = self._live_invoice(data)
+            key = str(record["Id"])
+            if key in self.voided:
+                raise business(f"Invoice {key} is voided and cannot be changed.")
+            paid = Decimal(str(record["TotalAmt"])) - Decimal(str(record["Balance"]))
+            if "Line" in data or not data.get("sparse"):
+                lines, total = self._sales_lines(data)
+                if total < paid:
+                    raise business(
+                        f"Invoice {key}: the new total {total} is below the {paid} already paid."
+                    )
+                record["Line"] = [
+                    *lines,
+                    {
+                        "Amount": _num(total),
+                        "DetailType": "SubTotalLineDetail",
+                        "SubTotalLineDetail": {},
+                    },
+                ]
+                record["TotalAmt"] = _num(total)
+                record["Balance"] = _num(total - paid)
+                record["HomeBalance"] = record["Balance"]
+            if data.get("CustomerRef") is not None:
+                customer = self._ref("Customer", data["CustomerRef"], "CustomerRef", required=True)
+                assert customer is not None
+                record["CustomerRef"] = {
+                    "value": customer["Id"],
+                    "name": display_name("Customer", customer),
+                }
+            for name in ("PrivateNote", "TxnDate"):
+                if data.get(name):
+                    record[name] = data[name]
+            self._touch(record)
+            return copy.deepcopy(record)
+
+    def void_invoice(self, data: Any) -> JsonDict:
+        """Void an invoice: amounts to zero, kept in the books."""
+        with self._lock:
+            record = self._live_invoice(data)
+            key = str(record["Id"])
+            self.voided.add(key)
+            record["TotalAmt"] = 0
+            record["Balance"] = 0
+            record["HomeBalance"] = 0
+            record["PrivateNote"] = f"Voided {record.get('PrivateNote', '')}".strip()
+            self._touch(record)
+            return copy.deepcopy(record)
+
+    def hand_edit_invoice(self, key: str, total: Decimal) -> bool:
+        """An edit made by a person in QuickBooks: the first line's amount makes the new total."""
+        with self._lock:
+            record = self.entities["Invoice"].get(key)
+            if record is None:
+                return False
+            sales = [x for x in record["Line"] if x.get("DetailType") == "SalesItemLineDetail"]
+            old = Decimal(str(record["TotalAmt"]))
+            first = sales[0]
+            first["Amount"] = _num(Decimal(str(first["Amount"])) + total - old)
+            first["SalesItemLineDetail"].pop("Qty", None)
+            first["SalesItemLineDetail"].pop("UnitPrice", None)
+            paid = old - Decimal(str(record["Balance"]))
+            record["TotalAmt"] = _num(total)
+            record["Balance"] = _num(max(total - paid, Decimal(0)))
+            for line in record["Line"]:
+                if line.get("DetailType") == "SubTotalLineDetail":
+                    line["Amount"] = _num(total)
+            self._touch(record)
+            return True
+
+    def _touch(self, record: JsonDict) -> None:
+        record["SyncToken"] = str(int(record["SyncToken"]) + 1)
+        record["MetaData"] = {**record.get("MetaData", {}), "LastUpdatedTime": _stamp()}
+
+    def _create_credit(self, entity: str, data: JsonDict, request_id: str | None) -> JsonDict:
+        customer = self._ref("Customer", data.get("CustomerRef"), "CustomerRef", required=True)
+        assert customer is not None
+        lines, total = self._sales_lines(data)
+        deposit = self._ref(
+            "Account",
+            data.get("DepositToAccountRef"),
+            "DepositToAccountRef",
+            required=entity == "RefundReceipt",
+        )
+        method = self._ref(
+            "PaymentMethod", data.get("PaymentMethodRef"), "PaymentMethodRef", required=False
+        )
+        doc = str(data.get("DocNumber") or "")
+        if len(doc) > MAX_DOC_NUMBER:
+            raise business(f"DocNumber is longer than {MAX_DOC_NUMBER} characters", "DocNumber")
+        if doc and self.dup_check:
+            for existing in self.entities[entity].values():
+                if existing.get("DocNumber") == doc:
+                    raise BusinessFault(
+                        "6140",
+                        "Duplicate Document Number Error",
+                        "Duplicate Document Number Error : You must specify a different number. "
+                        f"DocNumber={doc} is assigned to TxnType={entity} with "
+                        f"TxnId={existing['Id']}",
+                        "DocNumber",
+                    )
+        self.counters[entity] += 1
+        new_id = str(self.counters[entity])
+        record = {k: v for k, v in data.items() if v not in (None, "", [])}
+        record.update(
+            {
+                "Id": new_id,
+                "SyncToken": "0",
+                "domain": "QBO",
+                "sparse": False,
+                "DocNumber": doc,
+                "TxnDate": (_date(data.get("TxnDate"), "TxnDate") or date.today()).isoformat(),
+                "CustomerRef": {
+                    "value": customer["Id"],
+                    "name": display_name("Customer", customer),
+                },
+                "Line": lines,
+                "TotalAmt": _num(total),
+                "CurrencyRef": {"value": "USD", "name": "United States Dollar"},
+                "MetaData": {"CreateTime": _stamp(), "LastUpdatedTime": _stamp()},
+            }
+        )
+        if entity == "CreditMemo":
+            record["RemainingCredit"] = _num(total)
+            record["Balance"] = _num(total)
+        if deposit is not None:
+            record["DepositToAccountRef"] = {"value": deposit["Id"], "name": deposit["Name"]}
+        if method is not None:
+            record["PaymentMethodRef"] = {"value": method["Id"], "name": method["Name"]}
+        self.entities[entity][new_id] = record
+        (self.credit_log if entity == "CreditMemo" else self.refund_log).append(
+            {
+                "realm": self.realm,
+                "id": new_id,
+                "doc_number": doc,
+                "request_id": request_id,
+                "customer": customer["Id"],
+                "total": f"{total:.2f}",
+                "deposit_account": None if deposit is None else deposit["Id"],
+            }
+        )
+        return copy.deepcopy(record)
+
+    def invoice_rows(self) -> list[JsonDict]:
+        """The invoice log with each invoice's current state (/_sim/invoices)."""
+        with self._lock:
+            rows: list[JsonDict] = []
+            for entry in self.invoice_log:
+                record = self.entities["Invoice"].get(entry["id"]) or {}
+                sales = [
+                    x
+                    for x in record.get("Line", [])
+                    if x.get("DetailType") == "SalesItemLineDetail"
+                ]
+                rows.append(
+                    {
+                        **entry,
+                        "total": f"{Decimal(str(record.get('TotalAmt', entry['total']))):.2f}",
+                        "sync_token": str(record.get("SyncToken", "0")),
+                        "voided": entry["id"] in self.voided,
+                        "deleted": ("Invoice", entry["id"]) in self.deleted,
+                        "balance": f"{Decimal(str(record.get('Balance', 0))):.2f}",
+                        "lines": [
+                            {
+                                "item": str(x["SalesItemLineDetail"]["ItemRef"]["value"]),
+                                "amount": f"{Decimal(str(x['Amount'])):.2f}",
+                                "description": x.get("Description", ""),
+                            }
+                            for x in sales
+                        ],
+                    }
+                )
+            return rows
 
 
 def _date(value: Any, element: str) -> date | None:

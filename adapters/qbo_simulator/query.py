@@ -13,7 +13,10 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-QUERYABLE = ("Invoice", "Payment", "Customer", "Item", "Account", "Term", "PaymentMethod")
+QUERYABLE = (
+    "Invoice", "Payment", "CreditMemo", "RefundReceipt",
+    "Customer", "Item", "Account", "Term", "PaymentMethod",
+)  # fmt: skip
 LIST_ENTITIES = ("Customer", "Item", "Account", "Term", "PaymentMethod")
 MAX_RESULTS_LIMIT = 1000
 DEFAULT_MAX_RESULTS = 100

@@ -59,6 +59,8 @@ def seed_entities() -> dict[str, dict[str, dict[str, Any]]]:
         "PaymentMethod": {},
         "Invoice": {},
         "Payment": {},
+        "CreditMemo": {},
+        "RefundReceipt": {},
     }
     for account_id, fields in accounts.items():
         record = _base(account_id) | fields

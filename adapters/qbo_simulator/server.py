@@ -207,7 +207,19 @@ class QboSimulator:
         """Every invoice created (all realms unless one is given), in creation order."""
         with self._lock:
             companies = list(self._companies.values())
-        return [dict(r) for c in companies if realm in (None, c.realm) for r in c.invoice_log]
+        return [r for c in companies if realm in (None, c.realm) for r in c.invoice_rows()]
+
+    def credit_memos(self, realm: str | None = None) -> list[dict[str, Any]]:
+        """Every credit memo created, in creation order."""
+        with self._lock:
+            companies = list(self._companies.values())
+        return [dict(r) for c in companies if realm in (None, c.realm) for r in c.credit_log]
+
+    def refunds(self, realm: str | None = None) -> list[dict[str, Any]]:
+        """Every refund receipt created, in creation order."""
+        with self._lock:
+            companies = list(self._companies.values())
+        return [dict(r) for c in companies if realm in (None, c.realm) for r in c.refund_log]
 
     def payments(self, realm: str | None = None) -> list[dict[str, Any]]:
         """Every payment created (all realms unless one is given), in creation order."""

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 
 from quickbooks.objects.base import CustomerMemo, LinkedTxn, Ref
+from quickbooks.objects.creditmemo import CreditMemo
 from quickbooks.objects.detailline import SalesItemLine, SalesItemLineDetail
 from quickbooks.objects.invoice import Invoice
 from quickbooks.objects.payment import Payment, PaymentLine
+from quickbooks.objects.refundreceipt import RefundReceipt
 
-from domain.ports import InvoiceDraft, PaymentDraft
+from domain.ports import CreditDraft, InvoiceChange, InvoiceDraft, InvoiceLine, PaymentDraft
 
 BATCH_NAMESPACE = uuid.UUID("0b7c6a52-3d3e-4e4a-9a43-51c1f0a5d9e2")
 
@@ -27,6 +30,18 @@ def _ref(value: str) -> Ref:
     return ref
 
 
+def _sales_line(line: InvoiceLine) -> SalesItemLine:
+    detail = SalesItemLineDetail()
+    detail.ItemRef = _ref(line.item_id)
+    detail.Qty = line.quantity
+    detail.UnitPrice = line.unit_price
+    sales = SalesItemLine()
+    sales.Amount = line.amount
+    sales.Description = line.description
+    sales.SalesItemLineDetail = detail
+    return sales
+
+
 def build_invoice(draft: InvoiceDraft) -> Invoice:
     """The python-quickbooks Invoice for a draft."""
     invoice = Invoice()
@@ -34,15 +49,7 @@ def build_invoice(draft: InvoiceDraft) -> Invoice:
     invoice.TxnDate = draft.txn_date.isoformat()
     invoice.CustomerRef = _ref(draft.customer_id)
     for line in draft.lines:
-        detail = SalesItemLineDetail()
-        detail.ItemRef = _ref(line.item_id)
-        detail.Qty = line.quantity
-        detail.UnitPrice = line.unit_price
-        sales = SalesItemLine()
-        sales.Amount = line.amount
-        sales.Description = line.description
-        sales.SalesItemLineDetail = detail
-        invoice.Line.append(sales)
+        invoice.Line.append(_sales_line(line))
     if draft.term_id:
         invoice.SalesTermRef = _ref(draft.term_id)
     if draft.customer_memo:
@@ -74,3 +81,41 @@ def build_payment(draft: PaymentDraft) -> Payment:
         line.LinkedTxn.append(linked)
         payment.Line.append(line)
     return payment
+
+
+def build_invoice_change(change: InvoiceChange) -> dict[str, object]:
+    """The sparse update body: Id, SyncToken, the new lines and customer."""
+    invoice = Invoice()
+    invoice.CustomerRef = _ref(change.customer_id)
+    for line in change.lines:
+        invoice.Line.append(_sales_line(line))
+    body: dict[str, object] = json.loads(invoice.to_json())
+    sparse: dict[str, object] = {
+        "Id": change.qbo_id,
+        "SyncToken": change.sync_token,
+        "sparse": True,
+        "CustomerRef": body["CustomerRef"],
+        "Line": body["Line"],
+    }
+    if change.private_note:
+        sparse["PrivateNote"] = change.private_note
+    return sparse
+
+
+def build_credit(draft: CreditDraft, *, refund: bool) -> CreditMemo | RefundReceipt:
+    """The python-quickbooks CreditMemo (or RefundReceipt) for a draft."""
+    document: CreditMemo | RefundReceipt = RefundReceipt() if refund else CreditMemo()
+    document.DocNumber = draft.doc_number
+    document.TxnDate = draft.txn_date.isoformat()
+    document.CustomerRef = _ref(draft.customer_id)
+    document.TotalAmt = draft.total
+    for line in draft.lines:
+        document.Line.append(_sales_line(line))
+    if draft.private_note:
+        document.PrivateNote = draft.private_note
+    if isinstance(document, RefundReceipt):
+        if draft.deposit_account_id:
+            document.DepositToAccountRef = _ref(draft.deposit_account_id)
+        if draft.payment_method_id:
+            document.PaymentMethodRef = _ref(draft.payment_method_id)
+    return document

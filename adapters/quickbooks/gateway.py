@@ -10,6 +10,7 @@ the batch endpoint, 30 per request, with per-item results matched back to their 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from decimal import Decimal
@@ -19,7 +20,13 @@ from quickbooks.objects.invoice import Invoice
 
 from adapters.quickbooks.classify import Failure, Verdict, classify
 from adapters.quickbooks.client import TimedQuickBooks
-from adapters.quickbooks.documents import batch_request_id, build_invoice, build_payment
+from adapters.quickbooks.documents import (
+    batch_request_id,
+    build_credit,
+    build_invoice,
+    build_invoice_change,
+    build_payment,
+)
 from adapters.quickbooks.session import (
     NO_EVENT,
     GatewayHooks,
@@ -30,12 +37,16 @@ from adapters.quickbooks.session import (
 from domain.ports import (
     CompanyInfo,
     ConnectionCheck,
+    CreditDraft,
     FoundInvoice,
+    InvoiceChange,
     InvoiceDraft,
+    InvoiceRead,
     LookupResult,
     OutcomeKind,
     PaymentDraft,
     PushOutcome,
+    QboInvoice,
 )
 from domain.qbo_lists import ACCOUNT, CUSTOMER, LIST_ENTITIES, QboObject
 
@@ -64,6 +75,7 @@ def _list_object(entity: str, row: dict[str, Any]) -> QboObject:
         type=str(row["AccountType"]) if entity == ACCOUNT and row.get("AccountType") else None,
         email=str(email) if email else None,
     )
+CENT = Decimal("0.01")
 
 
 class QuickBooksGateway:
@@ -221,6 +233,91 @@ class QuickBooksGateway:
                 )
         return LookupResult()
 
+    # --- corrections (domain.ports.CorrectionGateway) -------------------------------------------
+
+    def read_invoice(self, event_id: uuid.UUID, qbo_id: str) -> InvoiceRead:
+        """Read one invoice by id; a 610 (deleted in QuickBooks) reads as not found."""
+
+        def read(qb: TimedQuickBooks) -> Any:
+            return qb.get_single_object("Invoice", qbo_id)
+
+        result = self.session.run(read, event_id=event_id, is_create=False)
+        if isinstance(result, Verdict):
+            if result.outcome.code == "610":
+                return InvoiceRead()
+            return InvoiceRead(failure=result.outcome)
+        return InvoiceRead(found=_qbo_invoice(result.get("Invoice") or {}))
+
+    def _post(
+        self,
+        event_id: uuid.UUID,
+        entity: str,
+        body: dict[str, Any],
+        request_id: str,
+        params: dict[str, str] | None = None,
+    ) -> dict[str, Any] | PushOutcome:
+        def send(qb: TimedQuickBooks) -> Any:
+            url = f"{qb.api_url}/company/{qb.company_id}/{entity.lower()}"
+            return qb.post(url, json.dumps(body, default=str), params=params, request_id=request_id)
+
+        result = self.session.run(send, event_id=event_id, is_create=True)
+        if isinstance(result, Verdict):
+            return result.outcome
+        record: dict[str, Any] = result.get(entity) or {}
+        return record
+
+    def update_invoice(self, change: InvoiceChange) -> PushOutcome:
+        """Sparse update with the invoice's SyncToken (5010 when stale) and a request id."""
+        body = build_invoice_change(change)
+        result = self._post(change.event_id, "Invoice", body, change.request_id)
+        return _saved(change.event_id, result)
+
+    def void_invoice(
+        self, event_id: uuid.UUID, qbo_id: str, sync_token: str, request_id: str
+    ) -> PushOutcome:
+        """Void one invoice (operation=void with Id and SyncToken)."""
+        body = {"Id": qbo_id, "SyncToken": sync_token, "sparse": True}
+        result = self._post(event_id, "Invoice", body, request_id, params={"operation": "void"})
+        return _saved(event_id, result)
+
+    def push_credit_memo(self, draft: CreditDraft) -> PushOutcome:
+        """Create one CreditMemo with its request id."""
+        body = json.loads(build_credit(draft, refund=False).to_json())
+        return _saved(
+            draft.event_id, self._post(draft.event_id, "CreditMemo", body, draft.request_id)
+        )
+
+    def push_refund_receipt(self, draft: CreditDraft) -> PushOutcome:
+        """Create one RefundReceipt with its request id."""
+        body = json.loads(build_credit(draft, refund=True).to_json())
+        result = self._post(draft.event_id, "RefundReceipt", body, draft.request_id)
+        return _saved(draft.event_id, result)
+
+    def find_document(self, entity: str, doc_number: str) -> LookupResult:
+        """Query an Invoice, CreditMemo or RefundReceipt by DocNumber (a metered read)."""
+        if entity not in ("Invoice", "CreditMemo", "RefundReceipt"):
+            raise ValueError(f"entity: cannot look up {entity!r}")
+        escaped = doc_number.replace("\\", "\\\\").replace("'", "\\'")
+        select = f"SELECT * FROM {entity} WHERE DocNumber = '{escaped}'"
+
+        def read(qb: TimedQuickBooks) -> Any:
+            return qb.query(select)
+
+        result = self.session.run(read, event_id=NO_EVENT, is_create=False)
+        if isinstance(result, Verdict):
+            return LookupResult(failure=result.outcome)
+        for row in (result.get("QueryResponse") or {}).get(entity) or []:
+            if str(row.get("DocNumber")) == doc_number:
+                return LookupResult(
+                    found=FoundInvoice(
+                        qbo_id=str(row.get("Id")),
+                        doc_number=doc_number,
+                        customer_id=str((row.get("CustomerRef") or {}).get("value", "")),
+                        total=Decimal(str(row.get("TotalAmt") or "0")),
+                    )
+                )
+        return LookupResult()
+
     def inactive_references(
         self, item_ids: Sequence[str], customer_ids: Sequence[str]
     ) -> frozenset[str] | None:
@@ -305,3 +402,29 @@ class QuickBooksGateway:
     def close(self) -> None:
         """Close the HTTP session."""
         self.session.close()
+
+
+def _qbo_invoice(record: dict[str, Any]) -> QboInvoice:
+    total = Decimal(str(record.get("TotalAmt") or "0")).quantize(CENT)
+    note = str(record.get("PrivateNote") or "")
+    return QboInvoice(
+        qbo_id=str(record.get("Id") or ""),
+        doc_number=str(record.get("DocNumber") or ""),
+        sync_token=str(record.get("SyncToken") or "0"),
+        customer_id=str((record.get("CustomerRef") or {}).get("value", "")),
+        total=total,
+        balance=Decimal(str(record.get("Balance") or "0")).quantize(CENT),
+        voided=total == 0 and note.startswith("Voided"),
+    )
+
+
+def _saved(event_id: uuid.UUID, result: dict[str, Any] | PushOutcome) -> PushOutcome:
+    if isinstance(result, PushOutcome):
+        return result
+    return PushOutcome(
+        event_id=event_id,
+        kind=OutcomeKind.SYNCED,
+        qbo_id=str(result.get("Id") or ""),
+        doc_number=str(result.get("DocNumber") or "") or None,
+        http_status=200,
+    )

@@ -234,7 +234,9 @@ def test_invoice_save_and_requestid_replay(sim: QboSimulator) -> None:
     records = requests.get(f"{sim.url}/_sim/invoices", timeout=5).json()
     assert records == [
         {"realm": REALM, "id": first.Id, "doc_number": "FL-1001", "request_id": "evt-1",
-         "customer": "1", "total": "198.00"}
+         "customer": "1", "total": "198.00", "sync_token": "0", "voided": False,
+         "deleted": False, "balance": "198.00",
+         "lines": [{"item": "1", "amount": "198.00", "description": "C172 N172SP 1.2 h"}]}
     ]  # fmt: skip
 
 
