@@ -75,6 +75,8 @@ def _list_object(entity: str, row: dict[str, Any]) -> QboObject:
         type=str(row["AccountType"]) if entity == ACCOUNT and row.get("AccountType") else None,
         email=str(email) if email else None,
     )
+
+
 CENT = Decimal("0.01")
 
 
