@@ -48,6 +48,11 @@ class CorrectionAction(StrEnum):
     NONE = "none"  # paid invoice, amount unchanged: nothing to send
 
 
+_NOT_PROCESSED = frozenset(
+    {ReasonCode.AUTH_EXPIRED, ReasonCode.AUTH_FAILED, ReasonCode.NOT_CONNECTED}
+)
+
+
 class TransitionRefused(ValueError):
     """A command does not apply in the event's current status."""
 
@@ -246,6 +251,7 @@ class FinancialEvent(Aggregate):
             agg.doc_number = self.doc_number
             agg.batched = self.batched
             agg.maybe_landed = True
+            agg.refused = False
 
     class Synced(Aggregate.Event):
         """QBO holds it."""
@@ -303,6 +309,8 @@ class FinancialEvent(Aggregate):
             agg: FinancialEvent = aggregate
             if agg.status == Status.SYNCING:
                 agg.maybe_landed = False  # QuickBooks refused the call just made
+                # an auth failure never reached QBO's requestid store: the id stays usable
+                agg.refused = self.reason_code not in _NOT_PROCESSED
             agg.status = Status.ACTION_REQUIRED
             agg.reason_code = ReasonCode(self.reason_code)
             agg.reason = self.message
@@ -315,8 +323,11 @@ class FinancialEvent(Aggregate):
         scope: str
 
         def apply(self, aggregate: Any) -> None:
-            """Back to pending."""
+            """Back to pending; after a definite refusal, a new requestid generation."""
             agg: FinancialEvent = aggregate
+            if agg.refused:  # QBO would replay its refusal to the old requestid
+                agg.generation += 1
+                agg.refused = False
             agg.status = Status.PENDING
             agg.reason_code = None
             agg.reason = ""
@@ -352,6 +363,9 @@ class FinancialEvent(Aggregate):
     doc_number: str | None
     request_id: str | None
     batched: bool = False
+    # requestid generation (domain.ids.request_id): bumped by a retry after a definite refusal
+    generation: int = 0
+    refused: bool = False  # the last push was answered with a refusal (ActionRequired)
     # corrections (set by apply; defaults for aggregates recorded before corrections existed)
     revision: int = 1  # 1 = as recorded; each amendment adds one (not the library's version)
     cancelled: bool = False

@@ -39,9 +39,15 @@ def settings_id(school: str) -> UUID:
     return uuid5(NAMESPACE, f"settings:{school}")
 
 
-def request_id(event_id: UUID) -> str:
-    """The QBO requestid for pushes of a financial event: stable across retries (36 chars)."""
-    return str(event_id)
+def request_id(event_id: UUID, generation: int = 0) -> str:
+    """The QBO requestid for pushes of a financial event (at most 41 characters).
+
+    QuickBooks answers a repeated requestid with its first answer, a fault included, so the id
+    is stable across automatic and uncertain retries (a replay can never create twice) and
+    changes only with the event's retry generation: after a definite refusal an operator's
+    Retry Failed starts generation n, sent as "<event id>-r<n>".
+    """
+    return str(event_id) if generation == 0 else f"{event_id}-r{generation}"
 
 
 _PREFIX = {

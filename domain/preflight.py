@@ -115,7 +115,7 @@ def invoice_draft(event: FinancialEvent, mappings: Mappings) -> InvoiceDraft:
     memo = event.data.get("memo") or mappings.memo
     return InvoiceDraft(
         event_id=event.id,
-        request_id=derive_request_id(event.id),
+        request_id=derive_request_id(event.id, event.generation),
         doc_number=derive_doc_number(event.kind, event.reference),
         customer_id=mappings.students[event.student_id],
         txn_date=when.date(),
@@ -137,7 +137,7 @@ def payment_draft(
     assert isinstance(received, datetime)
     return PaymentDraft(
         event_id=event.id,
-        request_id=derive_request_id(event.id),
+        request_id=derive_request_id(event.id, event.generation),
         customer_id=mappings.students[event.student_id],
         txn_date=received.date(),
         amount=event.amount,

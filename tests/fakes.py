@@ -243,7 +243,10 @@ class FakeAccountingGateway(AccountingGateway):
                 message="Read timed out after the request was sent",
             )
         if scripted is not None:
-            return _failure(draft.event_id, scripted)
+            failure = _failure(draft.event_id, scripted)
+            if request_id is not None and failure.kind == OutcomeKind.ACTION_REQUIRED:
+                self._by_request[request_id] = failure  # QBO replays a refusal too
+            return failure
         outcome = self._create_invoice(draft, request_id)
         if request_id is not None and outcome.kind == OutcomeKind.SYNCED:
             self._by_request[request_id] = outcome

@@ -157,7 +157,7 @@ class PushRun:
         for event in events:
             draft_doc = event.doc_number or doc_number(event.kind, event.reference)
             event.start_push(
-                request_id=request_id(event.id),
+                request_id=request_id(event.id, event.generation),
                 doc_number=draft_doc,
                 batched=batched,
                 actor=self.engine.actor,
@@ -229,7 +229,10 @@ class PushRun:
             self._push_payment(event)
             return
         draft = invoice_draft(event, self.mappings)
-        if event.batched:
+        # batched (no requestid of its own), or a new requestid generation after a refusal:
+        # the old id's replay no longer guards, the DocNumber does
+        new_generation = event.request_id not in (None, draft.request_id)
+        if event.batched or new_generation:
             self.report.calls += 1
             lookup = self.gateway.find_invoice(draft.doc_number)
             if lookup.failure is not None:

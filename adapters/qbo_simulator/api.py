@@ -81,6 +81,11 @@ class Stats:
             self._realms.clear()
 
 
+def _processed_refusal(response: Response) -> bool:
+    """A 4xx answer of the accounting service itself (not auth, not throttling)."""
+    return 400 <= response.status < 500 and response.status not in (401, 403, 429)
+
+
 def _unsupported(detail: str) -> Response:
     return app_fault(400, "500", "Unsupported Operation", detail)
 
@@ -158,6 +163,14 @@ class AccountingApi:
                 self._sleep(min(decision.sleep, self._max_sleep))
                 return committed if committed is not None else decision.response or Response(504)
             assert decision.response is not None
+            request_id = params.get("requestid") if method == "POST" else None
+            if request_id and decision.kind == "forced" and self._replays_failures():
+                stored = company.recall(request_id)
+                if stored is not None:  # QBO answers a known requestid with its first answer
+                    self._stats.bump(company.realm, "replays")
+                    return stored
+                if _processed_refusal(decision.response):
+                    company.remember(request_id, decision.response)
             return decision.response
         finally:
             self._limiter.release(realm)
@@ -174,9 +187,13 @@ class AccountingApi:
         response = self._route(
             company, method, rest, params=params, body=body, request_id=request_id
         )
-        if request_id and (response.status == 200 or self._remember_failures):
+        if request_id and (response.status == 200 or self._replays_failures()):
             company.remember(request_id, response)
         return response
+
+    def _replays_failures(self) -> bool:
+        """A repeated requestid gets the first answer even when it was a fault."""
+        return self._remember_failures or bool(self._injector.snapshot()["replay_failures"])
 
     def _route(
         self, company: Company, method: str, rest: list[str], *, params: dict[str, str],

@@ -20,6 +20,9 @@ Settings (JSON names, also accepted by ``QboSimulator.set_faults`` and ``POST /_
   ``{"http_status", "code", "message", "detail", "element", "fault_type", "envelope":
   "application"|"gateway"|"html"|"xml", "count": 1, "on": "create"|"any", "commit": false}`` or
   ``{"preset": NAME, "count": n}`` with NAME in ``PRESETS``.
+- ``replay_failures``: a repeated ``requestid`` is answered with its first answer even when
+  that was a fault (a validation refusal, a forced 4xx), as QuickBooks is assumed to do; by
+  default only successful creates are replayed.
 - ``inactive_items`` / ``inactive_customers``: ids made inactive in every realm.
 - ``expire_access_tokens_now`` / ``revoke_refresh_tokens``: one-shot actions (not stored).
 """
@@ -151,6 +154,7 @@ class FaultSettings:
     drop_if_client_gone: float = 0.0
     xml_throttle: bool = False
     gateway_faults: bool = False
+    replay_failures: bool = False
     inactive_items: list[str] = field(default_factory=list)
     inactive_customers: list[str] = field(default_factory=list)
     force_error: list[ForcedError] = field(default_factory=list)
@@ -197,7 +201,7 @@ class FaultInjector:
                     self._rng = random.Random(self.settings.fault_seed)
                 elif name in ("inactive_items", "inactive_customers"):
                     setattr(self.settings, name, [str(v) for v in value])
-                elif name in ("xml_throttle", "gateway_faults"):
+                elif name in ("xml_throttle", "gateway_faults", "replay_failures"):
                     setattr(self.settings, name, bool(value))
                 elif name in FaultSettings.__dataclass_fields__:
                     setattr(self.settings, name, float(value))

@@ -73,6 +73,7 @@ def running(
 ) -> Iterator[tuple[Cli, subprocess.Popen[str]]]:
     """A connected, mapped school and a worker subprocess that keeps running (stopped after)."""
     cli = Cli(cli_env(sim, db_url, SCHOOL))
+    sim.set_faults(replay_failures=True)  # a repeated requestid gets its first answer, faults too
     connect_via_cli(cli)
     map_via_cli(cli, CHARGES, STUDENTS)
     worker = spawn_worker(cli.env, "--max-seconds", "170", log_path=tmp_path / "worker.log")
@@ -156,3 +157,18 @@ def test_disconnect_stops_the_running_worker_at_once(
     assert cli.ok("retry-failed", "--reason", "not_connected")["requeued"] == 1
     wait_for("the flight to sync after reconnect", lambda: all_in(cli, later, "synced"), worker)
     assert_one_invoice_each(sim.invoices(), {"FL-F-10", "FL-F-11"})
+
+
+def test_refused_push_then_retry_sends_a_new_request_id_on_the_same_worker(
+    running: tuple[Cli, subprocess.Popen[str]], sim: QboSimulator, tmp_path: Path
+) -> None:
+    """A 6000 that QBO replays for its requestid: Retry Failed sends generation 1 and syncs."""
+    cli, worker = running
+    sim.set_faults(force_error={"preset": "validation_6000", "count": 1})
+    refs = _flights(tmp_path, cli, "refused", ["F-20"])
+    wait_for("validation", lambda: all_in(cli, refs, "action_required", "validation"), worker)
+    assert cli.ok("retry-failed", "--reason", "validation")["requeued"] == 1
+    wait_for("the retried flight to sync", lambda: all_in(cli, refs, "synced"), worker)
+    invoices = sim.invoices()
+    assert_one_invoice_each(invoices, {"FL-F-20"})
+    assert str(invoices[0]["request_id"]).endswith("-r1")

@@ -40,6 +40,7 @@ def rig(
     """A connected school on a fresh database and a fresh simulator."""
     monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")
     sim.reset()
+    sim.set_faults(replay_failures=True)  # a repeated requestid gets its first answer, faults too
     made = make_rig(db_url, sim, clock)
     yield made
     made.ledger.close()
