@@ -350,6 +350,31 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
             params.append(limit)
         return [_decode(r) for r in self._select(statement, params)]
 
+    def newest_first(
+        self,
+        school: str,
+        *,
+        status: str | None = None,
+        reason_code: str | None = None,
+        before: int | None = None,
+        limit: int = 100,
+    ) -> builtins.list[EventRow]:
+        """A page of rows, newest first, strictly before log position `before` (keyset)."""
+        statement = sql.SQL("SELECT {} FROM {} WHERE school=%s").format(_COLUMNS, self._rows)
+        params: builtins.list[Any] = [school]
+        if status is not None:
+            statement += sql.SQL(" AND status=%s")
+            params.append(status)
+        if reason_code is not None:
+            statement += sql.SQL(" AND reason_code=%s")
+            params.append(reason_code)
+        if before is not None:
+            statement += sql.SQL(" AND position<%s")
+            params.append(before)
+        statement += sql.SQL(" ORDER BY position DESC LIMIT %s")
+        params.append(limit)
+        return [_decode(r) for r in self._select(statement, params)]
+
     def counts(self, school: str) -> dict[str, int]:
         """Number of rows per status."""
         found = self._select(

@@ -303,6 +303,31 @@ class SQLiteFinancialEventView(SQLiteTrackingRecorder):
             params.append(limit)
         return [_decode(r) for r in self._select(statement, params)]
 
+    def newest_first(
+        self,
+        school: str,
+        *,
+        status: str | None = None,
+        reason_code: str | None = None,
+        before: int | None = None,
+        limit: int = 100,
+    ) -> builtins.list[EventRow]:
+        """A page of rows, newest first, strictly before log position `before` (keyset)."""
+        statement = f"SELECT {_COLUMNS} FROM {ROWS} WHERE school=?"
+        params: builtins.list[Any] = [school]
+        if status is not None:
+            statement += " AND status=?"
+            params.append(status)
+        if reason_code is not None:
+            statement += " AND reason_code=?"
+            params.append(reason_code)
+        if before is not None:
+            statement += " AND position<?"
+            params.append(before)
+        statement += " ORDER BY position DESC LIMIT ?"
+        params.append(limit)
+        return [_decode(r) for r in self._select(statement, params)]
+
     def counts(self, school: str) -> dict[str, int]:
         """Number of rows per status."""
         found = self._select(

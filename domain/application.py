@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -13,9 +14,11 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import IntegrityError, JSONTranscoder, StoredEvent, Transcoding
 
+from domain.api_keys import ApiKey, ApiKeys, key_text, split_key
 from domain.connection import Connection
 from domain.financial_event import FinancialEvent, Status, TransitionRefused
 from domain.ids import (
+    api_keys_id,
     check_school,
     connection_id,
     financial_event_id,
@@ -37,7 +40,7 @@ from domain.records import (
 from domain.settings import Settings
 
 SYSTEM = "system"
-_A = TypeVar("_A", Connection, Mappings, Settings)
+_A = TypeVar("_A", Connection, Mappings, Settings, ApiKeys)
 APPLICATION_NAME = "flightledger"
 
 
@@ -518,6 +521,49 @@ class FlightLedger(Application[UUID]):
         settings = self.settings(school)
         settings.set_auto_invoice(enabled, operator=operator, at=self.clock.now())
         self.save(settings)
+
+    # --- API keys -----------------------------------------------------------------------------
+
+    def api_keys(self, school: str) -> ApiKeys:
+        """The school's key ring (new, unsaved, empty if no key was ever made)."""
+        return self._per_school(ApiKeys, ApiKeys.Started, api_keys_id, school)
+
+    def create_api_key(
+        self, school: str, *, name: str, permissions: Iterable[str], operator: str
+    ) -> tuple[ApiKey, str]:
+        """Make a key; returns it and its full text (shown once, only its hash is kept)."""
+        ring = self.api_keys(school)
+        key_id = secrets.token_hex(6)
+        secret = secrets.token_urlsafe(32)
+        key = ring.create_key(
+            key_id=key_id,
+            name=name,
+            secret=secret,
+            permissions=permissions,
+            operator=operator,
+            at=self.clock.now(),
+        )
+        self.save(ring)
+        return key, key_text(school, key_id, secret)
+
+    def revoke_api_key(self, school: str, key_id: str, *, operator: str) -> None:
+        """Revoke a key of the school: refused from the next request on."""
+        ring = self.api_keys(school)
+        ring.revoke(key_id, operator=operator, at=self.clock.now())
+        self.save(ring)
+
+    def authenticate_key(self, text: str) -> ApiKey | None:
+        """The active key this text is, read from the log now (so revocation is immediate)."""
+        parts = split_key(text)
+        if parts is None:
+            return None
+        school, key_id, secret = parts
+        try:
+            check_school(school)
+            ring: ApiKeys = self.repository.get(api_keys_id(school))
+        except (ValueError, AggregateNotFoundError):
+            return None
+        return ring.match(key_id, secret)
 
     # --- operator actions ---------------------------------------------------------------------
 

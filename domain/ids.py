@@ -39,6 +39,16 @@ def settings_id(school: str) -> UUID:
     return uuid5(NAMESPACE, f"settings:{school}")
 
 
+def api_keys_id(school: str) -> UUID:
+    """The id of a school's API keys aggregate."""
+    return uuid5(NAMESPACE, f"api-keys:{school}")
+
+
+def webhooks_id(school: str) -> UUID:
+    """The id of a school's webhook subscriptions aggregate."""
+    return uuid5(NAMESPACE, f"webhooks:{school}")
+
+
 def request_id(event_id: UUID, generation: int = 0) -> str:
     """The QBO requestid for pushes of a financial event (at most 41 characters).
 

@@ -189,3 +189,32 @@ class Mappings(Aggregate):
         """Which defaults are still unset, as keys."""
         names = {"term": self.term_id, "memo": self.memo, "income_account": self.income_account_id}
         return [f"default:{k}" for k, v in names.items() if v is None]
+
+
+def mapping_rows(mappings: Mappings, *, include_inactive: bool = False) -> list[dict[str, Any]]:
+    """The mappings as `mappings list` shows them: `[{"kind", "key", "qbo_id", "active"}]`."""
+    rows: list[dict[str, Any]] = []
+    for code, item in sorted(mappings.charges.items()):
+        active = code not in mappings.inactive_charges
+        if active or include_inactive:
+            rows.append({"kind": "charge", "key": code, "qbo_id": item, "active": active})
+    for student, customer in sorted(mappings.students.items()):
+        rows.append({"kind": "student", "key": student, "qbo_id": customer, "active": True})
+    for name, mapping in sorted(mappings.payment_types.items()):
+        if mapping.active or include_inactive:
+            rows.append(
+                {
+                    "kind": "payment_type",
+                    "key": name,
+                    "qbo_id": mapping.deposit_account_id,
+                    "active": mapping.active,
+                }
+            )
+    for key, value in (
+        ("term", mappings.term_id),
+        ("memo", mappings.memo),
+        ("income_account", mappings.income_account_id),
+    ):
+        if value is not None:
+            rows.append({"kind": "default", "key": key, "qbo_id": value, "active": True})
+    return rows

@@ -739,6 +739,20 @@ class InMemoryFinancialEventView:
             limit=limit,
         )
 
+    def newest_first(
+        self,
+        school: str,
+        *,
+        status: str | None = None,
+        reason_code: str | None = None,
+        before: int | None = None,
+        limit: int = 100,
+    ) -> builtins.list[EventRow]:
+        """A page of rows, newest first, strictly before log position `before` (keyset)."""
+        rows = select_rows(self.rows.values(), school, status=status, reason_code=reason_code)
+        newest = [r for r in reversed(rows) if before is None or r.position < before]
+        return newest[:limit]
+
     def counts(self, school: str) -> dict[str, int]:
         """Number of rows per status."""
         return count_statuses(self.rows.values(), school)

@@ -52,6 +52,26 @@ class ReasonGroup:
     missing: tuple[str, ...] = field(default=())  # union of missing keys in the group
 
 
+def row_json(row: EventRow) -> dict[str, Any]:
+    """One row as CLI.md's `events --json` fields (plus missing, student_id, applies_to)."""
+    return {
+        "id": row.id,
+        "kind": row.kind,
+        "reference": row.reference,
+        "status": row.status,
+        "reason_code": row.reason_code,
+        "reason": row.reason,
+        "attempts": row.attempts,
+        "qbo_id": row.qbo_id,
+        "doc_number": row.doc_number,
+        "amount": row.amount,
+        "updated_at": row.updated_at,
+        "missing": list(row.missing),
+        "student_id": row.student_id,
+        "applies_to": row.applies_to,
+    }
+
+
 class FinancialEventView(Protocol):
     """Read side of the view (both SQLite and PostgreSQL implement it)."""
 
@@ -69,6 +89,18 @@ class FinancialEventView(Protocol):
         limit: int | None = None,
     ) -> list[EventRow]:
         """Rows of one school, oldest first, filtered by status(es) / reason."""
+        ...
+
+    def newest_first(
+        self,
+        school: str,
+        *,
+        status: str | None = None,
+        reason_code: str | None = None,
+        before: int | None = None,
+        limit: int = 100,
+    ) -> builtins.list[EventRow]:
+        """A page of rows, newest first, strictly before log position `before` (keyset)."""
         ...
 
     def counts(self, school: str) -> dict[str, int]:

@@ -86,6 +86,23 @@ class FakeFinancialEventView(FinancialEventView):
         ]
         return rows[:limit] if limit is not None else rows
 
+    def newest_first(
+        self,
+        school: str,
+        *,
+        status: str | None = None,
+        reason_code: str | None = None,
+        before: int | None = None,
+        limit: int = 100,
+    ) -> builtins.list[EventRow]:
+        """A page of rows, newest first, before log position `before`."""
+        rows = [
+            r
+            for r in reversed(self.list(school, status=status, reason_code=reason_code))
+            if before is None or r.position < before
+        ]
+        return rows[:limit]
+
     def counts(self, school: str) -> builtins.dict[str, int]:
         """Rows per status."""
         result: builtins.dict[str, int] = {}

@@ -17,6 +17,7 @@ from domain.application import FlightLedger
 from domain.financial_event import Status
 from domain.ports import FixedClock
 from domain.retry import GROUPS
+from tests.api_support import api_client
 from tests.fakes import FakeAccountingGateway, FakeFinancialEventView, connect, map_everything
 from tests.fakes import record_flights as record
 from tests.helpers_qbo import Cli
@@ -24,7 +25,7 @@ from workers.bootstrap import open_ledger
 from workers.projector import Projector
 from workers.sync_worker import SyncEngine
 
-ENTRY_POINTS = ("cli", "dashboard")
+ENTRY_POINTS = ("cli", "dashboard", "api")
 CHECKED_GROUPS = ("failed", "uncertain", "validation", "missing_mapping", "inactive_mapping")
 
 
@@ -101,6 +102,13 @@ def press_dashboard(ledger: FlightLedger, db_url: str, school: str, group: str) 
     view.close()
 
 
+def press_api(ledger: FlightLedger, db_url: str, school: str, group: str) -> None:
+    """POST /api/v1/retry-failed with a billing:retry key."""
+    with api_client(ledger, db_url, school, ["billing:retry"]) as (client, headers):
+        answer = client.post("/api/v1/retry-failed", json={"reason": group}, headers=headers)
+        assert answer.status_code in (200, 409), answer.text
+
+
 @pytest.mark.parametrize("group", CHECKED_GROUPS)
 def test_every_entry_point_selects_the_same_events(
     ledger: FlightLedger, db_url: str, group: str
@@ -110,6 +118,7 @@ def test_every_entry_point_selects_the_same_events(
     presses: dict[str, Callable[[str], None]] = {
         "cli": lambda school: press_cli(db_url, school, group),
         "dashboard": lambda school: press_dashboard(ledger, db_url, school, group),
+        "api": lambda school: press_api(ledger, db_url, school, group),
     }
     chosen: dict[str, set[str]] = {}
     for entry in ENTRY_POINTS:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 import typer
 from rich.console import Console
@@ -12,7 +11,7 @@ from adapters.views import open_view
 from domain.ports import ReasonCode
 from domain.reasons import fix_for
 from projections.financial_events import STATUSES
-from projections.view import EventRow, FinancialEventView, ProjectedView
+from projections.view import FinancialEventView, ProjectedView, row_json
 from workers.context import EXIT_USAGE, CliContext, emit, fail, get_context, table
 from workers.projector import Projector, view_as_of
 
@@ -42,26 +41,6 @@ def parse_time_option(cli: CliContext, flag: str, text: str) -> datetime:
         fail(
             cli, f"{flag}: {text!r} is not an ISO 8601 time (e.g. 2026-11-20T17:42:00Z)", EXIT_USAGE
         )
-
-
-def row_json(row: EventRow) -> dict[str, Any]:
-    """One row as CLI.md's `events --json` fields (plus missing, student_id, applies_to)."""
-    return {
-        "id": row.id,
-        "kind": row.kind,
-        "reference": row.reference,
-        "status": row.status,
-        "reason_code": row.reason_code,
-        "reason": row.reason,
-        "attempts": row.attempts,
-        "qbo_id": row.qbo_id,
-        "doc_number": row.doc_number,
-        "amount": row.amount,
-        "updated_at": row.updated_at,
-        "missing": list(row.missing),
-        "student_id": row.student_id,
-        "applies_to": row.applies_to,
-    }
 
 
 def events(

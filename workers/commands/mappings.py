@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from domain import mapping_input
+from domain.mappings import mapping_rows
 from domain.qbo_lists import (
     ACCOUNT,
     CUSTOMER,
@@ -260,30 +261,7 @@ def list_mappings(
     """List the school's mappings."""
     cli = get_context(ctx)
     mappings = cli.ledger().mappings(cli.school)
-    rows: list[dict[str, Any]] = []
-    for code, item in sorted(mappings.charges.items()):
-        active = code not in mappings.inactive_charges
-        if active or include_inactive:
-            rows.append({"kind": "charge", "key": code, "qbo_id": item, "active": active})
-    for student, customer in sorted(mappings.students.items()):
-        rows.append({"kind": "student", "key": student, "qbo_id": customer, "active": True})
-    for name, mapping in sorted(mappings.payment_types.items()):
-        if mapping.active or include_inactive:
-            rows.append(
-                {
-                    "kind": "payment_type",
-                    "key": name,
-                    "qbo_id": mapping.deposit_account_id,
-                    "active": mapping.active,
-                }
-            )
-    for key, value in (
-        ("term", mappings.term_id),
-        ("memo", mappings.memo),
-        ("income_account", mappings.income_account_id),
-    ):
-        if value is not None:
-            rows.append({"kind": "default", "key": key, "qbo_id": value, "active": True})
+    rows = mapping_rows(mappings, include_inactive=include_inactive)
     _with_quickbooks(cli, rows)
 
     def human(console: Console) -> None:

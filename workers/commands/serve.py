@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 import structlog
 import typer
 
+from adapters.api.app import ApiConfig, install_api
+from adapters.api.limits import DEFAULT_BURST, DEFAULT_RATE_PER_MINUTE, RateLimiter
 from adapters.web.app import create_app
 from adapters.web.auth import UserDirectory, UsersFileError, is_loopback, local_operator
 from adapters.web.connection import INTUIT_AUTHORIZATION_ORIGIN, ConnectionServicePort
@@ -25,6 +27,8 @@ log = structlog.get_logger("flightledger.serve")
 
 USERS_FILE_VARIABLE = "FLIGHTLEDGER_USERS_FILE"
 SESSION_KEY_VARIABLE = "FLIGHTLEDGER_WEB_SESSION_KEY"
+RATE_VARIABLE = "FLIGHTLEDGER_API_RATE_PER_MINUTE"
+BURST_VARIABLE = "FLIGHTLEDGER_API_BURST"
 
 
 def session_key(env: dict[str, str]) -> bytes:
@@ -97,6 +101,33 @@ def open_dashboard_view(
     return view, refresh
 
 
+def api_config(
+    cli: CliContext,
+    ledger: FlightLedger,
+    view: FinancialEventView,
+    refresh: Callable[[], Any] | None,
+    service: ConnectionServicePort | None,
+) -> ApiConfig:
+    """The API's configuration: the same ledger, view and connection service as the dashboard;
+    FLIGHTLEDGER_API_RATE_PER_MINUTE / FLIGHTLEDGER_API_BURST bound each key's requests."""
+    env = cli.config.env
+    try:
+        per_minute = float(env.get(RATE_VARIABLE, "") or DEFAULT_RATE_PER_MINUTE)
+        burst = int(env.get(BURST_VARIABLE, "") or DEFAULT_BURST)
+    except ValueError:
+        fail(cli, f"{RATE_VARIABLE} and {BURST_VARIABLE} must be numbers", EXIT_USAGE)
+    return ApiConfig(
+        ledger=ledger,
+        view=view,
+        refresh_view=refresh,
+        connections=service,
+        checklist=lambda school: checklist_rows(
+            checklist(ledger, view, cli.config.database, school)
+        ),
+        rate=RateLimiter(per_minute=per_minute, burst=burst),
+    )
+
+
 def serve(
     ctx: typer.Context,
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind"),
@@ -143,8 +174,9 @@ def serve(
             checklist(ledger, view, cli.config.database, school)
         ),
     )
+    install_api(app, api_config(cli, ledger, view, refresh, service))
     console = stderr()
-    console.print(f"flightledger dashboard on http://{host}:{port}/")
+    console.print(f"flightledger dashboard on http://{host}:{port}/ (API: /api/v1, /docs)")
     if users is None:
         console.print(
             f"local operator mode: one operator with all permissions on school {cli.school} "

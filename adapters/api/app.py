@@ -1,0 +1,645 @@
+"""The /api/v1 routes (API.md), installed on the dashboard's FastAPI app by `serve`.
+
+Every route calls the same use cases as the CLI and the dashboard: the ledger's commands,
+domain/records.py's validation, domain/retry.py's selection, domain/mappings.py's rows. A key
+(`Authorization: Bearer flk....`) belongs to one school; anything of another school is 404.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Annotated, Any
+
+import structlog
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+from starlette.routing import BaseRoute, Route
+
+from adapters.api import models
+from adapters.api.errors import ApiError, install_error_handlers
+from adapters.api.limits import DEFAULT_BODY_LIMIT, BodyLimit, RateLimiter, retry_after_header
+from adapters.api.schemas import (
+    BATCH,
+    FLIGHT_ENDED,
+    INVOICE_REQUESTED,
+    PAYMENT_RECEIVED,
+    request_body,
+)
+from adapters.jsonable import to_jsonable
+from adapters.web.connection import ConnectionServicePort
+from domain.api_keys import RECORDS_WRITE, ApiKey
+from domain.application import FlightLedger, NotFound
+from domain.financial_event import TransitionRefused
+from domain.ids import financial_event_id
+from domain.mappings import mapping_rows
+from domain.pill import status_document
+from domain.ports import ReasonCode
+from domain.reasons import fix_for
+from domain.records import PARSERS, Record, RecordError, RecordKind, record_to_data
+from domain.retry import SelectionError, UnknownEvent, all_blocked, retry
+from projections.financial_events import STATUSES
+from projections.view import FinancialEventView, row_json
+
+log = structlog.get_logger(__name__)
+
+VIEW = "billing:view"
+RETRY = "billing:retry"
+ADMIN = "billing:admin"
+MAX_BATCH = 1000
+MAX_PAGE = 500
+DEFAULT_READY_LAG = 1000
+PERMISSION_WORDS = {
+    VIEW: "read billing",
+    RETRY: "retry or dismiss billing events",
+    ADMIN: "change mappings, defaults and webhooks",
+    RECORDS_WRITE: "record flights, invoice requests and payments",
+}
+MAPPING_KINDS = {"charge": "charge", "student": "student", "payment_type": "payment_type"}
+MAPPING_KINDS["payment-type"] = "payment_type"
+REASON_VALUES: tuple[str, ...] = tuple(r.value for r in ReasonCode)
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": models.ErrorOut, "description": text}
+    for code, text in {
+        400: "Malformed JSON",
+        401: "No key or an unknown key",
+        403: "The key lacks the permission",
+        404: "Not found (or another school's)",
+        413: "Body too large",
+        422: "Validation failed (fields name each bad field)",
+        429: "Too many requests (see Retry-After)",
+    }.items()
+}
+CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"model": models.ErrorOut, "description": "Conflict"}
+}
+
+
+@dataclass
+class ApiConfig:
+    """What the API needs, passed in by the composition root."""
+
+    ledger: FlightLedger
+    view: FinancialEventView
+    refresh_view: Callable[[], Any] | None = None
+    connections: ConnectionServicePort | None = None
+    checklist: Callable[[str], Sequence[dict[str, Any]]] | None = None
+    rate: RateLimiter = field(default_factory=RateLimiter)
+    body_limit: int = DEFAULT_BODY_LIMIT
+    ready_lag: int = DEFAULT_READY_LAG
+    metrics: Callable[[], tuple[bytes, str]] | None = None  # (body, content type)
+    extra_routes: list[Callable[[APIRouter, ApiConfig], None]] = field(default_factory=list)
+    auth: Any = None  # set by install_api: the permission-dependency factory
+
+    def refresh(self) -> None:
+        """Bring the view up to date before a read."""
+        if self.refresh_view is not None:
+            self.refresh_view()
+
+
+_bearer = HTTPBearer(auto_error=False, description="An API key: `flightledger keys create`")
+
+
+class KeyAuth:
+    """The key of a request, its rate budget and its permissions."""
+
+    def __init__(self, cfg: ApiConfig) -> None:
+        self.cfg = cfg
+
+    def requires(self, permission: str) -> Callable[..., ApiKey]:
+        """A dependency: the request's key, refused 401/429/403 as API.md says."""
+
+        def dependency(
+            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        ) -> ApiKey:
+            if credentials is None or credentials.scheme.lower() != "bearer":
+                raise ApiError(
+                    401,
+                    "an API key is required: Authorization: Bearer <key>",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+            key = self.cfg.ledger.authenticate_key(credentials.credentials)
+            if key is None:
+                raise ApiError(
+                    401, "unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"}
+                )
+            wait = self.cfg.rate.take(f"{key.school}/{key.id}")
+            if wait is not None:
+                raise ApiError(
+                    429,
+                    f"too many requests for key {key.name}: retry in {wait:.1f} s",
+                    headers=retry_after_header(wait),
+                )
+            if not key.can(permission):
+                raise ApiError(
+                    403,
+                    f"key {key.name} may not {PERMISSION_WORDS[permission]}: "
+                    f"this needs the {permission} permission",
+                )
+            return key
+
+        return dependency
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+async def read_json(request: Request) -> Any:
+    """The request's JSON (numbers with a fraction as exact decimals); 400 when malformed."""
+    body = await request.body()
+    try:
+        return json.loads(body or b"null", parse_float=Decimal)
+    except json.JSONDecodeError as exc:
+        message = f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        raise ApiError(400, message) from None
+    except UnicodeDecodeError:
+        raise ApiError(400, "the body is not UTF-8 JSON") from None
+
+
+def parse_record(kind: RecordKind, value: Any) -> Record:
+    """domain/records.py's validation; 422 naming the field with the CLI's reason."""
+    try:
+        return PARSERS[kind](value)
+    except RecordError as exc:
+        raise ApiError(
+            422,
+            f"{exc.field}: {exc.reason}",
+            fields=[{"field": exc.field, "reason": exc.reason}],
+        ) from None
+
+
+def record_one(ledger: FlightLedger, key: ApiKey, record: Record) -> JSONResponse:
+    """Append one record: 201 new, 200 identical duplicate, 409 same id, other contents."""
+    recorded = ledger.record(key.school, record, actor=key.name)
+    event = ledger.financial_event(
+        financial_event_id(key.school, record.kind.value, record.source_id)
+    )
+    if not recorded and to_jsonable(event.data) != to_jsonable(record_to_data(record)):
+        raise ApiError(
+            409,
+            f"{record.kind.value} {record.source_id!r} was already recorded with different "
+            "contents; nothing was appended (send a correction instead)",
+            fields=[{"field": _ID_FIELD[record.kind], "reason": "already recorded, differently"}],
+        )
+    answer = models.RecordedOut(
+        id=str(event.id),
+        reference=event.reference,
+        status=event.status.value,
+        duplicate=not recorded,
+    )
+    return JSONResponse(answer.model_dump(), status_code=201 if recorded else 200)
+
+
+_ID_FIELD = {
+    RecordKind.FLIGHT_ENDED: "flight_id",
+    RecordKind.INVOICE_REQUESTED: "request_id",
+    RecordKind.PAYMENT_RECEIVED: "payment_id",
+}
+
+
+def _event_out(row: Any) -> models.EventOut:
+    return models.EventOut.model_validate(to_jsonable(row_json(row)))
+
+
+def _check_choice(value: str | None, choices: Sequence[str], name: str) -> None:
+    if value is not None and value not in choices:
+        reason = f"unknown {name} {value!r}; one of {', '.join(choices)}"
+        raise ApiError(422, f"{name}: {reason}", fields=[{"field": name, "reason": reason}])
+
+
+def _qbo_id(value: str, name: str) -> str:
+    value = value.strip()
+    if not value or len(value) > 64 or not value.isprintable():
+        reason = "must be a QuickBooks id of 1-64 printable characters"
+        raise ApiError(422, f"{name}: {reason}", fields=[{"field": name, "reason": reason}])
+    return value
+
+
+def _key(value: str, name: str) -> str:
+    if not 1 <= len(value) <= 64 or not value.isprintable() or value.strip() != value:
+        reason = "must be 1-64 printable characters"
+        raise ApiError(422, f"{name}: {reason}", fields=[{"field": name, "reason": reason}])
+    return value
+
+
+# --- the routes ----------------------------------------------------------------------------------
+
+
+def install_api(app: FastAPI, cfg: ApiConfig) -> None:
+    """Add /api/v1, /healthz, /readyz, /metrics, /openapi.json and /docs to the app."""
+    auth = KeyAuth(cfg)
+    cfg.auth = auth
+    ledger = cfg.ledger
+    router = APIRouter(prefix="/api/v1", responses=ERRORS)
+
+    def records_route(kind: RecordKind, path: str, schema: dict[str, Any], summary: str) -> None:
+        @router.post(
+            path,
+            status_code=201,
+            response_model=models.RecordedOut,
+            responses={200: {"model": models.RecordedOut, "description": "Duplicate"}, **CONFLICT},
+            openapi_extra=request_body(schema),
+            summary=summary,
+            tags=["records"],
+            name=f"record_{kind.value.replace('-', '_')}",
+        )
+        async def post_record(
+            request: Request, key: ApiKey = Depends(auth.requires(RECORDS_WRITE))
+        ) -> Response:
+            record = parse_record(kind, await read_json(request))
+            return await run_in_threadpool(record_one, ledger, key, record)
+
+    records_route(RecordKind.FLIGHT_ENDED, "/flights", FLIGHT_ENDED, "Record a flight that ended")
+    records_route(
+        RecordKind.INVOICE_REQUESTED,
+        "/invoice-requests",
+        INVOICE_REQUESTED,
+        "Record an invoice request",
+    )
+    records_route(
+        RecordKind.PAYMENT_RECEIVED, "/payments", PAYMENT_RECEIVED, "Record a payment received"
+    )
+
+    @router.post(
+        "/records",
+        response_model=models.BatchOut,
+        openapi_extra=request_body(BATCH),
+        summary="Record up to 1,000 records of one kind",
+        tags=["records"],
+    )
+    async def post_records(
+        request: Request, key: ApiKey = Depends(auth.requires(RECORDS_WRITE))
+    ) -> models.BatchOut:
+        value = await read_json(request)
+        if not isinstance(value, dict):
+            raise ApiError(422, "body: must be an object", fields=[_f("body", "must be an object")])
+        unknown = sorted(set(value) - {"kind", "records"})
+        if unknown:
+            raise ApiError(
+                422,
+                f"{unknown[0]}: unknown field",
+                fields=[_f(u, "unknown field") for u in unknown],
+            )
+        kinds = [k.value for k in RecordKind if k in PARSERS]
+        kind_text = value.get("kind")
+        if kind_text not in kinds:
+            reason = f"must be one of {', '.join(kinds)}"
+            raise ApiError(422, f"kind: {reason}", fields=[_f("kind", reason)])
+        items = value.get("records")
+        if not isinstance(items, list):
+            raise ApiError(422, "records: must be a list", fields=[_f("records", "must be a list")])
+        if len(items) > MAX_BATCH:
+            reason = f"at most {MAX_BATCH} records per request (got {len(items)})"
+            raise ApiError(422, f"records: {reason}", fields=[_f("records", reason)])
+        kind = RecordKind(kind_text)
+        valid: list[Record] = []
+        rejected: list[models.RejectedOut] = []
+        for index, item in enumerate(items):
+            try:
+                valid.append(PARSERS[kind](item))
+            except RecordError as exc:
+                rejected.append(models.RejectedOut(index=index, field=exc.field, reason=exc.reason))
+        result = await run_in_threadpool(ledger.record_batch, key.school, valid, actor=key.name)
+        return models.BatchOut(
+            recorded=result.recorded, duplicates=result.duplicates, rejected=rejected
+        )
+
+    @router.get("/events", response_model=models.EventsPage, tags=["view"])
+    def list_events(
+        status: Annotated[str | None, Query(description="Only this status")] = None,
+        reason: Annotated[str | None, Query(description="Only this reason code")] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+        cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+        key: ApiKey = Depends(auth.requires(VIEW)),
+    ) -> models.EventsPage:
+        """The financial-event view, newest first, paged by a keyset cursor."""
+        _check_choice(status, STATUSES, "status")
+        _check_choice(reason, REASON_VALUES, "reason")
+        before: int | None = None
+        if cursor is not None:
+            if not cursor.isdigit() or len(cursor) > 18:
+                reason_text = "is not a cursor this API handed out"
+                raise ApiError(422, f"cursor: {reason_text}", fields=[_f("cursor", reason_text)])
+            before = int(cursor)
+        cfg.refresh()
+        rows = cfg.view.newest_first(
+            key.school, status=status, reason_code=reason, before=before, limit=limit + 1
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return models.EventsPage(
+            items=[_event_out(r) for r in rows],
+            next_cursor=str(rows[-1].position) if more and rows else None,
+        )
+
+    @router.get("/events/{ref}", response_model=models.EventOut, tags=["view"])
+    def get_event(ref: str, key: ApiKey = Depends(auth.requires(VIEW))) -> models.EventOut:
+        """One row: REF is the event id, flight id, request id or payment id."""
+        event = _find(ledger, key.school, ref)
+        cfg.refresh()
+        row = cfg.view.get(event.id)
+        if row is None or row.school != key.school:
+            raise ApiError(404, f"no financial event {ref!r}")
+        return _event_out(row)
+
+    @router.get("/events/{ref}/history", response_model=list[models.HistoryOut], tags=["view"])
+    def get_history(ref: str, key: ApiKey = Depends(auth.requires(VIEW))) -> list[Any]:
+        """Every event of one financial event, as auditors read it."""
+        try:
+            entries = ledger.history(key.school, ref)
+        except NotFound:
+            raise ApiError(404, f"no financial event {ref!r}") from None
+        return [
+            models.HistoryOut(
+                position=e.position,
+                log_position=e.log_position,
+                at=e.at,
+                type=e.type,
+                actor=e.actor,
+                data=to_jsonable(e.data),
+            )
+            for e in entries
+        ]
+
+    @router.get("/action-required", response_model=list[models.GroupOut], tags=["view"])
+    def action_required(key: ApiKey = Depends(auth.requires(VIEW))) -> list[models.GroupOut]:
+        """The Action Required groups with what to do."""
+        cfg.refresh()
+        return [
+            models.GroupOut(
+                reason_code=g.reason_code,
+                count=g.count,
+                example=g.example,
+                fix=fix_for(g.reason_code, g.missing),
+            )
+            for g in cfg.view.reason_groups(key.school)
+        ]
+
+    @router.post(
+        "/retry-failed", response_model=models.RetryOut, responses=CONFLICT, tags=["actions"]
+    )
+    def retry_failed(
+        body: models.RetryIn | None = None, key: ApiKey = Depends(auth.requires(RETRY))
+    ) -> models.RetryOut:
+        """Requeue the chosen events whose cause is fixed; 409 when every one is still blocked."""
+        choice = body or models.RetryIn()
+        ids = choice.ids or []
+        if not ids:
+            cfg.refresh()
+        try:
+            summary = retry(
+                ledger,
+                key.school,
+                reason=choice.reason,
+                ids=ids,
+                operator=key.name,
+                rows=None if ids else cfg.view,
+            )
+        except UnknownEvent as exc:
+            raise ApiError(404, str(exc), fields=[_f("ids", str(exc))]) from None
+        except SelectionError as exc:
+            raise ApiError(422, f"{exc.field}: {exc}", fields=[_f(exc.field, str(exc))]) from None
+        log.info("api_retry_failed", school=key.school, key=key.name, **_counts(summary))
+        if all_blocked(summary):
+            raise ApiError(
+                409,
+                "nothing requeued, the cause is not fixed: "
+                + "; ".join(f"{b['reason_code']}: {b['why']}" for b in summary["blocked"]),
+                code="blocked",
+                fields=[_f(b["reason_code"], b["why"]) for b in summary["blocked"]],
+            )
+        return models.RetryOut.model_validate(summary)
+
+    @router.post(
+        "/events/{ref}/dismiss", response_model=models.OkOut, responses=CONFLICT, tags=["actions"]
+    )
+    def dismiss(
+        ref: str, body: models.DismissIn, key: ApiKey = Depends(auth.requires(RETRY))
+    ) -> models.OkOut:
+        """Stop one event from being sent (kept in the log with who and why)."""
+        if not body.note.strip():
+            raise ApiError(
+                422,
+                "note: say why the event will not be sent",
+                fields=[_f("note", "say why the event will not be sent")],
+            )
+        try:
+            ledger.dismiss(key.school, ref, operator=key.name, note=body.note)
+        except NotFound:
+            raise ApiError(404, f"no financial event {ref!r}") from None
+        except TransitionRefused as exc:
+            raise ApiError(409, str(exc)) from None
+        return models.OkOut(ok=True)
+
+    @router.get("/connection", response_model=models.ConnectionOut, tags=["connection"])
+    def connection(key: ApiKey = Depends(auth.requires(VIEW))) -> Any:
+        """The connection pill and badge."""
+        now = ledger.clock.now()
+        if cfg.connections is not None:
+            return to_jsonable(cfg.connections.status(key.school, now))
+        return to_jsonable(status_document(ledger.connection(key.school), now))
+
+    @router.post(
+        "/connection/test",
+        response_model=models.ConnectionTestOut,
+        responses={503: {"model": models.ErrorOut, "description": "QuickBooks not configured"}},
+        tags=["connection"],
+    )
+    def connection_test(key: ApiKey = Depends(auth.requires(VIEW))) -> models.ConnectionTestOut:
+        """A live check against QuickBooks."""
+        if cfg.connections is None:
+            raise ApiError(503, "QuickBooks is not configured on this server")
+        check = cfg.connections.test(key.school, key.name)
+        return models.ConnectionTestOut(
+            ok=check.ok,
+            company=check.company.company_name if check.company else None,
+            country=check.company.country if check.company else None,
+            message=check.message,
+        )
+
+    @router.get("/mappings", response_model=list[models.MappingOut], tags=["mappings"])
+    def list_mappings(
+        include_inactive: bool = False, key: ApiKey = Depends(auth.requires(VIEW))
+    ) -> list[Any]:
+        """The school's mappings."""
+        return mapping_rows(ledger.mappings(key.school), include_inactive=include_inactive)
+
+    @router.put("/mappings/{kind}/{key}", response_model=models.OkOut, tags=["mappings"])
+    def set_mapping(
+        kind: str,
+        key: str,
+        body: models.MappingIn,
+        api_key: ApiKey = Depends(auth.requires(ADMIN)),
+    ) -> models.OkOut:
+        """Map a charge code, student or payment type to a QuickBooks id."""
+        _check_choice(kind, tuple(MAPPING_KINDS), "kind")
+        which = MAPPING_KINDS[kind]
+        name = _key(key, "key")
+        qbo_id = _qbo_id(body.qbo_id, "qbo_id")
+        if which == "charge":
+            ledger.map_charge(
+                api_key.school, name, qbo_id, active=body.active, operator=api_key.name
+            )
+        elif which == "student":
+            if not body.active:
+                reason = "a student mapping cannot be inactive"
+                raise ApiError(422, f"active: {reason}", fields=[_f("active", reason)])
+            ledger.map_student(api_key.school, name, qbo_id, operator=api_key.name)
+        else:
+            method = body.payment_method_id
+            ledger.map_payment_type(
+                api_key.school,
+                name,
+                qbo_id,
+                active=body.active,
+                operator=api_key.name,
+                payment_method_id=None if method is None else _qbo_id(method, "payment_method_id"),
+            )
+        return models.OkOut(ok=True)
+
+    @router.put("/defaults", response_model=models.OkOut, tags=["mappings"])
+    def set_defaults(
+        body: models.DefaultsIn, key: ApiKey = Depends(auth.requires(ADMIN))
+    ) -> models.OkOut:
+        """Set invoice defaults (term, memo, income account); those not given are kept."""
+        if body.term is None and body.memo is None and body.income_account is None:
+            reason = "give at least one of term, memo, income_account"
+            raise ApiError(422, f"body: {reason}", fields=[_f("body", reason)])
+        if body.memo is not None and (not body.memo.strip() or len(body.memo) > 1000):
+            raise ApiError(
+                422,
+                "memo: must be 1-1000 characters",
+                fields=[_f("memo", "must be 1-1000 characters")],
+            )
+        ledger.set_defaults(
+            key.school,
+            operator=key.name,
+            term_id=None if body.term is None else _qbo_id(body.term, "term"),
+            memo=body.memo,
+            income_account_id=None
+            if body.income_account is None
+            else _qbo_id(body.income_account, "income_account"),
+        )
+        return models.OkOut(ok=True)
+
+    @router.get("/checklist", response_model=list[models.ChecklistOut], tags=["view"])
+    def checklist(key: ApiKey = Depends(auth.requires(VIEW))) -> list[Any]:
+        """The setup checklist: each line ok or the exact thing to do."""
+        if cfg.checklist is None:
+            raise ApiError(503, "the checklist is not available on this server")
+        cfg.refresh()
+        return list(cfg.checklist(key.school))
+
+    for add in cfg.extra_routes:
+        add(router, cfg)
+    app.include_router(router)
+    _install_probes(app, cfg)
+    _install_openapi(app, router)
+    install_error_handlers(app)
+    app.add_middleware(BodyLimit, limit=cfg.body_limit)
+
+
+def _f(name: str, reason: str) -> dict[str, str]:
+    return {"field": name, "reason": reason}
+
+
+def _counts(summary: dict[str, Any]) -> dict[str, int]:
+    return {"requeued": summary["requeued"], "skipped": summary["skipped"]}
+
+
+def _find(ledger: FlightLedger, school: str, ref: str) -> Any:
+    try:
+        return ledger.find(school, ref)
+    except NotFound:
+        raise ApiError(404, f"no financial event {ref!r}") from None
+
+
+def _install_probes(app: FastAPI, cfg: ApiConfig) -> None:
+    app.router.routes[:] = [
+        r for r in app.router.routes if not (isinstance(r, Route) and r.path == "/healthz")
+    ]
+
+    @app.get("/healthz", response_model=models.AliveOut, tags=["operations"])
+    def healthz() -> models.AliveOut:
+        """Alive."""
+        return models.AliveOut(ok=True)
+
+    @app.get(
+        "/readyz",
+        response_model=models.HealthOut,
+        responses={503: {"model": models.ErrorOut, "description": "Not ready"}},
+        tags=["operations"],
+    )
+    def readyz() -> models.HealthOut:
+        """The database answers and the view is within `ready_lag` events of the log."""
+        try:
+            head = int(cfg.ledger.recorder.max_notification_id() or 0)
+            tracked = cfg.view.max_tracking_id()
+        except Exception as exc:
+            raise ApiError(
+                503, f"the database is not reachable ({type(exc).__name__})", code="not_ready"
+            ) from None
+        lag = max(0, head - tracked)
+        if lag > cfg.ready_lag:
+            raise ApiError(
+                503,
+                f"the view is {lag} events behind the log (bound {cfg.ready_lag})",
+                code="not_ready",
+            )
+        return models.HealthOut(ok=True, lag=lag)
+
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text"}},
+        tags=["operations"],
+    )
+    def metrics(request: Request) -> Response:
+        """Prometheus metrics (served to loopback clients only)."""
+        client = request.client.host if request.client else ""
+        if client not in ("127.0.0.1", "::1", "localhost", "testclient"):
+            raise ApiError(403, "metrics are served to loopback clients only")
+        if cfg.metrics is None:
+            raise ApiError(404, "metrics are not enabled on this server")
+        body, content_type = cfg.metrics()
+        return Response(body, media_type=content_type)
+
+
+def _api_routes(app: FastAPI, router: APIRouter) -> list[BaseRoute]:
+    probes = ("/healthz", "/readyz", "/metrics")
+    found = [r for r in app.routes if isinstance(r, Route) and r.path in probes]
+    return [*router.routes, *found]
+
+
+def _install_openapi(app: FastAPI, router: APIRouter) -> None:
+    document: dict[str, Any] = {}
+
+    def openapi() -> dict[str, Any]:
+        if not document:
+            document.update(
+                get_openapi(
+                    title="flightledger API",
+                    version="1",
+                    description=(
+                        "Flights in, QuickBooks invoices out. Authenticate with "
+                        "`Authorization: Bearer <key>` (`flightledger keys create`)."
+                    ),
+                    routes=_api_routes(app, router),
+                )
+            )
+        return document
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi_json() -> JSONResponse:
+        return JSONResponse(openapi())
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="flightledger API")
