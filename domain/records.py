@@ -590,12 +590,20 @@ def read_json_line(line: str) -> Any:
     """
     if len(line) > MAX_LINE_BYTES:
         raise RecordError("record", f"is longer than {MAX_LINE_BYTES} characters")
+    return read_json_document(line)
+
+
+def read_json_document(text: str) -> Any:
+    """read_json_line without its length bound (an HTTP body, bounded by the server)."""
     try:
-        return _DECODER.decode(line)
+        return _DECODER.decode(text)
     except json.JSONDecodeError as exc:
-        raise RecordError("record", f"is not valid JSON: {exc.msg} at column {exc.colno}") from None
+        raise RecordError("record", f"{NOT_JSON}: {exc.msg} at column {exc.colno}") from None
     except RecursionError:
         raise RecordError("record", "nests objects or lists too deeply") from None
+
+
+NOT_JSON = "is not valid JSON"
 
 
 def parse_line(kind: RecordKind, line: str) -> Record:

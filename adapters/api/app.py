@@ -7,10 +7,8 @@ domain/records.py's validation, domain/retry.py's selection, domain/mappings.py'
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Annotated, Any
 
 import structlog
@@ -42,7 +40,15 @@ from domain.mappings import mapping_rows
 from domain.pill import status_document
 from domain.ports import ReasonCode
 from domain.reasons import fix_for
-from domain.records import PARSERS, Record, RecordError, RecordKind, record_to_data
+from domain.records import (
+    NOT_JSON,
+    PARSERS,
+    Record,
+    RecordError,
+    RecordKind,
+    read_json_document,
+    record_to_data,
+)
 from domain.retry import SelectionError, UnknownEvent, all_blocked, retry
 from projections.financial_events import STATUSES
 from projections.view import FinancialEventView, row_json
@@ -152,15 +158,23 @@ class KeyAuth:
 
 
 async def read_json(request: Request) -> Any:
-    """The request's JSON (numbers with a fraction as exact decimals); 400 when malformed."""
+    """The body as records.py reads a JSON line (exact decimals, no repeated keys): malformed
+    JSON is 400, a repeated key or too deep nesting 422 naming it."""
     body = await request.body()
     try:
-        return json.loads(body or b"null", parse_float=Decimal)
-    except json.JSONDecodeError as exc:
-        message = f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        raise ApiError(400, message) from None
-    except UnicodeDecodeError:
-        raise ApiError(400, "the body is not UTF-8 JSON") from None
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, f"the body is not UTF-8 (byte {exc.start})") from None
+    if not text.strip():
+        raise ApiError(400, "the body is empty: send a JSON object")
+    try:
+        return read_json_document(text)
+    except RecordError as exc:
+        if exc.reason.startswith(NOT_JSON):
+            raise ApiError(400, f"the body {exc.reason}") from None
+        raise ApiError(
+            422, f"{exc.field}: {exc.reason}", fields=[_f(exc.field, exc.reason)]
+        ) from None
 
 
 def parse_record(kind: RecordKind, value: Any) -> Record:
