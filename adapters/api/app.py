@@ -32,6 +32,7 @@ from adapters.api.schemas import (
 )
 from adapters.jsonable import to_jsonable
 from adapters.web.connection import ConnectionServicePort
+from domain import mapping_input
 from domain.api_keys import RECORDS_WRITE, ApiKey
 from domain.application import FlightLedger, NotFound
 from domain.financial_event import TransitionRefused
@@ -39,6 +40,7 @@ from domain.ids import financial_event_id
 from domain.mappings import mapping_rows
 from domain.pill import status_document
 from domain.ports import ReasonCode
+from domain.qbo_lists import ACCOUNT, CUSTOMER, ITEM, PAYMENT_METHOD, TERM, QboListsPort
 from domain.reasons import fix_for
 from domain.records import (
     NOT_JSON,
@@ -101,6 +103,7 @@ class ApiConfig:
     body_limit: int = DEFAULT_BODY_LIMIT
     ready_lag: int = DEFAULT_READY_LAG
     metrics: Callable[[], tuple[bytes, str]] | None = None  # (body, content type)
+    qbo_lists: QboListsPort | None = None  # mapped ids are checked against the cached lists
     extra_routes: list[Callable[[APIRouter, ApiConfig], None]] = field(default_factory=list)
     auth: Any = None  # set by install_api: the permission-dependency factory
 
@@ -226,21 +229,6 @@ def _check_choice(value: str | None, choices: Sequence[str], name: str) -> None:
     if value is not None and value not in choices:
         reason = f"unknown {name} {value!r}; one of {', '.join(choices)}"
         raise ApiError(422, f"{name}: {reason}", fields=[{"field": name, "reason": reason}])
-
-
-def _qbo_id(value: str, name: str) -> str:
-    value = value.strip()
-    if not value or len(value) > 64 or not value.isprintable():
-        reason = "must be a QuickBooks id of 1-64 printable characters"
-        raise ApiError(422, f"{name}: {reason}", fields=[{"field": name, "reason": reason}])
-    return value
-
-
-def _key(value: str, name: str) -> str:
-    if not 1 <= len(value) <= 64 or not value.isprintable() or value.strip() != value:
-        reason = "must be 1-64 printable characters"
-        raise ApiError(422, f"{name}: {reason}", fields=[{"field": name, "reason": reason}])
-    return value
 
 
 # --- the routes ----------------------------------------------------------------------------------
@@ -492,29 +480,41 @@ def install_api(app: FastAPI, cfg: ApiConfig) -> None:
         body: models.MappingIn,
         api_key: ApiKey = Depends(auth.requires(ADMIN)),
     ) -> models.OkOut:
-        """Map a charge code, student or payment type to a QuickBooks id."""
+        """Map a charge code, student or payment type to a QuickBooks id (checked against
+        QuickBooks' cached lists when there are any, as the CLI and the settings page do)."""
         _check_choice(kind, tuple(MAPPING_KINDS), "kind")
         which = MAPPING_KINDS[kind]
-        name = _key(key, "key")
-        qbo_id = _qbo_id(body.qbo_id, "qbo_id")
+        name = _mapping_input(mapping_input.mapping_key, key, "key")
+        qbo_id = _mapping_input(mapping_input.qbo_id, body.qbo_id, "qbo_id")
+        method = body.payment_method_id
+        method_id = (
+            None
+            if method is None
+            else _mapping_input(mapping_input.qbo_id, method, "payment_method_id")
+        )
+        refs = {
+            "charge": [(ITEM, qbo_id, "qbo_id")],
+            "student": [(CUSTOMER, qbo_id, "qbo_id")],
+            "payment_type": [(ACCOUNT, qbo_id, "qbo_id")]
+            + ([(PAYMENT_METHOD, method_id, "payment_method_id")] if method_id else []),
+        }[which]
+        _check_references(cfg, api_key.school, refs, allow_inactive=body.allow_inactive)
+        school, operator = api_key.school, api_key.name
         if which == "charge":
-            ledger.map_charge(
-                api_key.school, name, qbo_id, active=body.active, operator=api_key.name
-            )
+            ledger.map_charge(school, name, qbo_id, active=body.active, operator=operator)
         elif which == "student":
             if not body.active:
                 reason = "a student mapping cannot be inactive"
                 raise ApiError(422, f"active: {reason}", fields=[_f("active", reason)])
-            ledger.map_student(api_key.school, name, qbo_id, operator=api_key.name)
+            ledger.map_student(school, name, qbo_id, operator=operator)
         else:
-            method = body.payment_method_id
             ledger.map_payment_type(
-                api_key.school,
+                school,
                 name,
                 qbo_id,
                 active=body.active,
-                operator=api_key.name,
-                payment_method_id=None if method is None else _qbo_id(method, "payment_method_id"),
+                operator=operator,
+                payment_method_id=method_id,
             )
         return models.OkOut(ok=True)
 
@@ -526,20 +526,20 @@ def install_api(app: FastAPI, cfg: ApiConfig) -> None:
         if body.term is None and body.memo is None and body.income_account is None:
             reason = "give at least one of term, memo, income_account"
             raise ApiError(422, f"body: {reason}", fields=[_f("body", reason)])
-        if body.memo is not None and (not body.memo.strip() or len(body.memo) > 1000):
-            raise ApiError(
-                422,
-                "memo: must be 1-1000 characters",
-                fields=[_f("memo", "must be 1-1000 characters")],
-            )
-        ledger.set_defaults(
-            key.school,
-            operator=key.name,
-            term_id=None if body.term is None else _qbo_id(body.term, "term"),
-            memo=body.memo,
-            income_account_id=None
+        term = (
+            None if body.term is None else _mapping_input(mapping_input.qbo_id, body.term, "term")
+        )
+        income = (
+            None
             if body.income_account is None
-            else _qbo_id(body.income_account, "income_account"),
+            else _mapping_input(mapping_input.qbo_id, body.income_account, "income_account")
+        )
+        memo = None if body.memo is None else _mapping_input(mapping_input.memo, body.memo, "memo")
+        refs = [(TERM, term, "term")] if term else []
+        refs += [(ACCOUNT, income, "income_account")] if income else []
+        _check_references(cfg, key.school, refs, allow_inactive=body.allow_inactive)
+        ledger.set_defaults(
+            key.school, operator=key.name, term_id=term, memo=memo, income_account_id=income
         )
         return models.OkOut(ok=True)
 
@@ -558,6 +558,31 @@ def install_api(app: FastAPI, cfg: ApiConfig) -> None:
     _install_openapi(app, router)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=cfg.body_limit)
+
+
+def _mapping_input(check: Callable[[str, str], str], value: str, name: str) -> str:
+    """domain/mapping_input.py's check (the CLI's and settings page's words) as a 422."""
+    try:
+        return check(value, name)
+    except mapping_input.InvalidMappingInput as exc:
+        reason = str(exc).split(": ", 1)[-1]
+        raise ApiError(422, str(exc), fields=[_f(name, reason)]) from None
+
+
+def _check_references(
+    cfg: ApiConfig, school: str, refs: Sequence[tuple[str, str, str]], *, allow_inactive: bool
+) -> None:
+    """Refuse (422) an id that QuickBooks' cached lists do not have or have inactive; without
+    cached lists the mapping is recorded unchecked, as the CLI does when QuickBooks is away."""
+    lists = cfg.qbo_lists.cached(school) if cfg.qbo_lists is not None else None
+    if lists is None:
+        return
+    for entity, value, name in refs:
+        why = mapping_input.reference_refusal(
+            lists, entity, value, name, allow_inactive=allow_inactive
+        )
+        if why is not None:
+            raise ApiError(422, why, fields=[_f(name, why.split(": ", 1)[-1])])
 
 
 def _f(name: str, reason: str) -> dict[str, str]:

@@ -209,6 +209,9 @@ class MappingIn(BaseModel):
     payment_method_id: str | None = Field(
         default=None, description="payment_type only: the QuickBooks PaymentMethod id"
     )
+    allow_inactive: bool = Field(
+        default=False, description="Accept an id that is inactive in QuickBooks"
+    )
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"qbo_id": "3"}]})
 
 
@@ -218,6 +221,7 @@ class DefaultsIn(BaseModel):
     term: str | None = None
     memo: str | None = None
     income_account: str | None = None
+    allow_inactive: bool = False
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={"examples": [{"term": "3", "memo": "Thank you for flying with us"}]},

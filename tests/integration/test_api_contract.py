@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from adapters.api.limits import RateLimiter
 from domain.application import FlightLedger
 from domain.ports import FixedClock
+from domain.qbo_lists import ITEM, QboLists, QboObject
 from tests.api_support import api_app, bearer, new_key
 from tests.factories import flight, invoice_request, jsonl, payment
 from tests.fakes import FakeAccountingGateway, FakeFinancialEventView, connect, map_everything
@@ -394,3 +395,41 @@ def test_health_ready_unknown_route_and_openapi(api: Api) -> None:
     assert not any(p.startswith(("/login", "/connect")) for p in paths)
     assert "swagger" in api.client.get("/docs").text.lower()
     assert api.client.get("/").status_code == 200  # the dashboard still serves beside it
+
+
+@dataclass
+class CachedLists:
+    """QuickBooks' cached lists of school alpha: item 1 active, item 5 inactive."""
+
+    lists: QboLists
+
+    def cached(self, school: str) -> QboLists | None:
+        """The stored lists."""
+        return self.lists if school == self.lists.school else None
+
+    def refresh(self, school: str) -> QboLists:
+        """Not used by the API."""
+        raise AssertionError("the API never reads QuickBooks' lists itself")
+
+
+def test_mapped_ids_are_checked_against_cached_quickbooks_lists(
+    ledger: FlightLedger, db_url: str
+) -> None:
+    """Like the CLI: an id QuickBooks lacks is refused; an inactive one unless allowed."""
+    items = {
+        "1": QboObject(ITEM, "1", "Aircraft rental", True),
+        "5": QboObject(ITEM, "5", "Old rental", False),
+    }
+    lists = QboLists("alpha", "9130350000000001", ledger.clock.now(), {ITEM: items})
+    app, view = api_app(ledger, db_url, qbo_lists=CachedLists(lists))
+    admin = bearer(new_key(ledger, "alpha", ["billing:admin"]))
+    path = "/api/v1/mappings/charge/aircraft_rental"
+    with TestClient(app) as client:
+        missing = error_of(client.put(path, json={"qbo_id": "99"}, headers=admin), 422)
+        assert missing["fields"][0]["field"] == "qbo_id" and "99" in missing["message"]
+        error_of(client.put(path, json={"qbo_id": "5"}, headers=admin), 422)
+        allowed = client.put(path, json={"qbo_id": "5", "allow_inactive": True}, headers=admin)
+        assert allowed.json() == {"ok": True}
+        assert client.put(path, json={"qbo_id": "1"}, headers=admin).json() == {"ok": True}
+    view.close()
+    assert ledger.mappings("alpha").charges["aircraft_rental"] == "1"

@@ -174,7 +174,9 @@ def serve(
             checklist(ledger, view, cli.config.database, school)
         ),
     )
-    install_api(app, api_config(cli, ledger, view, refresh, service))
+    api = api_config(cli, ledger, view, refresh, service)
+    api.qbo_lists = app.state.web.qbo_lists  # the same cached lists as the settings page
+    install_api(app, api)
     console = stderr()
     console.print(f"flightledger dashboard on http://{host}:{port}/ (API: /api/v1, /docs)")
     if users is None:
