@@ -80,6 +80,7 @@ _DATA_KEYS = {
 _CHARGE_KEYS = ("code", "quantity", "rate")
 _CHARGE_KEYS_DESCRIBED = ("code", "quantity", "rate", "description")
 _PARTY_KEYS = ("id", "name")
+_PARTY_KEYS_EMAIL = ("id", "name", "email")
 
 
 def _s(value: Any) -> str:
@@ -112,8 +113,12 @@ def _dict(value: Any, keys: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _party(value: Any) -> str:
-    p = _dict(value, _PARTY_KEYS)
-    return '{"id":' + _s(p["id"]) + ',"name":' + _s(p["name"]) + "}"
+    if type(value) is dict and tuple(value) == _PARTY_KEYS_EMAIL:  # a student with an email
+        tail = ',"email":' + _s(value["email"]) + "}"
+    else:
+        tail = "}"
+        value = _dict(value, _PARTY_KEYS)
+    return '{"id":' + _s(value["id"]) + ',"name":' + _s(value["name"]) + tail
 
 
 def _charges(value: Any) -> str:

@@ -522,6 +522,12 @@ class FlightLedger(Application[UUID]):
         settings.set_auto_invoice(enabled, operator=operator, at=self.clock.now())
         self.save(settings)
 
+    def set_auto_customers(self, school: str, enabled: bool, *, operator: str) -> None:
+        """Switch auto-customers (match or create a customer for a new student) on or off."""
+        settings = self.settings(school)
+        settings.set_auto_customers(enabled, operator=operator, at=self.clock.now())
+        self.save(settings)
+
     # --- API keys -----------------------------------------------------------------------------
 
     def api_keys(self, school: str) -> ApiKeys:
@@ -579,7 +585,13 @@ class FlightLedger(Application[UUID]):
         from domain.retry import blocked_by, retry_context
 
         now = self.clock.now()
-        context = retry_context(school, self.connection(school), self.mappings(school), now)
+        context = retry_context(
+            school,
+            self.connection(school),
+            self.mappings(school),
+            now,
+            auto_customers=self.settings(school).auto_customers,
+        )
         result = RetryResult()
         blocked: dict[tuple[str, str], int] = {}
         to_save: list[FinancialEvent] = []

@@ -60,6 +60,11 @@ def request_id(event_id: UUID, generation: int = 0) -> str:
     return str(event_id) if generation == 0 else f"{event_id}-r{generation}"
 
 
+def customer_request_id(school: str, student_id: str) -> str:
+    """The QBO requestid of the Customer create for one student: stable across crashes (36)."""
+    return str(uuid5(NAMESPACE, f"customer-create:{school}:{student_id}"))
+
+
 _PREFIX = {
     "flight-ended": "FL-",
     "invoice-requested": "IR-",

@@ -33,6 +33,7 @@ class Mappings(Aggregate):
             agg.charges = {}
             agg.inactive_charges = set()
             agg.students = {}
+            agg.customer_creates = {}
             agg.payment_types = {}
             agg.term_id = None
             agg.memo = None
@@ -66,6 +67,33 @@ class Mappings(Aggregate):
             """Remember the customer."""
             agg: Mappings = aggregate
             agg.students[self.student_id] = self.customer_id
+
+    class StudentAutoMapped(StudentMapped):
+        """Auto-customers mapped a new student: to a matched or a newly created Customer."""
+
+        how: str  # "matched" | "created"
+        display_name: str
+        request_id: str | None  # the create's requestid, when a create was started
+
+        def apply(self, aggregate: Any) -> None:
+            """Remember the customer; any create for the student is settled."""
+            agg: Mappings = aggregate
+            agg.students[self.student_id] = self.customer_id
+            agg.customer_creates.pop(self.student_id, None)
+
+    class CustomerCreateStarted(Aggregate.Event):
+        """A Customer create for a student is about to be sent (its requestid recorded first)."""
+
+        student_id: str
+        request_id: str
+        display_name: str
+        email: str | None
+        operator: str
+
+        def apply(self, aggregate: Any) -> None:
+            """Until a mapping is recorded the create's outcome is uncertain."""
+            agg: Mappings = aggregate
+            agg.customer_creates[self.student_id] = self.request_id
 
     class PaymentTypeMapped(Aggregate.Event):
         """A payment type maps to a deposit account (kept when inactive)."""
@@ -107,6 +135,7 @@ class Mappings(Aggregate):
     charges: dict[str, str]
     inactive_charges: set[str]
     students: dict[str, str]
+    customer_creates: dict[str, str]  # student -> requestid of a create not yet settled
     payment_types: dict[str, PaymentTypeMapping]
     term_id: str | None
     memo: str | None
@@ -136,6 +165,51 @@ class Mappings(Aggregate):
             self.StudentMapped,
             student_id=student_id,
             customer_id=customer_id,
+            operator=operator,
+            timestamp=at,
+        )
+
+    def auto_map_student(
+        self,
+        student_id: str,
+        customer_id: str,
+        *,
+        how: str,
+        display_name: str,
+        operator: str,
+        at: datetime,
+    ) -> None:
+        """Record the customer auto-customers matched or created for a student."""
+        self.trigger_event(
+            self.StudentAutoMapped,
+            student_id=student_id,
+            customer_id=customer_id,
+            how=how,
+            display_name=display_name,
+            request_id=self.customer_creates.get(student_id),
+            operator=operator,
+            timestamp=at,
+        )
+
+    def start_customer_create(
+        self,
+        student_id: str,
+        *,
+        request_id: str,
+        display_name: str,
+        email: str | None,
+        operator: str,
+        at: datetime,
+    ) -> None:
+        """Record that a Customer create is about to be sent (once per student)."""
+        if self.customer_creates.get(student_id) == request_id:
+            return
+        self.trigger_event(
+            self.CustomerCreateStarted,
+            student_id=student_id,
+            request_id=request_id,
+            display_name=display_name,
+            email=email,
             operator=operator,
             timestamp=at,
         )

@@ -33,6 +33,7 @@ class ReasonCode(StrEnum):
     DUPLICATE_DOC_NUMBER = "duplicate_doc_number"
     COMPANY_SWITCHED = "company_switched"  # may already be in the company connected before
     CHANGED_IN_QUICKBOOKS = "changed_in_quickbooks"
+    AMBIGUOUS_CUSTOMER = "ambiguous_customer"
 
 
 @dataclass(frozen=True)

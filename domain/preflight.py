@@ -48,14 +48,20 @@ def check_connection(connection: Connection | None, now: datetime) -> Blocked | 
     return None
 
 
-def missing_keys(event: FinancialEvent, mappings: Mappings | None) -> tuple[list[str], list[str]]:
-    """(missing, inactive) mapping keys this event needs, like 'charge:fuel_surcharge'."""
+def missing_keys(
+    event: FinancialEvent, mappings: Mappings | None, *, auto_customers: bool = False
+) -> tuple[list[str], list[str]]:
+    """(missing, inactive) mapping keys this event needs, like 'charge:fuel_surcharge'.
+
+    With auto_customers the worker maps a new student itself, so an unmapped student is not a
+    missing key (Retry Failed does not wait for a person to map one).
+    """
     missing: list[str] = []
     inactive: list[str] = []
     charges = mappings.charges if mappings else {}
     inactive_charges = mappings.inactive_charges if mappings else set()
     students = mappings.students if mappings else {}
-    if event.student_id not in students:
+    if event.student_id not in students and not auto_customers:
         missing.append(f"student:{event.student_id}")
     if event.kind in INVOICE_KINDS:
         for charge in charges_from_data(event.data["charges"]):
@@ -79,9 +85,11 @@ def missing_keys(event: FinancialEvent, mappings: Mappings | None) -> tuple[list
     return missing, inactive
 
 
-def check_mappings(event: FinancialEvent, mappings: Mappings | None) -> Blocked | None:
+def check_mappings(
+    event: FinancialEvent, mappings: Mappings | None, *, auto_customers: bool = False
+) -> Blocked | None:
     """Every mapping the event needs exists and is active, or what is missing."""
-    missing, inactive = missing_keys(event, mappings)
+    missing, inactive = missing_keys(event, mappings, auto_customers=auto_customers)
     if missing:
         return Blocked(
             ReasonCode.MISSING_MAPPING,

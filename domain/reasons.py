@@ -28,6 +28,10 @@ _FIX = {
         "QuickBooks now points at another company and this record may already be in the old "
         "one: check there, then Dismiss it or press Retry Failed to create it in the new company"
     ),
+    ReasonCode.AMBIGUOUS_CUSTOMER: (
+        "More than one QuickBooks customer could be this student: map the student to the right "
+        "one (flightledger mappings set student ID --customer ID), then press Retry Failed"
+    ),
 }
 
 _KIND_WORDS = {

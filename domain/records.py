@@ -22,6 +22,8 @@ MAX_RATE = Decimal("100000.00")  # price of one hour or unit
 MAX_TOTAL = Decimal("1000000.00")  # one charge, one invoice, one payment
 MAX_CHARGES = 250
 MAX_LINE_BYTES = 4_000_000  # one JSON line (250 charges with 4,000-character descriptions fit)
+MAX_EMAIL_LENGTH = 254  # RFC 5321's path limit; QuickBooks' PrimaryEmailAddr holds 100
+MAX_EMAIL_LOCAL_LENGTH = 64
 
 
 class RecordKind(StrEnum):
@@ -58,10 +60,11 @@ class RecordError(ValueError):
 
 @dataclass(frozen=True)
 class Party:
-    """A student or instructor: id and display name."""
+    """A student or instructor: id, display name and (students, optionally) an email."""
 
     id: str
     name: str
+    email: str | None = None
 
 
 @dataclass(frozen=True)
@@ -390,9 +393,39 @@ def _currency(value: Any, field: str) -> str:
     return value
 
 
-def _party(value: Any, field: str) -> Party:
-    obj = _obj(value, field, _PARTY)
-    return Party(id=_id(obj["id"], f"{field}.id"), name=_text(obj["name"], f"{field}.name"))
+def _email(value: Any, field: str) -> str:
+    """A sane email shape: local@domain.tld, printable ASCII, no spaces, length-bounded."""
+    if not isinstance(value, str):
+        raise RecordError(field, "must be a string")
+    if not 3 <= len(value) <= MAX_EMAIL_LENGTH:
+        raise RecordError(field, f"must be 3-{MAX_EMAIL_LENGTH} characters")
+    if not value.isascii() or not value.isprintable() or any(c.isspace() for c in value):
+        raise RecordError(field, "must be printable ASCII without spaces")
+    local, at, domain = value.rpartition("@")
+    if not at or not local or "@" in local or not domain:
+        raise RecordError(field, "must look like name@example.com (one '@')")
+    if len(local) > MAX_EMAIL_LOCAL_LENGTH:
+        raise RecordError(field, f"the part before '@' must be at most {MAX_EMAIL_LOCAL_LENGTH}")
+    labels = domain.split(".")
+    if len(labels) < 2 or not all(_DOMAIN_LABEL.fullmatch(label) for label in labels):
+        raise RecordError(field, "the part after '@' must be a domain like example.com")
+    if any(c in value for c in '"(),:;<>[\\]'):
+        raise RecordError(field, "must not contain quotes, brackets, commas or semicolons")
+    return value
+
+
+def _party(value: Any, field: str, shape: _Shape | None = None) -> Party:
+    obj = _obj(value, field, shape or _PARTY)
+    email = obj.get("email")
+    return Party(
+        id=_id(obj["id"], f"{field}.id"),
+        name=_text(obj["name"], f"{field}.name"),
+        email=None if email is None else _email(email, f"{field}.email"),
+    )
+
+
+def _student(value: Any) -> Party:
+    return _party(value, "student", _STUDENT)
 
 
 def _charges(value: Any, field: str) -> tuple[Charge, ...]:
@@ -431,6 +464,8 @@ def _charges(value: Any, field: str) -> tuple[Charge, ...]:
 
 
 _PARTY = _Shape({"id", "name"}, set())
+_STUDENT = _Shape({"id", "name"}, {"email"})
+_DOMAIN_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _CHARGE = _Shape({"code", "quantity", "rate"}, {"description"})
 _AIRCRAFT = _Shape({"tail", "type"}, set())
 _HOBBS = _Shape({"start", "end"}, set())
@@ -469,7 +504,7 @@ def _flight(obj: Mapping[str, Any]) -> FlightEndedRecord:
     return FlightEndedRecord(
         flight_id=_id(obj["flight_id"], "flight_id"),
         ended_at=_timestamp(obj["ended_at"], "ended_at"),
-        student=_party(obj["student"], "student"),
+        student=_student(obj["student"]),
         instructor=_party(obj["instructor"], "instructor"),
         aircraft=Aircraft(
             tail=_id(aircraft["tail"], "aircraft.tail"),
@@ -488,7 +523,7 @@ def parse_invoice_requested(value: Any) -> InvoiceRequestedRecord:
     return InvoiceRequestedRecord(
         request_id=_id(obj["request_id"], "request_id"),
         requested_at=_timestamp(obj["requested_at"], "requested_at"),
-        student=_party(obj["student"], "student"),
+        student=_student(obj["student"]),
         charges=_charges(obj["charges"], "charges"),
         currency=_currency(obj["currency"], "currency"),
         memo=None if memo is None else _text(memo, "memo", MAX_MEMO_LENGTH),
@@ -505,7 +540,7 @@ def parse_payment_received(value: Any) -> PaymentReceivedRecord:
     return PaymentReceivedRecord(
         payment_id=_id(obj["payment_id"], "payment_id"),
         received_at=_timestamp(obj["received_at"], "received_at"),
-        student=_party(obj["student"], "student"),
+        student=_student(obj["student"]),
         amount=amount,
         payment_type=_id(obj["payment_type"], "payment_type"),
         currency=_currency(obj["currency"], "currency"),
@@ -622,7 +657,7 @@ def record_to_data(record: Record) -> dict[str, Any]:
         return {
             "flight_id": record.flight_id,
             "ended_at": record.ended_at,
-            "student": {"id": record.student.id, "name": record.student.name},
+            "student": _party_data(record.student),
             "instructor": {"id": record.instructor.id, "name": record.instructor.name},
             "aircraft": {"tail": record.aircraft.tail, "type": record.aircraft.type},
             "hobbs": {"start": record.hobbs.start, "end": record.hobbs.end},
@@ -633,7 +668,7 @@ def record_to_data(record: Record) -> dict[str, Any]:
         return {
             "request_id": record.request_id,
             "requested_at": record.requested_at,
-            "student": {"id": record.student.id, "name": record.student.name},
+            "student": _party_data(record.student),
             "charges": [_charge_data(c) for c in record.charges],
             "currency": record.currency,
             "memo": record.memo,
@@ -641,12 +676,19 @@ def record_to_data(record: Record) -> dict[str, Any]:
     return {
         "payment_id": record.payment_id,
         "received_at": record.received_at,
-        "student": {"id": record.student.id, "name": record.student.name},
+        "student": _party_data(record.student),
         "amount": record.amount,
         "payment_type": record.payment_type,
         "currency": record.currency,
         "applies_to": record.applies_to,
     }
+
+
+def _party_data(party: Party) -> dict[str, Any]:
+    data: dict[str, Any] = {"id": party.id, "name": party.name}
+    if party.email is not None:  # absent, not null, when the record carries none
+        data["email"] = party.email
+    return data
 
 
 def _charge_data(charge: Charge) -> dict[str, Any]:

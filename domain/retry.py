@@ -275,10 +275,27 @@ def mapping_not_fixed(event: FinancialEvent, context: RetryContext) -> tuple[str
     """A missing or inactive mapping that is still missing or inactive."""
     if _reason(event) not in MAPPING_REASONS:
         return None
-    problem = check_mappings(event, context.mappings)
+    auto_customers = bool(context.extra.get("auto_customers", False))
+    problem = check_mappings(event, context.mappings, auto_customers=auto_customers)
     if problem is None:
         return None
     return problem.reason_code.value, f"still {problem.message[0].lower()}{problem.message[1:]}"
+
+
+@register_block_check
+def customer_not_chosen(event: FinancialEvent, context: RetryContext) -> tuple[str, str] | None:
+    """ambiguous_customer waits until a person maps the student to one QuickBooks customer."""
+    if (
+        _reason(event) != ReasonCode.AMBIGUOUS_CUSTOMER
+        or event.student_id in context.mappings.students
+    ):
+        return None
+    student = event.student_id
+    return (
+        ReasonCode.AMBIGUOUS_CUSTOMER.value,
+        f"student {student} is still not mapped to a QuickBooks customer: map it "
+        f"(flightledger mappings set student {student} --customer ID) first",
+    )
 
 
 def _connection_why(code: ReasonCode) -> str:

@@ -9,7 +9,7 @@ event's next status with QuickBooks's own message and our reason code.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from uuid import UUID
@@ -122,6 +122,17 @@ class PushRun:
             self._push_payment(event)
         if self.stopped is not None:
             self._stop_rest(events)
+
+    def stop(self, events: Sequence[FinancialEvent], outcome: PushOutcome) -> None:
+        """A call before any push (e.g. a customer lookup) failed on auth: stop the pass."""
+        self.stopped = outcome
+        self._stop_rest(events)
+
+    def record_failure(self, events: Sequence[FinancialEvent], outcome: PushOutcome) -> None:
+        """A step before the push failed for these events: each gets the outcome's status."""
+        for event in events:
+            self._record(event, replace(outcome, event_id=event.id), draft=None, careful=False)
+        self.engine.save_each_on_conflict(events)
 
     @property
     def halted(self) -> bool:
@@ -386,6 +397,11 @@ class PushRun:
             return False
         self._settle_found(event, draft, lookup.found)
         return True
+
+
+def unusable_gateway(exc: Exception) -> str:
+    """Why no call can be made: the gateway could not be built."""
+    return f"Cannot use the QuickBooks connection: {type(exc).__name__}: {exc}"
 
 
 def _message(outcome: PushOutcome) -> str:

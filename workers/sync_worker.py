@@ -22,8 +22,9 @@ from domain.ports import AccountingGateway, ReasonCode
 from domain.preflight import check_connection, check_mappings
 from domain.sync import BATCH_MAX, RetryPolicy
 from projections.view import FinancialEventView
+from workers.auto_customers import resolve_new_students
 from workers.corrections import CorrectionRun, split_corrections
-from workers.push_run import PassReport, PushRun
+from workers.push_run import PassReport, PushRun, unusable_gateway
 
 __all__ = ["GatewayFactory", "PassReport", "SyncEngine"]
 
@@ -183,6 +184,11 @@ class SyncEngine:
             return report
         due = [e for e in waiting if self._is_due(e, now)]
         mappings = self.ledger.mappings(school)
+        if self.ledger.settings(school).auto_customers:  # new students get their customer first
+            resolved = resolve_new_students(self, school, due, mappings, report)
+            if resolved is None:  # QuickBooks refused the connection: every event says why
+                return report
+            due, mappings = resolved
         sendable: list[FinancialEvent] = []
         refused: list[FinancialEvent] = []
         for event in due:
@@ -207,7 +213,7 @@ class SyncEngine:
         try:  # built before anything is recorded as started
             gateway = self.gateways(school)
         except Exception as exc:  # no usable gateway: say why on every event, call nothing
-            message = f"Cannot use the QuickBooks connection: {type(exc).__name__}: {exc}"
+            message = unusable_gateway(exc)
             log.warning("gateway_unavailable", school=school, error=message)
             self.require_all(sendable, ReasonCode.NOT_CONNECTED, message, report)
             return report

@@ -42,6 +42,16 @@ class AdminRoutes:
                 company = sim.company(data.get("realm"))
                 found = company.hand_edit_invoice(str(data["id"]), Decimal(str(data["total"])))
                 return json_response(200 if found else 404, {"ok": found})
+            if route == ("GET", "customers"):
+                return json_response(200, sim.customers(realm))
+            if route == ("POST", "customers"):
+                new_id = sim.add_customer(
+                    str(data["display_name"]),
+                    str(data["email"]) if data.get("email") else None,
+                    active=bool(data.get("active", True)),
+                    realm=realm,
+                )
+                return json_response(200, {"id": new_id})
             if route == ("GET", "faults"):
                 return json_response(200, sim.faults())
             if route == ("POST", "faults"):

@@ -37,7 +37,7 @@ ENTITY_PATHS = {
     "creditmemo": "CreditMemo",
     "refundreceipt": "RefundReceipt",
 }
-CREATABLE = ("Invoice", "Payment", "CreditMemo", "RefundReceipt")
+CREATABLE = ("Invoice", "Payment", "CreditMemo", "RefundReceipt", "Customer")
 
 
 @dataclass
@@ -50,6 +50,7 @@ class RealmStats:
     faults_injected: int = 0
     replays: int = 0
     dropped: int = 0  # requests whose client hung up, dropped unperformed
+    customer_creates: int = 0  # Customer create requests received (before latency or faults)
 
 
 class Stats:
@@ -142,6 +143,8 @@ class AccountingApi:
             xml = bool(self._injector.snapshot()["xml_throttle"])
             return throttle_xml() if xml else throttle_json()
         self._stats.bump(realm, "requests")
+        if method == "POST" and rest == ["customer"]:
+            self._stats.bump(realm, "customer_creates")
         try:
             latency = float(self._injector.snapshot()["latency_seconds"])
             if latency > 0:

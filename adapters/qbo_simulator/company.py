@@ -20,6 +20,8 @@ INACTIVE_DETAIL = (
 )
 READABLE = ("Invoice", "Payment", "Customer", "Item", "Account", "Term", "PaymentMethod")
 MAX_DOC_NUMBER = 21
+MAX_DISPLAY_NAME = 500
+DUPLICATE_NAME_MESSAGE = "Duplicate Name Exists Error"
 
 
 class BusinessFault(Exception):
@@ -83,7 +85,13 @@ class Company:
         with self._lock:
             self.entities = seed_entities()
             self.deleted: set[tuple[str, str]] = set()
-            self.counters = {"Invoice": 0, "Payment": 0, "CreditMemo": 0, "RefundReceipt": 0}
+            self.counters = {
+                "Invoice": 0,
+                "Payment": 0,
+                "CreditMemo": 0,
+                "RefundReceipt": 0,
+                "Customer": max(int(k) for k in self.entities["Customer"]),
+            }
             self.voided: set[str] = set()
             self.credit_log: list[JsonDict] = []
             self.refund_log: list[JsonDict] = []
@@ -91,6 +99,7 @@ class Company:
             self.replies: dict[str, Response] = {}
             self.invoice_log: list[JsonDict] = []
             self.payment_log: list[JsonDict] = []
+            self.customer_log: list[JsonDict] = []
 
     # ----- requestid store
     def recall(self, request_id: str) -> Response | None:
@@ -197,6 +206,8 @@ class Company:
                 return self._create_payment(data, request_id)
             if entity in ("CreditMemo", "RefundReceipt"):
                 return self._create_credit(entity, data, request_id)
+            if entity == "Customer":
+                return self._create_customer(data, request_id)
         raise BusinessFault(
             "500", "Unsupported Operation", f"Operation create on {entity} is not supported"
         )
@@ -336,6 +347,91 @@ class Company:
             }
         )
         return copy.deepcopy(record)
+
+    def _create_customer(self, data: JsonDict, request_id: str | None) -> JsonDict:
+        """A Customer; DisplayName (or the name parts) required and unique (6240)."""
+        parts = ("Title", "GivenName", "MiddleName", "FamilyName", "Suffix")
+        name = str(data.get("DisplayName") or "").strip()
+        if not name:
+            name = " ".join(str(data.get(p) or "").strip() for p in parts if data.get(p)).strip()
+        if not name:
+            raise business(
+                "At least one of the following name elements is required: Title, GivenName, "
+                "MiddleName, FamilyName or DisplayName.",
+                "DisplayName",
+            )
+        if len(name) > MAX_DISPLAY_NAME:
+            raise BusinessFault(
+                "2050",
+                "String length specified does not match the supported length",
+                "String length is either shorter or longer than supported by specification. "
+                f"Min:1 Max:{MAX_DISPLAY_NAME} supported. Supplied length:{len(name)}",
+                "DisplayName",
+            )
+        key = " ".join(name.split()).casefold()
+        for existing_id, existing in self.entities["Customer"].items():
+            if ("Customer", existing_id) in self.deleted:
+                continue
+            if " ".join(str(existing.get("DisplayName", "")).split()).casefold() == key:
+                raise BusinessFault(
+                    "6240",
+                    DUPLICATE_NAME_MESSAGE,
+                    f"The name supplied already exists. : Id={existing_id}",
+                    "DisplayName",
+                )
+        email = data.get("PrimaryEmailAddr")
+        address = str(email.get("Address") or "") if isinstance(email, dict) else ""
+        if address and ("@" not in address or len(address) > 100):
+            raise business(f"Invalid email address {address!r}.", "PrimaryEmailAddr.Address")
+        record = self.add_customer(name, address or None, fields=data)
+        self.customer_log.append(
+            {
+                "realm": self.realm,
+                "id": record["Id"],
+                "display_name": name,
+                "email": address or None,
+                "request_id": request_id,
+            }
+        )
+        return record
+
+    def add_customer(
+        self,
+        display_name: str,
+        email: str | None = None,
+        *,
+        active: bool = True,
+        fields: JsonDict | None = None,
+    ) -> JsonDict:
+        """Store a Customer without the API's checks (the company's existing data: tests and
+        scripts may give it names QuickBooks would now refuse)."""
+        with self._lock:
+            self.counters["Customer"] += 1
+            new_id = str(self.counters["Customer"])
+            record = {k: v for k, v in (fields or {}).items() if v not in (None, "", [])}
+            record.update(
+                {
+                    "Id": new_id,
+                    "SyncToken": "0",
+                    "domain": "QBO",
+                    "sparse": False,
+                    "Active": active,
+                    "DisplayName": display_name,
+                    "FullyQualifiedName": display_name,
+                    "PrintOnCheckName": display_name,
+                    "Balance": 0,
+                    "BalanceWithJobs": 0,
+                    "Job": False,
+                    "CurrencyRef": {"value": "USD", "name": "United States Dollar"},
+                    "MetaData": {"CreateTime": _stamp(), "LastUpdatedTime": _stamp()},
+                }
+            )
+            if email:
+                record["PrimaryEmailAddr"] = {"Address": email}
+            else:
+                record.pop("PrimaryEmailAddr", None)
+            self.entities["Customer"][new_id] = record
+            return copy.deepcopy(record)
 
     def _create_payment(self, data: JsonDict, request_id: str | None) -> JsonDict:
         customer = self._ref("Customer", data.get("CustomerRef"), "CustomerRef", required=True)

@@ -227,6 +227,23 @@ class QboSimulator:
             companies = list(self._companies.values())
         return [dict(r) for c in companies if realm in (None, c.realm) for r in c.payment_log]
 
+    def customers(self, realm: str | None = None) -> list[dict[str, Any]]:
+        """Every customer created through the API (all realms unless one is given), in order."""
+        with self._lock:
+            companies = list(self._companies.values())
+        return [dict(r) for c in companies if realm in (None, c.realm) for r in c.customer_log]
+
+    def add_customer(
+        self,
+        display_name: str,
+        email: str | None = None,
+        *,
+        active: bool = True,
+        realm: str | None = None,
+    ) -> str:
+        """Put a customer into a company as existing data (no name check); returns its Id."""
+        return str(self.company(realm).add_customer(display_name, email, active=active)["Id"])
+
     def set_faults(self, **changes: Any) -> dict[str, Any]:
         """Change fault settings (names in faults.py); returns the new settings."""
         changes = dict(changes)

@@ -219,6 +219,8 @@ def classify(
         return Verdict(action(ReasonCode.INACTIVE_MAPPING, missing=_element(failure)))
     if code in ("6140", "6210"):
         return Verdict(action(ReasonCode.DUPLICATE_DOC_NUMBER), lookup=True)
+    if code == "6240":  # Duplicate Name Exists (a Customer create): look the name up
+        return Verdict(action(ReasonCode.VALIDATION), lookup=True)
     if code == "5010":
         return Verdict(base)
     if code == "6000":

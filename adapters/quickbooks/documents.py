@@ -6,13 +6,15 @@ import json
 import uuid
 from collections.abc import Sequence
 
-from quickbooks.objects.base import CustomerMemo, LinkedTxn, Ref
+from quickbooks.objects.base import CustomerMemo, EmailAddress, LinkedTxn, Ref
 from quickbooks.objects.creditmemo import CreditMemo
+from quickbooks.objects.customer import Customer
 from quickbooks.objects.detailline import SalesItemLine, SalesItemLineDetail
 from quickbooks.objects.invoice import Invoice
 from quickbooks.objects.payment import Payment, PaymentLine
 from quickbooks.objects.refundreceipt import RefundReceipt
 
+from domain.customers import CustomerDraft
 from domain.ports import CreditDraft, InvoiceChange, InvoiceDraft, InvoiceLine, PaymentDraft
 
 BATCH_NAMESPACE = uuid.UUID("0b7c6a52-3d3e-4e4a-9a43-51c1f0a5d9e2")
@@ -119,3 +121,18 @@ def build_credit(draft: CreditDraft, *, refund: bool) -> CreditMemo | RefundRece
         if draft.payment_method_id:
             document.PaymentMethodRef = _ref(draft.payment_method_id)
     return document
+
+
+def build_customer(draft: CustomerDraft) -> Customer:
+    """The python-quickbooks Customer for a new student: DisplayName and, when known, email."""
+    customer = Customer()
+    customer.DisplayName = draft.display_name
+    given, _, family = draft.display_name.strip().rpartition(" ")
+    if given and family:
+        customer.GivenName, customer.FamilyName = given[:100], family[:100]
+    if draft.email:
+        email = EmailAddress()
+        email.Address = draft.email
+        customer.PrimaryEmailAddr = email
+    customer.Taxable = False
+    return customer

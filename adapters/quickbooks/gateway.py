@@ -23,6 +23,7 @@ from adapters.quickbooks.client import TimedQuickBooks
 from adapters.quickbooks.documents import (
     batch_request_id,
     build_credit,
+    build_customer,
     build_invoice,
     build_invoice_change,
     build_payment,
@@ -34,6 +35,7 @@ from adapters.quickbooks.session import (
     TokenStore,
     for_event,
 )
+from domain.customers import CustomerCandidate, CustomerCreated, CustomerDraft, CustomerLookup
 from domain.ports import (
     CompanyInfo,
     ConnectionCheck,
@@ -215,8 +217,7 @@ class QuickBooksGateway:
 
     def find_invoice(self, doc_number: str) -> LookupResult:
         """Query an invoice by DocNumber (a metered read)."""
-        escaped = doc_number.replace("\\", "\\\\").replace("'", "\\'")
-        select = f"SELECT * FROM Invoice WHERE DocNumber = '{escaped}'"
+        select = f"SELECT * FROM Invoice WHERE DocNumber = '{_quote(doc_number)}'"
         result = self.session.run(
             lambda qb: Invoice.query(select, qb=qb), event_id=NO_EVENT, is_create=False
         )
@@ -377,6 +378,44 @@ class QuickBooksGateway:
             found[entity] = objects
         return found
 
+    def find_customers(self, display_name: str) -> CustomerLookup:
+        """Active customers with this DisplayName (one metered read)."""
+        select = f"SELECT * FROM Customer WHERE DisplayName = '{_quote(display_name)}'"
+
+        def read(qb: TimedQuickBooks) -> Any:
+            return qb.query(select)
+
+        result = self.session.run(read, event_id=NO_EVENT, is_create=False)
+        if isinstance(result, Verdict):
+            return CustomerLookup(failure=result.outcome)
+        rows = (result.get("QueryResponse") or {}).get("Customer") or []
+        return CustomerLookup(
+            candidates=tuple(_customer(row) for row in rows if isinstance(row, dict))
+        )
+
+    def create_customer(self, draft: CustomerDraft) -> CustomerCreated:
+        """Create a Customer with requestid = draft.request_id (a replay returns the original);
+        QBO's 6240 (the name exists) comes back as duplicate_name."""
+        customer = build_customer(draft)
+        result = self.session.run(
+            lambda qb: customer.save(qb=qb, request_id=draft.request_id),
+            event_id=NO_EVENT,
+            is_create=True,
+        )
+        if isinstance(result, Verdict):
+            return CustomerCreated(
+                failure=result.outcome, duplicate_name=result.outcome.code == "6240"
+            )
+        email = result.PrimaryEmailAddr.Address if result.PrimaryEmailAddr else None
+        return CustomerCreated(
+            customer=CustomerCandidate(
+                id=str(result.Id),
+                display_name=str(result.DisplayName or draft.display_name),
+                email=str(email) if email else None,
+                active=bool(result.Active),
+            )
+        )
+
     def company_info(self) -> CompanyInfo | PushOutcome:
         """CompanyInfo of the realm, or the failure outcome."""
 
@@ -429,4 +468,19 @@ def _saved(event_id: uuid.UUID, result: dict[str, Any] | PushOutcome) -> PushOut
         qbo_id=str(result.get("Id") or ""),
         doc_number=str(result.get("DocNumber") or "") or None,
         http_status=200,
+    )
+
+
+def _quote(value: str) -> str:
+    """A string literal's inside for a QBO query (backslash and quote escaped)."""
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def _customer(row: dict[str, Any]) -> CustomerCandidate:
+    email = (row.get("PrimaryEmailAddr") or {}).get("Address")
+    return CustomerCandidate(
+        id=str(row.get("Id")),
+        display_name=str(row.get("DisplayName") or ""),
+        email=str(email) if email else None,
+        active=bool(row.get("Active", True)),
     )

@@ -31,6 +31,7 @@ WHEN = st.datetimes(
     min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
 ) | st.just(datetime(2026, 3, 4, 5, 6, 7, 890, tzinfo=timezone(timedelta(hours=-5))))
 PARTY = st.builds(Party, id=TEXT, name=TEXT)
+STUDENT = st.builds(Party, id=TEXT, name=TEXT, email=st.none() | TEXT)
 CHARGES = st.lists(
     st.builds(Charge, code=TEXT, quantity=MONEY, rate=MONEY, description=st.none() | TEXT),
     min_size=1,
@@ -40,7 +41,7 @@ FLIGHTS = st.builds(
     FlightEndedRecord,
     flight_id=TEXT,
     ended_at=WHEN,
-    student=PARTY,
+    student=STUDENT,
     instructor=PARTY,
     aircraft=st.builds(Aircraft, tail=TEXT, type=TEXT),
     hobbs=st.builds(Hobbs, start=MONEY, end=MONEY),
@@ -51,7 +52,7 @@ INVOICES = st.builds(
     InvoiceRequestedRecord,
     request_id=TEXT,
     requested_at=WHEN,
-    student=PARTY,
+    student=STUDENT,
     charges=CHARGES,
     currency=TEXT,
     memo=st.none() | TEXT,
@@ -60,7 +61,7 @@ PAYMENTS = st.builds(
     PaymentReceivedRecord,
     payment_id=TEXT,
     received_at=WHEN,
-    student=PARTY,
+    student=STUDENT,
     amount=MONEY,
     payment_type=TEXT,
     currency=TEXT,

@@ -1,4 +1,5 @@
-"""`mappings set|list|check` and `settings auto-invoice`: how codes map to QuickBooks."""
+"""`mappings set|list|check` and `settings auto-invoice|auto-customers`: how codes map to
+QuickBooks."""
 
 from __future__ import annotations
 
@@ -441,12 +442,35 @@ def auto_invoice(
     emit(cli, {"ok": True}, lambda c: c.print(f"auto-invoice {state}"))
 
 
+@settings_app.command("auto-customers")
+def auto_customers(
+    ctx: typer.Context,
+    state: str = typer.Argument(..., metavar="on|off", help="on or off"),
+    operator: str | None = OPERATOR,
+) -> None:
+    """Match or create a QuickBooks customer for a new (unmapped) student, by name and email."""
+    cli = get_context(ctx)
+    if state not in ("on", "off"):
+        fail(cli, f"state: must be 'on' or 'off', not {state!r}", EXIT_USAGE)
+    cli.ledger().set_auto_customers(
+        cli.school, state == "on", operator=operator or default_operator()
+    )
+    emit(cli, {"ok": True}, lambda c: c.print(f"auto-customers {state}"))
+
+
 @settings_app.command("show")
 def show_settings(ctx: typer.Context) -> None:
     """Show the school's settings."""
     cli = get_context(ctx)
     settings = cli.ledger().settings(cli.school)
-    emit(cli, {"school": cli.school, "auto_invoice": settings.auto_invoice})
+    emit(
+        cli,
+        {
+            "school": cli.school,
+            "auto_invoice": settings.auto_invoice,
+            "auto_customers": settings.auto_customers,
+        },
+    )
 
 
 def register(app: typer.Typer) -> None:

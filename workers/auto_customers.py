@@ -1,0 +1,233 @@
+"""Auto-customers in the push pass: a new student gets a QuickBooks customer before the invoice.
+
+Called once per pass (SyncEngine.run_pass) when the school's auto-customers setting is on, for
+the due events whose student has no customer mapping. Per such student, at most one metered read
+(a DisplayName lookup; a second only after QBO's 6240 "Duplicate Name Exists"), then
+domain.customers.decide: match an active customer, create one, or ask a person
+(`ambiguous_customer`). The mapping is recorded on the Mappings aggregate by `system`.
+
+Never a duplicate customer: CustomerCreateStarted (with a requestid derived from school +
+student) is recorded before the create is sent. A crash, timeout or 5xx after that leaves the
+create unsettled; the next pass looks the name up first (the customer is found if QBO made it)
+and only then sends the create again, with the same requestid, which QBO answers by replaying
+the original response.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+import structlog
+from eventsourcing.persistence import IntegrityError
+
+from domain.application import SYSTEM
+from domain.customers import (
+    CREATED,
+    MATCHED,
+    Ambiguous,
+    Create,
+    CustomerCandidate,
+    CustomerDirectory,
+    CustomerDraft,
+    Match,
+    NewStudent,
+    decide,
+    name_taken,
+    new_students,
+)
+from domain.financial_event import FinancialEvent
+from domain.ids import customer_request_id
+from domain.mappings import Mappings
+from domain.ports import AccountingGateway, OutcomeKind, PushOutcome, ReasonCode
+from workers.push_run import AUTH_STOP_REASONS, PassReport, PushRun, unusable_gateway
+
+if TYPE_CHECKING:
+    from workers.sync_worker import SyncEngine
+
+log = structlog.get_logger("flightledger.sync")
+
+NO_EVENT = UUID(int=0)
+RECHECKED = "QuickBooks is checked by name before the customer is created again"
+
+
+def resolve_new_students(
+    engine: SyncEngine,
+    school: str,
+    due: Sequence[FinancialEvent],
+    mappings: Mappings,
+    report: PassReport,
+) -> tuple[list[FinancialEvent], Mappings] | None:
+    """Map every new student of the due events; (events that go on, mappings) or None when
+    QuickBooks cannot be used (every waiting event then says why)."""
+    students = new_students(due, mappings)
+    if not students:
+        return list(due), mappings
+    try:
+        gateway = engine.gateways(school)
+    except Exception as exc:  # no usable gateway: say why on every event, call nothing
+        message = unusable_gateway(exc)
+        log.warning("gateway_unavailable", school=school, error=message)
+        engine.require_all(due, ReasonCode.NOT_CONNECTED, message, report)
+        return None
+    if not isinstance(gateway, CustomerDirectory):  # cannot look customers up: as if off
+        return list(due), mappings
+    step = _Resolver(engine, school, mappings, report, gateway, gateway)
+    held: set[str] = set()
+    for student in students.values():
+        held.add(student.id)
+        if step.run.halted:  # paused (429): the rest waits for the next pass
+            continue
+        outcome = step.resolve(student)
+        if outcome is None:
+            held.discard(student.id)
+            continue
+        events = [e for e in due if e.student_id == student.id]
+        if outcome.kind == OutcomeKind.ACTION_REQUIRED and outcome.reason_code in AUTH_STOP_REASONS:
+            step.run.stop(due, outcome)
+            return None
+        step.run.record_failure(events, outcome)
+    return [e for e in due if e.student_id not in held], step.mappings
+
+
+class _Resolver:
+    """The calls and records for one pass's new students."""
+
+    def __init__(
+        self,
+        engine: SyncEngine,
+        school: str,
+        mappings: Mappings,
+        report: PassReport,
+        gateway: AccountingGateway,
+        directory: CustomerDirectory,
+    ) -> None:
+        self.engine = engine
+        self.school = school
+        self.mappings = mappings
+        self.report = report
+        self.gateway = directory
+        self.run = PushRun(engine, school, mappings, report, gateway)
+
+    def resolve(self, student: NewStudent) -> PushOutcome | None:
+        """Map the student (None), or the outcome its events get."""
+        self.report.calls += 1
+        lookup = self.gateway.find_customers(student.name)
+        if lookup.failure is not None:
+            return _in_context(
+                lookup.failure, f"Looking up QuickBooks customers named '{student.name}'"
+            )
+        decision = decide(student, lookup.candidates)
+        if isinstance(decision, Match):
+            self._map(student, decision.customer, MATCHED)
+            return None
+        if isinstance(decision, Ambiguous):
+            return _ambiguous(student, decision)
+        return self._create(student)
+
+    def _create(self, student: NewStudent) -> PushOutcome | None:
+        draft = CustomerDraft(
+            student_id=student.id,
+            display_name=student.name,
+            email=student.email,
+            request_id=customer_request_id(self.school, student.id),
+        )
+        now = self.engine.now()
+        started = self._save(
+            student,
+            lambda m: m.start_customer_create(
+                student.id,
+                request_id=draft.request_id,
+                display_name=draft.display_name,
+                email=draft.email,
+                operator=SYSTEM,
+                at=now,
+            ),
+        )
+        if not started:  # a person mapped the student meanwhile
+            return None
+        self.report.calls += 1
+        created = self.gateway.create_customer(draft)
+        if created.customer is not None:
+            self._map(student, created.customer, CREATED)
+            return None
+        failure = created.failure
+        assert failure is not None
+        if not created.duplicate_name:
+            lead = f"Creating a QuickBooks customer for new student {student.id} '{student.name}'"
+            return _in_context(failure, lead)
+        self.report.calls += 1  # 6240: someone holds the name; is it an active customer?
+        again = self.gateway.find_customers(student.name)
+        if again.failure is not None:
+            return _in_context(
+                again.failure, f"Looking up QuickBooks customers named '{student.name}'"
+            )
+        decision = decide(student, again.candidates)
+        if isinstance(decision, Match):
+            self._map(student, decision.customer, MATCHED)
+            return None
+        if isinstance(decision, Create):
+            decision = name_taken(student, failure.message)
+        return _ambiguous(student, decision)
+
+    def _map(self, student: NewStudent, customer: CustomerCandidate, how: str) -> None:
+        now = self.engine.now()
+        self._save(
+            student,
+            lambda m: m.auto_map_student(
+                student.id,
+                customer.id,
+                how=how,
+                display_name=customer.display_name,
+                operator=SYSTEM,
+                at=now,
+            ),
+        )
+        log.info(
+            "customer_auto_mapped",
+            school=self.school,
+            student=student.id,
+            customer=customer.id,
+            how=how,
+        )
+
+    def _save(self, student: NewStudent, change: Callable[[Mappings], None]) -> bool:
+        """Apply and save one change; after a concurrent change re-read once. False when the
+        student is mapped by then (a person's mapping wins)."""
+        for attempt in (1, 2):
+            if student.id in self.mappings.students:
+                return False
+            change(self.mappings)
+            try:
+                if self.mappings.pending_events:
+                    self.engine.ledger.save(self.mappings)
+                return True
+            except IntegrityError:
+                self.mappings = self.engine.ledger.mappings(self.school)
+                self.run.mappings = self.mappings
+                if attempt == 2:
+                    raise
+        return False  # pragma: no cover - the loop returns or raises
+
+
+def _ambiguous(student: NewStudent, decision: Ambiguous) -> PushOutcome:
+    return PushOutcome(
+        event_id=NO_EVENT,
+        kind=OutcomeKind.ACTION_REQUIRED,
+        reason_code=ReasonCode.AMBIGUOUS_CUSTOMER,
+        message=decision.message,
+        missing=(f"student:{student.id}",),
+    )
+
+
+def _in_context(outcome: PushOutcome, lead: str) -> PushOutcome:
+    """QuickBooks' answer, said of the customer step; auth failures pass unchanged (they stop
+    the pass). A create that may have landed is not the invoice's uncertainty: it retries."""
+    if outcome.kind == OutcomeKind.ACTION_REQUIRED and outcome.reason_code in AUTH_STOP_REASONS:
+        return outcome
+    text = outcome.message.strip() or "QuickBooks gave no message"
+    if outcome.kind == OutcomeKind.UNCERTAIN:
+        return replace(outcome, kind=OutcomeKind.TRANSIENT, message=f"{lead}: {text}; {RECHECKED}")
+    return replace(outcome, message=f"{lead}: {text}")
