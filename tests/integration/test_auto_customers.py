@@ -138,6 +138,7 @@ def test_off_is_missing_mapping_and_namesakes_are_ambiguous(
     code, refused = cli("retry-failed", "--reason", "ambiguous_customer")
     assert code == 1 and refused["blocked"][0]["reason_code"] == "ambiguous_customer"
 
+    cli.ok("mappings", "refresh")  # the office reads QuickBooks' lists again, then chooses
     cli.ok("mappings", "set", "student", "S-60", "--customer", second, "--operator", "ana")
     assert cli.ok("retry-failed", "--reason", "ambiguous_customer")["requeued"] == 1
     cli.ok("worker", "--until-idle", "--max-seconds", "60")
