@@ -48,6 +48,7 @@ soak: $(STAMP)
 		echo "soak run $$i of $(SOAK_RUNS) (crash seed $$((1000 + i)))"; \
 		FLIGHTLEDGER_CRASH_SEED=$$((1000 + i)) CI=true $(BIN)/pytest -q -m slow -p no:cacheprovider \
 			tests/integration/test_worker_crash.py tests/integration/test_multi_worker.py \
+			tests/integration/test_corrections_crash.py \
 			|| exit 1; \
 	done
 	$(BIN)/python -m bench.run --only throughput

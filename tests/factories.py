@@ -56,9 +56,11 @@ def jsonl(records: list[dict[str, Any]]) -> str:
     return "".join(json.dumps(r) + "\n" for r in records)
 
 
-def amendment(flight_id: str = "F-1001", hours: str = "1.0", **overrides: Any) -> dict[str, Any]:
+def amendment(
+    flight_id: str = "F-1001", hours: str = "1.0", student: str = "S-7", **overrides: Any
+) -> dict[str, Any]:
     """A valid flight-amended record: the flight with other hours, amended later."""
-    record = flight(flight_id)
+    record = flight(flight_id, student)
     record["charges"] = [
         {"code": "aircraft_rental", "quantity": hours, "rate": "165.00"},
         {"code": "instructor_dual", "quantity": hours, "rate": "60.00"},
