@@ -26,12 +26,15 @@ from workers.runtime import build_worker
 SCHOOL = "default"
 OPERATOR = "demo"
 UNMAPPED_CODE = "fuel_surcharge"
-STUDENTS = [
-    ("S-101", "Ana Ortiz", "1"),
-    ("S-102", "Ben Okafor", "2"),
-    ("S-103", "Chloe Martin", "3"),
-    ("S-104", "Dev Patel", "4"),
-    ("S-105", "Eva Novak", "5"),
+# (id, name, QuickBooks customer mapped by hand or None, email on the records or None). The two
+# without a mapping are auto-customers' job: Ana Ortiz is already a customer in QuickBooks (1,
+# matched by name), Eva Novak is new (created, with her email).
+STUDENTS: list[tuple[str, str, str | None, str | None]] = [
+    ("S-101", "Ana Ortiz", None, None),
+    ("S-102", "Ben Okafor", "2", None),
+    ("S-103", "Chloe Martin", "3", None),
+    ("S-104", "Dev Patel", "4", None),
+    ("S-105", "Eva Novak", None, "eva.novak@example.com"),
 ]
 AIRCRAFT = [("N172SP", "C172"), ("N738WX", "C172"), ("N44PA", "PA28")]
 
@@ -47,6 +50,8 @@ class DemoResult:
     payments_in_qbo: int
     synced: int
     seconds: float
+    customers_created: int = 0  # by auto-customers, for students with no mapping
+    customers_matched: int = 0
 
     @property
     def ok(self) -> bool:
@@ -64,7 +69,7 @@ def day_of_flights(day: datetime, count: int, seed: int = 7) -> list[dict[str, A
     flights = []
     hobbs = {tail: Decimal("1234.5") + Decimal(i * 300) for i, (tail, _) in enumerate(AIRCRAFT)}
     for i in range(count):
-        student_id, name, _ = STUDENTS[i % len(STUDENTS)]
+        student_id, name, _, email = STUDENTS[i % len(STUDENTS)]
         tail, kind = AIRCRAFT[i % len(AIRCRAFT)]
         hours = Decimal(rng.choice(["0.8", "1.1", "1.3", "1.5", "1.8", "2.0"]))
         start = hobbs[tail]
@@ -79,7 +84,7 @@ def day_of_flights(day: datetime, count: int, seed: int = 7) -> list[dict[str, A
             {
                 "flight_id": f"F-{2001 + i}",
                 "ended_at": ended.isoformat().replace("+00:00", "Z"),
-                "student": {"id": student_id, "name": name},
+                "student": {"id": student_id, "name": name, **({"email": email} if email else {})},
                 "instructor": {"id": "I-3", "name": "Sam Lee"},
                 "aircraft": {"tail": tail, "type": kind},
                 "hobbs": {"start": str(start), "end": str(start + hours)},
@@ -149,12 +154,16 @@ class Demo:
         status = service.status(SCHOOL)
         self.note(f"connection pill: {status['pill']} ({status['tone']}), token {status['badge']}")
 
-        self.say(f"Map charge codes, students and defaults — all but '{UNMAPPED_CODE}'.")
+        self.say(
+            f"Map charge codes, three students and defaults — all but '{UNMAPPED_CODE}'; "
+            "switch auto-customers on for the two new students."
+        )
         ledger.map_charge(SCHOOL, "aircraft_rental", "1", operator=OPERATOR)
         ledger.map_charge(SCHOOL, "instructor_dual", "2", operator=OPERATOR)
         ledger.map_charge(SCHOOL, "ground_instruction", "4", operator=OPERATOR)
-        for student_id, _, customer in STUDENTS:
-            ledger.map_student(SCHOOL, student_id, customer, operator=OPERATOR)
+        for student_id, _, customer, _ in STUDENTS:
+            if customer is not None:
+                ledger.map_student(SCHOOL, student_id, customer, operator=OPERATOR)
         ledger.map_payment_type(SCHOOL, "card", "36", operator=OPERATOR, payment_method_id="2")
         ledger.set_defaults(
             SCHOOL,
@@ -164,7 +173,10 @@ class Demo:
             income_account_id="79",
         )
         ledger.set_auto_invoice(SCHOOL, True, operator=OPERATOR)
-        self.note("aircraft_rental -> item 1, instructor_dual -> item 2, 5 students -> customers")
+        ledger.set_auto_customers(SCHOOL, True, operator=OPERATOR)
+        new = [f"{name} ({sid})" for sid, name, customer, _ in STUDENTS if customer is None]
+        self.note("aircraft_rental -> item 1, instructor_dual -> item 2, 3 students -> customers")
+        self.note(f"auto-customers on: {' and '.join(new)} have no customer mapping")
 
         day = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
         flights = day_of_flights(day, self.flight_count)
@@ -194,8 +206,12 @@ class Demo:
         ledger.record_batch(SCHOOL, payments, actor="front-desk")
         self.note(f"and {len(payments)} card payments at the front desk")
 
-        self.say("The worker pushes invoices (batched) and payments to QuickBooks.")
+        self.say(
+            "The worker finds or creates the new students' customers, then pushes invoices "
+            "(batched) and payments to QuickBooks."
+        )
         self._run_worker(ledger, config)
+        auto = self._show_new_customers(ledger)
         self._show_groups(ledger)
 
         self.say(
@@ -228,6 +244,8 @@ class Demo:
             payments_in_qbo=len(qbo_payments),
             synced=counts.get("synced", 0),
             seconds=0.0,
+            customers_created=auto["created"],
+            customers_matched=auto["matched"],
         )
         verdict = "[green]all synced[/green]" if result.ok else "[red]NOT all synced[/red]"
         self.console.print(f"\n{verdict}: {result.synced} financial events synced.")
@@ -243,6 +261,22 @@ class Demo:
         shown = {k: v for k, v in summary.items() if k not in ("passes", "seconds") and v}
         self.note("view: " + ", ".join(f"{k} {v}" for k, v in shown.items()))
         return {k: int(v) for k, v in summary.items() if k not in ("seconds",)}
+
+    def _show_new_customers(self, ledger: FlightLedger) -> dict[str, int]:
+        """What auto-customers recorded (`flightledger history mappings`): how many each way."""
+        counts = {"created": 0, "matched": 0}
+        for entry in ledger.history(SCHOOL, "mappings"):
+            if entry.type != "StudentAutoMapped":
+                continue
+            data = entry.data
+            how = "created" if data["how"] == "created" else "matched by name"
+            self.note(
+                f"new student {data['student_id']} -> QuickBooks customer {data['customer_id']} "
+                f"'{data['display_name']}' ({how}, by {entry.actor}): invoiced with no manual "
+                "mapping"
+            )
+            counts[str(data["how"])] = counts.get(str(data["how"]), 0) + 1
+        return counts
 
     def _show_groups(self, ledger: FlightLedger) -> None:
         from adapters.views import open_view
@@ -277,6 +311,7 @@ class Demo:
             "  .venv/bin/flightledger serve                     "
             "# dashboard at http://127.0.0.1:8000",
             f"  .venv/bin/flightledger history {flight_id}            # one invoice's whole story",
+            "  .venv/bin/flightledger history mappings          # who mapped what (system too)",
             "  .venv/bin/flightledger events --group-by reason  # the view, grouped",
             "  .venv/bin/flightledger audit export | head       # the log, for auditors",
             "  .venv/bin/flightledger audit verify              # tamper check",

@@ -29,6 +29,8 @@ def test_demo_syncs_one_invoice_per_flight(tmp_path: Path) -> None:
     assert result["invoices_in_qbo"] == result["flights"] == 40
     assert result["payments_in_qbo"] == result["payments"] == 3
     assert result["synced"] == 43
+    # two students have no mapping: one is matched to an existing customer, one is created
+    assert (result["customers_matched"], result["customers_created"]) == (1, 1)
     narration = done.stderr
     assert "Connected to Sunrise Flight School (US)" in narration
     assert "missing_mapping" in narration and "fuel_surcharge" in narration
