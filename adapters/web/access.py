@@ -32,8 +32,18 @@ class Access:
         if self.cfg.local_user is not None:
             return self.cfg.local_user
         assert self.cfg.users is not None
-        name = request.state.session.get("user")
-        return self.cfg.users.get(name) if isinstance(name, str) else None
+        session = request.state.session
+        name = session.get("user")
+        if not isinstance(name, str):
+            return None
+        holder = self.cfg.sessions.holder(session.get("sid"))
+        if holder is None or holder[0] != name:
+            return None  # signed out (or this server restarted): the cookie alone is not enough
+        user = self.cfg.users.get(name)
+        if user is None or self.cfg.users.digest_of(name) != holder[1]:
+            self.cfg.sessions.end(session.get("sid"))  # removed, or the token was changed
+            return None
+        return user
 
     def signed_in(self, request: Request) -> User:
         """The current user, or LoginRequired."""

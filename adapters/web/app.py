@@ -16,6 +16,7 @@ from adapters.web.connection import INTUIT_AUTHORIZATION_ORIGIN, ConnectionServi
 from adapters.web.pages import Pages, install_error_handlers
 from adapters.web.routes import actions, connection, reading, settings, signin
 from adapters.web.routes.reading import EVENTS_LIMIT, REASON_CODES, STATUS_ORDER
+from adapters.web.security import DEFAULT_ALLOWED_HOSTS, install_security
 from adapters.web.session import SESSION_COOKIE, install_session
 from domain.application import FlightLedger
 from domain.ports import Clock
@@ -54,8 +55,12 @@ def create_app(
     secure_cookies: bool = False,
     connections_unavailable: str = "",
     qbo_lists: QboListsPort | None = None,
+    allowed_hosts: Sequence[str] = DEFAULT_ALLOWED_HOSTS,
 ) -> FastAPI:
-    """Build the dashboard; exactly one of `users` (sign-in) or `local_user` must be given."""
+    """Build the dashboard; exactly one of `users` (sign-in) or `local_user` must be given.
+
+    `allowed_hosts`: the Host names it answers (adapters/web/security.py; '*' = any).
+    """
     if (users is None) == (local_user is None):
         raise ValueError("give either a users directory or a local operator, not both or neither")
     cfg = WebConfig(
@@ -83,6 +88,7 @@ def create_app(
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     install_session(app, SessionSigner(session_key), secure_cookies=cfg.secure_cookies)
+    install_security(app, allowed_hosts)  # added last = runs first: before the session
     install_error_handlers(app, pages)
     signin.register(app, cfg, pages)
     reading.register(app, cfg, access, pages)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from adapters.web.auth import User, UserDirectory
+from adapters.web.auth import SessionRegistry, SignInThrottle, User, UserDirectory
 from adapters.web.connection import INTUIT_AUTHORIZATION_ORIGIN, ConnectionServicePort
 from domain.application import FlightLedger
 from domain.ports import Clock
@@ -35,6 +35,8 @@ class WebConfig:
     # why there is no connection service (what to set), shown on the card instead of Connect
     connections_unavailable: str = ""
     qbo_lists: QboListsPort | None = None  # QuickBooks' lists per realm (pick-lists, checks)
+    sessions: SessionRegistry = field(default_factory=SessionRegistry)  # signed-in sessions
+    throttle: SignInThrottle = field(default_factory=SignInThrottle)  # wrong sign-in tokens
     extra: dict[str, Any] = field(default_factory=dict)
 
     def now(self) -> datetime:

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from adapters.jsonable import as_text
 from adapters.web.access import Access, LoginRequired
 from adapters.web.auth import ADMIN, RETRY, VIEW
+from adapters.web.security import cap_echoes
 from adapters.web.session import take_flash
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -87,7 +88,7 @@ def install_error_handlers(app: FastAPI, pages: Pages) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         title = {403: "Not allowed", 404: "Not found"}.get(exc.status_code, "Refused")
-        text = str(exc.detail) if exc.detail else title
+        text = cap_echoes(str(exc.detail)) if exc.detail else title  # a 5,000-char ref: cut
         if "application/json" in request.headers.get("accept", ""):
             return JSONResponse({"error": text}, status_code=exc.status_code)
         return pages.message_page(request, title, text, status_code=exc.status_code, tone="bad")

@@ -34,8 +34,8 @@ def install_session(app: FastAPI, signer: SessionSigner, *, secure_cookies: bool
                 SESSION_COOKIE,
                 signer.sign(request.state.session),
                 httponly=True,
-                samesite="lax",
-                secure=secure_cookies,
+                samesite="lax",  # Lax: QuickBooks' redirect back (a top-level GET) keeps it
+                secure=secure_cookies or request.url.scheme == "https",
                 max_age=signer.max_age_seconds,
             )
         return response

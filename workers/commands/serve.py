@@ -18,6 +18,7 @@ from adapters.api.limits import DEFAULT_BURST, DEFAULT_RATE_PER_MINUTE, RateLimi
 from adapters.web.app import create_app
 from adapters.web.auth import UserDirectory, UsersFileError, is_loopback, local_operator
 from adapters.web.connection import INTUIT_AUTHORIZATION_ORIGIN, ConnectionServicePort
+from adapters.web.security import ALLOWED_HOSTS_VARIABLE, parse_allowed_hosts, served_hosts
 from domain.application import FlightLedger
 from projections.view import FinancialEventView
 from workers.context import EXIT_USAGE, CliContext, fail, get_context, stderr
@@ -64,6 +65,16 @@ def served_redirect_uri(host: str, port: int) -> str:
     if ":" in name and not name.startswith("["):
         name = f"[{name}]"
     return f"http://{name}:{port}/qbo/callback"
+
+
+def allowed_hosts(host: str, env: dict[str, str]) -> tuple[str, ...]:
+    """Host names the dashboard answers: the bound address, loopback names, the QBO redirect
+    URI's host and FLIGHTLEDGER_ALLOWED_HOSTS (comma-separated; '*' turns the check off)."""
+    extra = list(parse_allowed_hosts(env.get(ALLOWED_HOSTS_VARIABLE, "")))
+    redirect = urlsplit(env.get(REDIRECT_URI_VARIABLE, "")).hostname
+    if redirect:
+        extra.append(redirect)
+    return served_hosts(host, extra)
 
 
 def connection_service(cli: CliContext) -> tuple[ConnectionServicePort | None, str]:
@@ -173,6 +184,7 @@ def serve(
         checklist=lambda school: checklist_rows(
             checklist(ledger, view, cli.config.database, school)
         ),
+        allowed_hosts=allowed_hosts(host, cli.config.env),
     )
     api = api_config(cli, ledger, view, refresh, service)
     api.qbo_lists = app.state.web.qbo_lists  # the same cached lists as the settings page
