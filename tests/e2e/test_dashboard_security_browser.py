@@ -13,23 +13,19 @@ import pytest
 from adapters.views import open_view
 from adapters.web.app import create_app
 from adapters.web.auth import UserDirectory, hash_token
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.e2e.test_dashboard_browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     FakeConnectionService,
     LiveServer,
     _free_port,
-    browser,
-    browser_available,
     live_server,
-    page,
     serving,
 )
 from workers.bootstrap import open_ledger
 from workers.commands.serve import allowed_hosts
 from workers.projector import Projector
 
-__all__ = ["browser", "browser_available", "live_server", "page"]  # fixtures used by name
+__all__ = ["live_server"]  # fixture used by name
 
 
 @pytest.fixture
