@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 from uuid import UUID
 
 import structlog
 from eventsourcing.persistence import IntegrityError
 
+from adapters import metrics
 from domain.application import NotFound
 from domain.financial_event import FailureCategory, FinancialEvent, Status
 from domain.ids import doc_number, request_id
@@ -29,7 +30,7 @@ from domain.ports import (
     PushOutcome,
     ReasonCode,
 )
-from domain.preflight import RECONNECT_MESSAGE, invoice_draft, payment_draft
+from domain.preflight import INVOICE_KINDS, RECONNECT_MESSAGE, invoice_draft, payment_draft
 from domain.sync import (
     THROTTLE_CODES,
     applies_to_reference,
@@ -329,6 +330,8 @@ class PushRun:
             event.mark_synced(
                 qbo_id=outcome.qbo_id or "", doc_number=doc or "", actor=actor, at=now
             )
+            if event.kind in INVOICE_KINDS:
+                metrics.invoice_synced(event.created_on, datetime.now(UTC))
             self.engine.unschedule(event.id)
             self.report.count(Status.SYNCED)
             log.info(

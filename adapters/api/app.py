@@ -7,6 +7,7 @@ domain/records.py's validation, domain/retry.py's selection, domain/mappings.py'
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -20,6 +21,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import BaseRoute, Route
 
+from adapters import metrics
 from adapters.api import models
 from adapters.api.errors import ApiError, install_error_handlers
 from adapters.api.limits import DEFAULT_BODY_LIMIT, BodyLimit, RateLimiter, retry_after_header
@@ -558,6 +560,19 @@ def install_api(app: FastAPI, cfg: ApiConfig) -> None:
     _install_openapi(app, router)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=cfg.body_limit)
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next: Any) -> Response:
+        if not request.url.path.startswith("/api/"):
+            answer: Response = await call_next(request)
+            return answer
+        started = time.monotonic()
+        answer = await call_next(request)
+        route = request.scope.get("route")
+        template = getattr(route, "path", "unmatched")
+        metrics.HTTP_REQUESTS.labels(route=template, status=str(answer.status_code)).inc()
+        metrics.HTTP_REQUEST_SECONDS.labels(route=template).observe(time.monotonic() - started)
+        return answer
 
 
 def _mapping_input(check: Callable[[str, str], str], value: str, name: str) -> str:

@@ -8,6 +8,7 @@ the status on XML/HTML bodies and raises by code range, not meaning).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -15,6 +16,7 @@ import requests
 from quickbooks import QuickBooks
 from quickbooks.exceptions import QuickbooksException
 
+from adapters import metrics
 from adapters.quickbooks.classify import Failure, describe, parse_fault
 from adapters.quickbooks.oauth import transport_kind
 from adapters.quickbooks.settings import QboSettings
@@ -76,12 +78,23 @@ class QboClient:
         """Run one operation; raise QboCallFailed with the wire-level failure."""
         self.qb.seen.status = None
         self.qb.seen.text = ""
+        started = time.monotonic()
         try:
-            return operation(self.qb)
+            result = operation(self.qb)
         except requests.RequestException as exc:
+            metrics.qbo_request("transport_error", time.monotonic() - started)
             raise QboCallFailed(Failure(transport=transport_kind(exc))) from None
         except (QuickbooksException, TypeError, KeyError, ValueError) as exc:
-            raise QboCallFailed(self._failure(exc)) from None
+            failure = self._failure(exc)
+            throttled = failure.http_status == 429 or failure.code.lstrip("0") == "3001"
+            metrics.qbo_request(
+                "throttled" if throttled else "error",
+                time.monotonic() - started,
+                throttled=throttled,
+            )
+            raise QboCallFailed(failure) from None
+        metrics.qbo_request("ok", time.monotonic() - started)
+        return result
 
     def _failure(self, exc: Exception) -> Failure:
         status = getattr(self.qb.seen, "status", None)

@@ -15,6 +15,7 @@ import typer
 
 from adapters.api.app import ApiConfig, install_api
 from adapters.api.limits import DEFAULT_BURST, DEFAULT_RATE_PER_MINUTE, RateLimiter
+from adapters.metrics import exposition, view_reading
 from adapters.web.app import create_app
 from adapters.web.auth import UserDirectory, UsersFileError, is_loopback, local_operator
 from adapters.web.connection import INTUIT_AUTHORIZATION_ORIGIN, ConnectionServicePort
@@ -122,6 +123,7 @@ def api_config(
     """The API's configuration: the same ledger, view and connection service as the dashboard;
     FLIGHTLEDGER_API_RATE_PER_MINUTE / FLIGHTLEDGER_API_BURST bound each key's requests."""
     env = cli.config.env
+    reading = view_reading(ledger, view)
     try:
         per_minute = float(env.get(RATE_VARIABLE, "") or DEFAULT_RATE_PER_MINUTE)
         burst = int(env.get(BURST_VARIABLE, "") or DEFAULT_BURST)
@@ -136,6 +138,7 @@ def api_config(
             checklist(ledger, view, cli.config.database, school)
         ),
         rate=RateLimiter(per_minute=per_minute, burst=burst),
+        metrics=lambda: exposition(reading),
     )
 
 

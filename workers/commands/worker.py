@@ -47,11 +47,23 @@ def register(app: typer.Typer) -> None:
         max_seconds: float | None = typer.Option(
             None, "--max-seconds", min=0, help="Stop after this many seconds"
         ),
+        metrics_port: int | None = typer.Option(
+            None,
+            "--metrics-port",
+            min=1,
+            max=65535,
+            help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics while running",
+        ),
     ) -> None:
         """Keep the view caught up and push every school's waiting events to QuickBooks."""
         cli = get_context(ctx)
         runtime = build_worker(cli.ledger(), cli.config)
         cli.closers.append(runtime.close)
+        if metrics_port is not None:
+            from adapters.metrics import serve_metrics, view_reading
+
+            server = serve_metrics(metrics_port, view_reading(cli.ledger(), runtime.projector.view))
+            cli.closers.append(server.shutdown)
         stop = threading.Event()
         with _stop_on_signals(stop):
             summary = runtime.loop.run(
