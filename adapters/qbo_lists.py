@@ -93,6 +93,32 @@ class QboListStore:
                 (*key, lists.fetched_at.isoformat()),
             )
 
+    def add(self, school: str, realm: str, obj: QboObject) -> bool:
+        """Put one object into the cached lists of a realm (replacing the same id) — only when
+        the lists were fetched before (a lone row must not look like a whole list)."""
+        try:
+            with self._transaction(write=True) as conn:
+                fetched = conn.execute(
+                    self._sql(f"SELECT 1 FROM {FETCHED} WHERE school=? AND realm=?"),
+                    (school, realm),
+                ).fetchall()
+                if not fetched:
+                    return False
+                key = (school, realm, obj.entity, obj.id)
+                conn.execute(
+                    self._sql(
+                        f"DELETE FROM {TABLE} WHERE school=? AND realm=? AND entity=? AND qbo_id=?"
+                    ),
+                    key,
+                )
+                conn.execute(
+                    self._sql(f"INSERT INTO {TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
+                    (*key, obj.name, obj.active, obj.type, obj.email),
+                )
+        except (sqlite3.OperationalError, _pg_undefined_table()):
+            return False  # no table yet: nothing was ever fetched
+        return True
+
     def get(self, school: str, realm: str) -> QboLists | None:
         """The cached lists of a school's realm, or None when never fetched (or no table)."""
         try:

@@ -8,7 +8,7 @@ them. Two or more candidates -> a person decides (`ambiguous_customer`). The wor
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -72,6 +72,18 @@ class CustomerDirectory(Protocol):
 
     def create_customer(self, draft: CustomerDraft) -> CustomerCreated:
         """Create one customer with draft.request_id (a replay returns the original)."""
+        ...
+
+
+class KnownCustomers(Protocol):
+    """The customers a cached copy of the QuickBooks lists holds (no metered read)."""
+
+    def customers(self, school: str) -> Sequence[CustomerCandidate] | None:
+        """The cached customers of the school's realm; None when nothing is cached."""
+        ...
+
+    def remember(self, school: str, customer: CustomerCandidate) -> None:
+        """Add (or update) one customer in the cache, if the school has one."""
         ...
 
 

@@ -6,6 +6,12 @@ the due events whose student has no customer mapping. Per such student, at most 
 domain.customers.decide: match an active customer, create one, or ask a person
 (`ambiguous_customer`). The mapping is recorded on the Mappings aggregate by `system`.
 
+Metered reads: when the school has a cached copy of its QuickBooks lists (workers/qbo_lists.py)
+the customers are matched against it without any read; a name the cache does not hold is created
+straight away (a customer added in QuickBooks since the last refresh comes back as 6240 and is
+then looked up). A created customer is added to the cache. Without a cache: one DisplayName
+lookup per new student.
+
 Never a duplicate customer: CustomerCreateStarted (with a requestid derived from school +
 student) is recorded before the create is sent. A crash, timeout or 5xx after that leaves the
 create unsettled; the next pass looks the name up first (the customer is found if QBO made it)
@@ -23,7 +29,8 @@ from uuid import UUID
 import structlog
 from eventsourcing.persistence import IntegrityError
 
-from domain.application import SYSTEM
+from adapters.qbo_lists import QboListStore
+from domain.application import SYSTEM, FlightLedger
 from domain.customers import (
     CREATED,
     MATCHED,
@@ -32,6 +39,7 @@ from domain.customers import (
     CustomerCandidate,
     CustomerDirectory,
     CustomerDraft,
+    KnownCustomers,
     Match,
     NewStudent,
     decide,
@@ -42,6 +50,7 @@ from domain.financial_event import FinancialEvent
 from domain.ids import customer_request_id
 from domain.mappings import Mappings
 from domain.ports import AccountingGateway, OutcomeKind, PushOutcome, ReasonCode
+from domain.qbo_lists import CUSTOMER, QboObject
 from workers.push_run import AUTH_STOP_REASONS, PassReport, PushRun, unusable_gateway
 
 if TYPE_CHECKING:
@@ -74,7 +83,7 @@ def resolve_new_students(
         return None
     if not isinstance(gateway, CustomerDirectory):  # cannot look customers up: as if off
         return list(due), mappings
-    step = _Resolver(engine, school, mappings, report, gateway, gateway)
+    step = _Resolver(engine, school, mappings, report, gateway, gateway, engine.known_customers)
     held: set[str] = set()
     for student in students.values():
         held.add(student.id)
@@ -103,7 +112,10 @@ class _Resolver:
         report: PassReport,
         gateway: AccountingGateway,
         directory: CustomerDirectory,
+        known: KnownCustomers | None = None,
     ) -> None:
+        self.known = known
+        self._cached: Sequence[CustomerCandidate] | bool | None = False  # False: not read yet
         self.engine = engine
         self.school = school
         self.mappings = mappings
@@ -111,8 +123,23 @@ class _Resolver:
         self.gateway = directory
         self.run = PushRun(engine, school, mappings, report, gateway)
 
+    def cached(self) -> Sequence[CustomerCandidate] | None:
+        """The cached customers (read once per pass), or None without a cache."""
+        if self._cached is False:
+            self._cached = self.known.customers(self.school) if self.known else None
+        return None if isinstance(self._cached, bool) else self._cached
+
     def resolve(self, student: NewStudent) -> PushOutcome | None:
         """Map the student (None), or the outcome its events get."""
+        cached = None if student.id in self.mappings.customer_creates else self.cached()
+        if cached is not None:  # no read: a stale cache is caught by 6240 or the invoice push
+            decision = decide(student, cached)
+            if isinstance(decision, Match):
+                self._map(student, decision.customer, MATCHED)
+                return None
+            if isinstance(decision, Create):
+                return self._create(student)
+            # ambiguous in the cache: ask QuickBooks itself before a person is asked
         self.report.calls += 1
         lookup = self.gateway.find_customers(student.name)
         if lookup.failure is not None:
@@ -152,6 +179,8 @@ class _Resolver:
         created = self.gateway.create_customer(draft)
         if created.customer is not None:
             self._map(student, created.customer, CREATED)
+            if self.known is not None:
+                self.known.remember(self.school, created.customer)
             return None
         failure = created.failure
         assert failure is not None
@@ -210,6 +239,29 @@ class _Resolver:
                 if attempt == 2:
                     raise
         return False  # pragma: no cover - the loop returns or raises
+
+
+class CachedCustomers:
+    """KnownCustomers over the cached QuickBooks lists of the school's current realm."""
+
+    def __init__(self, ledger: FlightLedger, store: QboListStore) -> None:
+        self.ledger = ledger
+        self.store = store
+
+    def customers(self, school: str) -> Sequence[CustomerCandidate] | None:
+        """The cached customers, active or not; None when the realm's lists were never read."""
+        realm = self.ledger.connection(school).realm
+        lists = self.store.get(school, realm) if realm else None
+        if lists is None:
+            return None
+        return [CustomerCandidate(o.id, o.name, o.email, o.active) for o in lists.of(CUSTOMER)]
+
+    def remember(self, school: str, customer: CustomerCandidate) -> None:
+        """Add a customer auto-customers created (so it can be picked without a refresh)."""
+        realm = self.ledger.connection(school).realm
+        if realm:
+            obj = QboObject(CUSTOMER, customer.id, customer.display_name, customer.active)
+            self.store.add(school, realm, replace(obj, email=customer.email))
 
 
 def _ambiguous(student: NewStudent, decision: Ambiguous) -> PushOutcome:

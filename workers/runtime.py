@@ -7,10 +7,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from adapters.heartbeat import open_heartbeat
+from adapters.qbo_lists import QboListStore
 from adapters.realm_locks import open_realm_locks
 from adapters.views import open_view
 from domain.application import FlightLedger
 from domain.ports import AccountingGateway
+from workers.auto_customers import CachedCustomers
 from workers.bootstrap import Config
 from workers.projector import Projector
 from workers.sync_worker import SyncEngine
@@ -81,6 +83,7 @@ def build_worker(ledger: FlightLedger, config: Config) -> WorkerRuntime:
     heartbeat = open_heartbeat(db)
     projector = Projector(ledger, view)
     engine = SyncEngine(ledger, view, gateway_factory(ledger, config))
+    engine.known_customers = CachedCustomers(ledger, QboListStore(db))
     loop = WorkerLoop(
         engine,
         view,

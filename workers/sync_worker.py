@@ -17,6 +17,7 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
 from domain.application import FlightLedger
+from domain.customers import KnownCustomers
 from domain.financial_event import FailureCategory, FinancialEvent, Status
 from domain.ports import AccountingGateway, ReasonCode
 from domain.preflight import check_connection, check_mappings
@@ -68,6 +69,7 @@ class SyncEngine:
         self.rng = rng or random.Random()
         self._due: dict[UUID, tuple[str, datetime]] = {}  # next attempt (memory only)
         self._paused_until: dict[str, datetime] = {}  # realm pauses after 429
+        self.known_customers: KnownCustomers | None = None  # cached QBO customers (auto-customers)
 
     # --- time and due dates -------------------------------------------------------------------
 

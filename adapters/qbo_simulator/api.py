@@ -51,6 +51,7 @@ class RealmStats:
     replays: int = 0
     dropped: int = 0  # requests whose client hung up, dropped unperformed
     customer_creates: int = 0  # Customer create requests received (before latency or faults)
+    queries: int = 0  # query requests received (QBO meters these)
 
 
 class Stats:
@@ -145,6 +146,8 @@ class AccountingApi:
         self._stats.bump(realm, "requests")
         if method == "POST" and rest == ["customer"]:
             self._stats.bump(realm, "customer_creates")
+        if rest == ["query"]:
+            self._stats.bump(realm, "queries")
         try:
             latency = float(self._injector.snapshot()["latency_seconds"])
             if latency > 0:

@@ -8,6 +8,7 @@ leaves one customer per student and one invoice per flight.
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from collections import Counter
@@ -232,3 +233,58 @@ def test_sigkill_during_customer_creates_leaves_one_customer_per_student(
     assert auto[performed]["request_id"] == customer_request_id(SCHOOL, performed)
     assert auto[dropped]["how"] == "created"
     assert _started_creates(db_url) == {}
+
+
+def _queries(sim: QboSimulator) -> int:
+    return sum(int(r.get("queries", 0)) for r in sim.stats_snapshot()["realms"].values())
+
+
+def _day(tmp_path: Path, cli: Cli, name: str, school: str | None = None) -> None:
+    people: list[tuple[str, str, str | None]] = [
+        ("S-1", "Ana Ortiz", None),
+        ("S-12", "Liam O'Brien", None),
+        ("S-50", "Zoe Park", "zoe@example.com"),
+    ]
+    flights = [
+        _student_flight(f"F-{sid}-{n}", sid, who, email)
+        for sid, who, email in people
+        for n in range(3)
+    ]
+    tmp_path.joinpath(name).write_text("\n".join(json.dumps(f) for f in flights) + "\n")
+    assert cli.ok("record", "flight-ended", str(tmp_path / name), school=school)["recorded"] == 9
+
+
+def test_metered_reads_one_lookup_per_new_student_none_with_the_cache(
+    cli: Cli, sim: QboSimulator, db_url: str, tmp_path: Path
+) -> None:
+    """9 flights of 3 new students: without a list cache 3 queries (one per student, not per
+    flight); with the cache none, and the created customer joins the cache."""
+    # school "north": connected, mapped through the ledger (no list cache is ever read)
+    connect_via_cli(cli, school="north")
+    ledger = open_ledger(db_url)
+    try:
+        for code, item in CHARGE_ITEMS.items():
+            ledger.map_charge("north", code, item, operator="ana")
+        ledger.set_defaults("north", operator="ana", term_id="3", memo="m", income_account_id="79")
+        ledger.set_auto_customers("north", True, operator="ana")
+    finally:
+        ledger.close()
+    _day(tmp_path, cli, "north.jsonl", school="north")
+    before = _queries(sim)
+    assert cli.ok("worker", "--until-idle", "--max-seconds", "60", school="north")["synced"] == 9
+    assert _queries(sim) - before == 3
+
+    # school "sunrise" (the fixture's): its mappings were set through the CLI, which read the
+    # lists once; the worker matches and creates from that cache without a single query
+    sim.reset()
+    cli.ok("settings", "auto-customers", "on")
+    _day(tmp_path, cli, "sunrise.jsonl")
+    before = _queries(sim)
+    cli.ok("worker", "--until-idle", "--max-seconds", "60")  # the worker serves both schools
+    assert {r["status"] for r in _events(cli).values()} == {"synced"}
+    assert _queries(sim) - before == 0
+    zoe = next(str(c["id"]) for c in sim.customers() if c["display_name"] == "Zoe Park")
+    listed = {r["key"]: r["qbo_id"] for r in cli.ok("mappings", "list") if r["kind"] == "student"}
+    assert listed == {"S-1": "1", "S-12": "12", "S-50": zoe}
+    # the created customer is in the cache: a person can pick it without a refresh
+    assert cli.ok("mappings", "set", "student", "S-51", "--customer", zoe)["ok"] is True
