@@ -27,6 +27,15 @@ class ChecklistItem:
     detail: str = ""
 
 
+CUSTOM_NUMBERS_OFF = ChecklistItem(
+    "QuickBooks keeps flightledger's invoice numbers (custom transaction numbers on)",
+    False,
+    "In QuickBooks, turn on Settings > Account and settings > Sales > Custom transaction "
+    "numbers, then run flightledger connection test. Until then QuickBooks numbers the invoices "
+    "itself, so flightledger sends them one at a time and relies on its request ids alone",
+)
+
+
 def _ago(seconds: float) -> str:
     minutes = int(seconds // 60)
     if minutes < 1:
@@ -83,6 +92,8 @@ def build_checklist(
                 "QuickBooks connected", False, "Connect QuickBooks: flightledger connection connect"
             )
         )
+    if blocked is None and not connection.keeps_doc_numbers:
+        lines.append(CUSTOM_NUMBERS_OFF)
     missing_defaults = mappings.missing_defaults()
     lines.append(
         ChecklistItem(

@@ -132,6 +132,16 @@ class Connection(Aggregate):
             agg.hard_expires_at = None
             agg.last_error = None
 
+    class PreferencesRead(Aggregate.Event):
+        """The company's preferences flightledger depends on, as QuickBooks reported them."""
+
+        custom_txn_numbers: bool
+
+        def apply(self, aggregate: Any) -> None:
+            """Remember them."""
+            agg: Connection = aggregate
+            agg.custom_txn_numbers = self.custom_txn_numbers
+
     school: str
     state: str
     realm: str | None
@@ -142,6 +152,8 @@ class Connection(Aggregate):
     hard_expires_at: datetime | None
     last_error: str | None
     last_tested_ok: bool | None
+    # SalesFormsPrefs.CustomTxnNumbers: off, QBO ignores our DocNumbers (None: never read)
+    custom_txn_numbers: bool | None = None
 
     def __init__(self) -> None:
         """State is set by the creation event's apply()."""
@@ -218,6 +230,19 @@ class Connection(Aggregate):
             actor=actor,
             timestamp=at,
         )
+
+    def record_preferences(self, *, custom_txn_numbers: bool, at: datetime) -> None:
+        """Record the company's preferences (only when they changed)."""
+        if self.custom_txn_numbers == custom_txn_numbers:
+            return
+        self.trigger_event(
+            self.PreferencesRead, custom_txn_numbers=custom_txn_numbers, timestamp=at
+        )
+
+    @property
+    def keeps_doc_numbers(self) -> bool:
+        """QuickBooks keeps the DocNumbers we send (custom transaction numbers on or unknown)."""
+        return self.custom_txn_numbers is not False
 
     def record_failure(self, *, message: str, at: datetime) -> None:
         """Record an authentication failure (once per distinct message)."""

@@ -86,8 +86,13 @@ class PushRun:
         mappings: Mappings,
         report: PassReport,
         gateway: AccountingGateway,
+        *,
+        own_numbers: bool = True,
     ) -> None:
         self.engine = engine
+        # QuickBooks keeps our DocNumbers (custom transaction numbers on): batches and DocNumber
+        # lookups are safe. Off, every invoice goes alone with its requestid, never looked up.
+        self.own_numbers = own_numbers
         self.ledger = engine.ledger
         self.school = school
         self.mappings = mappings
@@ -113,7 +118,8 @@ class PushRun:
             if self.halted:
                 break
             self._resolve(event)
-        for chunk in chunks(fresh_invoices, self.engine.batch_size):
+        size = self.engine.batch_size if self.own_numbers else 1
+        for chunk in chunks(fresh_invoices, size):
             if self.halted:
                 break
             self._push_invoices(chunk)
@@ -244,7 +250,7 @@ class PushRun:
         # batched (no requestid of its own), or a new requestid generation after a refusal:
         # the old id's replay no longer guards, the DocNumber does
         new_generation = event.request_id not in (None, draft.request_id)
-        if event.batched or new_generation:
+        if self.own_numbers and (event.batched or new_generation):
             self.report.calls += 1
             lookup = self.gateway.find_invoice(draft.doc_number)
             if lookup.failure is not None:

@@ -313,7 +313,7 @@ class ConnectionService:
             ),
         )
         log.info("qbo_connected", school=school, realm=tokens.realm)
-        check = self.test(school, operator)
+        check = self.test(school, operator)  # also reads the company's preferences
         return CallbackResult(check=check, steps=[CONNECTED_VERIFYING, check.message])
 
     def _confirm_realm(self, school: str, tokens: TokenSet) -> CompanyInfo:
@@ -427,7 +427,8 @@ class ConnectionService:
             return ConnectionCheck(
                 ok=False, message=RECONNECT_MESSAGE, reason_code=ReasonCode.AUTH_EXPIRED
             )
-        check = self.gateway(school).test_connection()
+        gateway = self.gateway(school)
+        check = gateway.test_connection()
         company = check.company
         update_connection(
             self.ledger,
@@ -442,7 +443,22 @@ class ConnectionService:
             ),
         )
         log.info("qbo_connection_tested", school=school, ok=check.ok)
+        if check.ok:
+            self._read_preferences(school, gateway)
         return check
+
+    def _read_preferences(self, school: str, gateway: QuickBooksGateway) -> None:
+        """Record SalesFormsPrefs.CustomTxnNumbers (off: QBO will not keep our DocNumbers)."""
+        custom = gateway.custom_txn_numbers()
+        if custom is None:
+            return
+        update_connection(
+            self.ledger,
+            school,
+            lambda c: c.record_preferences(custom_txn_numbers=custom, at=self.ledger.clock.now()),
+        )
+        if not custom:
+            log.warning("qbo_custom_txn_numbers_off", school=school)
 
     def disconnect(self, school: str, operator: str = SYSTEM) -> bool:
         """Revoke at Intuit (best effort), forget the tokens, record Disconnected."""

@@ -180,7 +180,8 @@ class SyncEngine:
         self._forget(school, keep={e.id for e in waiting})
         if not waiting:
             return report
-        blocked = check_connection(self.ledger.connection(school), now)
+        connection = self.ledger.connection(school)
+        blocked = check_connection(connection, now)
         if blocked is not None:
             self.require_all(waiting, blocked.reason_code, blocked.message, report)
             return report
@@ -220,7 +221,9 @@ class SyncEngine:
             self.require_all(sendable, ReasonCode.NOT_CONNECTED, message, report)
             return report
         creates, corrections = split_corrections(sendable)
-        run = PushRun(self, school, mappings, report, gateway)
+        run = PushRun(
+            self, school, mappings, report, gateway, own_numbers=connection.keeps_doc_numbers
+        )
         run.push(creates)
         if corrections and not run.halted:
             CorrectionRun(self, school, mappings, report, gateway).run(corrections)

@@ -162,6 +162,14 @@ class AccountingApi:
             if decision.kind == "none":
                 return self._perform(company, method, rest, params, body)
             self._stats.bump(realm, "faults_injected")
+            request_id = params.get("requestid") if method == "POST" else None
+            if request_id and decision.kind == "forced" and self._replays_failures():
+                stored = company.recall(request_id)
+                if stored is not None:  # QBO answers a known requestid with its first answer
+                    self._stats.bump(company.realm, "replays")
+                    return stored
+                if decision.response is not None and _processed_refusal(decision.response):
+                    company.remember(request_id, decision.response)
             committed = None
             if decision.commit:
                 committed = self._perform(company, method, rest, params, body)
@@ -169,14 +177,6 @@ class AccountingApi:
                 self._sleep(min(decision.sleep, self._max_sleep))
                 return committed if committed is not None else decision.response or Response(504)
             assert decision.response is not None
-            request_id = params.get("requestid") if method == "POST" else None
-            if request_id and decision.kind == "forced" and self._replays_failures():
-                stored = company.recall(request_id)
-                if stored is not None:  # QBO answers a known requestid with its first answer
-                    self._stats.bump(company.realm, "replays")
-                    return stored
-                if _processed_refusal(decision.response):
-                    company.remember(request_id, decision.response)
             return decision.response
         finally:
             self._limiter.release(realm)
@@ -205,6 +205,8 @@ class AccountingApi:
         self, company: Company, method: str, rest: list[str], *, params: dict[str, str],
         body: bytes, request_id: str | None,
     ) -> Response:  # fmt: skip
+        if method == "GET" and rest == ["preferences"]:
+            return json_response(200, {"Preferences": company.preferences(), "time": now_iso()})
         if method == "GET" and len(rest) == 2 and rest[0] == "companyinfo":
             return json_response(200, {"CompanyInfo": company.company_info(), "time": now_iso()})
         if rest == ["query"]:

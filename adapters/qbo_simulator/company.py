@@ -96,6 +96,7 @@ class Company:
             self.credit_log: list[JsonDict] = []
             self.refund_log: list[JsonDict] = []
             self.doc_counter = 1000
+            self.custom_txn_numbers = True  # SalesFormsPrefs.CustomTxnNumbers
             self.replies: dict[str, Response] = {}
             self.invoice_log: list[JsonDict] = []
             self.payment_log: list[JsonDict] = []
@@ -132,6 +133,21 @@ class Company:
                 if (parsed.entity, key) not in self.deleted
             ]
         return run_query(parsed, records)
+
+    def preferences(self) -> JsonDict:
+        """The company's Preferences (only what flightledger reads, plus a few neighbours)."""
+        with self._lock:
+            return {
+                "SalesFormsPrefs": {
+                    "CustomTxnNumbers": self.custom_txn_numbers,
+                    "AllowDeposit": True,
+                    "AllowDiscount": True,
+                    "DefaultTerms": {"value": "3"},
+                },
+                "CurrencyPrefs": {"MultiCurrencyEnabled": False},
+                "Id": "1",
+                "SyncToken": "0",
+            }
 
     def company_info(self) -> JsonDict:
         """The CompanyInfo object."""
@@ -275,8 +291,8 @@ class Company:
     ) -> JsonDict:
         term = self._ref("Term", data.get("SalesTermRef"), "SalesTermRef", required=False)
         doc = data.get("DocNumber")
-        if doc is None or str(doc) == "":
-            doc = self._next_doc_number()
+        if doc is None or str(doc) == "" or not self.custom_txn_numbers:
+            doc = self._next_doc_number()  # custom numbers off: QBO numbers it, ours is ignored
         doc = str(doc)
         if len(doc) > MAX_DOC_NUMBER:
             raise BusinessFault(

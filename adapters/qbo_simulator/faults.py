@@ -25,6 +25,9 @@ Settings (JSON names, also accepted by ``QboSimulator.set_faults`` and ``POST /_
   default only successful creates are replayed.
 - ``inactive_items`` / ``inactive_customers``: ids made inactive in every realm.
 - ``expire_access_tokens_now`` / ``revoke_refresh_tokens``: one-shot actions (not stored).
+- ``custom_txn_numbers`` (bool): every company's SalesFormsPrefs.CustomTxnNumbers (GET
+  .../preferences); off, QBO ignores the DocNumber sent and numbers invoices itself. Kept in the
+  companies until ``/_sim/reset``.
 """
 
 from __future__ import annotations

@@ -251,6 +251,10 @@ class QboSimulator:
             self.authority.expire_access_tokens()
         if changes.pop("revoke_refresh_tokens", False):
             self.authority.revoke_refresh_tokens()
+        if "custom_txn_numbers" in changes:  # a company preference, kept until reset
+            enabled = bool(changes.pop("custom_txn_numbers"))
+            for realm in self.realms():
+                self.company(realm).custom_txn_numbers = enabled
         self.injector.update(changes)
         if "inactive_items" in changes or "inactive_customers" in changes:
             self._apply_inactive()

@@ -416,6 +416,22 @@ class QuickBooksGateway:
             )
         )
 
+    def custom_txn_numbers(self) -> bool | None:
+        """SalesFormsPrefs.CustomTxnNumbers of the company (None when it cannot be read).
+
+        Off, QuickBooks numbers invoices itself and ignores the DocNumber we send.
+        """
+
+        def read(qb: TimedQuickBooks) -> Any:
+            return qb.get(f"{qb.api_url}/company/{qb.company_id}/preferences")
+
+        result = self.session.run(read, event_id=NO_EVENT, is_create=False)
+        if isinstance(result, Verdict) or not isinstance(result, dict):
+            return None
+        prefs = (result.get("Preferences") or {}).get("SalesFormsPrefs") or {}
+        value = prefs.get("CustomTxnNumbers")
+        return value if isinstance(value, bool) else None
+
     def company_info(self) -> CompanyInfo | PushOutcome:
         """CompanyInfo of the realm, or the failure outcome."""
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -16,9 +16,11 @@ from domain.financial_event import Status
 from domain.ports import FixedClock
 from domain.records import RecordKind, parse_line
 from tests.factories import flight, jsonl
-from tests.integration.qbo_helpers import SCHOOL, Rig, make_rig
+from tests.integration.qbo_helpers import SCHOOL, Rig, make_rig, sim_env
+from workers.bootstrap import Config
 from workers.commands.retry import retry
 from workers.projector import Projector
+from workers.runtime import gateway_factory
 from workers.sync_worker import SyncEngine
 from workers.worker_loop import WorkerLoop
 
@@ -64,33 +66,40 @@ def _record_day(rig: Rig, n: int) -> None:
     rig.ledger.record_batch(SCHOOL, records, actor="ops")
 
 
-def _run(rig: Rig, db_url: str) -> dict[str, object]:
+Run = Callable[[], dict[str, object]]
+
+
+@pytest.fixture
+def run(rig: Rig, db_url: str, sim: QboSimulator) -> Iterator[Run]:
+    """One worker loop kept for the whole test (as a running worker is): each call runs it
+    until idle again, with the real gateway factory reading the vault and the log."""
     db = parse_database_url(db_url)
     view = open_view(db)
     locks = open_realm_locks(db)
+    config = Config(db_url=db_url, school=SCHOOL, env=sim_env(sim))
+    engine = SyncEngine(rig.ledger, view, gateway_factory(rig.ledger, config))
+    loop = WorkerLoop(
+        engine,
+        view,
+        locks,
+        catch_up=Projector(rig.ledger, view).catch_up,
+        heartbeat=open_heartbeat(db),
+        poll_seconds=0.05,
+    )
     try:
-        engine = SyncEngine(rig.ledger, view, lambda school: rig.gateway())
-        loop = WorkerLoop(
-            engine,
-            view,
-            locks,
-            catch_up=Projector(rig.ledger, view).catch_up,
-            heartbeat=open_heartbeat(db),
-            poll_seconds=0.05,
-        )
-        return loop.run(until_idle=True, max_seconds=60).as_dict()
+        yield lambda: loop.run(until_idle=True, max_seconds=60).as_dict()
     finally:
         locks.close()
         view.close()
 
 
 def test_missing_mapping_then_retry_syncs_every_flight(
-    rig: Rig, db_url: str, sim: QboSimulator
+    rig: Rig, run: Run, db_url: str, sim: QboSimulator
 ) -> None:
     """Unmapped charge -> missing_mapping naming it; map + retry -> one invoice per flight."""
     _map(rig, skip_charge="instructor_dual")
     _record_day(rig, 35)
-    first = _run(rig, db_url)
+    first = run()
     assert first["action_required"] == 35 and first["synced"] == 0
     f0 = rig.ledger.find(SCHOOL, "F-0")
     assert (f0.reason_code, f0.missing) == ("missing_mapping", ["charge:instructor_dual"])
@@ -100,31 +109,32 @@ def test_missing_mapping_then_retry_syncs_every_flight(
         retry(rig.ledger, SCHOOL, reason="missing_mapping", ids=[], operator="ana")["requeued"]
         == 35
     )
-    second = _run(rig, db_url)
+    second = run()
     assert second["synced"] == 35 and second["pending"] == 0
     docs = sorted(i["doc_number"] for i in sim.invoices())
     assert docs == sorted(f"FL-F-{i}" for i in range(35))
     assert open_heartbeat(parse_database_url(db_url)).last_seen() is not None
 
 
-def test_revoked_tokens_then_reconnect_and_retry(rig: Rig, db_url: str, sim: QboSimulator) -> None:
+def test_revoked_tokens_then_reconnect_and_retry(rig: Rig, run: Run, sim: QboSimulator) -> None:
     """Tokens revoked mid-day -> auth_expired; reconnect + Retry Failed -> all synced."""
     _map(rig)
     _record_day(rig, 4)
-    assert _run(rig, db_url)["synced"] == 4
+    assert run()["synced"] == 4
     _record_day_more = [
         parse_line(RecordKind.FLIGHT_ENDED, jsonl([flight(f"G-{i}", "S-1")])) for i in range(5)
     ]
     rig.ledger.record_batch(SCHOOL, _record_day_more, actor="ops")
     sim.reset(clear_tokens=True)
-    summary = _run(rig, db_url)
+    sim.set_faults(replay_failures=True)
+    summary = run()
     assert summary["action_required"] == 5
     reasons = {e.reason_code for e in rig.ledger.iter_financial_events(SCHOOL) if e.reason_code}
     assert reasons == {"auth_expired"}
     assert retry(rig.ledger, SCHOOL, reason="auth_expired", ids=[], operator="ana")["requeued"] == 0
     assert rig.service.connect_simulator(SCHOOL, "ana").ok
     assert retry(rig.ledger, SCHOOL, reason="auth_expired", ids=[], operator="ana")["requeued"] == 5
-    final = _run(rig, db_url)
+    final = run()
     assert final["synced"] == 9
     statuses = {e.status for e in rig.ledger.iter_financial_events(SCHOOL)}
     assert statuses == {Status.SYNCED}
