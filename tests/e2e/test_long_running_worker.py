@@ -89,6 +89,11 @@ def running(
                 worker.wait(timeout=10)
 
 
+def _requests(sim: QboSimulator) -> int:
+    """API requests the simulator served (every realm)."""
+    return sum(int(r["requests"]) for r in sim.stats_snapshot()["realms"].values())
+
+
 def _flights(tmp_path: Path, cli: Cli, name: str, refs: list[str]) -> set[str]:
     record_via_cli(
         cli, tmp_path / f"{name}.jsonl", [flight(r, f"S-{1 + n % 2}") for n, r in enumerate(refs)]
@@ -111,10 +116,15 @@ def test_reconnect_after_revoke_then_retry_syncs_on_the_same_worker(
         worker,
     )
     assert cli.ok("connection", "status")["pill"] == "Reconnect"
+    calls = _requests(sim)
+    late = _flights(tmp_path, cli, "late", ["F-6"])
+    wait_for("auth_expired", lambda: all_in(cli, late, "action_required", "auth_expired"), worker)
+    assert _requests(sim) == calls  # an expired school calls QuickBooks no more
+    after |= late
     connect_via_cli(cli)
     assert cli.ok("connection", "status")["pill"] == "Connected"
     retried = cli.ok("retry-failed", "--reason", "auth_expired")
-    assert retried["requeued"] == 3, retried
+    assert retried["requeued"] == 4, retried
     wait_for("the retried flights to sync", lambda: all_in(cli, after, "synced"), worker)
     assert worker.poll() is None
     assert cli.ok("connection", "status")["pill"] == "Connected"

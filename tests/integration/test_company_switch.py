@@ -94,6 +94,10 @@ def test_switching_company_is_refused_unless_confirmed_and_holds_maybe_created_r
     cli.ok("worker", "--until-idle", "--max-seconds", "60")
     assert [i["doc_number"] for i in sim.invoices(OTHER_REALM)] == ["FL-F-3"]
     assert cli.ok("events", "--reason", "company_switched")[0]["reference"] == "F-2"
+    # the operator checked company A and decides it belongs in B too
+    assert cli.ok("retry-failed", "--reason", "company_switched")["requeued"] == 1
+    cli.ok("worker", "--until-idle", "--max-seconds", "60")
+    assert sorted(i["doc_number"] for i in sim.invoices(OTHER_REALM)) == ["FL-F-2", "FL-F-3"]
 
 
 def _leave_uncertain_in_a(cli: Cli, sim: QboSimulator, db_url: str) -> None:
