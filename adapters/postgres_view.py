@@ -14,7 +14,13 @@ from psycopg import sql
 
 from projections import audit
 from projections.financial_events import RAW_COLUMNS, RawRow, fold_raw, raw_ids_to_load
-from projections.view import VIEW_TRACKING_NAME, EventRow, ReasonGroup, TrackingConflict
+from projections.view import (
+    VIEW_TRACKING_NAME,
+    EventQuery,
+    EventRow,
+    ReasonGroup,
+    TrackingConflict,
+)
 
 STAGE = "flightledger_view_stage"  # per-session temporary table the batch is copied into
 LINK_STAGE = "flightledger_audit_stage"
@@ -94,6 +100,16 @@ class PostgresListener:
         self._conn.close()
 
 
+# the events tab's filters, each walked newest first by keyset on the position
+PAGE_INDEXES = (
+    ("status_page", "school, status, position"),
+    ("reason_page", "school, reason_code, position"),
+    ("student_page", "school, student_id, position"),
+    ("reference", "school, reference"),
+    ("doc_number", "school, doc_number"),
+)
+
+
 class PostgresFinancialEventView(PostgresTrackingRecorder):
     """Rows, tracking position and audit chain in tables next to the PostgreSQL log."""
 
@@ -125,6 +141,12 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
                 ),
                 sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (school, status)").format(
                     sql.Identifier(f"{ROWS}_school_status"), self._rows
+                ),
+                *(
+                    sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
+                        sql.Identifier(f"{ROWS}_{name}"), self._rows, sql.SQL(columns)
+                    )
+                    for name, columns in PAGE_INDEXES
                 ),
                 sql.SQL(
                     "CREATE TABLE IF NOT EXISTS {} (position bigint PRIMARY KEY, "
@@ -373,6 +395,35 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
             params.append(before)
         statement += sql.SQL(" ORDER BY position DESC LIMIT %s")
         params.append(limit)
+        return [_decode(r) for r in self._select(statement, params)]
+
+    def page(self, school: str, query: EventQuery) -> builtins.list[EventRow]:
+        """One page of rows, newest first, by keyset on the position (index-backed)."""
+        statement = sql.SQL("SELECT {} FROM {} WHERE school=%s").format(_COLUMNS, self._rows)
+        params: builtins.list[Any] = [school]
+        if query.statuses:
+            statement += sql.SQL(" AND status = ANY(%s)")
+            params.append(sorted(str(s) for s in query.statuses))
+        if query.reason_code is not None:
+            statement += sql.SQL(" AND reason_code=%s")
+            params.append(query.reason_code)
+        if query.student_id is not None:
+            statement += sql.SQL(" AND student_id=%s")
+            params.append(query.student_id)
+        if query.search is not None:
+            statement += sql.SQL(" AND (reference=%s OR doc_number=%s)")
+            params.extend([query.search] * 2)
+        if query.since is not None:
+            statement += sql.SQL(" AND created_at>=%s")
+            params.append(query.since)
+        if query.until is not None:
+            statement += sql.SQL(" AND created_at<%s")
+            params.append(query.until)
+        if query.before is not None:
+            statement += sql.SQL(" AND position<%s")
+            params.append(query.before)
+        statement += sql.SQL(" ORDER BY position DESC LIMIT %s")
+        params.append(query.limit)
         return [_decode(r) for r in self._select(statement, params)]
 
     def counts(self, school: str) -> dict[str, int]:

@@ -23,7 +23,13 @@ from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
 
 from projections import audit
 from projections.financial_events import RAW_COLUMNS, RawRow, fold_raw, raw_ids_to_load
-from projections.view import VIEW_TRACKING_NAME, EventRow, ReasonGroup, TrackingConflict
+from projections.view import (
+    VIEW_TRACKING_NAME,
+    EventQuery,
+    EventRow,
+    ReasonGroup,
+    TrackingConflict,
+)
 
 ROWS = "flightledger_view_rows"
 TRACKING = "flightledger_view_tracking"
@@ -128,6 +134,14 @@ class SQLiteFinancialEventView(SQLiteTrackingRecorder):
             "position INTEGER NOT NULL)",
             f"CREATE INDEX IF NOT EXISTS {ROWS}_school_position ON {ROWS} (school, position)",
             f"CREATE INDEX IF NOT EXISTS {ROWS}_school_status ON {ROWS} (school, status)",
+            # the events tab's filters, each walked newest first by keyset on the position
+            f"CREATE INDEX IF NOT EXISTS {ROWS}_status_page ON {ROWS} (school, status, position)",
+            f"CREATE INDEX IF NOT EXISTS {ROWS}_reason_page ON {ROWS} "
+            "(school, reason_code, position)",
+            f"CREATE INDEX IF NOT EXISTS {ROWS}_student_page ON {ROWS} "
+            "(school, student_id, position)",
+            f"CREATE INDEX IF NOT EXISTS {ROWS}_reference ON {ROWS} (school, reference)",
+            f"CREATE INDEX IF NOT EXISTS {ROWS}_doc_number ON {ROWS} (school, doc_number)",
             f"CREATE TABLE IF NOT EXISTS {CHAIN} (position INTEGER PRIMARY KEY, "
             "hash BLOB NOT NULL)",
         ]
@@ -326,6 +340,36 @@ class SQLiteFinancialEventView(SQLiteTrackingRecorder):
             params.append(before)
         statement += " ORDER BY position DESC LIMIT ?"
         params.append(limit)
+        return [_decode(r) for r in self._select(statement, params)]
+
+    def page(self, school: str, query: EventQuery) -> builtins.list[EventRow]:
+        """One page of rows, newest first, by keyset on the position (index-backed)."""
+        statement = f"SELECT {_COLUMNS} FROM {ROWS} WHERE school=?"
+        params: builtins.list[Any] = [school]
+        if query.statuses:
+            statement += f" AND status IN ({','.join('?' * len(query.statuses))})"
+            params.extend(sorted(str(s) for s in query.statuses))
+        for column, value in (
+            ("reason_code", query.reason_code),
+            ("student_id", query.student_id),
+        ):
+            if value is not None:
+                statement += f" AND {column}=?"
+                params.append(value)
+        if query.search is not None:
+            statement += " AND (reference=? OR doc_number=?)"
+            params.extend([query.search] * 2)
+        if query.since is not None:
+            statement += " AND created_at>=?"
+            params.append(query.since.isoformat())
+        if query.until is not None:
+            statement += " AND created_at<?"
+            params.append(query.until.isoformat())
+        if query.before is not None:
+            statement += " AND position<?"
+            params.append(query.before)
+        statement += " ORDER BY position DESC LIMIT ?"
+        params.append(query.limit)
         return [_decode(r) for r in self._select(statement, params)]
 
     def counts(self, school: str) -> dict[str, int]:

@@ -22,7 +22,7 @@ from eventsourcing.persistence import (
 from eventsourcing.utils import get_topic, resolve_topic
 
 from domain.financial_event import FailureCategory, FinancialEvent, Status
-from projections.view import EventRow, ReasonGroup
+from projections.view import EventQuery, EventRow, ReasonGroup
 
 FINANCIAL_EVENT_TOPIC_PREFIX = f"{FinancialEvent.__module__}:{FinancialEvent.__qualname__}."
 STATUSES: tuple[str, ...] = tuple(s.value for s in Status)
@@ -672,6 +672,24 @@ def select_rows(
     return result if limit is None else result[:limit]
 
 
+def page_rows(rows: Iterable[EventRow], school: str, query: EventQuery) -> list[EventRow]:
+    """EventQuery applied to rows in memory (what the stored views do in SQL)."""
+    found = [
+        r
+        for r in rows
+        if r.school == school
+        and (not query.statuses or r.status in query.statuses)
+        and (query.reason_code is None or r.reason_code == query.reason_code)
+        and (query.student_id is None or r.student_id == query.student_id)
+        and (query.search is None or query.search in (r.reference, r.doc_number))
+        and (query.since is None or (r.created_at is not None and r.created_at >= query.since))
+        and (query.until is None or (r.created_at is not None and r.created_at < query.until))
+        and (query.before is None or r.position < query.before)
+    ]
+    found.sort(key=lambda r: r.position, reverse=True)
+    return found[: query.limit]
+
+
 def count_statuses(rows: Iterable[EventRow], school: str) -> dict[str, int]:
     """Number of rows per status."""
     counts: dict[str, int] = {}
@@ -752,6 +770,10 @@ class InMemoryFinancialEventView:
         rows = select_rows(self.rows.values(), school, status=status, reason_code=reason_code)
         newest = [r for r in reversed(rows) if before is None or r.position < before]
         return newest[:limit]
+
+    def page(self, school: str, query: EventQuery) -> builtins.list[EventRow]:
+        """One page of rows, newest first."""
+        return page_rows(self.rows.values(), school, query)
 
     def counts(self, school: str) -> dict[str, int]:
         """Number of rows per status."""

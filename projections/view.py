@@ -72,6 +72,25 @@ def row_json(row: EventRow) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class EventQuery:
+    """One page of the events tab: filters, and the keyset cursor (newest first).
+
+    `search` matches a reference (flight / request / payment id) or a DocNumber exactly;
+    `since`/`until` bound the creation time (until exclusive); `before` is the position of the
+    last row of the previous page (rows strictly older follow).
+    """
+
+    statuses: tuple[str, ...] = ()
+    reason_code: str | None = None
+    student_id: str | None = None
+    search: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    before: int | None = None
+    limit: int = 50
+
+
 class FinancialEventView(Protocol):
     """Read side of the view (both SQLite and PostgreSQL implement it)."""
 
@@ -101,6 +120,10 @@ class FinancialEventView(Protocol):
         limit: int = 100,
     ) -> builtins.list[EventRow]:
         """A page of rows, newest first, strictly before log position `before` (keyset)."""
+        ...
+
+    def page(self, school: str, query: EventQuery) -> builtins.list[EventRow]:
+        """One page of rows, newest first, by keyset on the position (index-backed)."""
         ...
 
     def counts(self, school: str) -> dict[str, int]:

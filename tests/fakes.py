@@ -25,7 +25,7 @@ from domain.ports import (
     ReasonCode,
 )
 from domain.records import Record, RecordKind, parse_line
-from projections.view import EventRow, FinancialEventView, ReasonGroup
+from projections.view import EventQuery, EventRow, FinancialEventView, ReasonGroup
 from tests.factories import flight, jsonl, payment
 
 
@@ -117,6 +117,12 @@ class FakeFinancialEventView(FinancialEventView):
             if row.status == Status.ACTION_REQUIRED.value and row.reason_code:
                 result[row.reason_code] = result.get(row.reason_code, 0) + 1
         return result
+
+    def page(self, school: str, query: EventQuery) -> builtins.list[EventRow]:
+        """One page of rows, newest first."""
+        from projections.financial_events import page_rows
+
+        return page_rows(self._rows(school), school, query)
 
     def reason_groups(self, school: str) -> builtins.list[ReasonGroup]:
         """Action Required rows grouped by reason."""

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
@@ -15,8 +16,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from adapters.jsonable import as_text
 from adapters.web.access import Access, LoginRequired
 from adapters.web.auth import ADMIN, RETRY, VIEW
+from adapters.web.plain import attention_banner, kind_words, reason_words, status_words
 from adapters.web.security import cap_echoes
 from adapters.web.session import take_flash
+from domain.financial_event import Status
+from projections.view import EventQuery
+
+log = structlog.get_logger(__name__)
+
+# what the banner counts: events that wait for a person (Retry Failed or a fix)
+ATTENTION_STATUSES = (Status.ACTION_REQUIRED, Status.FAILED, Status.UNCERTAIN)
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
@@ -40,6 +49,9 @@ class Pages:
         self.templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
         self.templates.env.filters["plain"] = as_text
         self.templates.env.filters["when"] = when
+        self.templates.env.filters["status_words"] = status_words
+        self.templates.env.filters["reason_words"] = reason_words
+        self.templates.env.filters["kind_words"] = kind_words
 
     def render(
         self,
@@ -51,6 +63,7 @@ class Pages:
         """The template `name` with the common page context under `context`."""
         user = self.access.current_user(request)
         base = {
+            "attention": self.attention(user.school) if user is not None else "",
             "user": user,
             "csrf": request.state.session.get("csrf", ""),
             "flash": take_flash(request),
@@ -61,6 +74,21 @@ class Pages:
         return self.templates.TemplateResponse(
             request, name, {**base, **context}, status_code=status_code
         )
+
+    def attention(self, school: str) -> str:
+        """The banner shown on every page while anything waits for a person."""
+        view = self.access.cfg.view
+        try:
+            counts = view.counts(school)
+            total = sum(counts.get(s, 0) for s in ATTENTION_STATUSES)
+            if not total:
+                return ""
+            sample = view.page(school, EventQuery(statuses=ATTENTION_STATUSES, limit=200))
+            kinds = [row.kind for row in sample] if total <= len(sample) else []
+            return attention_banner(kinds, total)
+        except Exception:  # a banner never breaks a page
+            log.warning("web_attention_banner_failed", school=school)
+            return ""
 
     def message_page(
         self, request: Request, title: str, text: str, *, status_code: int = 200, tone: str = "info"

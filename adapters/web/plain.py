@@ -52,3 +52,65 @@ def web_checklist(rows: list[dict[str, Any]], *, admin: bool) -> list[dict[str, 
             words = fix or words  # the admin starts it on the server: the command is the fix
         shown.append({**row, "web_fix": words, "where": where})
     return shown
+
+
+# --- statuses, reasons and kinds as staff say them (the codes stay in a tooltip and the JSON) --
+
+STATUS_WORDS = {
+    "pending": "Waiting to send",
+    "syncing": "Sending",
+    "synced": "In QuickBooks",
+    "retrying": "Retrying by itself",
+    "failed": "Failed: press Retry",
+    "uncertain": "Checking with QuickBooks",
+    "action_required": "Needs action",
+    "dismissed": "Dismissed",
+    "cancelled": "Cancelled",
+}
+REASON_WORDS = {
+    "auth_expired": "QuickBooks needs reconnecting",
+    "auth_failed": "QuickBooks refused the connection",
+    "not_connected": "QuickBooks is not connected",
+    "missing_mapping": "Something is not mapped",
+    "inactive_mapping": "Mapped to something inactive in QuickBooks",
+    "invalid_reference": "QuickBooks does not know something it refers to",
+    "validation": "QuickBooks rejected it",
+    "duplicate_doc_number": "The invoice number is already used in QuickBooks",
+    "ambiguous_customer": "Two QuickBooks customers match the student",
+    "changed_in_quickbooks": "Changed or deleted in QuickBooks by hand",
+    "company_switched": "May be in the QuickBooks company connected before",
+}
+KIND_WORDS = {
+    "flight-ended": "Flight",
+    "invoice-requested": "Invoice request",
+    "payment-received": "Payment",
+}
+AUTO_INVOICE_OFF = "Waiting: auto-invoice is off, so nothing is sent to QuickBooks"
+
+
+def status_words(status: str) -> str:
+    """'action_required' -> 'Needs action'."""
+    return STATUS_WORDS.get(status, status.replace("_", " "))
+
+
+def reason_words(code: str | None) -> str:
+    """'missing_mapping' -> 'Something is not mapped'."""
+    return "" if not code else REASON_WORDS.get(code, code.replace("_", " "))
+
+
+def kind_words(kind: str) -> str:
+    """'flight-ended' -> 'Flight'."""
+    return KIND_WORDS.get(kind, kind.replace("-", " "))
+
+
+def attention_banner(kinds: list[str], total: int) -> str:
+    """'QuickBooks sync needs attention: 4 flights' (events when not all are flights)."""
+    if not total:
+        return ""
+    flights = len(kinds) == total and all(k == "flight-ended" for k in kinds)
+    word = (
+        ("flight" if total == 1 else "flights")
+        if flights
+        else ("event" if total == 1 else "events")
+    )
+    return f"QuickBooks sync needs attention: {total} {word}"

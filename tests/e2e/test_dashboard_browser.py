@@ -156,7 +156,8 @@ def test_fix_mapping_then_retry_failed_in_the_page(live_server: LiveServer, page
     expect(page.locator('article.group[data-reason="missing_mapping"]')).to_have_count(0)
     expect(page.locator("#nothing-to-do")).to_be_visible()
     row = page.locator('#events-table tr[data-ref="F-1001"]')
-    expect(row.locator(".status")).to_have_text("pending")
+    expect(row.locator(".status")).to_have_text("Waiting to send")
+    expect(row.locator(".status")).to_have_attribute("title", "pending")
     assert live_server.ledger.find("alpha", "F-1001").status == Status.PENDING
 
 
@@ -350,3 +351,72 @@ def test_card_states_in_the_words_of_the_help_article(
     panel = card("Not connected", "grey", None, "Connect to QuickBooks")
     expect(panel).not_to_contain_text("Connected Account")
     expect(panel).not_to_contain_text("Sunrise Flight School")
+
+
+def test_events_tab_in_plain_words_with_retry_and_banner(
+    live_server: LiveServer, page: Any
+) -> None:
+    """Staff words (codes in the tooltip), the banner, names, Retry per event and per selection."""
+    from playwright.sync_api import expect
+
+    ledger, url = live_server.ledger, live_server.url
+    for ref in ("F-1", "F-2", "F-3"):
+        _blocked_flight(ledger, "alpha", ref)
+    page.goto(url + "/")
+    expect(page.locator("#attention")).to_have_text("QuickBooks sync needs attention: 3 flights")
+    row = page.locator('#events-table tr[data-ref="F-1"]')
+    expect(row.locator(".status")).to_have_text("Needs action")
+    expect(row.locator(".status")).to_have_attribute("title", "action_required")
+    expect(row.locator(".reason")).to_have_text("Something is not mapped")
+    expect(row.locator(".reason")).to_have_attribute("title", "missing_mapping")
+    expect(row).to_contain_text("Student S-7")
+    page.goto(url + "/events/F-1")  # the banner is on every page
+    expect(page.locator("#attention")).to_have_text("QuickBooks sync needs attention: 3 flights")
+
+    ledger.map_charge("alpha", "aircraft_rental", "1", operator="ann")
+    page.goto(url + "/?q=F-2")
+    expect(page.locator("#events-table tbody tr")).to_have_count(1)
+    page.get_by_role("button", name="Retry F-2").click()
+    expect(page.locator("#flash")).to_contain_text("1 requeued")
+    page.goto(url + "/?status=action_required")
+    page.get_by_label("Select F-1").check()
+    page.get_by_label("Select F-3").check()
+    page.get_by_role("button", name="Retry Failed for the selected").click()
+    expect(page.locator("#flash")).to_contain_text("2 requeued")
+    expect(page.locator("#attention")).to_have_count(0)
+
+    ledger.set_auto_invoice("alpha", False, operator="ann")
+    page.goto(url + "/")
+    expect(page.locator('#events-table tr[data-ref="F-1"]')).to_contain_text(
+        "Waiting: auto-invoice is off"
+    )
+    expect(
+        page.locator('#events-table tr[data-ref="F-1"] td[data-label="QuickBooks"]')
+    ).to_have_text("")
+
+
+def test_phone_layout_shows_status_and_reason(live_server: LiveServer, browser: Any) -> None:
+    """At 390 px the events and history tables fit the screen and show Status and Reason."""
+    from playwright.sync_api import expect
+
+    _blocked_flight(live_server.ledger, "alpha", "F-1")
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    try:
+        phone = context.new_page()
+        for path, table in (("/", "#events-table"), ("/events/F-1", "#history")):
+            phone.goto(live_server.url + path)
+            width = phone.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390, f"{path} overflows sideways: {width}px"
+            if table == "#events-table":
+                cell = phone.locator(f'{table} tr[data-ref="F-1"] td[data-label="Status"]')
+                cell.scroll_into_view_if_needed()
+                expect(cell).to_be_in_viewport()  # nothing hides it off to the side
+                expect(cell).to_contain_text("Needs action")
+                reason = phone.locator(f'{table} tr[data-ref="F-1"] td[data-label="Reason"]')
+                expect(reason).to_contain_text("Something is not mapped")
+                box = reason.bounding_box()
+                assert box is not None and box["x"] + box["width"] <= 390
+            else:
+                expect(phone.locator(f"{table} td[data-label='Event']").first).to_be_visible()
+    finally:
+        context.close()

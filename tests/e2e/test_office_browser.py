@@ -172,6 +172,9 @@ def test_a_day_at_the_office_in_the_browser(
     wait_for("the retried flights to sync", synced, worker)
     page.goto(url + "/")
     for ref in sorted(refs):
-        expect(page.locator(f'#events-table tr[data-ref="{ref}"] .status')).to_have_text("synced")
+        row = page.locator(f'#events-table tr[data-ref="{ref}"]')
+        expect(row.locator(".status")).to_have_text("In QuickBooks")
+        expect(row.locator(".status")).to_have_attribute("title", "synced")
+        expect(row).to_contain_text("FL-" + ref)  # the DocNumber, once QuickBooks holds it
     assert_one_invoice_each(sim.invoices(), {f"FL-{r}" for r in refs})
     assert worker.poll() is None, "the same worker did it all"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs
+
 import structlog
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
@@ -12,9 +14,17 @@ from adapters.web.config import WebConfig
 from adapters.web.session import flash, form
 from domain.application import NotFound, RetryResult
 from domain.financial_event import TransitionRefused
-from domain.retry import FAILED_GROUP, GROUPS, select_for_retry
+from domain.retry import FAILED_GROUP, GROUPS, UnknownEvent, select_for_retry
 
 log = structlog.get_logger(__name__)
+
+SELECTION = "selection"  # Retry Failed for the events ticked in the table (field `id`, repeated)
+
+
+async def form_lists(request: Request) -> dict[str, list[str]]:
+    """Every value of each field (checkboxes repeat `id`); `form` already checked the CSRF."""
+    body = (await request.body()).decode("utf-8", errors="replace")
+    return parse_qs(body, keep_blank_values=False)
 
 
 def register(app: FastAPI, cfg: WebConfig, access: Access) -> None:
@@ -25,10 +35,17 @@ def register(app: FastAPI, cfg: WebConfig, access: Access) -> None:
     def retry_failed(
         request: Request,
         fields: dict[str, str] = Depends(form),
+        picked: dict[str, list[str]] = Depends(form_lists),
         user: User = Depends(access.requires(RETRY)),
     ) -> Response:
         cfg.refresh()
         group = fields.get("reason", "")
+        ids = picked.get("id", [])
+        if group == SELECTION:
+            if not ids:
+                flash(request, "bad", "Retry Failed: no event was selected, nothing was retried.")
+                return RedirectResponse("/", 303)
+            return _retry_ids(request, user, ids, label="selected events")
         if group not in GROUPS:
             raise HTTPException(400, f"Unknown group {group!r}: nothing was retried.")
         chosen = select_for_retry(ledger, user.school, reason=group, rows=cfg.view)
@@ -48,6 +65,39 @@ def register(app: FastAPI, cfg: WebConfig, access: Access) -> None:
         flash(request, kind, text, details)
         cfg.refresh()
         return RedirectResponse("/", 303)
+
+    def _retry_ids(request: Request, user: User, ids: list[str], *, label: str) -> Response:
+        try:
+            chosen = select_for_retry(ledger, user.school, ids=ids[:500], rows=cfg.view)
+        except UnknownEvent as exc:
+            flash(request, "bad", f"Nothing was retried: {exc}")
+            return RedirectResponse("/", 303)
+        result = ledger.retry_failed(
+            user.school, chosen.events, operator=user.name, scope=chosen.scope
+        )
+        log.info(
+            "web_retry_failed_pressed",
+            school=user.school,
+            operator=user.name,
+            group=label,
+            requeued=result.requeued,
+            skipped=result.skipped,
+            blocked=len(result.blocked),
+        )
+        kind, text, details = _retry_summary(label, result)
+        flash(request, kind, text, details)
+        cfg.refresh()
+        return RedirectResponse("/", 303)
+
+    @app.post("/events/{ref}/retry")
+    def retry_one(
+        request: Request,
+        ref: str,
+        fields: dict[str, str] = Depends(form),
+        user: User = Depends(access.requires(RETRY)),
+    ) -> Response:
+        cfg.refresh()
+        return _retry_ids(request, user, [ref], label=ref)
 
     @app.post("/events/{ref}/dismiss")
     def dismiss(

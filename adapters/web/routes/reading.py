@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import structlog
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -14,18 +16,26 @@ from adapters.web.auth import ADMIN, VIEW, User
 from adapters.web.card import card_context
 from adapters.web.config import ChecklistProvider, WebConfig
 from adapters.web.pages import Pages
-from adapters.web.plain import web_checklist
-from domain.application import NotFound
+from adapters.web.plain import (
+    AUTO_INVOICE_OFF,
+    kind_words,
+    reason_words,
+    status_words,
+    web_checklist,
+)
+from domain.application import FlightLedger, NotFound
 from domain.financial_event import Status
 from domain.ports import ReasonCode
 from domain.reasons import describe_missing, fix_for
 from domain.retry import FAILED_GROUP
+from projections.view import EventQuery, EventRow
 
 log = structlog.get_logger(__name__)
 
 STATUS_ORDER = [s.value for s in Status]
 REASON_CODES = [r.value for r in ReasonCode]
 EVENTS_LIMIT = 500
+PAGE_SIZE = 50  # rows a page of the events tab
 
 
 def register(app: FastAPI, cfg: WebConfig, access: Access, pages: Pages) -> None:
@@ -37,16 +47,22 @@ def register(app: FastAPI, cfg: WebConfig, access: Access, pages: Pages) -> None
         request: Request,
         status: str = "",
         reason: str = "",
+        student: str = "",
+        q: str = "",
+        since: str = "",
+        until: str = "",
+        before: str = "",
         user: User = Depends(access.requires(VIEW)),
     ) -> Response:
         cfg.refresh()
         school = user.school
-        status_filter = status if status in STATUS_ORDER else None
-        reason_filter = reason if reason in REASON_CODES else None
+        filters, problems = _filters(status, reason, student, q, since, until)
+        cursor = int(before) if before.isdigit() else None
         counts = cfg.view.counts(school)
         groups = [
             {
                 "reason_code": g.reason_code,
+                "words": reason_words(g.reason_code),
                 "count": g.count,
                 "example": g.example,
                 "fix": fix_for(g.reason_code, g.missing),
@@ -55,12 +71,24 @@ def register(app: FastAPI, cfg: WebConfig, access: Access, pages: Pages) -> None
             for g in cfg.view.reason_groups(school)
         ]
         failed_count = counts.get(Status.FAILED, 0) + counts.get(Status.UNCERTAIN, 0)
-        rows = cfg.view.list(
-            school, status=status_filter, reason_code=reason_filter, limit=EVENTS_LIMIT
+        query = EventQuery(
+            statuses=(filters["status"],) if filters["status"] else (),
+            reason_code=filters["reason"] or None,
+            student_id=filters["student"] or None,
+            search=filters["q"] or None,
+            since=_day(filters["since"]),
+            until=_day(filters["until"], next_day=True),
+            before=cursor,
+            limit=PAGE_SIZE + 1,
         )
+        found = cfg.view.page(school, query)
+        rows, more = found[:PAGE_SIZE], len(found) > PAGE_SIZE
+        auto_invoice = ledger.settings(school).auto_invoice
+        names = _names(ledger, rows)
         card = card_context(cfg, request, school)
         listed = _checklist(cfg.checklist, school)
         checklist = None if listed is None else web_checklist(listed, admin=user.can(ADMIN))
+        kept = {k: v for k, v in filters.items() if v}
         return pages.render(
             request,
             "dashboard.html",
@@ -71,14 +99,18 @@ def register(app: FastAPI, cfg: WebConfig, access: Access, pages: Pages) -> None
                 "groups": groups,
                 "failed_count": failed_count,
                 "failed_group": FAILED_GROUP,
-                "rows": rows,
-                "status_filter": status_filter or "",
-                "reason_filter": reason_filter or "",
-                "statuses": STATUS_ORDER,
-                "reasons": REASON_CODES,
+                "rows": [_row_words(r, auto_invoice, names=names) for r in rows],
+                "filters": filters,
+                "filtering": bool(kept),
+                "problems": problems,
+                "older": urlencode({**kept, "before": rows[-1].position}) if more else "",
+                "newest": urlencode(kept) if cursor is not None else None,
+                "statuses": [(s, status_words(s)) for s in STATUS_ORDER],
+                "reasons": [(r, reason_words(r)) for r in REASON_CODES],
                 **card,
                 "checklist": checklist,
-                "limit": EVENTS_LIMIT,
+                "limit": PAGE_SIZE,
+                "auto_invoice": auto_invoice,
             },
         )
 
@@ -120,6 +152,78 @@ def register(app: FastAPI, cfg: WebConfig, access: Access, pages: Pages) -> None
                 for e in entries
             ]
         )
+
+
+def _filters(
+    status: str, reason: str, student: str, q: str, since: str, until: str
+) -> tuple[dict[str, str], list[str]]:
+    """The events tab's filters (unknown values dropped, each refusal named)."""
+    problems: list[str] = []
+    dates: dict[str, str] = {}
+    for name, label, given in (("since", "From", since), ("until", "To", until)):
+        value = given.strip()
+        if value:
+            try:
+                date.fromisoformat(value)
+            except ValueError:
+                problems.append(f"{label}: use a date like 2026-11-20")
+                value = ""
+        dates[name] = value
+    return {
+        "status": status if status in STATUS_ORDER else "",
+        "reason": reason if reason in REASON_CODES else "",
+        "student": student.strip()[:64],
+        "q": q.strip()[:64],
+        **dates,
+    }, problems
+
+
+def _day(value: str, *, next_day: bool = False) -> datetime | None:
+    """The start of that UTC day (or of the next one: an inclusive 'to' date)."""
+    if not value:
+        return None
+    start = datetime.combine(date.fromisoformat(value), time(0), tzinfo=UTC)
+    return start + timedelta(days=1) if next_day else start
+
+
+def _names(ledger: FlightLedger, rows: list[EventRow]) -> dict[str, str]:
+    """Student names of one page of rows (the view keeps only ids): one load per student."""
+    names: dict[str, str] = {}
+    for row in rows:
+        if row.student_id not in names:
+            try:
+                names[row.student_id] = ledger.financial_event(row.id).student_name
+            except Exception:  # a name is a courtesy: the id is still shown
+                names[row.student_id] = ""
+    return names
+
+
+def _row_words(row: EventRow, auto_invoice: bool, *, names: dict[str, str]) -> dict[str, Any]:
+    """One row of the events table, with the words staff use beside the codes."""
+    note = row.reason
+    if row.status == Status.PENDING and not auto_invoice:
+        note = AUTO_INVOICE_OFF
+    return {
+        "row": row,
+        "id": row.id,
+        "reference": row.reference,
+        "kind": kind_words(row.kind),
+        "student_id": row.student_id,
+        "student_name": names.get(row.student_id, ""),
+        "amount": row.amount,
+        "status": row.status,
+        "status_words": status_words(row.status),
+        "reason_code": row.reason_code,
+        "reason_words": reason_words(row.reason_code),
+        "note": note,
+        "attempts": row.attempts,
+        # a DocNumber exists in QuickBooks only once it holds the invoice
+        "doc_number": row.doc_number if row.status == Status.SYNCED else None,
+        "qbo_id": row.qbo_id if row.status == Status.SYNCED else None,
+        "updated_at": row.updated_at,
+        "retryable": row.status in (Status.ACTION_REQUIRED, Status.FAILED, Status.UNCERTAIN),
+        "dismissable": row.status not in (Status.SYNCED, Status.DISMISSED, Status.CANCELLED),
+    }
 
 
 def _checklist(provider: ChecklistProvider | None, school: str) -> list[dict[str, Any]] | None:
