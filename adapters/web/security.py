@@ -102,14 +102,16 @@ def install_security(app: FastAPI, allowed_hosts: Sequence[str]) -> None:
         response: Response
         if not any_host and host_name(host_header) not in allowed:
             log.warning("web_host_refused", host=echo(host_header))
-            response = PlainTextResponse(
+            response = _refusal(
+                request,
                 f"This dashboard does not answer to the host {echo(host_header)!r}. "
                 f"Open it by its own address, or add the name to {ALLOWED_HOSTS_VARIABLE}.",
                 status_code=400,
             )
         elif request.method in UNSAFE_METHODS and not _origin_ok(request, host_header):
             log.warning("web_cross_origin_refused", path=request.url.path)
-            response = PlainTextResponse(
+            response = _refusal(
+                request,
                 "This request came from another site (its Origin/Referer is not this "
                 "dashboard) and was refused: use the dashboard's own pages.",
                 status_code=403,
@@ -121,7 +123,18 @@ def install_security(app: FastAPI, allowed_hosts: Sequence[str]) -> None:
         return response
 
 
+def _refusal(request: Request, sentence: str, *, status_code: int) -> Response:
+    """The refusal as plain text, or as the API's JSON error envelope on API paths."""
+    from adapters.api.errors import envelope, is_api_path
+
+    if is_api_path(request.url.path):
+        return envelope(status_code, sentence)
+    return PlainTextResponse(sentence, status_code=status_code)
+
+
 def _origin_ok(request: Request, host_header: str) -> bool:
+    if request.url.path.startswith("/api/") and "cookie" not in request.headers:
+        return True  # the API authenticates by Bearer key only: no ambient credential to forge
     origin = request.headers.get("origin")
     if origin is not None:
         return origin != "null" and _same_origin(origin, host_header)

@@ -433,3 +433,14 @@ def test_mapped_ids_are_checked_against_cached_quickbooks_lists(
         assert client.put(path, json={"qbo_id": "1"}, headers=admin).json() == {"ok": True}
     view.close()
     assert ledger.mappings("alpha").charges["aircraft_rental"] == "1"
+
+
+def test_a_browser_tool_on_another_origin_may_post_with_a_key(api: Api) -> None:
+    """Bearer keys are no ambient credential: the dashboard's Origin check does not refuse them,
+    while a cookie-carrying cross-site POST to the API is refused with the JSON envelope."""
+    origin = {"Origin": "https://scheduler.example", **api.writer}
+    assert api.post_flight(flight("F-1"), headers=origin).status_code == 201
+    api.client.cookies.set("flightledger_session", "x")
+    error_of(api.post_flight(flight("F-2"), headers=origin), 403)
+    api.client.cookies.clear()
+    error_of(api.client.get("/api/v1/events", headers={"Host": "evil.example"}), 400)
