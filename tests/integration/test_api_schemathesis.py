@@ -8,6 +8,7 @@ from typing import Any
 
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from tests.api_support import api_app, bearer, new_key
@@ -27,6 +28,7 @@ def test_no_server_error_and_responses_match_their_schema(tmp_path: Path) -> Non
     checked: list[str] = []
     try:
         for result in schema.get_all_operations():
+            assert isinstance(result, Ok), result
             operation = result.ok()
 
             @given(case=operation.as_strategy())
