@@ -26,6 +26,7 @@ pytestmark = pytest.mark.timeout(180)
 def sim() -> Iterator[QboSimulator]:
     """A simulator in this process, reached over HTTP by the subprocesses."""
     with QboSimulator(SimulatorConfig()) as simulator:
+        simulator.set_faults(replay_failures=True)  # a repeated requestid replays faults too
         yield simulator
 
 

@@ -37,6 +37,7 @@ DUAL = {"code": "instructor_dual", "quantity": "1.2", "rate": "60.00"}
 def sim() -> Iterator[QboSimulator]:
     """A fresh simulator in this process, reached over loopback HTTP."""
     with QboSimulator(SimulatorConfig()) as simulator:
+        simulator.set_faults(replay_failures=True)  # a repeated requestid replays faults too
         yield simulator
 
 
