@@ -524,6 +524,7 @@ SETTINGS_POSTS = {
     "/settings/mappings/student": {"student": "S-7", "customer": "1"},
     "/settings/mappings/payment-type": {"name": "card", "deposit_account": "35"},
     "/settings/auto-invoice": {"state": "off"},
+    "/settings/auto-customers": {"state": "on"},
     "/settings/refresh-lists": {},
 }
 
@@ -545,6 +546,7 @@ def test_settings_need_billing_admin(client: TestClient, web_ledger: FlightLedge
     assert 'action="/retry-failed"' not in client.get("/").text
     assert web_ledger.mappings("alpha").charges == {"instructor_dual": "2"}, "nothing recorded"
     assert web_ledger.settings("alpha").auto_invoice is True
+    assert web_ledger.settings("alpha").auto_customers is False
 
 
 def test_settings_posts_are_csrf_checked(client: TestClient, web_ledger: FlightLedger) -> None:
@@ -570,6 +572,7 @@ def test_settings_record_through_the_ledger_with_the_cli_messages(
     assert mappings.payment_types["card"].deposit_account_id == "35"
     assert (mappings.term_id, mappings.memo, mappings.income_account_id) == ("3", "Thanks", "79")
     assert web_ledger.settings("alpha").auto_invoice is False
+    assert web_ledger.settings("alpha").auto_customers is True
     assert {e.actor for e in web_ledger.history("alpha", "mappings")[1:]} == {"ann"}
     client.post("/settings/mappings/charge", data={"csrf": csrf, "code": "fuel", "item": " "})
     page = client.get("/settings").text
@@ -580,4 +583,5 @@ def test_settings_record_through_the_ledger_with_the_cli_messages(
     assert "Not saved: Default memo: must be 1-1000 characters" in client.get("/settings").text
     history = client.get("/settings").text.split('id="settings-history"')[1]
     assert "Auto-invoice off" in history and "ann" in history
+    assert "New students become QuickBooks customers by themselves: on" in history
     assert web_ledger.mappings("alpha").charges == {"fuel": "3"}, "refused input recorded nothing"

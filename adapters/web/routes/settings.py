@@ -124,6 +124,10 @@ def _history_line(entry: HistoryEntry, lists: QboLists | None) -> str:
         return "QuickBooks Defaults: " + ", ".join(parts)
     if entry.type == "AutoInvoiceSet":
         return "Auto-invoice " + ("on" if d.get("enabled") else "off")
+    if entry.type == "AutoCustomersSet":
+        return "New students become QuickBooks customers by themselves: " + (
+            "on" if d.get("enabled") else "off"
+        )
     return entry.type
 
 
@@ -183,6 +187,7 @@ def register(app: FastAPI, cfg: WebConfig, access: Access, pages: Pages) -> None
             if e.type != "Started"
         ]
         auto_history = [h for h in history if h["type"] == "AutoInvoiceSet"]
+        customers_history = [h for h in history if h["type"] == "AutoCustomersSet"]
         return pages.render(
             request,
             "settings.html",
@@ -207,6 +212,8 @@ def register(app: FastAPI, cfg: WebConfig, access: Access, pages: Pages) -> None
                 "account_name": lambda i: _name(lists, ACCOUNT, i),
                 "auto_invoice": ledger.settings(school).auto_invoice,
                 "auto_changed": auto_history[0] if auto_history else None,
+                "auto_customers": ledger.settings(school).auto_customers,
+                "customers_changed": customers_history[0] if customers_history else None,
                 "history": history[:HISTORY_LIMIT],
                 "history_total": len(history),
                 "students": sorted(mappings.students.items()),
@@ -342,6 +349,17 @@ def register(app: FastAPI, cfg: WebConfig, access: Access, pages: Pages) -> None
         ledger.set_auto_invoice(user.school, state == "on", operator=user.name)
         log.info("web_auto_invoice_set", school=user.school, operator=user.name, state=state)
         return done(request, f"Auto-invoice {state}.")
+
+    @app.post("/settings/auto-customers")
+    def auto_customers(
+        request: Request, fields: dict[str, str] = Depends(form), user: User = Depends(admin)
+    ) -> Response:
+        state = fields.get("state", "")
+        if state not in ("on", "off"):
+            return refused(request, f"state: must be 'on' or 'off', not {state!r}")
+        ledger.set_auto_customers(user.school, state == "on", operator=user.name)
+        log.info("web_auto_customers_set", school=user.school, operator=user.name, state=state)
+        return done(request, f"New students become QuickBooks customers by themselves: {state}.")
 
     @app.post("/settings/refresh-lists")
     def refresh_lists(
