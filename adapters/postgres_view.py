@@ -13,11 +13,19 @@ from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg import sql
 
 from projections import audit
-from projections.financial_events import RAW_COLUMNS, RawRow, fold_raw, raw_ids_to_load
+from projections.financial_events import (
+    RAW_COLUMNS,
+    RawRow,
+    UsageRow,
+    fold_raw,
+    raw_ids_to_load,
+    usage_writes,
+)
 from projections.view import (
     VIEW_TRACKING_NAME,
     EventQuery,
     EventRow,
+    KeyUsage,
     ReasonGroup,
     TrackingConflict,
 )
@@ -27,6 +35,9 @@ LINK_STAGE = "flightledger_audit_stage"
 ROWS = "flightledger_view_rows"
 TRACKING = "flightledger_view_tracking"
 CHAIN = "flightledger_audit_chain"
+USES = "flightledger_view_uses"  # the mapping keys each financial event uses
+USAGE = "flightledger_view_usage"  # per school and key: unsent and total counts, examples
+USES_STAGE = "flightledger_view_uses_stage"
 _COLUMN_NAMES = RAW_COLUMNS  # the projection's row layout, in its order
 _COLUMNS = sql.SQL(", ").join(sql.Identifier(c) for c in _COLUMN_NAMES)
 
@@ -125,6 +136,8 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
         self._rows = sql.SQL("{}.{}").format(schema, sql.Identifier(ROWS))
         self._chain = sql.SQL("{}.{}").format(schema, sql.Identifier(CHAIN))
         self._tracking = sql.SQL("{}.{}").format(schema, sql.Identifier(self.tracking_table_name))
+        self._uses = sql.SQL("{}.{}").format(schema, sql.Identifier(USES))
+        self._usage = sql.SQL("{}.{}").format(schema, sql.Identifier(USAGE))
         self._lock_key = f"flightledger_view:{self.datastore.schema}"
         self.sql_create_statements.extend(
             [
@@ -152,8 +165,30 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
                     "CREATE TABLE IF NOT EXISTS {} (position bigint PRIMARY KEY, "
                     "hash bytea NOT NULL)"
                 ).format(self._chain),
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {} (id uuid PRIMARY KEY, uses text[] NOT NULL)"
+                ).format(self._uses),
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {} (school text NOT NULL, key text NOT NULL, "
+                    "unsent bigint NOT NULL, total bigint NOT NULL, examples text[] NOT NULL, "
+                    "PRIMARY KEY (school, key))"
+                ).format(self._usage),
             ]
         )
+        self._uses_stage_create = sql.SQL(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS"
+        ).format(sql.Identifier(USES_STAGE), self._uses)
+        self._uses_stage_copy = sql.SQL("COPY {} (id, uses) FROM STDIN").format(
+            sql.Identifier(USES_STAGE)
+        )
+        self._uses_stage_upsert = sql.SQL(
+            "INSERT INTO {} (id, uses) SELECT id, uses FROM {} "
+            "ON CONFLICT (id) DO UPDATE SET uses = EXCLUDED.uses"
+        ).format(self._uses, sql.Identifier(USES_STAGE))
+        self._usage_upsert = sql.SQL(
+            "INSERT INTO {} VALUES (%s, %s, %s, %s, %s) ON CONFLICT (school, key) DO UPDATE "
+            "SET unsent = EXCLUDED.unsent, total = EXCLUDED.total, examples = EXCLUDED.examples"
+        ).format(self._usage)
         updated = [c for c in _COLUMN_NAMES if c not in ("id", "position")]
         self._upsert = sql.SQL(
             "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT (id) DO UPDATE SET {}"
@@ -254,6 +289,21 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
             changed = fold_raw(existing, changes)
             if changed:
                 self._copy_rows(curs, changed.values())
+            uses, counters = usage_writes(
+                existing,
+                changed,
+                changes,
+                lambda wanted: self._load_uses(curs, wanted),
+                lambda keys: self._load_usage(curs, keys),
+            )
+            if uses:
+                curs.execute(self._uses_stage_create)
+                with curs.copy(self._uses_stage_copy) as copy:
+                    for event_id, keys in uses:
+                        copy.write_row((event_id, list(keys) if keys else "{}"))
+                curs.execute(self._uses_stage_upsert)
+            if counters:
+                curs.executemany(self._usage_upsert, counters)
             curs.execute(
                 sql.SQL("SELECT position, hash FROM {} ORDER BY position DESC LIMIT 1").format(
                     self._chain
@@ -269,6 +319,45 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
                 self._copy_links(curs, links)
             self._before_commit()
         return len(changed)
+
+    def _load_uses(self, curs: Any, ids: builtins.set[UUID]) -> dict[UUID, tuple[str, ...]]:
+        """The stored mapping keys of these events."""
+        if not ids:
+            return {}
+        curs.execute(
+            sql.SQL("SELECT id, uses FROM {} WHERE id = ANY(%s)").format(self._uses),
+            (builtins.list(ids),),
+        )
+        return {r["id"]: tuple(r["uses"]) for r in curs.fetchall()}
+
+    def _load_usage(
+        self, curs: Any, keys: builtins.list[tuple[str, str]]
+    ) -> dict[tuple[str, str], UsageRow]:
+        """The stored counters of these (school, key) pairs."""
+        curs.execute(
+            sql.SQL(
+                "SELECT u.school, u.key, u.unsent, u.total, u.examples FROM {} u "
+                "JOIN unnest(%s::text[], %s::text[]) AS w(school, key) "
+                "ON u.school = w.school AND u.key = w.key"
+            ).format(self._usage),
+            ([k[0] for k in keys], [k[1] for k in keys]),
+        )
+        return {
+            (r["school"], r["key"]): (r["unsent"], r["total"], builtins.list(r["examples"]))
+            for r in curs.fetchall()
+        }
+
+    def create_table(self) -> None:
+        """Create the tables; a view made before the usage counters existed is re-projected."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                "SELECT to_regclass(%s) AS rows, to_regclass(%s) AS uses",
+                (f"{self.datastore.schema}.{ROWS}", f"{self.datastore.schema}.{USES}"),
+            )
+            found = curs.fetchone()
+        super().create_table()
+        if found and found["rows"] is not None and found["uses"] is None:
+            self.drop()  # rows without counters: project again from the start
 
     def _copy_rows(self, curs: Any, rows: Iterable[RawRow]) -> None:
         """COPY the rows into the session's stage table, then upsert them in one statement.
@@ -298,6 +387,8 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
         with self.datastore.transaction(commit=True) as curs:
             curs.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._lock_key,))
             curs.execute(sql.SQL("DELETE FROM {}").format(self._rows))
+            curs.execute(sql.SQL("DELETE FROM {}").format(self._uses))
+            curs.execute(sql.SQL("DELETE FROM {}").format(self._usage))
             curs.execute(
                 sql.SQL("DELETE FROM {} WHERE application_name=%s").format(self._tracking),
                 (VIEW_TRACKING_NAME,),
@@ -469,6 +560,22 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
                 missing=tuple(sorted(missing.get(r["code"]) or [])),
             )
             for r in groups
+        ]
+
+    def usage(self, school: str) -> builtins.list[KeyUsage]:
+        """Mapping keys in use by the school's events, with counts and examples (by key)."""
+        found = self._select(
+            sql.SQL(
+                "SELECT key, unsent, total, examples FROM {} WHERE school=%s AND total > 0 "
+                "ORDER BY key"
+            ).format(self._usage),
+            (school,),
+        )
+        return [
+            KeyUsage(
+                key=r["key"], unsent=r["unsent"], total=r["total"], examples=tuple(r["examples"])
+            )
+            for r in found
         ]
 
     def schools(self) -> builtins.list[str]:

@@ -22,11 +22,19 @@ from eventsourcing.persistence import (
 from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
 
 from projections import audit
-from projections.financial_events import RAW_COLUMNS, RawRow, fold_raw, raw_ids_to_load
+from projections.financial_events import (
+    RAW_COLUMNS,
+    RawRow,
+    UsageRow,
+    fold_raw,
+    raw_ids_to_load,
+    usage_writes,
+)
 from projections.view import (
     VIEW_TRACKING_NAME,
     EventQuery,
     EventRow,
+    KeyUsage,
     ReasonGroup,
     TrackingConflict,
 )
@@ -34,6 +42,8 @@ from projections.view import (
 ROWS = "flightledger_view_rows"
 TRACKING = "flightledger_view_tracking"
 CHAIN = "flightledger_audit_chain"
+USES = "flightledger_view_uses"  # the mapping keys each financial event uses
+USAGE = "flightledger_view_usage"  # per school and key: unsent and total counts, examples
 _COLUMNS = ", ".join(RAW_COLUMNS)  # the projection's row layout, in its order
 _UPDATED = [c for c in RAW_COLUMNS if c not in ("id", "position")]
 _UPSERT = (
@@ -144,13 +154,32 @@ class SQLiteFinancialEventView(SQLiteTrackingRecorder):
             f"CREATE INDEX IF NOT EXISTS {ROWS}_doc_number ON {ROWS} (school, doc_number)",
             f"CREATE TABLE IF NOT EXISTS {CHAIN} (position INTEGER PRIMARY KEY, "
             "hash BLOB NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {USES} (id TEXT PRIMARY KEY, uses TEXT NOT NULL) "
+            "WITHOUT ROWID",
+            f"CREATE TABLE IF NOT EXISTS {USAGE} (school TEXT NOT NULL, key TEXT NOT NULL, "
+            "unsent INTEGER NOT NULL, total INTEGER NOT NULL, examples TEXT NOT NULL, "
+            "PRIMARY KEY (school, key)) WITHOUT ROWID",
         ]
 
     def create_table(self) -> None:
-        """Create the tables (no migration of the library's shared tracking table)."""
-        with self.datastore.transaction(commit=True) as c:
-            for statement in self.create_table_statements:
-                c.execute(statement)
+        """Create the tables; a view made before the usage counters existed is re-projected."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT name FROM sqlite_master WHERE type='table' AND name=?", (USES,))
+            counted = c.fetchone() is not None
+            c.execute("SELECT name FROM sqlite_master WHERE type='table' AND name=?", (ROWS,))
+            existed = c.fetchone() is not None
+        try:
+            with self.datastore.transaction(commit=True) as c:
+                for statement in self.create_table_statements:
+                    c.execute(statement)
+                if existed and not counted:  # rows without counters: project again from zero
+                    c.execute(f"DELETE FROM {ROWS}")
+                    c.execute(
+                        f"DELETE FROM {TRACKING} WHERE application_name=?", (VIEW_TRACKING_NAME,)
+                    )
+        except (sqlite3.OperationalError, OperationalError) as exc:
+            if not (counted and existed and "readonly" in str(exc).replace("-", "")):
+                raise  # a read-only copy of a complete view is read as it is
 
     # --- tracking (the library's TrackingRecorder contract plus the view's own position) -------
 
@@ -221,6 +250,23 @@ class SQLiteFinancialEventView(SQLiteTrackingRecorder):
             existing = self._load_raw(c, raw_ids_to_load(changes))
             changed = fold_raw(existing, changes)
             c.executemany(_UPSERT, [_encode_raw(r) for r in changed.values()])
+            uses, counters = usage_writes(
+                existing,
+                changed,
+                changes,
+                lambda ids: self._load_uses(c, ids),
+                lambda keys: self._load_usage(c, keys),
+            )
+            if uses:
+                c.executemany(
+                    f"INSERT OR REPLACE INTO {USES} VALUES (?, ?)",
+                    [(i.hex, json.dumps(u)) for i, u in uses],
+                )
+            if counters:
+                c.executemany(
+                    f"INSERT OR REPLACE INTO {USAGE} VALUES (?, ?, ?, ?, ?)",
+                    [(s, k, n, t, json.dumps(e)) for s, k, n, t, e in counters],
+                )
             c.execute(f"SELECT position, hash FROM {CHAIN} ORDER BY position DESC LIMIT 1")
             head = c.fetchone()
             links = audit.extend(
@@ -251,10 +297,46 @@ class SQLiteFinancialEventView(SQLiteTrackingRecorder):
                 rows[key] = raw
         return rows
 
+    def _load_uses(self, c: sqlite3.Cursor, ids: set[UUID]) -> dict[UUID, tuple[str, ...]]:
+        """The stored mapping keys of these events."""
+        by_hex = {i.hex: i for i in ids}
+        keys = builtins.list(by_hex)
+        found: dict[UUID, tuple[str, ...]] = {}
+        for start in range(0, len(keys), _SQLITE_MAX_VARS):
+            chunk = keys[start : start + _SQLITE_MAX_VARS]
+            c.execute(
+                f"SELECT id, uses FROM {USES} WHERE id IN ({','.join('?' * len(chunk))})", chunk
+            )
+            for event_id, uses in c.fetchall():
+                found[by_hex[event_id]] = tuple(json.loads(uses))
+        return found
+
+    def _load_usage(
+        self, c: sqlite3.Cursor, keys: builtins.list[tuple[str, str]]
+    ) -> dict[tuple[str, str], UsageRow]:
+        """The stored counters of these (school, key) pairs."""
+        found: dict[tuple[str, str], UsageRow] = {}
+        schools: dict[str, builtins.list[str]] = {}
+        for school, key in keys:
+            schools.setdefault(school, []).append(key)
+        for school, names in schools.items():
+            for start in range(0, len(names), _SQLITE_MAX_VARS):
+                chunk = names[start : start + _SQLITE_MAX_VARS]
+                c.execute(
+                    f"SELECT key, unsent, total, examples FROM {USAGE} WHERE school=? "
+                    f"AND key IN ({','.join('?' * len(chunk))})",
+                    [school, *chunk],
+                )
+                for key, unsent, total, examples in c.fetchall():
+                    found[(school, key)] = (unsent, total, json.loads(examples))
+        return found
+
     def drop(self) -> None:
-        """Delete every row and the view's tracking position (the audit chain is kept)."""
+        """Delete every row, counter and the view's tracking position (the audit chain is kept)."""
         with self._write() as c:
             c.execute(f"DELETE FROM {ROWS}")
+            c.execute(f"DELETE FROM {USES}")
+            c.execute(f"DELETE FROM {USAGE}")
             c.execute(f"DELETE FROM {TRACKING} WHERE application_name=?", (VIEW_TRACKING_NAME,))
 
     def audit_links(self, start: int, limit: int) -> builtins.list[tuple[int, bytes]]:
@@ -411,6 +493,18 @@ class SQLiteFinancialEventView(SQLiteTrackingRecorder):
                 )
             )
         return result
+
+    def usage(self, school: str) -> builtins.list[KeyUsage]:
+        """Mapping keys in use by the school's events, with counts and examples (by key)."""
+        found = self._select(
+            f"SELECT key, unsent, total, examples FROM {USAGE} WHERE school=? AND total > 0 "
+            "ORDER BY key",
+            (school,),
+        )
+        return [
+            KeyUsage(key=k, unsent=n, total=t, examples=tuple(json.loads(e)))
+            for k, n, t, e in found
+        ]
 
     def schools(self) -> builtins.list[str]:
         """Schools that have any row."""

@@ -107,9 +107,10 @@ class MappingProblem:
     """A mapping key that unsent events reference but is missing or inactive."""
 
     key: str
-    state: str  # "missing" | "inactive"
+    state: str  # "missing" | "inactive" | "not_in_quickbooks"
     used_by: list[str]
     count: int
+    detail: str = ""  # plain words: "Charge code x is mapped to QuickBooks item 5 (...), ..."
 
 
 @dataclass

@@ -54,7 +54,9 @@ def _mapping_line(
             continue
         name = split_key(problem.key)[1]
         used = ", ".join(problem.used_by[:3]) + (" ..." if problem.count > 3 else "")
-        if problem.state == "inactive":
+        if problem.detail:
+            fixes.append(f"{problem.detail} (used by {used})")
+        elif problem.state == "inactive":
             fixes.append(f"{name} is mapped to an inactive {inactive_fix} (used by {used})")
         else:
             fixes.append(

@@ -55,22 +55,22 @@ def missing_keys(
 
     With auto_customers the worker maps a new student itself, so an unmapped student is not a
     missing key (Retry Failed does not wait for a person to map one).
+
+    A charge code or payment type marked inactive here is one the school no longer uses (help
+    article 004): it stays mapped and its historical records still sync, so it is not a
+    blocker. Whether the QuickBooks object it points at is inactive is QuickBooks' to say.
     """
     missing: list[str] = []
     inactive: list[str] = []
     charges = mappings.charges if mappings else {}
-    inactive_charges = mappings.inactive_charges if mappings else set()
     students = mappings.students if mappings else {}
     if event.student_id not in students and not auto_customers:
         missing.append(f"student:{event.student_id}")
     if event.kind in INVOICE_KINDS:
         for charge in charges_from_data(event.data["charges"]):
             key = f"charge:{charge.code}"
-            if charge.code not in charges:
-                if key not in missing:
-                    missing.append(key)
-            elif charge.code in inactive_charges and key not in inactive:
-                inactive.append(key)
+            if charge.code not in charges and key not in missing:
+                missing.append(key)
         if mappings is None:
             missing.extend(["default:term", "default:memo", "default:income_account"])
         else:
@@ -80,8 +80,6 @@ def missing_keys(
         mapping = mappings.payment_types.get(payment_type) if mappings else None
         if mapping is None:
             missing.append(f"payment_type:{payment_type}")
-        elif not mapping.active:
-            inactive.append(f"payment_type:{payment_type}")
     return missing, inactive
 
 

@@ -6,7 +6,7 @@ import builtins
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final
@@ -22,7 +22,7 @@ from eventsourcing.persistence import (
 from eventsourcing.utils import get_topic, resolve_topic
 
 from domain.financial_event import FailureCategory, FinancialEvent, Status
-from projections.view import EventQuery, EventRow, ReasonGroup
+from projections.view import EventQuery, EventRow, KeyUsage, ReasonGroup
 
 FINANCIAL_EVENT_TOPIC_PREFIX = f"{FinancialEvent.__module__}:{FinancialEvent.__qualname__}."
 STATUSES: tuple[str, ...] = tuple(s.value for s in Status)
@@ -200,14 +200,15 @@ def fold(existing: Mapping[UUID, EventRow], changes: Iterable[Change]) -> dict[U
 # `ChangeDecoder` (straight from the stored JSON) produce the same tuples; `fold_raw` applies
 # them exactly as `apply_event` applies domain events (tests/unit/test_projection_fastpath.py).
 
-CREATED: Final = 0  # (op, id, at, school, kind, reference, student_id, amount, applies_to)
+# CREATED: (op, id, at, school, kind, reference, student_id, amount, applies_to, uses)
+CREATED: Final = 0
 PUSH_STARTED: Final = 1  # (op, id, at, attempt, doc_number)
 SYNCED: Final = 2  # (op, id, at, qbo_id, doc_number)
 PUSH_FAILED: Final = 3  # (op, id, at, status, message)
 ACTION_REQUIRED: Final = 4  # (op, id, at, reason_code, message, missing)
 RETRY_REQUESTED: Final = 5  # (op, id, at)
 DISMISSED: Final = 6  # (op, id, at, note)
-AMENDED: Final = 7  # (op, id, at, amount, student_id)
+AMENDED: Final = 7  # (op, id, at, amount, student_id, uses)
 CANCELLED: Final = 8  # (op, id, at, reason)
 CORRECTION_STARTED: Final = 9  # (op, id, at, attempt)
 CORRECTION_APPLIED: Final = 10  # (op, id, at, note)
@@ -261,6 +262,7 @@ def compact_event(event: Any) -> tuple[Any, ...] | None:
             event.student_id,
             str(event.amount),
             None if applies_to is None else str(applies_to),
+            uses_of(event.student_id, data),
         )
     if isinstance(event, FinancialEvent.PushStarted):
         return (PUSH_STARTED, key, at, event.attempt, event.doc_number)
@@ -275,7 +277,9 @@ def compact_event(event: Any) -> tuple[Any, ...] | None:
     if isinstance(event, FinancialEvent.Dismissed):
         return (DISMISSED, key, at, event.note)
     if isinstance(event, FinancialEvent.FlightAmended):
-        return (AMENDED, key, at, str(event.amount), event.student_id)
+        data = event.data if isinstance(event.data, dict) else {}
+        uses = uses_of(event.student_id, data)
+        return (AMENDED, key, at, str(event.amount), event.student_id, uses)
     if isinstance(event, FinancialEvent.FlightCancelled):
         return (CANCELLED, key, at, event.reason)
     if isinstance(event, FinancialEvent.CorrectionStarted):
@@ -591,6 +595,7 @@ class ChangeDecoder:
                 _text(d["student_id"]),
                 str(Decimal(_transcoded(d["amount"], "decimal_str"))),
                 None if applies_to is None else str(applies_to),
+                uses_of(d["student_id"], data),
             )
         if op == PUSH_STARTED:
             attempt = d["attempt"]
@@ -643,6 +648,188 @@ def decode_events(mapper: Mapper[UUID], notifications: Iterable[Notification]) -
             raise UnreadableEvent(notification.id, _reason(exc)) from exc
         changes.append((notification.id, event))
     return changes
+
+
+# --- mapping keys in use: the counters behind `mappings check` and the checklist ---------------
+#
+# Every financial event uses mapping keys ("student:S-7", "charge:aircraft_rental",
+# "payment_type:card"). The view keeps, per school and key, how many events use it (`total`),
+# how many of them are unsent (`unsent`: not synced, dismissed or cancelled) and a few unsent
+# references as examples, updated in the same transaction as the rows: `usage_deltas` says how
+# one batch changes them, from the rows before and after it and the keys of each event.
+
+UNSENT_STATUSES: Final = frozenset(
+    {
+        Status.PENDING.value,
+        Status.SYNCING.value,
+        Status.RETRYING.value,
+        Status.FAILED.value,
+        Status.UNCERTAIN.value,
+        Status.ACTION_REQUIRED.value,
+    }
+)
+USAGE_EXAMPLES: Final = 5
+
+
+def uses_of(student_id: Any, data: Mapping[str, Any]) -> tuple[str, ...]:
+    """The mapping keys an event with this student and record data needs, in order."""
+    keys: builtins.list[str] = [f"student:{student_id}"]
+    charges = data.get("charges")
+    if type(charges) is list:
+        for charge in charges:
+            code = charge.get("code") if type(charge) is dict else None
+            if type(code) is str and f"charge:{code}" not in keys:
+                keys.append(f"charge:{code}")
+    payment_type = data.get("payment_type")
+    if type(payment_type) is str:
+        keys.append(f"payment_type:{payment_type}")
+    return tuple(keys)
+
+
+def new_uses(changes: Iterable[Change]) -> dict[UUID, tuple[str, ...]]:
+    """Keys set by this batch (creations and amendments; the last one of an id wins)."""
+    found: dict[UUID, tuple[str, ...]] = {}
+    for _, given in changes:
+        event = given if type(given) is tuple else compact_event(given)
+        if event is None:
+            continue
+        if event[0] == CREATED:
+            found[event[1]] = event[9]
+        elif event[0] == AMENDED:
+            found[event[1]] = event[5]
+    return found
+
+
+@dataclass
+class UsageDelta:
+    """How one batch changes the counters of one (school, key)."""
+
+    unsent: int = 0
+    total: int = 0
+    entered: builtins.list[str] = field(default_factory=list)  # references now unsent
+    left: builtins.set[str] = field(default_factory=set)  # references no longer unsent
+
+
+def usage_deltas(
+    before: Mapping[UUID, RawRow],
+    after: Mapping[UUID, RawRow],
+    stored_uses: Mapping[UUID, tuple[str, ...]],
+    batch_uses: Mapping[UUID, tuple[str, ...]],
+) -> dict[tuple[str, str], UsageDelta]:
+    """Counter changes of a batch: rows before (absent = new) and after it, keys per event.
+
+    `stored_uses` holds the keys recorded for events before this batch (needed for every id in
+    `ids_needing_uses`), `batch_uses` the keys this batch sets.
+    """
+    deltas: dict[tuple[str, str], UsageDelta] = {}
+    for key, row in after.items():
+        old = before.get(key)
+        old_keys = stored_uses.get(key, ()) if old is not None else ()
+        new_keys = batch_uses.get(key, old_keys)
+        was_unsent = old is not None and old[6] in UNSENT_STATUSES
+        is_unsent = row[6] in UNSENT_STATUSES
+        if old is not None and old_keys == new_keys and was_unsent == is_unsent:
+            continue
+        school, reference = row[1], row[3]
+        for k in old_keys:
+            d = deltas.setdefault((school, k), UsageDelta())
+            d.total -= 1
+            if was_unsent:
+                d.unsent -= 1
+                d.left.add(reference)
+        for k in new_keys:
+            d = deltas.setdefault((school, k), UsageDelta())
+            d.total += 1
+            if is_unsent:
+                d.unsent += 1
+                d.left.discard(reference)
+                d.entered.append(reference)
+    return {k: d for k, d in deltas.items() if d.unsent or d.total or d.entered or d.left}
+
+
+def ids_needing_uses(
+    before: Mapping[UUID, RawRow],
+    after: Mapping[UUID, RawRow],
+    batch_uses: Mapping[UUID, tuple[str, ...]],
+) -> builtins.set[UUID]:
+    """Events whose stored keys `usage_deltas` needs: existing rows that changed sides or keys."""
+    return {
+        key
+        for key, row in after.items()
+        if (old := before.get(key)) is not None
+        and (key in batch_uses or (old[6] in UNSENT_STATUSES) != (row[6] in UNSENT_STATUSES))
+    }
+
+
+def merge_examples(current: Sequence[str], delta: UsageDelta) -> builtins.list[str]:
+    """The examples after a delta: those that left removed, new ones added up to the limit."""
+    kept = [r for r in current if r not in delta.left]
+    for reference in delta.entered:
+        if len(kept) >= USAGE_EXAMPLES:
+            break
+        if reference not in kept:
+            kept.append(reference)
+    return kept
+
+
+UsageRow = tuple[int, int, builtins.list[str]]  # unsent, total, examples
+
+
+def usage_writes(
+    existing: Mapping[UUID, RawRow],
+    changed: Mapping[UUID, RawRow],
+    changes: Iterable[Change],
+    load_uses: Callable[[builtins.set[UUID]], Mapping[UUID, tuple[str, ...]]],
+    load_usage: Callable[[builtins.list[tuple[str, str]]], Mapping[tuple[str, str], UsageRow]],
+) -> tuple[
+    builtins.list[tuple[UUID, tuple[str, ...]]],
+    builtins.list[tuple[str, str, int, int, builtins.list[str]]],
+]:
+    """What a batch writes besides rows: the keys of events it set, the counters it changed.
+
+    The view adapters pass readers of their stored keys and counters (inside the batch's
+    transaction) and write the two lists back: (event id, keys) and (school, key, unsent,
+    total, examples).
+    """
+    batch = new_uses(changes)
+    stored = load_uses(ids_needing_uses(existing, changed, batch)) if changed else {}
+    deltas = usage_deltas(existing, changed, stored, batch)
+    if not deltas:
+        return builtins.list(batch.items()), []
+    current = load_usage(sorted(deltas))
+    counters: builtins.list[tuple[str, str, int, int, builtins.list[str]]] = []
+    for (school, key), delta in sorted(deltas.items()):
+        unsent, total, examples = current.get((school, key), (0, 0, []))
+        counters.append(
+            (
+                school,
+                key,
+                unsent + delta.unsent,
+                total + delta.total,
+                merge_examples(examples, delta),
+            )
+        )
+    return builtins.list(batch.items()), counters
+
+
+def count_usage(
+    rows: Iterable[tuple[str, str, str, tuple[str, ...]]], school: str
+) -> builtins.list[KeyUsage]:
+    """Usage counters from (school, status, reference, keys) of every row (reference views)."""
+    found: dict[str, KeyUsage] = {}
+    for row_school, status, reference, keys in rows:
+        if row_school != school:
+            continue
+        for k in keys:
+            usage = found.get(k) or KeyUsage(key=k, unsent=0, total=0, examples=())
+            unsent = status in UNSENT_STATUSES
+            examples = usage.examples
+            if unsent and len(examples) < USAGE_EXAMPLES:
+                examples = (*examples, reference)
+            found[k] = KeyUsage(
+                key=k, unsent=usage.unsent + unsent, total=usage.total + 1, examples=examples
+            )
+    return [found[k] for k in sorted(found)]
 
 
 # --- queries over rows (shared by the in-memory view and tests) --------------------------------
@@ -721,6 +908,7 @@ class InMemoryFinancialEventView:
 
     def __init__(self) -> None:
         self.rows: dict[UUID, EventRow] = {}
+        self.uses: dict[UUID, tuple[str, ...]] = {}
         self.position = 0
 
     def apply(self, position: int, event: Any) -> None:
@@ -728,7 +916,15 @@ class InMemoryFinancialEventView:
         new = apply_event(self.rows.get(event.originator_id), event, position)
         if new is not None:
             self.rows[new.id] = new
+            self.uses.update(new_uses([(position, event)]))
         self.position = max(self.position, position)
+
+    def usage(self, school: str) -> builtins.list[KeyUsage]:
+        """Mapping keys in use by the school's events, with counts and examples (by key)."""
+        rows = sorted(self.rows.values(), key=lambda r: r.position)
+        return count_usage(
+            ((r.school, r.status, r.reference, self.uses.get(r.id, ())) for r in rows), school
+        )
 
     def advance(self, position: int) -> None:
         """Move the position past an event that does not concern the view."""

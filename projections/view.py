@@ -91,6 +91,16 @@ class EventQuery:
     limit: int = 50
 
 
+@dataclass(frozen=True)
+class KeyUsage:
+    """How many financial events use one mapping key ("charge:fuel", "student:S-7", ...)."""
+
+    key: str
+    unsent: int  # events not yet synced, dismissed or cancelled
+    total: int  # every event using it, historical ones included
+    examples: tuple[str, ...] = ()  # a few references of unsent events
+
+
 class FinancialEventView(Protocol):
     """Read side of the view (both SQLite and PostgreSQL implement it)."""
 
@@ -144,6 +154,10 @@ class FinancialEventView(Protocol):
 
     def reason_counts(self, school: str) -> dict[str, int]:
         """Number of Action Required rows per reason code."""
+        ...
+
+    def usage(self, school: str) -> builtins.list[KeyUsage]:
+        """Mapping keys in use by the school's events, with counts and examples (by key)."""
         ...
 
 

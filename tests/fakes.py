@@ -25,7 +25,8 @@ from domain.ports import (
     ReasonCode,
 )
 from domain.records import Record, RecordKind, parse_line
-from projections.view import EventQuery, EventRow, FinancialEventView, ReasonGroup
+from projections.financial_events import count_usage, uses_of
+from projections.view import EventQuery, EventRow, FinancialEventView, KeyUsage, ReasonGroup
 from tests.factories import flight, jsonl, payment
 
 
@@ -139,6 +140,17 @@ class FakeFinancialEventView(FinancialEventView):
             )
             for code, rows in sorted(groups.items())
         ]
+
+    def usage(self, school: str) -> builtins.list[KeyUsage]:
+        """Mapping keys in use, counted from the log's events on every read."""
+        events = list(self.ledger.iter_financial_events(school))
+        return count_usage(
+            (
+                (e.school, e.status.value, e.reference, uses_of(e.student_id, e.data))
+                for e in events
+            ),
+            school,
+        )
 
     def schools(self) -> builtins.list[str]:
         """Schools with rows."""

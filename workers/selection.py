@@ -8,9 +8,12 @@ from typing import Any
 
 from adapters.heartbeat import open_heartbeat
 from adapters.persistence import DatabaseUrl
-from domain.application import FlightLedger
+from adapters.qbo_lists import QboListStore
+from domain.application import FlightLedger, MappingProblem
 from domain.checklist import ChecklistItem, build_checklist
 from domain.financial_event import FinancialEvent, Status
+from domain.mapping_check import usage_problems
+from domain.qbo_lists import QboLists
 from domain.retry import WAITING_FOR_OPERATOR, waiting_events
 from projections.view import FinancialEventView
 
@@ -32,6 +35,25 @@ def events_in(
     return waiting_events(ledger, view, school, statuses)
 
 
+def cached_lists(ledger: FlightLedger, db: DatabaseUrl, school: str) -> QboLists | None:
+    """The school's cached QuickBooks lists of its current realm (no QuickBooks call)."""
+    realm = ledger.connection(school).realm
+    return QboListStore(db).get(school, realm) if realm else None
+
+
+def mapping_problems(
+    ledger: FlightLedger,
+    view: FinancialEventView,
+    db: DatabaseUrl,
+    school: str,
+    lists: QboLists | None = None,
+) -> list[MappingProblem]:
+    """Keys used by unsent events that are unmapped or point at inactive/missing QuickBooks
+    objects: from the view's usage counters (no scan of the log) and the cached lists."""
+    found = lists if lists is not None else cached_lists(ledger, db, school)
+    return usage_problems(view.usage(school), ledger.mappings(school), found)
+
+
 def checklist(
     ledger: FlightLedger, view: FinancialEventView, db: DatabaseUrl, school: str
 ) -> list[ChecklistItem]:
@@ -43,7 +65,7 @@ def checklist(
     return build_checklist(
         connection=ledger.connection(school),
         mappings=ledger.mappings(school),
-        problems=ledger.mapping_problems(school, events_in(ledger, view, school, UNSENT)),
+        problems=mapping_problems(ledger, view, db, school),
         auto_invoice=ledger.settings(school).auto_invoice,
         worker_last_seen=last_seen,
         now=ledger.clock.now(),

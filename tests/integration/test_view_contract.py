@@ -22,9 +22,10 @@ from domain.application import FlightLedger
 from domain.financial_event import FailureCategory
 from domain.ports import FixedClock, ReasonCode
 from domain.records import RecordKind, parse_line
+from projections.financial_events import InMemoryFinancialEventView, decode_events
 from projections.view import ProjectedView, TrackingConflict
 from tests.conftest import IN_CI, _postgres_base_url, _postgres_unavailable_reason
-from tests.factories import flight
+from tests.factories import flight, payment
 from workers.bootstrap import open_ledger
 from workers.projector import decode_changes
 
@@ -141,6 +142,41 @@ class FinancialEventViewContract(ABC):
         assert group.missing == ("charge:fuel_surcharge", "student:S-7")
         assert view.reason_counts("default") == {"missing_mapping": 2}
         assert view.list("default", limit=1)[0].reference == "F-1"
+
+    def test_usage_counters_follow_the_events(
+        self, ledger: FlightLedger, view: ProjectedView, clock: FixedClock
+    ) -> None:
+        """Keys in use are counted per school as rows change (unsent, total, examples)."""
+        _record(ledger, "F-1", "F-2", "F-3")
+        _record(ledger, "F-9", school="other")
+        ledger.record("default", parse_line(RecordKind.PAYMENT_RECEIVED, json.dumps(payment())))
+        _batch(ledger, view)
+        usage = {u.key: u for u in view.usage("default")}
+        assert sorted(usage) == [
+            "charge:aircraft_rental", "charge:instructor_dual", "payment_type:card", "student:S-7",
+        ]  # fmt: skip
+        student = usage["student:S-7"]
+        assert (student.unsent, student.total) == (4, 4)
+        assert student.examples == ("F-1", "F-2", "F-3", "P-1")
+        first, second = (ledger.find("default", f) for f in ("F-1", "F-2"))
+        first.start_push(request_id="r1", doc_number="FL-1", batched=False, actor="w", at=clock.at)
+        ledger.save(first)
+        _batch(ledger, view)  # syncing is still unsent
+        assert {u.key: u.unsent for u in view.usage("default")}["charge:aircraft_rental"] == 3
+        first.mark_synced(qbo_id="130", doc_number="FL-1", actor="w", at=clock.at)
+        second.dismiss(operator="ana", note="entered twice", at=clock.at)
+        ledger.save(first, second)
+        _batch(ledger, view)
+        rental = {u.key: u for u in view.usage("default")}["charge:aircraft_rental"]
+        assert (rental.unsent, rental.total, rental.examples) == (1, 3, ("F-3",))
+        assert [(u.key, u.unsent) for u in view.usage("other")][-1] == ("student:S-7", 1)
+        reference = InMemoryFinancialEventView()
+        for change in decode_events(ledger.mapper, ledger.recorder.select_notifications(1, 100)):
+            reference.apply(*change)
+        for school in ("default", "other"):
+            assert view.usage(school) == reference.usage(school)
+        view.drop()
+        assert view.usage("default") == []
 
     def test_failed_push_keeps_qbo_message(
         self, ledger: FlightLedger, view: ProjectedView, clock: FixedClock

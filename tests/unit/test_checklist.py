@@ -6,17 +6,42 @@ from datetime import timedelta
 
 from domain.application import FlightLedger
 from domain.checklist import ChecklistItem, build_checklist
+from domain.mapping_check import usage_problems
 from domain.ports import FixedClock
-from tests.fakes import T0, connect, map_everything, record_flights, record_payment
+from domain.qbo_lists import QboLists, QboObject
+from tests.fakes import (
+    T0,
+    FakeFinancialEventView,
+    connect,
+    map_everything,
+    record_flights,
+    record_payment,
+)
 
 SCHOOL = "default"
 
 
-def _lines(ledger: FlightLedger, last_seen: object = None) -> dict[str, ChecklistItem]:
+def _lists(ledger: FlightLedger, inactive_items: tuple[str, ...] = ()) -> QboLists:
+    """QuickBooks lists holding every mapped object (the given items inactive)."""
+    m = ledger.mappings(SCHOOL)
+    objects = {
+        "Item": {i: QboObject("Item", i, f"Item {i}", i not in inactive_items)
+                 for i in m.charges.values()},
+        "Customer": {c: QboObject("Customer", c, f"C {c}", True) for c in m.students.values()},
+        "Account": {p.deposit_account_id: QboObject("Account", p.deposit_account_id, "Bank", True)
+                    for p in m.payment_types.values()},
+    }  # fmt: skip
+    return QboLists(SCHOOL, "realm", T0, objects)
+
+
+def _lines(
+    ledger: FlightLedger, last_seen: object = None, lists: QboLists | None = None
+) -> dict[str, ChecklistItem]:
+    usage = FakeFinancialEventView(ledger).usage(SCHOOL)
     items = build_checklist(
         connection=ledger.connection(SCHOOL),
         mappings=ledger.mappings(SCHOOL),
-        problems=ledger.mapping_problems(SCHOOL),
+        problems=usage_problems(usage, ledger.mappings(SCHOOL), lists),
         auto_invoice=ledger.settings(SCHOOL).auto_invoice,
         worker_last_seen=last_seen,  # type: ignore[arg-type]
         now=ledger.clock.now(),
@@ -50,13 +75,20 @@ def test_ready_school_is_all_ok_and_flags_inactive_and_stale_worker() -> None:
     map_everything(ledger)
     record_flights(ledger, 1)
     record_payment(ledger, "P-1")
-    lines = _lines(ledger, T0 - timedelta(minutes=1))
+    lines = _lines(ledger, T0 - timedelta(minutes=1), _lists(ledger))
     assert all(line.ok for line in lines.values()), lines
     assert lines["Worker seen recently"].detail == "last seen 1 minute ago"
-    ledger.map_charge(SCHOOL, "aircraft_rental", "5", operator="t", active=False)
+    ledger.map_charge(SCHOOL, "aircraft_rental", "5", operator="t")
     ledger.set_auto_invoice(SCHOOL, False, operator="t")
-    lines = _lines(ledger, T0 - timedelta(minutes=42))
+    lines = _lines(ledger, T0 - timedelta(minutes=42), _lists(ledger, inactive_items=("5",)))
     charges = lines["Every charge code in use mapped to an active Item"]
-    assert not charges.ok and "aircraft_rental is mapped to an inactive item" in charges.fix
+    expected = (
+        "Charge code aircraft_rental is mapped to QuickBooks item 5 (Item 5), which is inactive"
+    )
+    assert not charges.ok and expected in charges.fix
+    before = _lists(ledger)
+    ledger.map_charge(SCHOOL, "aircraft_rental", "999", operator="t")
+    gone = _lines(ledger, None, before)["Every charge code in use mapped to an active Item"]
+    assert not gone.ok and "item 999" in gone.fix, "an id QuickBooks does not have is flagged"
     assert lines["Auto-invoice on"].fix == "flightledger settings auto-invoice on"
     assert lines["Worker seen recently"].fix.startswith("last seen 42 minutes ago")

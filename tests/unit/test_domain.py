@@ -136,7 +136,7 @@ def test_connection_preflight(app: FlightLedger) -> None:
 
 
 def test_mapping_preflight_names_exact_keys(app: FlightLedger) -> None:
-    """Missing charge codes, students and defaults are named; inactive ones separately."""
+    """Missing charge codes, students and defaults are named; a code inactive here still goes."""
     event = _event(app)
     mappings = app.mappings("default")
     blocked = check_mappings(event, mappings)
@@ -153,9 +153,7 @@ def test_mapping_preflight_names_exact_keys(app: FlightLedger) -> None:
     mappings.map_charge("aircraft_rental", "1", active=True, operator="a", at=NOW)
     mappings.map_charge("instructor_dual", "2", active=False, operator="a", at=NOW)
     mappings.set_defaults(term_id="1", memo="Thanks", income_account_id="79", operator="a", at=NOW)
-    blocked = check_mappings(event, mappings)
-    assert blocked is not None and blocked.reason_code == ReasonCode.INACTIVE_MAPPING
-    assert blocked.missing == ("charge:instructor_dual",)
+    assert check_mappings(event, mappings) is None  # no longer used by the school: still sent
     mappings.map_charge("instructor_dual", "2", active=True, operator="a", at=NOW)
     assert check_mappings(event, mappings) is None
     draft = invoice_draft(event, mappings)
@@ -165,7 +163,8 @@ def test_mapping_preflight_names_exact_keys(app: FlightLedger) -> None:
 
 
 def test_payment_preflight_and_draft(app: FlightLedger) -> None:
-    """A payment needs its student and an active payment type; the draft links the invoice."""
+    """A payment needs its student and a mapped payment type (inactive here is fine, article
+    004); the draft links the invoice."""
     record = parse_payment_received(payment(applies_to="F-1001"))
     event = app.new_financial_event("default", record, actor="t")
     mappings = app.mappings("default")
@@ -173,8 +172,7 @@ def test_payment_preflight_and_draft(app: FlightLedger) -> None:
     mappings.map_payment_type(
         "card", "35", payment_method_id="2", active=False, operator="a", at=NOW
     )
-    blocked = check_mappings(event, mappings)
-    assert blocked is not None and blocked.missing == ("payment_type:card",)
+    assert check_mappings(event, mappings) is None
     mappings.map_payment_type(
         "card", "35", payment_method_id="2", active=True, operator="a", at=NOW
     )

@@ -119,7 +119,7 @@ def test_missing_charge_code_names_the_key(
 def test_inactive_payment_type_and_missing_defaults(
     ledger: FlightLedger, gateway: FakeAccountingGateway
 ) -> None:
-    """Inactive payment type -> inactive_mapping; unset defaults -> missing_mapping defaults."""
+    """A payment type inactive here still syncs (article 004); unset defaults -> missing."""
     connect(ledger)
     map_everything(ledger, defaults=False)
     ledger.map_payment_type(SCHOOL, "card", "36", operator="t", active=False)
@@ -127,11 +127,11 @@ def test_inactive_payment_type_and_missing_defaults(
     record_payment(ledger, "P-1")
     engine_for(ledger, gateway).run_pass(SCHOOL)
     p1 = event(ledger, "P-1", "payment-received")
-    assert (p1.reason_code, p1.missing) == ("inactive_mapping", ["payment_type:card"])
+    assert p1.reason_code != "inactive_mapping" and p1.missing == []
     f1 = event(ledger, "F-1")
     assert f1.reason_code == "missing_mapping"
     assert f1.missing == ["default:term", "default:memo", "default:income_account"]
-    assert gateway.calls == []
+    assert gateway.calls == [("payment", 1)]  # the payment of the inactive type was sent
 
 
 def test_auto_invoice_off_skips_the_school(

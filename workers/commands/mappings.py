@@ -314,15 +314,28 @@ def _with_quickbooks(cli: CliContext, rows: list[dict[str, Any]]) -> None:
 
 
 @mappings_app.command("check")
-def check_mappings(ctx: typer.Context) -> None:
-    """What unsent financial events reference but is unmapped or inactive."""
+def check_mappings(
+    ctx: typer.Context,
+    refresh: bool = typer.Option(
+        False, "--refresh", help="Read QuickBooks' lists again first (metered reads)"
+    ),
+) -> None:
+    """What unsent financial events use that is unmapped, or mapped to an inactive or missing
+    QuickBooks object (by the lists last read from QuickBooks)."""
     from workers.commands.events import caught_up_view
-    from workers.selection import UNSENT, events_in
+    from workers.qbo_lists import list_service
+    from workers.selection import mapping_problems
 
     cli = get_context(ctx)
-    ledger = cli.ledger()
-    unsent = events_in(ledger, caught_up_view(cli), cli.school, UNSENT)
-    problems = ledger.mapping_problems(cli.school, unsent)
+    lists = None
+    if refresh:
+        try:
+            lists = list_service(cli).refresh(cli.school)
+        except ListsUnavailable as exc:
+            fail(cli, f"QuickBooks lists not read: {exc}")
+    problems = mapping_problems(
+        cli.ledger(), caught_up_view(cli), cli.config.database, cli.school, lists
+    )
     missing: list[dict[str, Any]] = [
         {
             "kind": split_key(p.key)[0],
@@ -330,6 +343,7 @@ def check_mappings(ctx: typer.Context) -> None:
             "used_by": p.used_by,
             "count": p.count,
             "state": p.state,
+            "detail": p.detail,
             "fix": command_for(p.key),
         }
         for p in problems
