@@ -62,16 +62,23 @@ def reference_sentence(key: str, lists: QboLists, qbo_id: str) -> tuple[str, str
 
 
 def usage_problems(
-    usage: Iterable[KeyUse], mappings: Mappings, lists: QboLists | None
+    usage: Iterable[KeyUse],
+    mappings: Mappings,
+    lists: QboLists | None,
+    *,
+    auto_customers: bool = False,
 ) -> list[MappingProblem]:
     """Keys used by unsent events that are unmapped, or mapped to an inactive/missing object
-    (judged by the cached QuickBooks lists when there are any)."""
+    (judged by the cached QuickBooks lists when there are any). With auto_customers an
+    unmapped student is the worker's to map, not a problem."""
     problems: list[MappingProblem] = []
     for use in usage:
         if use.unsent <= 0:
             continue
         qbo_id = mapped_id(mappings, use.key)
         examples = list(use.examples)
+        if qbo_id is None and auto_customers and use.key.startswith("student:"):
+            continue
         if qbo_id is None:
             problems.append(MappingProblem(use.key, "missing", examples, use.unsent))
             continue

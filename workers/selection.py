@@ -51,7 +51,12 @@ def mapping_problems(
     """Keys used by unsent events that are unmapped or point at inactive/missing QuickBooks
     objects: from the view's usage counters (no scan of the log) and the cached lists."""
     found = lists if lists is not None else cached_lists(ledger, db, school)
-    return usage_problems(view.usage(school), ledger.mappings(school), found)
+    return usage_problems(
+        view.usage(school),
+        ledger.mappings(school),
+        found,
+        auto_customers=ledger.settings(school).auto_customers,
+    )
 
 
 def checklist(
