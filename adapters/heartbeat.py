@@ -68,6 +68,11 @@ class HeartbeatStore:
         value = rows[0][0] if rows else None
         return datetime.fromisoformat(value) if value else None
 
+    def details(self) -> dict[str, tuple[datetime, str]]:
+        """Every worker's last heartbeat and its detail ('healthy' / 'unhealthy: <error>')."""
+        rows = self._run(f"SELECT worker_id, seen_at, detail FROM {TABLE}")
+        return {str(w): (datetime.fromisoformat(str(at)), str(d)) for w, at, d in rows}
+
     def close(self) -> None:
         """Nothing is kept open between calls."""
 

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from domain.financial_event import FinancialEvent, Status
-from domain.ports import FoundInvoice, InvoiceDraft, PushOutcome
+from domain.ports import FoundInvoice, InvoiceDraft, OutcomeKind, PushOutcome
 from domain.records import RecordKind
 
 T = TypeVar("T")
@@ -134,3 +134,49 @@ def blamed_mappings(
         return keys, ""
     lead = " Inactive in QuickBooks: " if named else " Mapped here (one of them is affected): "
     return keys, lead + "; ".join(parts) + "."
+
+
+def is_outage(outcome: PushOutcome) -> bool:
+    """A network-level failure or a 5xx: the realm (or QuickBooks) is down, not this event."""
+    if outcome.kind not in (OutcomeKind.TRANSIENT, OutcomeKind.UNCERTAIN) or is_throttle(outcome):
+        return False
+    return outcome.http_status is None or outcome.http_status >= 500
+
+
+@dataclass
+class CircuitBreaker:
+    """One realm's breaker: after `threshold` outage calls in a row it opens for a cooldown that
+    doubles on every re-open (up to `max_seconds`); then one probe call is let through
+    (half-open): an answer closes it, another outage re-opens it at once."""
+
+    threshold: int = 5
+    base_seconds: float = 30.0
+    max_seconds: float = 600.0
+    failures: int = 0
+    opens: int = 0
+    open_until: datetime | None = None
+    half_open: bool = False
+
+    def allows(self, now: datetime) -> bool:
+        """May a call go out now (closed, or the cooldown passed: the half-open probe)?"""
+        if self.open_until is None:
+            return True
+        if now < self.open_until:
+            return False
+        self.open_until, self.half_open = None, True
+        return True
+
+    def succeeded(self) -> None:
+        """QuickBooks answered (even with a refusal): the realm is up."""
+        self.failures, self.opens, self.half_open, self.open_until = 0, 0, False, None
+
+    def failed(self, now: datetime) -> float | None:
+        """An outage call; the cooldown in seconds when this opens the breaker, else None."""
+        self.failures += 1
+        if not self.half_open and self.failures < self.threshold:
+            return None
+        seconds = float(min(self.max_seconds, self.base_seconds * 2.0**self.opens))
+        self.opens += 1
+        self.failures, self.half_open = 0, False
+        self.open_until = now + timedelta(seconds=seconds)
+        return seconds

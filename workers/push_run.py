@@ -143,7 +143,13 @@ class PushRun:
 
     @property
     def halted(self) -> bool:
-        return self.stopped is not None or self.engine.paused_until(self.school) is not None
+        """No more calls this pass: auth stopped it, the realm is paused (429 or an open
+        circuit breaker), or the worker is shutting down (SIGTERM, --max-seconds)."""
+        return (
+            self.stopped is not None
+            or self.engine.paused_until(self.school) is not None
+            or self.engine.should_stop()
+        )
 
     def _stop_rest(self, events: Sequence[FinancialEvent]) -> None:
         """Auth failed mid-pass: every event still waiting goes to action_required now."""
@@ -194,6 +200,7 @@ class PushRun:
             outcomes = [self.gateway.push_invoice(drafts[0])]
         else:
             outcomes = list(self.gateway.push_invoices(drafts))
+        self.engine.observe_call(self.school, outcomes)
         by_id = {o.event_id: o for o in outcomes}
         for event, draft in zip(started, drafts, strict=True):
             outcome = by_id.get(event.id) or PushOutcome(
@@ -216,6 +223,7 @@ class PushRun:
         draft = payment_draft(event, self.mappings, linked)
         self.report.calls += 1
         outcome = self.gateway.push_payment(draft)
+        self.engine.observe_call(self.school, [outcome])
         self._record(event, outcome, draft=None, careful=careful)
         self.engine.save_each_on_conflict([event])
 
@@ -254,8 +262,10 @@ class PushRun:
             self.report.calls += 1
             lookup = self.gateway.find_invoice(draft.doc_number)
             if lookup.failure is not None:
+                self.engine.observe_call(self.school, [lookup.failure])
                 self._lookup_failed(event, lookup.failure)
                 return
+            self.engine.breaker(self.school).succeeded()
             if lookup.found is not None:
                 self._settle_found(event, draft, lookup.found)
                 self.engine.save_each_on_conflict([event])
@@ -264,6 +274,7 @@ class PushRun:
             return
         self.report.calls += 1
         outcome = self.gateway.push_invoice(draft)
+        self.engine.observe_call(self.school, [outcome])
         self._record(event, outcome, draft=draft, careful=True)
         self.engine.save_each_on_conflict([event])
 

@@ -110,8 +110,12 @@ def gateway_for(
     *,
     oauth: OAuthClient | None = None,
     budget: RateBudget | None = None,
+    stopping: Callable[[], bool] | None = None,
 ) -> QuickBooksGateway:
-    """A gateway whose token changes are recorded on the school's Connection."""
+    """A gateway whose token changes are recorded on the school's Connection.
+
+    `stopping`: the worker is shutting down; retries stop and their waits end early.
+    """
 
     def refreshed(expiries: TokenExpiries) -> None:
         update_connection(
@@ -144,6 +148,7 @@ def gateway_for(
         budget=budget or budget_for(settings, tokens.realm if tokens else school),
         hooks=GatewayHooks(on_refreshed=refreshed, on_expired=expired, on_auth_failed=auth_failed),
         now=ledger.clock.now,
+        stopping=stopping,
     )
     return QuickBooksGateway(session)
 

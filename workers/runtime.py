@@ -23,7 +23,9 @@ if TYPE_CHECKING:
     from adapters.vault import TokenVault
 
 
-def gateway_factory(ledger: FlightLedger, config: Config) -> Callable[[str], AccountingGateway]:
+def gateway_factory(
+    ledger: FlightLedger, config: Config, stopping: Callable[[], bool] | None = None
+) -> Callable[[str], AccountingGateway]:
     """The school's QuickBooks gateway, rebuilt when the vault's realm changed.
 
     A long-running worker must follow what other processes write (a reconnect to another
@@ -47,7 +49,7 @@ def gateway_factory(ledger: FlightLedger, config: Config) -> Callable[[str], Acc
             return cached[2]
         if cached is not None:
             _close(cached[2])
-        made = gateway_for(ledger, vault, settings, school)
+        made = gateway_for(ledger, vault, settings, school, stopping=stopping)
         cache[school] = (realm, settings, made)
         return made
 
@@ -82,7 +84,11 @@ def build_worker(ledger: FlightLedger, config: Config) -> WorkerRuntime:
     locks = open_realm_locks(db)
     heartbeat = open_heartbeat(db)
     projector = Projector(ledger, view)
-    engine = SyncEngine(ledger, view, gateway_factory(ledger, config))
+
+    def stopping() -> bool:  # the loop replaces engine.should_stop while it runs: look it up
+        return engine.should_stop()
+
+    engine = SyncEngine(ledger, view, gateway_factory(ledger, config, stopping=stopping))
     engine.known_customers = CachedCustomers(ledger, QboListStore(db))
     loop = WorkerLoop(
         engine,

@@ -19,9 +19,9 @@ from eventsourcing.persistence import IntegrityError
 from domain.application import FlightLedger
 from domain.customers import KnownCustomers
 from domain.financial_event import FailureCategory, FinancialEvent, Status
-from domain.ports import AccountingGateway, ReasonCode
+from domain.ports import AccountingGateway, PushOutcome, ReasonCode
 from domain.preflight import check_connection, check_mappings
-from domain.sync import BATCH_MAX, RetryPolicy
+from domain.sync import BATCH_MAX, CircuitBreaker, RetryPolicy, is_outage
 from projections.view import FinancialEventView
 from workers.auto_customers import resolve_new_students
 from workers.corrections import CorrectionRun, split_corrections
@@ -70,6 +70,9 @@ class SyncEngine:
         self._due: dict[UUID, tuple[str, datetime]] = {}  # next attempt (memory only)
         self._paused_until: dict[str, datetime] = {}  # realm pauses after 429
         self.known_customers: KnownCustomers | None = None  # cached QBO customers (auto-customers)
+        self._breakers: dict[str, CircuitBreaker] = {}  # per school's realm: outages back off
+        # set by the worker loop: SIGTERM or --max-seconds reached; a pass stops between calls
+        self.should_stop: Callable[[], bool] = lambda: False
 
     # --- time and due dates -------------------------------------------------------------------
 
@@ -119,6 +122,29 @@ class SyncEngine:
     def paused_until(self, school: str) -> datetime | None:
         """When a throttled realm may be called again."""
         return self._paused_until.get(school)
+
+    def breaker(self, school: str) -> CircuitBreaker:
+        """The school's realm circuit breaker (memory only: a restart starts closed)."""
+        return self._breakers.setdefault(school, CircuitBreaker())
+
+    def observe_call(self, school: str, outcomes: Sequence[PushOutcome]) -> None:
+        """One call's answer(s) feed the realm's breaker: all outages count one failure."""
+        breaker = self.breaker(school)
+        if outcomes and all(is_outage(o) for o in outcomes):
+            now = self.now()
+            opened = breaker.failed(now)
+            if opened is not None:
+                self.pause(school, now + timedelta(seconds=opened))
+                log.warning(
+                    "realm_circuit_open",
+                    school=school,
+                    seconds=opened,
+                    message=outcomes[0].message[:300],
+                )
+        elif outcomes:
+            if breaker.half_open or breaker.failures:
+                log.info("realm_circuit_closed", school=school)
+            breaker.succeeded()
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -174,6 +200,7 @@ class SyncEngine:
                 report.skipped = "paused"
                 return report
             del self._paused_until[school]
+        self.breaker(school).allows(now)  # a cooldown that passed lets one probe call through
         waiting = self._load(
             school, [Status.PENDING.value, Status.RETRYING.value, Status.UNCERTAIN.value]
         )

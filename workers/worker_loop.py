@@ -24,6 +24,8 @@ log = structlog.get_logger("flightledger.worker")
 
 POLL_SECONDS = 0.5
 HEARTBEAT_SECONDS = 10.0
+UNHEALTHY_BACKOFF_MAX = 60.0  # seconds between rounds while every pass crashes
+UNHEALTHY_ROUNDS_UNTIL_IDLE = 3  # --until-idle gives up (exit 1) after this many in a row
 SUMMARY_STATUSES = (
     Status.SYNCED,
     Status.ACTION_REQUIRED,
@@ -42,6 +44,8 @@ class WorkerSummary:
     passes: int = 0
     seconds: float = 0.0
     idle: bool = False
+    healthy: bool = True  # False: the last rounds all crashed (see error)
+    error: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         """The CLI summary: every status count, passes and seconds."""
@@ -73,6 +77,7 @@ class WorkerLoop:
         listen: Callable[[], Listener] | None = None,
     ) -> None:
         self.engine = engine
+        self._all_crashed = False
         self.view = view
         self.locks = locks
         self.catch_up = catch_up
@@ -83,6 +88,8 @@ class WorkerLoop:
         self.listen = listen
         self._listener: Listener | None = None
         self._last_beat = float("-inf")
+        self.unhealthy_rounds = 0  # rounds in a row in which every pass (or the catch-up) crashed
+        self.last_error = ""
 
     def _sleep(self, seconds: float, stop: threading.Event) -> None:
         """Wait for new events in the log (LISTEN/NOTIFY or polling), at most `seconds`."""
@@ -111,8 +118,9 @@ class WorkerLoop:
             return
         if not force and time.monotonic() - self._last_beat < HEARTBEAT_SECONDS:
             return
+        detail = f"unhealthy: {self.last_error}"[:500] if self.unhealthy_rounds else "healthy"
         try:
-            self.heartbeat.beat(self.worker_id, self.engine.ledger.clock.now())
+            self.heartbeat.beat(self.worker_id, self.engine.ledger.clock.now(), detail)
             self._last_beat = time.monotonic()
         except Exception as exc:  # a heartbeat must never stop the worker
             log.warning("heartbeat_failed", error=str(exc))
@@ -121,24 +129,61 @@ class WorkerLoop:
         """One scan of every school: (passes run, any work done, any school owned elsewhere)."""
         self.catch_up()
         passes, worked, contested = 0, False, False
+        attempted, crashed = 0, 0
         schools = list(self.view.schools())
         self.rng.shuffle(schools)  # several workers spread over the schools
         for school in schools:
+            if self.engine.should_stop():
+                break  # SIGTERM / --max-seconds: the other schools wait for the next worker
             if not self.engine.has_active(school):
                 continue
             if not self.locks.try_acquire(school):
                 contested = True
                 continue
+            attempted += 1
             try:
                 self.engine.recover(school)
                 report = self.engine.run_pass(school)
                 passes += 1
                 worked = worked or report.worked
             except Exception as exc:  # one school's failure must not stop the others
-                log.error("sync_pass_crashed", school=school, error=f"{type(exc).__name__}: {exc}")
+                crashed += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.error("sync_pass_crashed", school=school, error=self.last_error)
             finally:
-                self.locks.release(school)
+                self._release(school)
+        self._all_crashed = attempted > 0 and crashed == attempted
         return passes, worked, contested
+
+    def _release(self, school: str) -> None:
+        try:
+            self.locks.release(school)
+        except Exception as exc:  # the database went away: the lock goes with the connection
+            log.warning("realm_lock_release_failed", school=school, error=str(exc))
+
+    def _guarded_round(self) -> tuple[int, bool, bool]:
+        """round(), and whether the worker is healthy: a crash of every pass is unhealthy."""
+        self._all_crashed = False
+        try:
+            result = self.round()
+        except Exception as exc:  # the log or the view cannot be read at all
+            self._all_crashed = True
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            result = (0, False, False)
+        if self._all_crashed:
+            self.unhealthy_rounds += 1
+            log.error(
+                "worker_unhealthy",
+                error=self.last_error,
+                rounds=self.unhealthy_rounds,
+                detail="every pass crashed; backing off",
+            )
+            self._beat(force=True)
+        elif self.unhealthy_rounds:
+            log.info("worker_healthy_again", after_rounds=self.unhealthy_rounds)
+            self.unhealthy_rounds = 0
+            self._beat(force=True)
+        return result
 
     def run(
         self,
@@ -150,15 +195,29 @@ class WorkerLoop:
         """Loop until stopped, out of time, or (with until_idle) nothing is left to do."""
         stop = stop or threading.Event()
         started = time.monotonic()
+        deadline = None if max_seconds is None else started + max_seconds
         summary = WorkerSummary()
+
+        def should_stop() -> bool:  # checked between calls inside a pass, too
+            return stop.is_set() or (deadline is not None and time.monotonic() >= deadline)
+
+        self.engine.should_stop = should_stop
         self._beat(force=True)
         while not stop.is_set():
-            passes, worked, contested = self.round()
+            passes, worked, contested = self._guarded_round()
             summary.passes += passes
             self._beat()
             elapsed = time.monotonic() - started
             if max_seconds is not None and elapsed >= max_seconds:
                 break
+            if self.unhealthy_rounds:
+                if until_idle and self.unhealthy_rounds >= UNHEALTHY_ROUNDS_UNTIL_IDLE:
+                    break
+                wait = min(UNHEALTHY_BACKOFF_MAX, self.poll_seconds * 2**self.unhealthy_rounds)
+                if max_seconds is not None:
+                    wait = min(wait, max(0.0, max_seconds - elapsed))
+                stop.wait(wait)
+                continue
             if worked:
                 continue
             due = self.engine.next_due()
@@ -172,12 +231,21 @@ class WorkerLoop:
             if max_seconds is not None:
                 wait = min(wait, max(0.0, max_seconds - elapsed))
             self._sleep(wait, stop)
+        self.engine.should_stop = lambda: False
         self._close_listener()
-        self.catch_up()
+        try:
+            self.catch_up()
+            for school in self.view.schools():
+                for status, n in self.view.counts(school).items():
+                    summary.counts[status] = summary.counts.get(status, 0) + n
+        except Exception as exc:  # nothing to count from: the summary says so
+            self.unhealthy_rounds = max(1, self.unhealthy_rounds)
+            self.last_error = f"{type(exc).__name__}: {exc}"
         self._beat(force=True)
-        for school in self.view.schools():
-            for status, n in self.view.counts(school).items():
-                summary.counts[status] = summary.counts.get(status, 0) + n
+        summary.healthy = self.unhealthy_rounds == 0
+        summary.error = "" if summary.healthy else self.last_error
         summary.seconds = time.monotonic() - started
-        log.info("worker_stopped", passes=summary.passes, idle=summary.idle)
+        log.info(
+            "worker_stopped", passes=summary.passes, idle=summary.idle, healthy=summary.healthy
+        )
         return summary

@@ -20,12 +20,15 @@ from typing import Any, Protocol, TypeVar
 
 import structlog
 from tenacity import (
+    RetryCallState,
     RetryError,
     Retrying,
     retry_if_exception_type,
     stop_after_attempt,
+    stop_any,
     wait_exponential_jitter,
 )
+from tenacity.stop import stop_base
 
 from adapters.quickbooks.classify import Failure, Verdict, classify
 from adapters.quickbooks.client import QboCallFailed, QboClient, TimedQuickBooks
@@ -76,6 +79,16 @@ class _Stop(Exception):
         self.verdict = verdict
 
 
+class _StopWhen(stop_base):
+    """tenacity: no further attempt once the worker is shutting down."""
+
+    def __init__(self, stopping: Callable[[], bool]) -> None:
+        self.stopping = stopping
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self.stopping()
+
+
 class _RetryNow(Exception):
     """Surely not performed: try again inside this call."""
 
@@ -109,6 +122,7 @@ class RealmSession:
         now: Callable[[], datetime] = utcnow,
         max_attempts: int = 3,
         sleep: Callable[[float], None] = time.sleep,
+        stopping: Callable[[], bool] | None = None,
     ) -> None:
         self.settings = settings
         self.school = school
@@ -119,6 +133,8 @@ class RealmSession:
         self.now = now
         self.max_attempts = max_attempts
         self.sleep = sleep
+        # the worker is shutting down: no further retry, and a retry's wait ends early
+        self.stopping = stopping or (lambda: False)
         self._client: QboClient | None = None
         self._expired: tuple[str, str] | None = None  # (refused refresh token's hash, message)
 
@@ -268,12 +284,12 @@ class RealmSession:
             raise _Stop(verdict)
 
         retrying = Retrying(
-            stop=stop_after_attempt(self.max_attempts),
+            stop=stop_any(stop_after_attempt(self.max_attempts), _StopWhen(self.stopping)),
             wait=wait_exponential_jitter(
                 multiplier=self.settings.scaled(0.5), max=self.settings.scaled(5), jitter=0.1
             ),
             retry=retry_if_exception_type(_RetryNow),
-            sleep=self.sleep,
+            sleep=self._wait,
         )
         try:
             return retrying(attempt)
@@ -283,6 +299,15 @@ class RealmSession:
             last = exc.last_attempt.exception()
             assert isinstance(last, _RetryNow)
             return for_event(last.verdict, event_id)
+
+    def _wait(self, seconds: float) -> None:
+        """A retry's backoff, cut short when the worker is shutting down."""
+        end = time.monotonic() + seconds
+        while not self.stopping():
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            self.sleep(min(left, 0.1))
 
     def close(self) -> None:
         """Close the HTTP session."""

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import typer
 from rich.console import Console
 
-from workers.context import emit, get_context
+from workers.context import EXIT_REFUSED, emit, fail, get_context
 from workers.runtime import build_worker
 
 
@@ -66,9 +66,16 @@ def register(app: typer.Typer) -> None:
             cli.closers.append(server.shutdown)
         stop = threading.Event()
         with _stop_on_signals(stop):
-            summary = runtime.loop.run(
-                until_idle=until_idle, max_seconds=max_seconds, stop=stop
-            ).as_dict()
+            result = runtime.loop.run(until_idle=until_idle, max_seconds=max_seconds, stop=stop)
+        summary = result.as_dict()
+        if not result.healthy:  # every pass crashed: say so and exit 1, never "pending 600"
+            fail(
+                cli,
+                f"worker unhealthy: every pass crashed ({result.error}); "
+                "nothing was lost, fix the cause and start the worker again",
+                EXIT_REFUSED,
+                **summary,
+            )
 
         def render(console: Console) -> None:
             parts = ", ".join(f"{k} {v}" for k, v in summary.items())
