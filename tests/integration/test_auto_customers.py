@@ -288,3 +288,25 @@ def test_metered_reads_one_lookup_per_new_student_none_with_the_cache(
     assert listed == {"S-1": "1", "S-12": "12", "S-50": zoe}
     # the created customer is in the cache: a person can pick it without a refresh
     assert cli.ok("mappings", "set", "student", "S-51", "--customer", zoe)["ok"] is True
+
+
+def test_customer_added_in_quickbooks_after_the_cache_is_matched_after_6240(
+    cli: Cli, sim: QboSimulator, tmp_path: Path
+) -> None:
+    """The cache predates 'Noor Haddad' (added in QuickBooks since): the create gets 6240
+    Duplicate Name, the name is looked up and matched; nothing is created twice."""
+    noor = sim.add_customer("Noor Haddad", "noor@example.com")
+    cli.ok("settings", "auto-customers", "on")
+    flights = [_student_flight("F-1", "S-80", "Noor Haddad", "noor@example.com")]
+    record_via_cli(cli, tmp_path / "f.jsonl", flights)
+    cli.ok("worker", "--until-idle", "--max-seconds", "60")
+    assert _events(cli)["F-1"]["status"] == "synced"
+    assert _invoice_customers(sim) == {"FL-F-1": noor}
+    assert sim.customers() == []  # the API created no customer ...
+    assert _customer_creates(sim) == 1  # ... though one create was tried (and refused: 6240)
+    (auto,) = _auto_mappings(cli)
+    assert (auto["actor"], auto["data"]["customer_id"], auto["data"]["how"]) == (
+        "system",
+        noor,
+        "matched",
+    )
