@@ -176,13 +176,13 @@ def _kill_during_create(
 ) -> str:
     """Start a worker, SIGKILL it while a Customer create is held in the simulator; the student."""
     worker = spawn_worker(cli.env, "--max-seconds", "60", log_path=log)
-    try:
-        _wait_for(lambda: _customer_creates(sim) > creates_before)
-        started = _started_creates(db_url)
+    try:  # the simulator holds the create (latency): kill the worker while it waits
+        _wait_for(lambda: _customer_creates(sim) > creates_before, step=0.02)
     finally:
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=30)
     assert worker.returncode == -signal.SIGKILL
+    started = _started_creates(db_url)  # the log as the killed worker left it
     assert len(started) == 1, started
     return next(iter(started))
 
