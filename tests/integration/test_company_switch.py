@@ -12,11 +12,14 @@ import requests
 
 from adapters.qbo_simulator import QboSimulator, SimulatorConfig
 from adapters.views import open_view
+from domain.ports import FixedClock
 from tests.factories import flight
 from tests.helpers_qbo import Cli, cli_env, connect_via_cli, map_via_cli, record_via_cli
-from workers.bootstrap import open_ledger
+from tests.integration.qbo_helpers import draft, make_rig, sim_env
+from workers.bootstrap import Config, open_ledger
 from workers.projector import Projector
 from workers.qbo import gateway_for, open_vault, qbo_settings_from_env
+from workers.runtime import gateway_factory
 from workers.sync_worker import SyncEngine
 
 pytestmark = pytest.mark.timeout(120)
@@ -116,3 +119,25 @@ def _leave_uncertain_in_a(cli: Cli, sim: QboSimulator, db_url: str) -> None:
     finally:
         view.close()
         ledger.close()
+
+
+def test_a_kept_gateway_factory_follows_a_switch_to_another_company(
+    sqlite_url: str, sim: QboSimulator, clock: FixedClock
+) -> None:
+    """The worker's gateway factory rebuilds the gateway when the vault's realm changed."""
+    rig = make_rig(sqlite_url, sim, clock)
+    try:
+        factory = gateway_factory(rig.ledger, Config(db_url=sqlite_url, env=sim_env(sim)))
+        first = factory(SCHOOL)
+        assert factory(SCHOOL) is first  # unchanged realm: the same HTTP session
+        url, _ = rig.service.connect(SCHOOL)
+        answer = requests.get(
+            url + "&" + urlencode({"realm_hint": OTHER_REALM}), allow_redirects=False, timeout=10
+        )
+        assert rig.service.callback(SCHOOL, answer.headers["Location"], "ana").ok
+        second = factory(SCHOOL)
+        assert second is not first
+        assert second.push_invoice(draft(1)).kind.value == "synced"
+        assert [i["doc_number"] for i in sim.invoices(OTHER_REALM)] == ["FL-1"]
+    finally:
+        rig.ledger.close()
