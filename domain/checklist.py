@@ -73,6 +73,7 @@ def build_checklist(
     auto_invoice: bool,
     worker_last_seen: datetime | None,
     now: datetime,
+    worker_unhealthy: str | None = None,
 ) -> list[ChecklistItem]:
     """Every line of the setup checklist for one school."""
     lines: list[ChecklistItem] = []
@@ -137,6 +138,13 @@ def build_checklist(
         seconds = max(0.0, (now - worker_last_seen).total_seconds())
         seen = f"last seen {_ago(seconds)}"
         recent = seconds <= WORKER_RECENT_SECONDS
+        if recent and worker_unhealthy:  # running, but every pass crashes (disk, database)
+            fix = (
+                f"the worker runs but every pass fails ({worker_unhealthy}): fix the cause; "
+                "it retries by itself and nothing is lost"
+            )
+            lines.append(ChecklistItem("Worker seen recently", False, fix, seen))
+            return lines
         lines.append(
             ChecklistItem(
                 "Worker seen recently", recent, "" if recent else f"{seen}: {START_WORKER}", seen

@@ -63,10 +63,16 @@ def checklist(
     ledger: FlightLedger, view: FinancialEventView, db: DatabaseUrl, school: str
 ) -> list[ChecklistItem]:
     """Every setup checklist line of one school (DESIGN.md "Setup checklist")."""
+    unhealthy: str | None = None
     try:
-        last_seen = open_heartbeat(db).last_seen()
+        beats = open_heartbeat(db).details()
     except Exception:  # an unreadable heartbeat table reads as "no worker has run"
-        last_seen = None
+        beats = {}
+    last_seen = max((at for at, _ in beats.values()), default=None)
+    if beats:  # the most recent beat says whether that worker's passes keep crashing
+        _, detail = max(beats.values(), key=lambda beat: beat[0])
+        if detail.startswith("unhealthy:"):
+            unhealthy = detail.removeprefix("unhealthy:").strip()
     return build_checklist(
         connection=ledger.connection(school),
         mappings=ledger.mappings(school),
@@ -74,6 +80,7 @@ def checklist(
         auto_invoice=ledger.settings(school).auto_invoice,
         worker_last_seen=last_seen,
         now=ledger.clock.now(),
+        worker_unhealthy=unhealthy,
     )
 
 

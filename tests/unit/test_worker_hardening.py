@@ -156,3 +156,59 @@ def test_a_catch_up_that_cannot_read_the_log_is_unhealthy_too() -> None:
     loop = WorkerLoop(engine, engine.view, Locks(), catch_up=gone, poll_seconds=0.001)  # type: ignore[arg-type]
     summary = loop.run(until_idle=True)
     assert not summary.healthy and not summary.idle and "database is gone" in summary.error
+
+
+def test_the_checklist_says_when_the_running_worker_is_unhealthy() -> None:
+    """A recent heartbeat that says 'unhealthy' fails the worker line with the error."""
+    from domain.checklist import build_checklist
+
+    ledger, _, _, _, _ = setup(1)
+    common: dict[str, Any] = {
+        "connection": ledger.connection(SCHOOL),
+        "mappings": ledger.mappings(SCHOOL),
+        "problems": [],
+        "auto_invoice": True,
+        "worker_last_seen": T0,
+        "now": T0,
+    }
+    fine = {i.item: i for i in build_checklist(**common)}["Worker seen recently"]
+    sick = {i.item: i for i in build_checklist(**common, worker_unhealthy="OSError: disk full")}[
+        "Worker seen recently"
+    ]
+    assert fine.ok and not sick.ok and "OSError: disk full" in sick.fix
+
+
+def test_worker_command_exits_1_when_every_pass_crashes(tmp_path: Any, monkeypatch: Any) -> None:
+    """`worker --until-idle` whose passes all crash exits 1 saying so, not 0 with work pending."""
+    import json
+
+    from typer.testing import CliRunner
+
+    import workers.cli
+    from tests.factories import flight, jsonl
+    from workers.logging import configure_logging
+    from workers.sync_worker import SyncEngine as Engine
+
+    configure_logging()  # as main() does: logs to stderr, stdout carries only the JSON
+    workers.cli._register_commands()
+    db = f"sqlite:///{tmp_path / 'w.db'}"
+    runner = CliRunner()
+    argv = ["--db", db, "--json"]
+    lines = jsonl([flight("F-1"), flight("F-2")])
+    assert (
+        runner.invoke(
+            workers.cli.app, [*argv, "record", "flight-ended", "-"], input=lines
+        ).exit_code
+        == 0
+    )
+
+    def disk_full(self: Engine, school: str) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Engine, "recover", disk_full)
+    monkeypatch.setattr("workers.worker_loop.UNHEALTHY_BACKOFF_MAX", 0.01)
+    done = runner.invoke(workers.cli.app, [*argv, "worker", "--until-idle"])
+    assert done.exit_code == 1
+    out = json.loads(done.stdout)
+    assert "worker unhealthy" in out["error"] and "No space left on device" in out["error"]
+    assert out["pending"] == 2
