@@ -40,6 +40,11 @@ class DatabaseUrl:
         """True for PostgreSQL."""
         return self.backend == "postgres"
 
+    @property
+    def read_only(self) -> bool:
+        """A SQLite file opened read-only (?mode=ro, or a file this process may not write)."""
+        return self.backend == "sqlite" and self.path.endswith("?mode=ro")
+
     def redacted(self) -> str:
         """The URL with any password hidden, for messages and logs."""
         raw = urlsplit(self.url).password if self.is_postgres else None  # as written (%-quoted)
@@ -87,9 +92,18 @@ def parse_database_url(url: str) -> DatabaseUrl:
         rest = url[len("sqlite:") :]
         if not rest.startswith("///"):
             raise DatabaseUrlError("db: SQLite URLs look like sqlite:///path/to/file.db")
-        path = rest[3:]
+        path, _, query_text = rest[3:].partition("?")
         if not path:
             raise DatabaseUrlError("db: the SQLite URL has no file path")
+        options = parse_qs(query_text)
+        unknown_options = sorted(set(options) - {"mode"})
+        if unknown_options or options.get("mode", ["ro"]) != ["ro"]:
+            raise DatabaseUrlError("db: the only SQLite URL option is ?mode=ro (read-only)")
+        if options or (path != ":memory:" and _read_only_file(path)):
+            resolved = Path(path).expanduser().resolve()
+            if not resolved.is_file():
+                raise DatabaseUrlError(f"db: no SQLite file {resolved} to read")
+            return DatabaseUrl(url=url, backend="sqlite", path=f"file:{resolved}?mode=ro")
         if path == ":memory:":
             import uuid
 
@@ -131,6 +145,16 @@ def parse_database_url(url: str) -> DatabaseUrl:
         dbname=dbname,
         schema=schema or "public",
     )
+
+
+def _read_only_file(path: str) -> bool:
+    """An existing SQLite file this process may not write (or whose folder it may not)."""
+    import os
+
+    resolved = Path(path).expanduser().resolve()
+    if not resolved.is_file():
+        return False
+    return not os.access(resolved, os.W_OK) or not os.access(resolved.parent, os.W_OK)
 
 
 def ensure_schema(db: DatabaseUrl) -> None:

@@ -179,7 +179,7 @@ class SQLiteFinancialEventView(SQLiteTrackingRecorder):
                     )
         except (sqlite3.OperationalError, OperationalError) as exc:
             if not (counted and existed and "readonly" in str(exc).replace("-", "")):
-                raise  # a read-only copy of a complete view is read as it is
+                raise OperationalError(str(exc)) from exc  # a read-only copy: read as it is
 
     # --- tracking (the library's TrackingRecorder contract plus the view's own position) -------
 

@@ -208,5 +208,10 @@ def verify_audit_chain(ledger: FlightLedger, view: ProjectedView) -> audit.Verdi
         log.warning("audit_chain_broken", position=verifier.first_bad)
         return verifier.verdict()
     for page in iter_notifications(ledger, start=verifier.position + 1):
-        view.append_audit_links(verifier.extend(page))
+        links_to_store = verifier.extend(page)
+        if links_to_store:
+            try:
+                view.append_audit_links(links_to_store)
+            except PersistenceError as exc:  # a read-only copy: checked, not stored
+                log.info("audit_links_not_stored", reason=str(exc))
     return verifier.verdict()

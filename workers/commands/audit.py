@@ -11,6 +11,8 @@ from typing import Any
 from uuid import UUID
 
 import typer
+from eventsourcing.persistence import PersistenceError
+from rich.markup import escape
 
 from adapters.jsonable import to_jsonable
 from adapters.views import open_view
@@ -23,6 +25,7 @@ from workers.context import (
     emit,
     fail,
     get_context,
+    stderr,
 )
 from workers.projector import iter_notifications, verify_audit_chain
 
@@ -45,9 +48,13 @@ _ACTOR_FIELDS = ("actor", "operator")
 
 
 def export_entries(
-    ledger: FlightLedger, since: datetime | None = None, until: datetime | None = None
+    ledger: FlightLedger,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    school: str | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Every stored event in log order as an auditor reads it (pages, memory-bounded)."""
+    """Every stored event in log order as an auditor reads it (pages, memory-bounded); with
+    `school`, only the events of that school's aggregates."""
     schools: dict[UUID, str] = {}
     for page in iter_notifications(ledger):
         for notification in page:
@@ -58,6 +65,8 @@ def export_entries(
                 schools[aggregate_id] = state["school"]
             at: datetime = event.timestamp
             if (since is not None and at < since) or (until is not None and at > until):
+                continue
+            if school is not None and schools.get(aggregate_id) != school:
                 continue
             actor = next((str(state[k]) for k in _ACTOR_FIELDS if k in state), SYSTEM)
             aggregate_topic = notification.topic.rsplit(".", 1)[0]
@@ -80,14 +89,17 @@ def export(
     since: str | None = typer.Option(None, "--since", help="Only events at or after (ISO)"),
     until: str | None = typer.Option(None, "--until", help="Only events at or before (ISO)"),
     output_format: str = typer.Option("jsonl", "--format", help="jsonl or csv"),
+    all_schools: bool = typer.Option(
+        False, "--all-schools", help="Every school's events (default: the --school's only)"
+    ),
 ) -> None:
-    """Stream every event of the log, in order, to stdout."""
+    """Stream every event of the school (or of the whole log), in order, to stdout."""
     cli = get_context(ctx)
     if output_format not in FORMATS:
         fail(cli, f"--format: unknown format {output_format!r}; valid: jsonl, csv", EXIT_USAGE)
     start = _time(cli, "--since", since)
     end = _time(cli, "--until", until)
-    entries = export_entries(cli.ledger(), start, end)
+    entries = export_entries(cli.ledger(), start, end, None if all_schools else cli.school)
     out = sys.stdout
     if output_format == "jsonl":
         for entry in entries:
@@ -109,15 +121,35 @@ def _time(cli: CliContext, flag: str, text: str | None) -> datetime | None:
 def verify(ctx: typer.Context) -> None:
     """Check the stored log against the audit hash chain."""
     cli = get_context(ctx)
-    view = open_view(cli.config.database)
-    cli.closers.append(view.close)
+    view: Any
+    try:
+        view = open_view(cli.config.database)
+        cli.closers.append(view.close)
+    except PersistenceError:
+        if not cli.config.database.read_only:
+            raise
+        view = _NoStoredChain()  # a read-only copy without a view: recompute, store nothing
     verdict = verify_audit_chain(cli.ledger(), view)
     result: dict[str, Any] = {"ok": verdict.ok, "events": verdict.events, "head": verdict.head}
     if not verdict.ok:
         result["first_bad_position"] = verdict.first_bad_position
         result["message"] = verdict.message
-        fail(cli, f"audit chain broken at {verdict.message}", EXIT_REFUSED, **result)
+        if cli.json_output:
+            sys.stdout.write(json.dumps(to_jsonable(result), ensure_ascii=False) + "\n")
+        stderr().print(f"[red]error:[/red] audit chain broken at {escape(verdict.message)}")
+        raise typer.Exit(EXIT_REFUSED)
     emit(cli, result)
+
+
+class _NoStoredChain:
+    """No stored audit chain (a read-only copy whose view was never created)."""
+
+    def audit_links(self, start: int, limit: int) -> list[tuple[int, bytes]]:
+        """Nothing is stored."""
+        return []
+
+    def append_audit_links(self, links: object) -> None:
+        """Nothing can be stored."""
 
 
 def register(app: typer.Typer) -> None:

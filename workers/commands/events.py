@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import typer
+from eventsourcing.persistence import PersistenceError
 from rich.console import Console
 
 from adapters.views import open_view
 from domain.ports import ReasonCode
 from domain.reasons import fix_for
 from projections.financial_events import STATUSES
-from projections.view import FinancialEventView, ProjectedView, row_json
+from projections.view import FinancialEventView, row_json
 from workers.context import EXIT_USAGE, CliContext, emit, fail, get_context, table
 from workers.projector import Projector, view_as_of
 
@@ -19,11 +20,27 @@ REASONS: tuple[str, ...] = tuple(r.value for r in ReasonCode)
 GROUP_BY = ("reason",)
 
 
-def caught_up_view(cli: CliContext) -> ProjectedView:
-    """The view in the log's database, caught up with the log (closed with the command)."""
+def caught_up_view(cli: CliContext) -> FinancialEventView:
+    """The view in the log's database, caught up with the log (closed with the command).
+
+    On a read-only copy the stored view is used when it is complete; otherwise the log is
+    folded in memory (nothing can be written there).
+    """
+    ledger = cli.ledger()
+    if cli.config.database.read_only:
+        try:
+            stored = open_view(cli.config.database)
+        except PersistenceError:
+            return view_as_of(ledger, datetime.max.replace(tzinfo=UTC))
+        cli.closers.append(stored.close)
+        try:
+            complete = stored.max_tracking_id() >= (ledger.recorder.max_notification_id() or 0)
+        except PersistenceError:
+            complete = False
+        return stored if complete else view_as_of(ledger, datetime.max.replace(tzinfo=UTC))
     view = open_view(cli.config.database)
     cli.closers.append(view.close)
-    Projector(cli.ledger(), view).catch_up()
+    Projector(ledger, view).catch_up()
     return view
 
 
