@@ -63,6 +63,8 @@ def _raw(r: dict[str, Any]) -> RawRow:
         r["applies_to"],
         None if created is None else created.isoformat(),
         r["position"],
+        None if r["qbo_amount"] is None else str(r["qbo_amount"]),
+        r["corrections"] or "",
     ]
 
 
@@ -85,6 +87,8 @@ def _decode(r: dict[str, Any]) -> EventRow:
         applies_to=r["applies_to"],
         created_at=r["created_at"],
         position=r["position"],
+        qbo_amount=r["qbo_amount"],
+        corrections=r["corrections"] or "",
     )
 
 
@@ -147,8 +151,15 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
                     "amount numeric NOT NULL, status text NOT NULL, reason_code text, "
                     "reason text NOT NULL, missing text[] NOT NULL, attempts integer NOT NULL, "
                     "qbo_id text, doc_number text, updated_at timestamptz NOT NULL, "
-                    "applies_to text, created_at timestamptz, position bigint NOT NULL)"
+                    "applies_to text, created_at timestamptz, position bigint NOT NULL, "
+                    "qbo_amount numeric, corrections text NOT NULL DEFAULT '')"
                 ).format(self._rows),
+                sql.SQL(  # views made before these columns existed (no lock when present)
+                    "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM information_schema.columns "
+                    "WHERE table_schema = {} AND table_name = {} AND column_name = 'corrections') "
+                    "THEN ALTER TABLE {} ADD COLUMN IF NOT EXISTS qbo_amount numeric, "
+                    "ADD COLUMN IF NOT EXISTS corrections text NOT NULL DEFAULT ''; END IF; END $$"
+                ).format(sql.Literal(self.datastore.schema), sql.Literal(ROWS), self._rows),
                 sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (school, position)").format(
                     sql.Identifier(f"{ROWS}_school_position"), self._rows
                 ),

@@ -50,6 +50,7 @@ _UPSERT = (
     f"INSERT INTO {ROWS} ({_COLUMNS}) VALUES ({', '.join('?' * len(RAW_COLUMNS))}) "
     f"ON CONFLICT (id) DO UPDATE SET {', '.join(f'{c}=excluded.{c}' for c in _UPDATED)}"
 )
+_ADDED_COLUMNS = (("qbo_amount", "TEXT"), ("corrections", "TEXT NOT NULL DEFAULT ''"))
 _SQLITE_MAX_VARS = 500
 POLL_SECONDS = 0.15
 
@@ -91,6 +92,8 @@ def _decode(r: Any) -> EventRow:
         applies_to=r[14],
         created_at=None if r[15] is None else datetime.fromisoformat(r[15]),
         position=r[16],
+        qbo_amount=None if r[17] is None else Decimal(r[17]),
+        corrections=r[18] or "",
     )
 
 
@@ -141,7 +144,7 @@ class SQLiteFinancialEventView(SQLiteTrackingRecorder):
             "amount TEXT NOT NULL, status TEXT NOT NULL, reason_code TEXT, reason TEXT NOT NULL, "
             "missing TEXT NOT NULL, attempts INTEGER NOT NULL, qbo_id TEXT, doc_number TEXT, "
             "updated_at TEXT NOT NULL, applies_to TEXT, created_at TEXT, "
-            "position INTEGER NOT NULL)",
+            "position INTEGER NOT NULL, qbo_amount TEXT, corrections TEXT NOT NULL DEFAULT '')",
             f"CREATE INDEX IF NOT EXISTS {ROWS}_school_position ON {ROWS} (school, position)",
             f"CREATE INDEX IF NOT EXISTS {ROWS}_school_status ON {ROWS} (school, status)",
             # the events tab's filters, each walked newest first by keyset on the position
@@ -172,6 +175,11 @@ class SQLiteFinancialEventView(SQLiteTrackingRecorder):
             with self.datastore.transaction(commit=True) as c:
                 for statement in self.create_table_statements:
                     c.execute(statement)
+                c.execute(f"PRAGMA table_info({ROWS})")
+                present = {str(r[1]) for r in c.fetchall()}
+                for column, kind in _ADDED_COLUMNS:  # views made before these columns existed
+                    if column not in present:
+                        c.execute(f"ALTER TABLE {ROWS} ADD COLUMN {column} {kind}")
                 if existed and not counted:  # rows without counters: project again from zero
                     c.execute(f"DELETE FROM {ROWS}")
                     c.execute(

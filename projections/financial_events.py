@@ -100,6 +100,8 @@ def apply_event(row: EventRow | None, event: Any, position: int) -> EventRow | N
             reason="",
             missing=(),
             updated_at=at,
+            qbo_amount=row.amount,
+            corrections="",
         )
     if isinstance(event, FinancialEvent.PushFailed):
         return replace(
@@ -142,6 +144,7 @@ def apply_event(row: EventRow | None, event: Any, position: int) -> EventRow | N
             reason="",
             missing=(),
             updated_at=at,
+            corrections=_AMENDMENT if row.qbo_id is not None else row.corrections,
         )
     if isinstance(event, FinancialEvent.FlightCancelled):
         never_sent = row.qbo_id is None
@@ -152,6 +155,7 @@ def apply_event(row: EventRow | None, event: Any, position: int) -> EventRow | N
             reason_code=None,
             missing=(),
             updated_at=at,
+            corrections=row.corrections if never_sent else _CANCELLATION,
         )
     if isinstance(event, FinancialEvent.CorrectionStarted):
         return replace(row, status=Status.SYNCING.value, attempts=event.attempt, updated_at=at)
@@ -163,6 +167,8 @@ def apply_event(row: EventRow | None, event: Any, position: int) -> EventRow | N
             reason=event.note,
             missing=(),
             updated_at=at,
+            qbo_amount=event.qbo_amount,
+            corrections="",
         )
     return row
 
@@ -211,7 +217,7 @@ DISMISSED: Final = 6  # (op, id, at, note)
 AMENDED: Final = 7  # (op, id, at, amount, student_id, uses)
 CANCELLED: Final = 8  # (op, id, at, reason)
 CORRECTION_STARTED: Final = 9  # (op, id, at, attempt)
-CORRECTION_APPLIED: Final = 10  # (op, id, at, note)
+CORRECTION_APPLIED: Final = 10  # (op, id, at, note, qbo_amount)
 
 RAW_COLUMNS: tuple[str, ...] = (
     "id",
@@ -231,6 +237,8 @@ RAW_COLUMNS: tuple[str, ...] = (
     "applies_to",
     "created_at",
     "position",
+    "qbo_amount",
+    "corrections",
 )
 RawRow = list[Any]
 
@@ -240,6 +248,8 @@ _SYNCED = Status.SYNCED.value
 _ACTION_REQUIRED = Status.ACTION_REQUIRED.value
 _DISMISSED = Status.DISMISSED.value
 _CANCELLED = Status.CANCELLED.value
+_AMENDMENT = "amendment"
+_CANCELLATION = "cancellation"
 
 
 def compact_event(event: Any) -> tuple[Any, ...] | None:
@@ -285,7 +295,7 @@ def compact_event(event: Any) -> tuple[Any, ...] | None:
     if isinstance(event, FinancialEvent.CorrectionStarted):
         return (CORRECTION_STARTED, key, at, event.attempt)
     if isinstance(event, FinancialEvent.CorrectionApplied):
-        return (CORRECTION_APPLIED, key, at, event.note)
+        return (CORRECTION_APPLIED, key, at, event.note, str(event.qbo_amount))
     return None
 
 
@@ -336,6 +346,8 @@ def fold_raw(existing: Mapping[UUID, RawRow], changes: Iterable[Change]) -> dict
                 event[8],
                 event[2],
                 position,
+                None,
+                "",
             ]
             continue
         row = changed.get(key)
@@ -355,6 +367,8 @@ def fold_raw(existing: Mapping[UUID, RawRow], changes: Iterable[Change]) -> dict
             row[7] = None
             row[8] = ""
             row[9] = ()
+            row[17] = row[5]
+            row[18] = ""
         elif op == PUSH_FAILED:
             row[6] = event[3]
             row[7] = None
@@ -381,12 +395,16 @@ def fold_raw(existing: Mapping[UUID, RawRow], changes: Iterable[Change]) -> dict
                 row[7] = None
                 row[8] = ""
                 row[9] = ()
+                if row[11] is not None:
+                    row[18] = _AMENDMENT
         elif op == CANCELLED:
             never_sent = row[11] is None
             row[6] = _CANCELLED if never_sent else _PENDING
             row[7] = None
             row[8] = event[3] if never_sent else ""
             row[9] = ()
+            if not never_sent:
+                row[18] = _CANCELLATION
         elif op == CORRECTION_STARTED:
             row[6] = _SYNCING
             row[10] = event[3]
@@ -395,6 +413,8 @@ def fold_raw(existing: Mapping[UUID, RawRow], changes: Iterable[Change]) -> dict
             row[7] = None
             row[8] = event[3]
             row[9] = ()
+            row[17] = event[4]
+            row[18] = ""
         row[13] = event[2]
     return changed
 
@@ -419,6 +439,8 @@ def raw_from_row(row: EventRow) -> RawRow:
         row.applies_to,
         None if row.created_at is None else row.created_at.isoformat(),
         row.position,
+        None if row.qbo_amount is None else str(row.qbo_amount),
+        row.corrections,
     ]
 
 
@@ -442,6 +464,8 @@ def row_from_raw(raw: Sequence[Any]) -> EventRow:
         applies_to=raw[14],
         created_at=None if raw[15] is None else datetime.fromisoformat(raw[15]),
         position=raw[16],
+        qbo_amount=None if raw[17] is None else Decimal(raw[17]),
+        corrections=raw[18] or "",
     )
 
 

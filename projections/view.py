@@ -40,6 +40,8 @@ class EventRow:
     applies_to: str | None = None  # payments: the flight/request id they pay
     created_at: datetime | None = None
     position: int = 0  # log position of the creation event: rows list oldest first by it
+    qbo_amount: Decimal | None = None  # the amount QuickBooks holds (net of corrections)
+    corrections: str = ""  # a correction QuickBooks has still to learn: amendment/cancellation
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,8 @@ def row_json(row: EventRow) -> dict[str, Any]:
         "missing": list(row.missing),
         "student_id": row.student_id,
         "applies_to": row.applies_to,
+        "qbo_amount": row.qbo_amount,
+        "corrections_pending": [row.corrections] if row.corrections else [],
     }
 
 

@@ -88,6 +88,11 @@ def test_every_correction_row_reaches_quickbooks(
     record(cli, tmp_path, "flight-amended", [amendment("F-2", "1.0"), amendment("F-3", "1.0")])
     record(cli, tmp_path, "flight-cancelled", [cancellation("F-4"), cancellation("F-5")])
     record(cli, tmp_path, "payment-refunded", [refund("RF-1", "P-5", "100.00")])
+    waiting = {r["reference"]: r for r in cli.ok("events")}
+    assert Decimal(str(waiting["F-2"]["amount"])) == Decimal("225.00")  # the current version
+    assert Decimal(str(waiting["F-2"]["qbo_amount"])) == Decimal("270.00")  # what QBO holds
+    assert waiting["F-2"]["corrections_pending"] == ["amendment"]
+    assert waiting["F-4"]["corrections_pending"] == ["cancellation"]
     sync(cli)
     record(cli, tmp_path, "flight-amended", [amendment("F-3", "2.0")])  # paid, now up: 450.00
     sync(cli)
@@ -114,6 +119,9 @@ def test_every_correction_row_reaches_quickbooks(
     assert rows["RF-1"]["status"] == "synced" and rows["RF-1"]["kind"] == "payment-refunded"
     assert Decimal(str(rows["F-3"]["amount"])) == Decimal("450.00")
     assert "supplementary invoice FL-F-3-A1" in rows["F-3"]["reason"]
+    assert Decimal(str(rows["F-3"]["qbo_amount"])) == Decimal("450.00")  # 270 - 45 + 225
+    assert Decimal(str(rows["F-5"]["qbo_amount"])) == Decimal("0.00")  # credited in full
+    assert {tuple(r["corrections_pending"]) for r in rows.values()} == {()}
 
     history = cli.ok("history", "F-3")
     types = [h["type"] for h in history]
