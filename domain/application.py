@@ -16,7 +16,7 @@ from eventsourcing.persistence import IntegrityError, JSONTranscoder, StoredEven
 
 from domain.api_keys import ApiKey, ApiKeys, key_text, split_key
 from domain.connection import Connection
-from domain.financial_event import FinancialEvent, Status, TransitionRefused
+from domain.financial_event import FinancialEvent, NotFound, Status, TransitionRefused
 from domain.ids import (
     api_keys_id,
     check_school,
@@ -76,10 +76,6 @@ class SystemClock:
     def now(self) -> datetime:
         """Aware UTC now."""
         return datetime.now(UTC)
-
-
-class NotFound(LookupError):
-    """No financial event matches the reference."""
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,10 @@ class TransitionRefused(ValueError):
     """A command does not apply in the event's current status."""
 
 
+class NotFound(LookupError):
+    """No financial event matches the reference."""
+
+
 class FinancialEvent(Aggregate):
     """The life of one financial fact, from recorded to synced (or dismissed)."""
 

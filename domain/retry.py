@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
 from domain.connection import Connection
-from domain.financial_event import RETRYABLE_BY_OPERATOR, FinancialEvent, Status
+from domain.financial_event import RETRYABLE_BY_OPERATOR, FinancialEvent, NotFound, Status
 from domain.mappings import Mappings
 from domain.ports import ReasonCode
 from domain.preflight import Blocked, check_connection, check_mappings
@@ -141,8 +141,6 @@ def select_for_retry(
     """The events an operator chose: ids (each resolved within the school), a group, or every
     event waiting for an operator. Without `rows` the school's events are replayed from the log.
     """
-    from domain.application import NotFound
-
     check_group(reason)
     if ids:
         events: list[FinancialEvent] = []

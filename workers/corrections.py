@@ -25,8 +25,7 @@ from typing import Any
 
 import structlog
 
-from domain.application import NotFound
-from domain.financial_event import CorrectionAction, FinancialEvent, Status
+from domain.financial_event import CorrectionAction, FinancialEvent, NotFound, Status
 from domain.ids import correction_request_id, financial_event_id, suffixed_doc_number
 from domain.ids import doc_number as derive_doc_number
 from domain.ports import (

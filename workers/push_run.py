@@ -18,8 +18,7 @@ import structlog
 from eventsourcing.persistence import IntegrityError
 
 from adapters import metrics
-from domain.application import NotFound
-from domain.financial_event import FailureCategory, FinancialEvent, Status
+from domain.financial_event import FailureCategory, FinancialEvent, NotFound, Status
 from domain.ids import doc_number, request_id
 from domain.mappings import Mappings
 from domain.ports import (

@@ -25,7 +25,7 @@ from adapters.quickbooks.oauth import (
     oauth_client,
 )
 from adapters.quickbooks.ratelimit import BudgetLimits, RateBudget
-from adapters.quickbooks.settings import QboSettings
+from adapters.quickbooks.settings import SIMULATOR, QboSettings
 from adapters.vault import TokenSet, TokenVault, default_key_file, load_secret_key
 from domain.application import SYSTEM, FlightLedger
 from domain.connection import Connection, ConnectionState
@@ -69,6 +69,16 @@ def open_vault(db: DatabaseUrl | str, env: Mapping[str, str], create_key: bool) 
     ensure_schema(parsed)
     key = load_secret_key(env, default_key_file(parsed), create_key)
     return TokenVault(parsed, key)
+
+
+def connection_service(
+    ledger: FlightLedger, database: DatabaseUrl | str, env: Mapping[str, str]
+) -> ConnectionService:
+    """The school's connection use cases, configured from the environment (the simulator
+    environment creates its local key file; a real one must be given its key)."""
+    environment = env.get("FLIGHTLEDGER_QBO_ENVIRONMENT", "").strip().lower()
+    vault = open_vault(database, env, create_key=environment == SIMULATOR)
+    return ConnectionService(ledger, vault, qbo_settings_from_env(env, vault))
 
 
 _budgets: dict[tuple[str, str], RateBudget] = {}

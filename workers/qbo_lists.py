@@ -19,7 +19,7 @@ from domain.ports import PushOutcome
 from domain.preflight import check_connection
 from domain.qbo_lists import ListsUnavailable, QboLists
 from workers.context import CliContext
-from workers.qbo import ConnectionService
+from workers.qbo import ConnectionService, connection_service
 
 log = structlog.get_logger(__name__)
 
@@ -87,11 +87,10 @@ def list_service(cli: CliContext, connections: ConnectionService | None = _UNSET
     """The list service of the CLI's database (QuickBooks unavailable when not configured)."""
     from adapters.quickbooks.settings import QboSettingsError
     from adapters.vault import VaultError
-    from workers.commands.connection import service_for
 
     if connections is _UNSET:
         try:
-            connections = service_for(cli)
+            connections = connection_service(cli.ledger(), cli.config.database, cli.config.env)
         except (QboSettingsError, VaultError) as exc:
             log.info("qbo_lists_unconfigured", reason=str(exc))
             connections = None

@@ -36,8 +36,8 @@ from adapters.jsonable import to_jsonable
 from adapters.web.connection import ConnectionServicePort
 from domain import mapping_input
 from domain.api_keys import RECORDS_WRITE, ApiKey
-from domain.application import FlightLedger, NotFound
-from domain.financial_event import TransitionRefused
+from domain.application import FlightLedger
+from domain.financial_event import NotFound, TransitionRefused
 from domain.ids import financial_event_id
 from domain.mappings import mapping_rows
 from domain.pill import status_document

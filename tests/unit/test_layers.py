@@ -88,3 +88,134 @@ def test_only_the_quickbooks_adapter_imports_python_quickbooks() -> None:
 def test_database_drivers_stay_in_adapters() -> None:
     """Callers never import psycopg or sqlite3: driver errors are translated in adapters/."""
     assert offenders("workers", {"psycopg", "psycopg_pool", "sqlite3"}) == []
+
+
+def module_name(path: Path) -> str:
+    """The dotted module name of a file under the root (a package is its __init__)."""
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _type_checking_only(tree: ast.Module) -> set[int]:
+    """The ids of every node under an `if TYPE_CHECKING:` block (never run, so no circle)."""
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and (
+            (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING")
+            or (isinstance(node.test, ast.Attribute) and node.test.attr == "TYPE_CHECKING")
+        ):
+            for statement in node.body:
+                skipped.update(id(inner) for inner in ast.walk(statement))
+    return skipped
+
+
+def imported_modules(tree: ast.Module, package: str) -> set[str]:
+    """Every dotted name a module's code imports, at any depth (inside functions too), with
+    relative imports resolved against its package; `from p import m` also yields `p.m`, so a
+    module imported by name counts. Imports under `if TYPE_CHECKING:` are left out: they
+    never run, so they cannot close a loop at import time."""
+    skipped = _type_checking_only(tree)
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                parts = parts[: len(parts) - (node.level - 1)]
+                base = ".".join(parts + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return names
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the project modules it imports (see `imported_modules`)."""
+    paths = {
+        module_name(p): p for package in PACKAGES for p in sorted((ROOT / package).rglob("*.py"))
+    }
+    graph: dict[str, set[str]] = {}
+    for module, path in paths.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        found = imported_modules(tree, package)
+        graph[module] = {name for name in found if name in paths and name != module}
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every group of modules that import each other, directly or round a loop (Tarjan's
+    strongly connected components of more than one module), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        on_stack.add(module)
+        for target in sorted(graph.get(module, ())):
+            if target not in index:
+                visit(target)
+                low[module] = min(low[module], low[target])
+            elif target in on_stack:
+                low[module] = min(low[module], index[target])
+        if low[module] == index[module]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == module:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return sorted(cycles)
+
+
+def test_the_cycle_finder_sees_a_cycle() -> None:
+    """A synthetic graph with a three-module loop and a tail is reported as exactly that loop."""
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set(), "e": {"a"}}
+    assert import_cycles(graph) == [["a", "b", "c"]]
+    assert import_cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_imports_are_resolved_at_any_depth() -> None:
+    """Relative, nested and `from package import module` imports are seen; TYPE_CHECKING not."""
+    source = (
+        "from typing import TYPE_CHECKING\n"
+        "from . import sibling\n"
+        "from ..other import thing\n"
+        "if TYPE_CHECKING:\n"
+        "    import hidden.module\n"
+        "def later() -> None:\n"
+        "    import inner.module\n"
+    )
+    found = imported_modules(ast.parse(source), "pkg.sub")
+    assert {"pkg.sub.sibling", "pkg.other", "pkg.other.thing", "inner.module"} <= found
+    assert "hidden.module" not in found
+
+
+def test_the_import_graph_holds_real_edges() -> None:
+    """The graph of the project holds known edges, including an import inside a function."""
+    graph = import_graph()
+    assert "domain.financial_event" in graph["domain.application"]
+    assert "domain.retry" in graph["domain.application"]  # imported inside retry_failed
+    assert len(graph) > 50
+
+
+def test_no_import_circles() -> None:
+    """No module of domain/, projections/, adapters/, workers/ imports itself round a loop."""
+    assert import_cycles(import_graph()) == []

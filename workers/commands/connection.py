@@ -10,16 +10,15 @@ import typer
 from rich.console import Console
 
 from adapters.quickbooks.oauth import QboAuthError, UntrustedAuthorizationUrl
-from adapters.quickbooks.settings import SIMULATOR, QboSettingsError
+from adapters.quickbooks.settings import QboSettingsError
 from adapters.vault import VaultError
 from workers.commands.mappings import OPERATOR, default_operator
 from workers.context import CliContext, emit, fail, get_context
 from workers.qbo import (
     ConnectionService,
     ConnectionStepRefused,
+    connection_service,
     connection_status,
-    open_vault,
-    qbo_settings_from_env,
 )
 
 connection_app = typer.Typer(help="Connect this school to QuickBooks Online and check the link.")
@@ -27,11 +26,7 @@ T = TypeVar("T")
 
 
 def _service(cli: CliContext) -> ConnectionService:
-    env = cli.config.env
-    environment = env.get("FLIGHTLEDGER_QBO_ENVIRONMENT", "").strip().lower()
-    vault = open_vault(cli.config.database, env, create_key=environment == SIMULATOR)
-    settings = qbo_settings_from_env(env, vault)
-    return ConnectionService(cli.ledger(), vault, settings)
+    return connection_service(cli.ledger(), cli.config.database, cli.config.env)
 
 
 def service_for(cli: CliContext) -> ConnectionService:

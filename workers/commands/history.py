@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from adapters.jsonable import to_jsonable
-from domain.application import NotFound
+from domain.financial_event import NotFound
 from workers.context import emit, fail, get_context, table
 
 

@@ -7,8 +7,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from domain.application import NotFound
-from domain.financial_event import TransitionRefused
+from domain.financial_event import NotFound, TransitionRefused
 from domain.retry import SelectionError, retry
 from workers.commands.mappings import OPERATOR, default_operator
 from workers.context import EXIT_USAGE, emit, fail, get_context, table

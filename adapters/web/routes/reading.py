@@ -23,8 +23,8 @@ from adapters.web.plain import (
     status_words,
     web_checklist,
 )
-from domain.application import FlightLedger, NotFound
-from domain.financial_event import Status
+from domain.application import FlightLedger
+from domain.financial_event import NotFound, Status
 from domain.ports import ReasonCode
 from domain.reasons import describe_missing, fix_for
 from domain.retry import FAILED_GROUP
