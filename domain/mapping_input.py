@@ -7,6 +7,7 @@ its label ("QuickBooks item"), and the sentence after the colon is the same.
 from __future__ import annotations
 
 from domain.qbo_lists import QboLists, check_reference
+from domain.records import normalise_id
 
 MEMO_MAX = 1000
 
@@ -24,10 +25,16 @@ def qbo_id(value: str, field: str) -> str:
 
 
 def mapping_key(value: str, field: str) -> str:
-    """A charge code, student id or payment type: 1-64 printable characters, no outer blanks."""
-    if not 1 <= len(value) <= 64 or not value.isprintable() or value.strip() != value:
-        raise InvalidMappingInput(f"{field}: must be 1-64 printable characters")
-    return value
+    """A charge code, student id or payment type: 1-64 printable characters, no outer blanks.
+
+    NFKC-normalised like the ids of records (domain.records.normalise_id), so a key typed in
+    fullwidth forms maps what the records name in ASCII.
+    """
+    normal = normalise_id(value)
+    for text in (value, normal):
+        if not 1 <= len(text) <= 64 or not text.isprintable() or text.strip() != text:
+            raise InvalidMappingInput(f"{field}: must be 1-64 printable characters")
+    return normal
 
 
 def memo(value: str, field: str) -> str:

@@ -219,3 +219,15 @@ def test_a_bom_opening_the_input_is_skipped_elsewhere_refused(db: str) -> None:
     out = invoke_bytes(db, b"\xef\xbb\xbf" + first + b"\n\xef\xbb\xbf" + second + b"\n")
     assert out["recorded"] == 1
     assert [(r["line"], r["field"]) for r in out["rejected"]] == [(2, "record")]
+
+
+def test_mapping_keys_are_normalised_like_record_ids() -> None:
+    """A charge code typed in fullwidth forms maps the ASCII code the records carry."""
+    from domain.mapping_input import mapping_key
+
+    typed = fullwidth("aircraft_rental")
+    assert mapping_key(typed, "CODE") == "aircraft_rental"
+    record = flight("F-MAP")
+    record["charges"][0]["code"] = typed
+    parsed = parse_flight_ended(json.loads(json.dumps(record)))
+    assert parsed.charges[0].code == mapping_key("aircraft_rental", "CODE")
