@@ -4,18 +4,45 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from adapters.qbo_simulator.company import Company
 from adapters.qbo_simulator.envelopes import Response, json_response
 
-if TYPE_CHECKING:
-    from adapters.qbo_simulator.server import QboSimulator
+
+class SimulatorControls(Protocol):
+    """What the control routes drive (server.QboSimulator), so admin.py needs no server."""
+
+    def invoices(self, realm: str | None = None) -> list[dict[str, Any]]: ...
+    def payments(self, realm: str | None = None) -> list[dict[str, Any]]: ...
+    def credit_memos(self, realm: str | None = None) -> list[dict[str, Any]]: ...
+    def refunds(self, realm: str | None = None) -> list[dict[str, Any]]: ...
+    def customers(self, realm: str | None = None) -> list[dict[str, Any]]: ...
+    def company(self, realm: str | None = None) -> Company: ...
+    def realms(self) -> list[str]: ...
+    def add_company(self, realm: str | None = None, name: str | None = None) -> str: ...
+    def add_customer(
+        self,
+        display_name: str,
+        email: str | None = None,
+        *,
+        active: bool = True,
+        realm: str | None = None,
+    ) -> str: ...
+    def faults(self) -> dict[str, Any]: ...
+    def set_faults(self, **changes: Any) -> dict[str, Any]: ...
+    def reset(self, *, clear_tokens: bool = False) -> None: ...
+    def stats_snapshot(self) -> dict[str, Any]: ...
+    def delete_entity(self, entity: str, entity_id: str, realm: str | None = None) -> None: ...
+    def set_active(
+        self, entity: str, entity_id: str, active: bool, realm: str | None = None
+    ) -> bool: ...
 
 
 class AdminRoutes:
     """Answers /_sim/... for scripts and tests."""
 
-    def __init__(self, sim: QboSimulator) -> None:
+    def __init__(self, sim: SimulatorControls) -> None:
         self._sim = sim
 
     def handle(self, method: str, rest: list[str], params: dict[str, str], body: bytes) -> Response:
