@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any
 
 from eventsourcing.domain import Aggregate
@@ -33,6 +35,16 @@ class FailureCategory(StrEnum):
     EXHAUSTED = "exhausted"  # transient failures outlasted the retries: waits for Retry Failed
     UNCERTAIN = "uncertain"  # may have reached QBO
 
+
+# The one table of what a failed push leaves an event in (the aggregate, the views and the
+# worker's pass report all read it).
+STATUS_AFTER_FAILURE: Mapping[FailureCategory, Status] = MappingProxyType(
+    {
+        FailureCategory.TRANSIENT: Status.RETRYING,
+        FailureCategory.EXHAUSTED: Status.FAILED,
+        FailureCategory.UNCERTAIN: Status.UNCERTAIN,
+    }
+)
 
 RETRYABLE_BY_OPERATOR = frozenset({Status.FAILED, Status.ACTION_REQUIRED, Status.UNCERTAIN})
 FINAL = frozenset({Status.SYNCED, Status.DISMISSED, Status.CANCELLED})
@@ -289,11 +301,7 @@ class FinancialEvent(Aggregate):
         def apply(self, aggregate: Any) -> None:
             """Now retrying, failed or uncertain."""
             agg: FinancialEvent = aggregate
-            agg.status = {
-                FailureCategory.TRANSIENT: Status.RETRYING,
-                FailureCategory.EXHAUSTED: Status.FAILED,
-                FailureCategory.UNCERTAIN: Status.UNCERTAIN,
-            }[FailureCategory(self.category)]
+            agg.status = STATUS_AFTER_FAILURE[FailureCategory(self.category)]
             if self.category == FailureCategory.TRANSIENT:
                 agg.maybe_landed = False  # surely not applied
             agg.reason_code = None

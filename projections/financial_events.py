@@ -21,17 +21,14 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import get_topic, resolve_topic
 
-from domain.financial_event import FailureCategory, FinancialEvent, Status
+from domain.financial_event import STATUS_AFTER_FAILURE, FinancialEvent, Status
 from projections.view import EventQuery, EventRow, KeyUsage, ReasonGroup
 
 FINANCIAL_EVENT_TOPIC_PREFIX = f"{FinancialEvent.__module__}:{FinancialEvent.__qualname__}."
 STATUSES: tuple[str, ...] = tuple(s.value for s in Status)
 
-_FAILED_STATUS = {
-    FailureCategory.TRANSIENT.value: Status.RETRYING.value,
-    FailureCategory.EXHAUSTED.value: Status.FAILED.value,
-    FailureCategory.UNCERTAIN.value: Status.UNCERTAIN.value,
-}
+# domain.financial_event.STATUS_AFTER_FAILURE keyed by the stored strings (the fast path's).
+_FAILED_STATUS = {c.value: s.value for c, s in STATUS_AFTER_FAILURE.items()}
 
 Change = tuple[int, Any]  # (log position, decoded domain event)
 

@@ -395,12 +395,7 @@ class PushRun:
         else:
             category, message = FailureCategory.TRANSIENT, _message(outcome)
         event.mark_failed(category=category, code=code, message=message, actor=actor, at=now)
-        status = {
-            FailureCategory.EXHAUSTED: Status.FAILED,
-            FailureCategory.UNCERTAIN: Status.UNCERTAIN,
-            FailureCategory.TRANSIENT: Status.RETRYING,
-        }[category]
-        self.report.count(status)
+        self.report.count(event.status)  # STATUS_AFTER_FAILURE, applied by the aggregate
         if category == FailureCategory.EXHAUSTED:
             self.engine.unschedule(event.id)
         else:

@@ -10,12 +10,19 @@ import pytest
 
 from domain.application import FlightLedger
 from domain.connection import ConnectionState
-from domain.financial_event import FailureCategory, FinancialEvent, Status, TransitionRefused
+from domain.financial_event import (
+    STATUS_AFTER_FAILURE,
+    FailureCategory,
+    FinancialEvent,
+    Status,
+    TransitionRefused,
+)
 from domain.ids import doc_number, financial_event_id, request_id
 from domain.ports import FixedClock, ReasonCode
 from domain.preflight import check_connection, check_mappings, invoice_draft, payment_draft
 from domain.reasons import command_for, fix_for
 from domain.records import RecordKind, parse_flight_ended, parse_payment_received
+from projections.financial_events import apply_event
 from tests.factories import flight, payment
 
 NOW = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
@@ -220,3 +227,18 @@ def test_retry_failed_refuses_until_fixed(app: FlightLedger) -> None:
     assert again.requeued == 0 and again.skipped == 1
     history = app.history("default", "F-1001")
     assert [h.type for h in history][-1] == "RetryRequested" and history[-1].actor == "ana"
+
+
+@pytest.mark.parametrize("category", list(FailureCategory))
+def test_a_failed_push_means_one_status_in_aggregate_and_view(
+    app: FlightLedger, category: FailureCategory
+) -> None:
+    """Every failure category has one status, the same on the aggregate and in the view row."""
+    event = _event(app)
+    event.start_push(request_id="r", doc_number="d", batched=False, actor="w", at=NOW)
+    event.mark_failed(category=category, code="500", message="down", actor="w", at=NOW)
+    assert event.status == STATUS_AFTER_FAILURE[category]
+    row = None
+    for position, domain_event in enumerate(event.collect_events(), start=1):
+        row = apply_event(row, domain_event, position)
+    assert row is not None and row.status == event.status.value
