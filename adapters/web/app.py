@@ -14,7 +14,7 @@ from adapters.web.auth import SessionSigner, User, UserDirectory
 from adapters.web.config import ChecklistProvider, WebConfig
 from adapters.web.connection import INTUIT_AUTHORIZATION_ORIGIN, ConnectionServicePort
 from adapters.web.pages import Pages, install_error_handlers
-from adapters.web.routes import actions, connection, reading, settings, signin
+from adapters.web.routes import actions, audit, connection, reading, settings, signin
 from adapters.web.routes.reading import EVENTS_LIMIT, REASON_CODES, STATUS_ORDER
 from adapters.web.security import DEFAULT_ALLOWED_HOSTS, install_security
 from adapters.web.session import SESSION_COOKIE, install_session
@@ -56,6 +56,8 @@ def create_app(
     connections_unavailable: str = "",
     qbo_lists: QboListsPort | None = None,
     allowed_hosts: Sequence[str] = DEFAULT_ALLOWED_HOSTS,
+    audit_export: Any = None,
+    audit_verify: Any = None,
 ) -> FastAPI:
     """Build the dashboard; exactly one of `users` (sign-in) or `local_user` must be given.
 
@@ -80,6 +82,8 @@ def create_app(
         "FLIGHTLEDGER_QBO_CLIENT_SECRET (or FLIGHTLEDGER_QBO_ENVIRONMENT=simulator) and "
         "FLIGHTLEDGER_SECRET_KEY, then restart the dashboard.",
         qbo_lists=qbo_lists,
+        audit_export=audit_export,
+        audit_verify=audit_verify,
     )
     access = Access(cfg)
     pages = Pages(access)
@@ -95,6 +99,7 @@ def create_app(
     actions.register(app, cfg, access)
     connection.register(app, cfg, access, pages)
     settings.register(app, cfg, access, pages)
+    audit.register(app, cfg, access, pages)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

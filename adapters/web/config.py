@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -37,6 +37,12 @@ class WebConfig:
     qbo_lists: QboListsPort | None = None  # QuickBooks' lists per realm (pick-lists, checks)
     sessions: SessionRegistry = field(default_factory=SessionRegistry)  # signed-in sessions
     throttle: SignInThrottle = field(default_factory=SignInThrottle)  # wrong sign-in tokens
+    # auditors: one school's `audit export` lines (school, since, until, "jsonl"|"csv") and the
+    # tamper check's verdict ({"ok", "events", "head", "message"?}); wired by `serve`
+    audit_export: Callable[[str, datetime | None, datetime | None, str], Iterable[str]] | None = (
+        None
+    )
+    audit_verify: Callable[[], dict[str, Any]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def now(self) -> datetime:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -100,17 +101,39 @@ def export(
     start = _time(cli, "--since", since)
     end = _time(cli, "--until", until)
     entries = export_entries(cli.ledger(), start, end, None if all_schools else cli.school)
-    out = sys.stdout
+    for line in export_lines(entries, output_format):
+        sys.stdout.write(line)
+
+
+def export_lines(entries: Iterable[dict[str, Any]], output_format: str) -> Iterator[str]:
+    """The export as text lines (JSONL, or CSV with a header): the CLI and the dashboard."""
     if output_format == "jsonl":
         for entry in entries:
-            out.write(json.dumps(to_jsonable(entry), ensure_ascii=False) + "\n")
+            yield json.dumps(to_jsonable(entry), ensure_ascii=False) + "\n"
         return
-    writer = csv.writer(out, lineterminator="\n")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(EXPORT_FIELDS)
     for entry in entries:
         plain = to_jsonable(entry)
         plain["data"] = json.dumps(plain["data"], ensure_ascii=False, sort_keys=True)
         writer.writerow([plain[f] for f in EXPORT_FIELDS])
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    if buffer.getvalue():
+        yield buffer.getvalue()
+
+
+def school_export(
+    ledger: FlightLedger,
+    school: str,
+    since: datetime | None,
+    until: datetime | None,
+    output_format: str,
+) -> Iterator[str]:
+    """One school's part of `audit export` (the dashboard's download)."""
+    return export_lines(export_entries(ledger, since, until, school), output_format)
 
 
 def _time(cli: CliContext, flag: str, text: str | None) -> datetime | None:

@@ -22,6 +22,7 @@ from adapters.web.connection import INTUIT_AUTHORIZATION_ORIGIN, ConnectionServi
 from adapters.web.security import ALLOWED_HOSTS_VARIABLE, parse_allowed_hosts, served_hosts
 from domain.application import FlightLedger
 from projections.view import FinancialEventView
+from workers.commands.audit import school_export
 from workers.context import EXIT_USAGE, CliContext, fail, get_context, stderr
 from workers.selection import checklist, checklist_rows
 
@@ -184,6 +185,10 @@ def serve(
         authorization_origins=authorization_origins(cli.config.env),
         refresh_view=refresh,
         qbo_lists=list_service(cli, service if isinstance(service, ConnectionService) else None),
+        audit_export=lambda school, since, until, fmt: school_export(
+            ledger, school, since, until, fmt
+        ),
+        audit_verify=lambda: _verdict(ledger, view),
         checklist=lambda school: checklist_rows(
             checklist(ledger, view, cli.config.database, school)
         ),
@@ -203,6 +208,19 @@ def serve(
         console.print(f"QuickBooks connect/test is unavailable: {why}")
     log.info("web_server_started", host=host, port=port, local=users is None)
     uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="off")
+
+
+def _verdict(ledger: FlightLedger, view: Any) -> dict[str, Any]:
+    """`audit verify`'s verdict as a document."""
+    from workers.projector import verify_audit_chain
+
+    verdict = verify_audit_chain(ledger, view)
+    return {
+        "ok": verdict.ok,
+        "events": verdict.events,
+        "head": verdict.head,
+        "message": verdict.message,
+    }
 
 
 def register(app: typer.Typer) -> None:
