@@ -79,7 +79,7 @@ class Pages:
         """The banner shown on every page while anything waits for a person."""
         view = self.access.cfg.view
         try:
-            counts = view.counts(school)
+            counts = self.access.cfg.counts(school)
             total = sum(counts.get(s, 0) for s in ATTENTION_STATUSES)
             if not total:
                 return ""

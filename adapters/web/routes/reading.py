@@ -58,7 +58,7 @@ def register(app: FastAPI, cfg: WebConfig, access: Access, pages: Pages) -> None
         school = user.school
         filters, problems = _filters(status, reason, student, q, since, until)
         cursor = int(before) if before.isdigit() else None
-        counts = cfg.view.counts(school)
+        counts = cfg.counts(school)
         groups = [
             {
                 "reason_code": g.reason_code,

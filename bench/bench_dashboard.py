@@ -1,0 +1,151 @@
+"""The dashboard's home page and events pages with a large view (SQLite), against a small one.
+
+The log holds 200 real flights (recorded, projected, half blocked on a mapping); the view table
+is then filled with synthetic synced rows up to the target size, as the projector would leave
+them after a long life. What is timed is the page as a browser gets it (FastAPI TestClient,
+whole request: counts, Action Required groups, attention banner, card, one page of rows).
+Ratio = time at the large size / time at 10,000 rows in the same run.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import statistics
+import tempfile
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bench.common import timed
+
+AT = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+SCHOOL = "bench"
+REAL_FLIGHTS = 200
+REPEATS = 7
+BASE_ROWS = 10_000
+FULL_ROWS = 1_000_000
+QUICK_ROWS = 3_000
+
+
+def _fill(db_file: Path, total: int) -> int:
+    """Synthetic synced rows (positions after the real ones) up to `total` rows; returns a
+    position in the middle (for a deep page)."""
+    from adapters.sqlite_view import ROWS
+
+    with sqlite3.connect(db_file) as db:
+        have, top = db.execute(
+            f"SELECT COUNT(*), COALESCE(MAX(position), 0) FROM {ROWS}"
+        ).fetchone()
+        rows = []
+        for n in range(total - have):
+            at = (AT + timedelta(seconds=n)).isoformat()
+            rows.append(
+                (
+                    uuid.uuid4().hex, SCHOOL, "flight-ended", f"H-{n}", f"S-{n % 500}", "270.00",
+                    "synced", None, "", "[]", 1, str(n + 1000), f"FL-H-{n}", at, None, at,
+                    top + 1 + n,
+                )
+            )  # fmt: skip
+            if len(rows) == 50_000:
+                db.executemany(f"INSERT INTO {ROWS} VALUES ({','.join('?' * 17)})", rows)
+                rows.clear()
+        if rows:
+            db.executemany(f"INSERT INTO {ROWS} VALUES ({','.join('?' * 17)})", rows)
+        db.execute("ANALYZE")
+        db.commit()
+        return int(top + (total - have) // 2)
+
+
+def _client(url: str) -> tuple[Any, Callable[[], None]]:
+    from fastapi.testclient import TestClient
+
+    from adapters.views import open_view
+    from adapters.web.app import create_app
+    from adapters.web.auth import local_operator
+    from domain.ports import FixedClock
+    from domain.records import parse_flight_ended
+    from tests.factories import flight
+    from workers.bootstrap import open_ledger
+    from workers.projector import Projector
+
+    ledger = open_ledger(url, clock=FixedClock(AT))
+    view = open_view(url)
+    if not view.counts(SCHOOL):
+        for n in range(REAL_FLIGHTS):
+            ledger.record(SCHOOL, parse_flight_ended(flight(f"F-{n}", f"S-{n % 20}")))
+        ledger.map_charge(SCHOOL, "instructor_dual", "2", operator="bench")
+    projector = Projector(ledger, view)
+    projector.catch_up()
+    app = create_app(
+        ledger=ledger,
+        view=view,
+        refresh_view=projector.catch_up,
+        session_key=os.urandom(32),
+        local_user=local_operator(SCHOOL),
+    )
+    client = TestClient(app)
+
+    def close() -> None:
+        client.close()
+        view.close()
+        ledger.close()
+
+    return client, close
+
+
+def _median_ms(client: Any, path: str) -> float:
+    client.get(path)  # warm
+    times = []
+    for _ in range(REPEATS):
+        response, seconds = timed(lambda: client.get(path))
+        assert response.status_code == 200, (path, response.status_code)
+        times.append(seconds * 1000)
+    return statistics.median(times)
+
+
+def _measure(url: str, db_file: Path, total: int) -> dict[str, float]:
+    middle = _fill(db_file, total)
+    client, close = _client(url)
+    try:
+        return {
+            "home page (/)": _median_ms(client, "/"),
+            "events page deep in the log (?before=…)": _median_ms(client, f"/?before={middle}"),
+            "events filtered by status (synced)": _median_ms(
+                client, f"/?status=synced&before={middle}"
+            ),
+            "events of one student": _median_ms(client, "/?student=S-7"),
+            "search by flight id": _median_ms(client, f"/?q=H-{total // 3}"),
+        }
+    finally:
+        close()
+
+
+def run(*, quick: bool = False) -> str:
+    """Markdown section: median ms per page at the base and the large size, and the ratio."""
+    from workers.bootstrap import open_ledger
+
+    large = QUICK_ROWS if quick else FULL_ROWS
+    base = min(BASE_ROWS, large // 3)
+    with tempfile.TemporaryDirectory(prefix="flightledger-bench-dashboard-") as tmp:
+        db_file = Path(tmp) / "dashboard.db"
+        url = f"sqlite:///{db_file}"
+        open_ledger(url).close()
+        _client(url)[1]()  # real log + view tables
+        small = _measure(url, db_file, base)
+        big = _measure(url, db_file, large)
+    lines = [
+        "## Dashboard pages at scale",
+        "",
+        f"SQLite view with {large:,} rows vs {base:,} rows ({REAL_FLIGHTS} real flights in the "
+        "log, the rest synthetic synced rows written straight into the view table); median of "
+        f"{REPEATS} whole requests through FastAPI's TestClient.",
+        "",
+        f"| page | {base:,} rows (ms) | {large:,} rows (ms) | ratio |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, ms in big.items():
+        lines.append(f"| {name} | {small[name]:.1f} | {ms:.1f} | {ms / small[name]:.2f} |")
+    return "\n".join(lines) + "\n"
