@@ -22,13 +22,14 @@ lint: $(STAMP)
 
 # The suite mostly waits on I/O (subprocesses, HTTP, PostgreSQL): several processes pay off
 # even on 2 cores. Every test has its own database schema or file, so order does not matter.
-# The `slow` SIGKILL crash and multi-worker tests aim their kills at timing windows, so they
-# run afterwards on their own, not beside other tests competing for the two cores.
+# `serial` tests (SIGKILL crash and multi-worker runs) aim their kills at timing windows, so
+# they run afterwards on their own, not beside other tests competing for the two cores.
+# `slow` tests (long crash loops) belong to `make soak`, not here.
 TEST_WORKERS ?= 3
 
 test: $(STAMP) lint
-	$(BIN)/pytest -q -n $(TEST_WORKERS) -m "not slow"
-	$(BIN)/pytest -q -p no:cacheprovider -m slow
+	$(BIN)/pytest -q -n $(TEST_WORKERS) -m "not slow and not serial"
+	$(BIN)/pytest -q -p no:cacheprovider -m "serial and not slow"
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
@@ -46,7 +47,7 @@ SOAK_RUNS ?= 5
 soak: $(STAMP)
 	@for i in $$(seq 1 $(SOAK_RUNS)); do \
 		echo "soak run $$i of $(SOAK_RUNS) (crash seed $$((1000 + i)))"; \
-		FLIGHTLEDGER_CRASH_SEED=$$((1000 + i)) CI=true $(BIN)/pytest -q -m slow -p no:cacheprovider \
+		FLIGHTLEDGER_CRASH_SEED=$$((1000 + i)) CI=true $(BIN)/pytest -q -m "slow or serial" -p no:cacheprovider \
 			tests/integration/test_worker_crash.py tests/integration/test_multi_worker.py \
 			tests/integration/test_corrections_crash.py \
 			|| exit 1; \

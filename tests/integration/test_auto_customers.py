@@ -191,7 +191,7 @@ def _customer_creates(sim: QboSimulator) -> int:
     return sum(int(r.get("customer_creates", 0)) for r in sim.stats_snapshot()["realms"].values())
 
 
-@pytest.mark.slow  # a timing window (a create held by the simulator): run after the parallel part
+@pytest.mark.serial  # a timing window (a create held by the simulator): run after the parallel part
 def test_sigkill_during_customer_creates_leaves_one_customer_per_student(
     cli: Cli, sim: QboSimulator, db_url: str, tmp_path: Path
 ) -> None:

@@ -30,7 +30,7 @@ from tests.helpers_qbo import Cli, cli_env, spawn_worker
 from workers.bootstrap import open_ledger
 from workers.qbo import ConnectionService, open_vault, qbo_settings_from_env
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.serial, pytest.mark.timeout(300)]
 SCHOOLS = [f"school-{n:02d}" for n in range(20)]
 STUDENTS = ("S-1", "S-2", "S-3")
 PER_SCHOOL = 12

@@ -29,7 +29,7 @@ from tests.factories import flight, jsonl
 from tests.helpers_qbo import Cli, cli_env, connect_via_cli, map_via_cli, spawn_worker
 from workers.bootstrap import open_ledger
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.serial, pytest.mark.timeout(420)]
 SCHOOL = "sunrise"
 STUDENTS = {f"S-{n}": str(n) for n in range(1, 11)}
 CHARGES = {"aircraft_rental": "1", "instructor_dual": "2"}
