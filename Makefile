@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench soak unit integration clean
+.PHONY: demo test lint bench soak unit integration clean screenshots
 
 $(STAMP): pyproject.toml
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ integration: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+
+# The dashboard's main states as pictures in docs/screens/ (Playwright + Debian's chromium).
+screenshots: $(STAMP)
+	$(BIN)/python -m bench.screenshots
 
 # Longer crash and multi-worker runs with fresh seeds (needs PostgreSQL), then the QBO
 # throughput bench. SOAK_RUNS=20 make soak for a long soak.
