@@ -25,7 +25,6 @@ NOT_CONNECTED = "Not connected"
 TOKEN_UNKNOWN = "Token unknown"  # noqa: S105 - badge text, not a credential
 RECONNECT_SOON = "Reconnect soon"
 EXPIRED_TITLE = "QuickBooks needs to be reconnected"
-EXPIRED_TEXT = "Your refresh token has expired. Reconnect to keep invoicing through QuickBooks."
 
 
 @dataclass(frozen=True)

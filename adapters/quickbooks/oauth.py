@@ -9,7 +9,6 @@ import secrets
 import threading
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 import structlog
@@ -28,11 +27,10 @@ from adapters.quickbooks.classify import (
 )
 from adapters.quickbooks.settings import QboSettings
 from adapters.vault import TokenSet
+from domain.authorization_url import NO_URL_MESSAGE, is_trusted_authorization_url, refusal_for
 
 log = structlog.get_logger(__name__)
 
-UNTRUSTED_URL_MESSAGE = "Untrusted QuickBooks redirect URL — refusing to navigate"
-NO_URL_MESSAGE = "No authorization URL received from QuickBooks"
 STATE_TTL = timedelta(minutes=10)
 HARD_EXPIRY_HEADER = "x-include-refresh-token-hard-expires-in"
 
@@ -60,16 +58,11 @@ def new_state() -> str:
 
 
 def validate_authorization_url(url: str | None, settings: QboSettings) -> str:
-    """The URL when it is https on Intuit's host (or the configured loopback simulator)."""
-    if not url:
-        raise UntrustedAuthorizationUrl(NO_URL_MESSAGE)
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.username or parts.password or host not in settings.trusted_authorize_hosts:
-        raise UntrustedAuthorizationUrl(UNTRUSTED_URL_MESSAGE)
-    local = host != "appcenter.intuit.com" and settings.is_local
-    if parts.scheme != "https" and not (local and parts.scheme == "http"):
-        raise UntrustedAuthorizationUrl(UNTRUSTED_URL_MESSAGE)
+    """The URL when it is on an origin the settings trust (domain.authorization_url's check):
+    https on Intuit's host, or the configured loopback simulator."""
+    if not is_trusted_authorization_url(url, settings.authorization_origins):
+        raise UntrustedAuthorizationUrl(refusal_for(url))
+    assert url is not None  # a trusted URL is never empty
     return url
 
 

@@ -37,13 +37,13 @@ from adapters.quickbooks.ratelimit import BudgetLimits, RateBudget
 from adapters.quickbooks.settings import QboSettings
 from adapters.vault import TokenSet
 from domain.ports import OutcomeKind, PushOutcome, ReasonCode, TokenExpiries
+from domain.preflight import NOT_CONNECTED_MESSAGE
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 REFRESH_MARGIN = timedelta(minutes=5)
 NO_EVENT = uuid.UUID(int=0)
-NOT_CONNECTED_MESSAGE = "QuickBooks is not connected. Connect QuickBooks to start invoicing."
 
 
 class TokenStore(Protocol):

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from domain.authorization_url import INTUIT_AUTHORIZATION_ORIGIN, LOOPBACK_HOSTS
+
 SANDBOX = "sandbox"
 PRODUCTION = "production"
 SIMULATOR = "simulator"
@@ -19,12 +21,10 @@ INTUIT_API_BASE = {
     SANDBOX: "https://sandbox-quickbooks.api.intuit.com/v3",
     PRODUCTION: "https://quickbooks.api.intuit.com/v3",
 }
-INTUIT_AUTHORIZE_HOST = "appcenter.intuit.com"
 SIMULATOR_CLIENT_ID = "sim-client"
 SIMULATOR_CLIENT_SECRET = "sim-secret"  # noqa: S105 - the simulator's public default credential
 DEFAULT_SIMULATOR_URL = "http://127.0.0.1:8400"
 DEFAULT_REDIRECT_URI = "http://localhost:8000/qbo/callback"
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 class QboSettingsError(ValueError):
@@ -65,14 +65,14 @@ class QboSettings:
         return is_loopback(self.discovery_url) and is_loopback(self.api_base)
 
     @property
-    def trusted_authorize_hosts(self) -> frozenset[str]:
-        """Hosts an authorization URL may point at."""
-        hosts = {INTUIT_AUTHORIZE_HOST}
+    def authorization_origins(self) -> tuple[str, ...]:
+        """Origins an authorization URL may point at: Intuit's, and a loopback simulator's."""
+        origins = [INTUIT_AUTHORIZATION_ORIGIN]
         for url in (self.discovery_url, self.api_base):
-            host = urlsplit(url).hostname or ""
-            if host in LOOPBACK_HOSTS:
-                hosts.add(host)
-        return frozenset(hosts)
+            parts = urlsplit(url)
+            if (parts.hostname or "") in LOOPBACK_HOSTS:
+                origins.append(f"{parts.scheme}://{parts.netloc}")
+        return tuple(dict.fromkeys(origins))
 
     def scaled(self, qbo_seconds: float) -> float:
         """QBO seconds on this time scale (60 s of QBO last minute_seconds)."""

@@ -12,13 +12,14 @@ from fastapi.staticfiles import StaticFiles
 from adapters.web.access import Access, Forbidden
 from adapters.web.auth import SessionSigner, User, UserDirectory
 from adapters.web.config import ChecklistProvider, WebConfig
-from adapters.web.connection import INTUIT_AUTHORIZATION_ORIGIN, ConnectionServicePort
+from adapters.web.connection import ConnectionServicePort
 from adapters.web.pages import Pages, install_error_handlers
 from adapters.web.routes import actions, audit, connection, reading, settings, signin
 from adapters.web.routes.reading import EVENTS_LIMIT, REASON_CODES, STATUS_ORDER
 from adapters.web.security import DEFAULT_ALLOWED_HOSTS, install_security
 from adapters.web.session import SESSION_COOKIE, install_session
 from domain.application import FlightLedger
+from domain.authorization_url import INTUIT_AUTHORIZATION_ORIGIN
 from domain.ports import Clock
 from domain.qbo_lists import QboListsPort
 from domain.retry import FAILED_GROUP

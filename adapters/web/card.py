@@ -19,7 +19,6 @@ from adapters.web.config import WebConfig
 from adapters.web.connection import needs_reconnect
 from domain.pill import (
     AMBER,
-    EXPIRED_TEXT,
     EXPIRED_TITLE,
     NOT_CONNECTED,
     RED,
@@ -83,7 +82,7 @@ def card_context(cfg: WebConfig, request: Request, school: str) -> dict[str, Any
         "connected_account": conn.get("pill") != NOT_CONNECTED
         and bool(conn.get("company") or conn.get("realm")),
         "expired_title": EXPIRED_TITLE,
-        "expired_text": EXPIRED_TEXT,
+        "expired_text": RECONNECT_MESSAGE,
         "verifying": verifying,
         "verifying_title": CONNECTED_VERIFYING,
         "unavailable": cfg.connections_unavailable if cfg.connections is None else "",

@@ -8,8 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from adapters.web.auth import SessionRegistry, SignInThrottle, User, UserDirectory
-from adapters.web.connection import INTUIT_AUTHORIZATION_ORIGIN, ConnectionServicePort
+from adapters.web.connection import ConnectionServicePort
 from domain.application import FlightLedger
+from domain.authorization_url import INTUIT_AUTHORIZATION_ORIGIN
 from domain.ports import Clock
 from domain.qbo_lists import QboListsPort
 from projections.view import FinancialEventView

@@ -19,8 +19,8 @@ import pytest
 from adapters.views import open_view
 from adapters.web.app import create_app
 from adapters.web.auth import local_operator
-from adapters.web.connection import UNTRUSTED_REDIRECT
 from domain.application import FlightLedger
+from domain.authorization_url import UNTRUSTED_URL_MESSAGE
 from domain.financial_event import Status
 from domain.pill import status_document as status_from_connection
 from domain.ports import ConnectionCheck, FixedClock, ReasonCode
@@ -167,7 +167,7 @@ def test_untrusted_authorization_url_is_refused(live_server: LiveServer, page: A
 
     page.goto(live_server.url + "/")
     page.get_by_role("button", name="Connect to QuickBooks").click()
-    expect(page.locator("#message")).to_have_text(UNTRUSTED_REDIRECT)
+    expect(page.locator("#message")).to_have_text(UNTRUSTED_URL_MESSAGE)
     assert page.url.startswith(live_server.url)
 
 

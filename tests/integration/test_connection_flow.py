@@ -9,12 +9,8 @@ import pytest
 import requests
 
 from adapters.qbo_simulator import QboSimulator, SimulatorConfig
-from adapters.quickbooks.oauth import (
-    NO_URL_MESSAGE,
-    UNTRUSTED_URL_MESSAGE,
-    UntrustedAuthorizationUrl,
-    validate_authorization_url,
-)
+from adapters.quickbooks.oauth import UntrustedAuthorizationUrl, validate_authorization_url
+from domain.authorization_url import NO_URL_MESSAGE, UNTRUSTED_URL_MESSAGE
 from domain.ports import FixedClock, OutcomeKind, ReasonCode
 from tests.integration.qbo_helpers import SCHOOL, draft, make_rig
 from workers.qbo import ConnectionStepRefused

@@ -15,11 +15,8 @@ from fastapi.testclient import TestClient
 from adapters.persistence import parse_database_url
 from adapters.web.app import create_app
 from adapters.web.auth import UserDirectory, hash_token, local_operator
-from adapters.web.connection import (
-    NO_AUTHORIZATION_URL,
-    UNTRUSTED_REDIRECT,
-)
 from domain.application import FlightLedger
+from domain.authorization_url import NO_URL_MESSAGE, UNTRUSTED_URL_MESSAGE
 from domain.financial_event import Status
 from domain.pill import status_document as status_from_connection
 from domain.ports import CompanyInfo, ConnectionCheck, FixedClock, ReasonCode
@@ -363,9 +360,9 @@ def test_connect_redirects_only_to_trusted_url(
         service.authorization_url = bad
         response = client.post("/connect", data={"csrf": csrf})
         assert response.status_code == 502, bad
-        assert UNTRUSTED_REDIRECT in response.text, bad
+        assert UNTRUSTED_URL_MESSAGE in response.text, bad
     service.authorization_url = ""
-    assert NO_AUTHORIZATION_URL in client.post("/connect", data={"csrf": csrf}).text
+    assert NO_URL_MESSAGE in client.post("/connect", data={"csrf": csrf}).text
 
 
 def test_connect_needs_admin(client: TestClient) -> None:

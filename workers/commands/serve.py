@@ -18,9 +18,10 @@ from adapters.api.limits import DEFAULT_BURST, DEFAULT_RATE_PER_MINUTE, RateLimi
 from adapters.metrics import exposition, view_reading
 from adapters.web.app import create_app
 from adapters.web.auth import UserDirectory, UsersFileError, is_loopback, local_operator
-from adapters.web.connection import INTUIT_AUTHORIZATION_ORIGIN, ConnectionServicePort
+from adapters.web.connection import ConnectionServicePort
 from adapters.web.security import ALLOWED_HOSTS_VARIABLE, parse_allowed_hosts, served_hosts
 from domain.application import FlightLedger
+from domain.authorization_url import INTUIT_AUTHORIZATION_ORIGIN
 from projections.view import FinancialEventView
 from workers.commands.audit import school_export
 from workers.context import EXIT_USAGE, CliContext, fail, get_context, stderr
@@ -44,18 +45,12 @@ def session_key(env: dict[str, str]) -> bytes:
 
 def authorization_origins(env: dict[str, str]) -> tuple[str, ...]:
     """Intuit's authorization origin, plus the loopback simulator's when one is configured."""
-    origins = [INTUIT_AUTHORIZATION_ORIGIN]
     try:
         from adapters.quickbooks.settings import QboSettings
 
-        settings = QboSettings.from_env(env)
+        return QboSettings.from_env(env).authorization_origins
     except ValueError:
-        return tuple(origins)
-    for url in (settings.discovery_url, settings.api_base):
-        parts = urlsplit(url)
-        if parts.hostname and is_loopback(parts.hostname):
-            origins.append(f"{parts.scheme}://{parts.netloc}")
-    return tuple(dict.fromkeys(origins))
+        return (INTUIT_AUTHORIZATION_ORIGIN,)
 
 
 REDIRECT_URI_VARIABLE = "FLIGHTLEDGER_QBO_REDIRECT_URI"

@@ -11,14 +11,10 @@ from adapters.web.access import Access
 from adapters.web.auth import ADMIN, VIEW, User
 from adapters.web.card import connection_status, mark_verifying
 from adapters.web.config import WebConfig
-from adapters.web.connection import (
-    ConnectionServicePort,
-    check_sentence,
-    is_trusted_authorization_url,
-    refusal_for,
-)
+from adapters.web.connection import ConnectionServicePort, check_sentence
 from adapters.web.pages import Pages
 from adapters.web.session import flash, form
+from domain.authorization_url import is_trusted_authorization_url, refusal_for
 from domain.ports import ConnectionCheck
 
 log = structlog.get_logger(__name__)
