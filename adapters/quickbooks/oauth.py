@@ -16,6 +16,7 @@ from intuitlib.client import AuthClient
 from intuitlib.enums import Scopes
 from intuitlib.exceptions import AuthClientError
 
+from adapters.authorization_url import NO_URL_MESSAGE, is_trusted_authorization_url, refusal_for
 from adapters.quickbooks.classify import (
     CONNECT_TIMEOUT,
     READ_TIMEOUT,
@@ -27,7 +28,6 @@ from adapters.quickbooks.classify import (
 )
 from adapters.quickbooks.settings import QboSettings
 from adapters.vault import TokenSet
-from domain.authorization_url import NO_URL_MESSAGE, is_trusted_authorization_url, refusal_for
 
 log = structlog.get_logger(__name__)
 
@@ -58,7 +58,7 @@ def new_state() -> str:
 
 
 def validate_authorization_url(url: str | None, settings: QboSettings) -> str:
-    """The URL when it is on an origin the settings trust (domain.authorization_url's check):
+    """The URL when it is on an origin the settings trust (adapters.authorization_url's check):
     https on Intuit's host, or the configured loopback simulator."""
     if not is_trusted_authorization_url(url, settings.authorization_origins):
         raise UntrustedAuthorizationUrl(refusal_for(url))

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from domain.authorization_url import INTUIT_AUTHORIZATION_ORIGIN, LOOPBACK_HOSTS
+from adapters.authorization_url import INTUIT_AUTHORIZATION_ORIGIN, LOOPBACK_HOSTS
 
 SANDBOX = "sandbox"
 PRODUCTION = "production"

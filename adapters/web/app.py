@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from adapters.authorization_url import INTUIT_AUTHORIZATION_ORIGIN
 from adapters.web.access import Access, Forbidden
 from adapters.web.auth import SessionSigner, User, UserDirectory
 from adapters.web.config import ChecklistProvider, WebConfig
@@ -19,7 +20,6 @@ from adapters.web.routes.reading import EVENTS_LIMIT, REASON_CODES, STATUS_ORDER
 from adapters.web.security import DEFAULT_ALLOWED_HOSTS, install_security
 from adapters.web.session import SESSION_COOKIE, install_session
 from domain.application import FlightLedger
-from domain.authorization_url import INTUIT_AUTHORIZATION_ORIGIN
 from domain.ports import Clock
 from domain.qbo_lists import QboListsPort
 from domain.retry import FAILED_GROUP

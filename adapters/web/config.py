@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from adapters.authorization_url import INTUIT_AUTHORIZATION_ORIGIN
 from adapters.web.auth import SessionRegistry, SignInThrottle, User, UserDirectory
 from adapters.web.connection import ConnectionServicePort
 from domain.application import FlightLedger
-from domain.authorization_url import INTUIT_AUTHORIZATION_ORIGIN
 from domain.ports import Clock
 from domain.qbo_lists import QboListsPort
 from projections.view import FinancialEventView

@@ -1,6 +1,6 @@
 """What the dashboard needs from the QuickBooks connection: a port and the Reconnect test.
 
-The trusted-URL check and its sentences are domain.authorization_url's (one place).
+The trusted-URL check and its sentences are adapters.authorization_url's (one place).
 """
 
 from __future__ import annotations

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
+from adapters.authorization_url import UNTRUSTED_URL_MESSAGE
 from adapters.views import open_view
 from adapters.web.app import create_app
 from adapters.web.auth import local_operator
 from domain.application import FlightLedger
-from domain.authorization_url import UNTRUSTED_URL_MESSAGE
 from domain.financial_event import Status
 from domain.pill import status_document as status_from_connection
 from domain.ports import ConnectionCheck, FixedClock, ReasonCode

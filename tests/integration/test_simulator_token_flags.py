@@ -9,9 +9,9 @@ from contextlib import contextmanager
 
 import pytest
 
+from adapters.authorization_url import NO_URL_MESSAGE
 from adapters.quickbooks.oauth import UntrustedAuthorizationUrl
 from adapters.vault import KEY_ENV
-from domain.authorization_url import NO_URL_MESSAGE
 from domain.ports import FixedClock
 from tests.integration.qbo_helpers import SCHOOL, TEST_KEY
 from workers.bootstrap import open_ledger

@@ -12,11 +12,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from fastapi.testclient import TestClient
 
+from adapters.authorization_url import NO_URL_MESSAGE, UNTRUSTED_URL_MESSAGE
 from adapters.persistence import parse_database_url
 from adapters.web.app import create_app
 from adapters.web.auth import UserDirectory, hash_token, local_operator
 from domain.application import FlightLedger
-from domain.authorization_url import NO_URL_MESSAGE, UNTRUSTED_URL_MESSAGE
 from domain.financial_event import Status
 from domain.pill import status_document as status_from_connection
 from domain.ports import CompanyInfo, ConnectionCheck, FixedClock, ReasonCode

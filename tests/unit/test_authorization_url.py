@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.quickbooks.oauth import UntrustedAuthorizationUrl, validate_authorization_url
-from adapters.quickbooks.settings import QboSettings
-from domain.authorization_url import (
+from adapters.authorization_url import (
     INTUIT_AUTHORIZATION_ORIGIN,
     NO_URL_MESSAGE,
     UNTRUSTED_URL_MESSAGE,
     is_trusted_authorization_url,
     refusal_for,
 )
+from adapters.quickbooks.oauth import UntrustedAuthorizationUrl, validate_authorization_url
+from adapters.quickbooks.settings import QboSettings
 
 SIMULATOR = {"FLIGHTLEDGER_QBO_ENVIRONMENT": "simulator"}
 

@@ -15,13 +15,13 @@ import typer
 
 from adapters.api.app import ApiConfig, install_api
 from adapters.api.limits import DEFAULT_BURST, DEFAULT_RATE_PER_MINUTE, RateLimiter
+from adapters.authorization_url import INTUIT_AUTHORIZATION_ORIGIN
 from adapters.metrics import exposition, view_reading
 from adapters.web.app import create_app
 from adapters.web.auth import UserDirectory, UsersFileError, is_loopback, local_operator
 from adapters.web.connection import ConnectionServicePort
 from adapters.web.security import ALLOWED_HOSTS_VARIABLE, parse_allowed_hosts, served_hosts
 from domain.application import FlightLedger
-from domain.authorization_url import INTUIT_AUTHORIZATION_ORIGIN
 from projections.view import FinancialEventView
 from workers.commands.audit import school_export
 from workers.context import EXIT_USAGE, CliContext, fail, get_context, stderr

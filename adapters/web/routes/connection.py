@@ -6,6 +6,7 @@ import structlog
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from adapters.authorization_url import is_trusted_authorization_url, refusal_for
 from adapters.redaction import redact_text
 from adapters.web.access import Access
 from adapters.web.auth import ADMIN, VIEW, User
@@ -14,7 +15,6 @@ from adapters.web.config import WebConfig
 from adapters.web.connection import ConnectionServicePort, check_sentence
 from adapters.web.pages import Pages
 from adapters.web.session import flash, form
-from domain.authorization_url import is_trusted_authorization_url, refusal_for
 from domain.ports import ConnectionCheck
 
 log = structlog.get_logger(__name__)

@@ -1,7 +1,8 @@
 """The one check of where an operator may be sent to connect QuickBooks, and its sentences.
 
-Pure (no I/O): the CLI (adapters/quickbooks/oauth.py) and the dashboard (adapters/web) both
-call `is_trusted_authorization_url` with the origins the QuickBooks settings trust
+Pure, but in adapters/ because it parses URLs (domain/ imports no urllib): the CLI
+(adapters/quickbooks/oauth.py) and the dashboard (adapters/web) both call
+`is_trusted_authorization_url` with the origins the QuickBooks settings trust
 (`QboSettings.authorization_origins`).
 """
 
