@@ -1,6 +1,7 @@
 """The office manager's day in a real browser, against `flightledger serve` and a running
 `flightledger worker` subprocess: connect -> verifying -> mappings chosen from QuickBooks' own
-lists by name -> a day of flights -> fix the Action Required group -> Retry Failed -> synced."""
+lists by name -> a day of flights -> fix the Action Required group -> Retry Failed -> synced
+-> a new student invoiced with no manual mapping (auto-customers switched on in the page)."""
 
 from __future__ import annotations
 
@@ -176,5 +177,18 @@ def test_a_day_at_the_office_in_the_browser(
         expect(row.locator(".status")).to_have_text("In QuickBooks")
         expect(row.locator(".status")).to_have_attribute("title", "synced")
         expect(row).to_contain_text("FL-" + ref)  # the DocNumber, once QuickBooks holds it
+
+    # a new student is invoiced with no manual mapping once auto-customers is on
+    page.goto(url + "/settings")
+    page.get_by_role("button", name="Create customers for new students by themselves").click()
+    expect(page.locator("#auto-customers-state")).to_have_text("On")
+    record_via_cli(cli, tmp_path / "new.jsonl", [flight("F-4", "S-9")])
+    refs.add("F-4")
+    wait_for("the new student's flight to sync", synced, worker)
+    page.goto(url + "/settings")
+    expect(page.locator("#student-mappings")).to_contain_text("S-9")
+    expect(page.locator("#settings-history")).to_contain_text(
+        "Student S-9 → Student S-9 (created in QuickBooks, by itself)"
+    )
     assert_one_invoice_each(sim.invoices(), {f"FL-{r}" for r in refs})
     assert worker.poll() is None, "the same worker did it all"

@@ -105,6 +105,14 @@ def _history_line(entry: HistoryEntry, lists: QboLists | None) -> str:
     if entry.type == "ChargeCodeMapped":
         state = "" if d.get("active", True) else " (no longer used)"
         return f"Charge code {d['code']} → {_name(lists, ITEM, d['item_id'])}{state}"
+    if entry.type == "StudentAutoMapped":
+        how = "created in QuickBooks" if d.get("how") == "created" else "matched by name"
+        return (
+            f"Student {d['student_id']} → {_name(lists, CUSTOMER, d['customer_id'])} "
+            f"({how}, by itself)"
+        )
+    if entry.type == "CustomerCreateStarted":
+        return f"Creating QuickBooks customer “{d['display_name']}” for student {d['student_id']}"
     if entry.type == "StudentMapped":
         return f"Student {d['student_id']} → {_name(lists, CUSTOMER, d['customer_id'])}"
     if entry.type == "PaymentTypeMapped":
