@@ -1,42 +1,39 @@
 """TokenVault: OAuth tokens, the client secret and OAuth states, encrypted at rest (AES-GCM).
 
+One module per concept and backend: this one holds the port (`TokenVault`, whose token, secret,
+OAuth-state and refresh-lock methods are written once on four storage primitives), the sealing
+code and `VaultError`; `adapters/vault_sqlite.py` and `adapters/vault_postgres.py` store the rows
+and translate sqlite3 / psycopg errors into `VaultError`, so no driver error reaches a caller;
+`adapters/secret_key.py` loads the key; `workers.qbo.token_vault` picks the backend.
+
 Stored in the same database as the log (SQLite file or PostgreSQL schema), table
 ``flightledger_vault``, never in an event. Each value is one AES-GCM blob (12-byte nonce +
 ciphertext); the associated data binds ``school|name`` so a blob cannot be moved to another
 school or field. A school's token set is one blob, so a rotation replaces it atomically.
 
-The key comes from ``FLIGHTLEDGER_SECRET_KEY``: urlsafe base64 of 32 bytes is used as is; any
-other text is treated as a passphrase and stretched with scrypt (n=2**14, r=8, p=1, salt
-``flightledger-vault-v1``) to 32 bytes. Without the variable, ``load_secret_key`` reads (or, for
-the demo, creates with mode 0600) ``.flightledger/secret.key`` beside the SQLite database.
+The key: adapters/secret_key.py.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
-import os
 import secrets
-import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from adapters.persistence import DatabaseUrl, process_lock, setup_lock
+from adapters.persistence import DatabaseUrl, process_lock
+from domain.ports import Clock
 
 TABLE = "flightledger_vault"
 KEY_ENV = "FLIGHTLEDGER_SECRET_KEY"
-KEY_FILE_NAME = "secret.key"
-_SALT = b"flightledger-vault-v1"
 TOKENS = "tokens"
 STATE_PREFIX = "state:"
 
@@ -100,58 +97,6 @@ def _from_iso(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-# --- the key ------------------------------------------------------------------------------------
-
-
-def key_from_text(text: str) -> bytes:
-    """32 key bytes from FLIGHTLEDGER_SECRET_KEY (urlsafe base64 of 32 bytes, or a passphrase)."""
-    value = text.strip()
-    if not value:
-        raise VaultError(f"{KEY_ENV} is empty")
-    try:
-        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-    except (binascii.Error, ValueError):
-        raw = b""
-    if len(raw) == 32 and len(value) in (43, 44):
-        return raw
-    return hashlib.scrypt(value.encode(), salt=_SALT, n=2**14, r=8, p=1, dklen=32)
-
-
-def new_key_text() -> str:
-    """A fresh key as urlsafe base64 of 32 random bytes."""
-    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
-
-
-def default_key_file(db: DatabaseUrl) -> Path:
-    """``.flightledger/secret.key`` beside the SQLite database (or the working directory)."""
-    base = Path.cwd()
-    if not db.is_postgres and not db.path.startswith("file:"):
-        base = Path(db.path).expanduser().resolve().parent
-    return base / ".flightledger" / KEY_FILE_NAME
-
-
-def load_secret_key(env: Mapping[str, str], key_file: Path | None, create: bool) -> bytes:
-    """The vault key: FLIGHTLEDGER_SECRET_KEY, else the key file (created 0600 when create)."""
-    text = env.get(KEY_ENV, "")
-    if text.strip():
-        return key_from_text(text)
-    if key_file is not None and key_file.is_file():
-        return key_from_text(key_file.read_text())
-    if create and key_file is not None:
-        key_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        value = new_key_text()
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(value + "\n")
-        return key_from_text(value)
-    where = f" and no key file at {key_file}" if key_file is not None else ""
-    raise VaultError(
-        f"{KEY_ENV} is not set{where}: set it to a urlsafe base64 32-byte key "
-        '(python -c "import base64,os;print(base64.urlsafe_b64encode(os.urandom(32)).decode())")'
-        " or any passphrase"
-    )
-
-
 def seal(aead: AESGCM, school: str, name: str, plaintext: str) -> bytes:
     """AES-GCM: 12-byte random nonce + ciphertext, bound to ``school|name``."""
     nonce = secrets.token_bytes(12)
@@ -174,94 +119,55 @@ def unseal(aead: AESGCM, school: str, name: str, blob: bytes) -> str:
 # --- the vault ----------------------------------------------------------------------------------
 
 
-class TokenVault:
-    """Encrypted secrets of every school in the log's database."""
+class _SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
 
-    def __init__(self, db: DatabaseUrl, key: bytes) -> None:
+
+class TokenVault(ABC):
+    """Encrypted secrets of every school in the log's database (one subclass per backend)."""
+
+    # the backend's driver exceptions, turned into VaultError wherever the vault touches the db
+    driver_errors: tuple[type[Exception], ...] = (OSError,)
+
+    def __init__(self, db: DatabaseUrl, key: bytes, clock: Clock | None = None) -> None:
         if len(key) != 32:
             raise VaultError("the vault key must be 32 bytes")
         self.db = db
+        self.clock: Clock = clock or _SystemClock()
         self._aead = AESGCM(key)
         self._lock = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
         self._create_table()
 
-    # encryption
-    def _seal(self, school: str, name: str, plaintext: str) -> bytes:
-        return seal(self._aead, school, name, plaintext)
-
-    def _open(self, school: str, name: str, blob: bytes) -> str:
-        return unseal(self._aead, school, name, blob)
-
-    # storage
-    @contextmanager
-    def _connect(self) -> Iterator[Any]:
-        if self.db.is_postgres:
-            import psycopg
-
-            conn: Any = psycopg.connect(self.db.psycopg_conninfo(), connect_timeout=10)
-            try:
-                conn.execute(f'SET search_path TO "{self.db.schema}"')
-                yield conn
-                conn.commit()
-            except BaseException:
-                conn.rollback()
-                raise
-            finally:
-                conn.close()
-        else:
-            uri = self.db.path.startswith("file:")
-            conn = sqlite3.connect(self.db.path, uri=uri, timeout=30, isolation_level=None)
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            finally:
-                conn.close()
-
-    def _sql(self, text: str) -> str:
-        return text.replace("?", "%s") if self.db.is_postgres else text
-
+    # storage: one row per (school, name); the backends implement these four (and all_rows)
+    @abstractmethod
     def _create_table(self) -> None:
-        blob = "BYTEA" if self.db.is_postgres else "BLOB"
-        with setup_lock(self.db), self._connect() as conn:
-            conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {TABLE} (school TEXT NOT NULL, name TEXT NOT NULL, "
-                f"blob {blob} NOT NULL, expires_at TEXT, updated_at TEXT NOT NULL, "
-                "PRIMARY KEY (school, name))"
-            )
+        """Create the vault table when missing."""
+
+    @abstractmethod
+    def _upsert(self, school: str, name: str, blob: bytes, expires_at: str | None, at: str) -> None:
+        """Insert or replace one row."""
+
+    @abstractmethod
+    def _select(self, school: str, name: str) -> bytes | None:
+        """One row's blob, or None."""
+
+    @abstractmethod
+    def _remove(self, school: str, name: str) -> bytes | None:
+        """Delete one row in one statement; its blob, or None when there was none."""
+
+    @abstractmethod
+    def all_rows(self) -> list[tuple[str, str, bytes]]:
+        """Every (school, name, blob) row, for inspection in tests."""
 
     def _put(self, school: str, name: str, plaintext: str, expires_at: datetime | None) -> None:
-        blob = self._seal(school, name, plaintext)
-        now = datetime.now(UTC).isoformat()
-        with self._connect() as conn:
-            conn.execute(
-                self._sql(
-                    f"INSERT INTO {TABLE} (school, name, blob, expires_at, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (school, name) DO UPDATE SET "
-                    "blob = EXCLUDED.blob, expires_at = EXCLUDED.expires_at, "
-                    "updated_at = EXCLUDED.updated_at"
-                ),
-                (school, name, blob, _iso(expires_at), now),
-            )
+        blob = seal(self._aead, school, name, plaintext)
+        self._upsert(school, name, blob, _iso(expires_at), self.clock.now().isoformat())
 
     def _get(self, school: str, name: str) -> str | None:
-        with self._connect() as conn:
-            row = conn.execute(
-                self._sql(f"SELECT blob FROM {TABLE} WHERE school = ? AND name = ?"),
-                (school, name),
-            ).fetchone()
-        return None if row is None else self._open(school, name, row[0])
-
-    def _delete(self, school: str, name: str) -> bool:
-        with self._connect() as conn:
-            cursor = conn.execute(
-                self._sql(f"DELETE FROM {TABLE} WHERE school = ? AND name = ?"), (school, name)
-            )
-            return bool(cursor.rowcount)
+        blob = self._select(school, name)
+        return None if blob is None else unseal(self._aead, school, name, blob)
 
     # tokens
     def put_tokens(self, school: str, tokens: TokenSet) -> None:
@@ -275,7 +181,7 @@ class TokenVault:
 
     def delete_tokens(self, school: str) -> bool:
         """Forget the school's tokens; True when there were some."""
-        return self._delete(school, TOKENS)
+        return self._remove(school, TOKENS) is not None
 
     # other secrets (e.g. the client secret)
     def put_secret(self, school: str, name: str, value: str) -> None:
@@ -299,14 +205,10 @@ class TokenVault:
     def consume_state(self, school: str, state: str, *, now: datetime) -> bool:
         """True once for a stored, unexpired state; the state is gone afterwards."""
         name = self._state_name(state)
-        with self._connect() as conn:
-            row = conn.execute(
-                self._sql(f"DELETE FROM {TABLE} WHERE school = ? AND name = ? RETURNING blob"),
-                (school, name),
-            ).fetchone()
-        if row is None:
+        blob = self._remove(school, name)
+        if blob is None:
             return False
-        expires = datetime.fromisoformat(self._open(school, name, row[0]))
+        expires = datetime.fromisoformat(unseal(self._aead, school, name, blob))
         return now < expires
 
     # per-realm refresh lock
@@ -320,11 +222,9 @@ class TokenVault:
         """
         with self._lock:
             lock = self._locks.setdefault(school, threading.Lock())
-        with lock, process_lock(self.db, f"refresh-{school}"):
+        with lock, ExitStack() as held:
+            try:
+                held.enter_context(process_lock(self.db, f"refresh-{school}"))
+            except self.driver_errors as exc:
+                raise VaultError(f"the vault database refused the refresh lock: {exc}") from None
             yield
-
-    def all_rows(self) -> list[tuple[str, str, bytes]]:
-        """Every (school, name, blob) row, for inspection in tests."""
-        with self._connect() as conn:
-            rows = conn.execute(f"SELECT school, name, blob FROM {TABLE}").fetchall()
-        return [(r[0], r[1], bytes(r[2])) for r in rows]

@@ -26,12 +26,13 @@ from adapters.quickbooks.oauth import (
 )
 from adapters.quickbooks.ratelimit import BudgetLimits, RateBudget
 from adapters.quickbooks.settings import SIMULATOR, QboSettings
-from adapters.vault import TokenSet, TokenVault, default_key_file, load_secret_key
+from adapters.secret_key import default_key_file, load_secret_key
+from adapters.vault import TokenSet, TokenVault
 from domain.application import SYSTEM, FlightLedger
 from domain.connection import Connection, ConnectionState
 from domain.financial_event import FinancialEvent, Status
 from domain.pill import status_document
-from domain.ports import CompanyInfo, ConnectionCheck, ReasonCode, TokenExpiries
+from domain.ports import Clock, CompanyInfo, ConnectionCheck, ReasonCode, TokenExpiries
 from domain.preflight import NOT_CONNECTED_MESSAGE, RECONNECT_MESSAGE
 from projections.view import ProjectedView
 
@@ -68,7 +69,18 @@ def open_vault(db: DatabaseUrl | str, env: Mapping[str, str], create_key: bool) 
     parsed = parse_database_url(db) if isinstance(db, str) else db
     ensure_schema(parsed)
     key = load_secret_key(env, default_key_file(parsed), create_key)
-    return TokenVault(parsed, key)
+    return token_vault(parsed, key)
+
+
+def token_vault(db: DatabaseUrl, key: bytes, clock: Clock | None = None) -> TokenVault:
+    """The vault of the log's database: PostgresTokenVault or SqliteTokenVault."""
+    if db.is_postgres:
+        from adapters.vault_postgres import PostgresTokenVault
+
+        return PostgresTokenVault(db, key, clock)
+    from adapters.vault_sqlite import SqliteTokenVault
+
+    return SqliteTokenVault(db, key, clock)
 
 
 def connection_service(

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from adapters.vault import KEY_ENV, VaultError, key_from_text, load_secret_key, seal, unseal
+from adapters.secret_key import key_from_text, load_secret_key
+from adapters.vault import KEY_ENV, VaultError, seal, unseal
 
 KEY = bytes(range(32))
 
