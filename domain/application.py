@@ -24,6 +24,7 @@ from domain.ids import (
     financial_event_id,
     mappings_id,
     settings_id,
+    webhooks_id,
 )
 from domain.mappings import Mappings
 from domain.ports import Clock
@@ -38,9 +39,10 @@ from domain.records import (
     record_to_data,
 )
 from domain.settings import Settings
+from domain.webhooks import Subscription, Webhooks
 
 SYSTEM = "system"
-_A = TypeVar("_A", Connection, Mappings, Settings, ApiKeys)
+_A = TypeVar("_A", Connection, Mappings, Settings, ApiKeys, Webhooks)
 APPLICATION_NAME = "flightledger"
 
 
@@ -567,6 +569,31 @@ class FlightLedger(Application[UUID]):
         except (ValueError, AggregateNotFoundError):
             return None
         return ring.match(key_id, secret)
+
+    # --- webhooks -------------------------------------------------------------------------------
+
+    def webhooks(self, school: str) -> Webhooks:
+        """The school's webhook subscriptions (new, unsaved, empty if none)."""
+        return self._per_school(Webhooks, Webhooks.Started, webhooks_id, school)
+
+    def subscribe_webhook(
+        self, school: str, *, url: str, events: list[str], operator: str
+    ) -> Subscription:
+        """Add a subscription (the caller keeps its secret in the vault)."""
+        hooks = self.webhooks(school)
+        sub = hooks.subscribe(
+            "wh_" + secrets.token_hex(8), url, events, operator=operator, at=self.clock.now()
+        )
+        self.save(hooks)
+        return sub
+
+    def unsubscribe_webhook(self, school: str, subscription_id: str, *, operator: str) -> bool:
+        """Delete a subscription; False when the school has none by that id."""
+        hooks = self.webhooks(school)
+        if not hooks.unsubscribe(subscription_id, operator=operator, at=self.clock.now()):
+            return False
+        self.save(hooks)
+        return True
 
     # --- operator actions ---------------------------------------------------------------------
 

@@ -34,6 +34,14 @@ from adapters.api.schemas import (
 )
 from adapters.jsonable import to_jsonable
 from adapters.web.connection import ConnectionServicePort
+from adapters.webhooks import (
+    SecretStore,
+    UnsafeReceiver,
+    check_receiver,
+    new_secret,
+    outbox,
+    secret_name,
+)
 from domain import mapping_input
 from domain.api_keys import RECORDS_WRITE, ApiKey
 from domain.application import FlightLedger
@@ -54,6 +62,7 @@ from domain.records import (
     record_to_data,
 )
 from domain.retry import SelectionError, UnknownEvent, all_blocked, retry
+from domain.webhooks import EVENT_TYPES
 from projections.financial_events import STATUSES
 from projections.view import FinancialEventView, row_json
 
@@ -106,6 +115,8 @@ class ApiConfig:
     ready_lag: int = DEFAULT_READY_LAG
     metrics: Callable[[], tuple[bytes, str]] | None = None  # (body, content type)
     qbo_lists: QboListsPort | None = None  # mapped ids are checked against the cached lists
+    webhook_secrets: SecretStore | None = None  # the vault; no webhooks without it
+    allow_private_webhooks: bool = False
     extra_routes: list[Callable[[APIRouter, ApiConfig], None]] = field(default_factory=list)
     auth: Any = None  # set by install_api: the permission-dependency factory
 
@@ -553,6 +564,7 @@ def install_api(app: FastAPI, cfg: ApiConfig) -> None:
         cfg.refresh()
         return list(cfg.checklist(key.school))
 
+    _webhook_routes(router, cfg, auth)
     for add in cfg.extra_routes:
         add(router, cfg)
     app.include_router(router)
@@ -573,6 +585,85 @@ def install_api(app: FastAPI, cfg: ApiConfig) -> None:
         metrics.HTTP_REQUESTS.labels(route=template, status=str(answer.status_code)).inc()
         metrics.HTTP_REQUEST_SECONDS.labels(route=template).observe(time.monotonic() - started)
         return answer
+
+
+def _webhook_routes(router: APIRouter, cfg: ApiConfig, auth: KeyAuth) -> None:
+    ledger = cfg.ledger
+
+    @router.post(
+        "/webhooks",
+        status_code=201,
+        response_model=models.WebhookCreatedOut,
+        responses={503: {"model": models.ErrorOut, "description": "No secret store"}},
+        tags=["webhooks"],
+    )
+    def subscribe(
+        body: models.WebhookIn, key: ApiKey = Depends(auth.requires(ADMIN))
+    ) -> models.WebhookCreatedOut:
+        """Subscribe a receiver; its signing secret (`whsec_...`) is shown this once."""
+        if cfg.webhook_secrets is None:
+            raise ApiError(503, "webhooks need the secret vault (FLIGHTLEDGER_SECRET_KEY)")
+        unknown = [e for e in body.events if e not in EVENT_TYPES]
+        if unknown:
+            reason = f"unknown event type {unknown[0]!r}; one of {', '.join(EVENT_TYPES)}"
+            raise ApiError(422, f"events: {reason}", fields=[_f("events", reason)])
+        try:
+            url = check_receiver(body.url, allow_private=cfg.allow_private_webhooks)
+        except UnsafeReceiver as exc:
+            reason = str(exc).split(": ", 1)[-1]
+            raise ApiError(422, str(exc), fields=[_f("url", reason)]) from None
+        events = list(dict.fromkeys(body.events))
+        sub = ledger.subscribe_webhook(key.school, url=url, events=events, operator=key.name)
+        secret = new_secret()
+        cfg.webhook_secrets.put_secret(key.school, secret_name(sub.id), secret)
+        return models.WebhookCreatedOut(id=sub.id, url=sub.url, events=events, secret=secret)
+
+    @router.get("/webhooks", response_model=list[models.WebhookOut], tags=["webhooks"])
+    def list_webhooks(key: ApiKey = Depends(auth.requires(ADMIN))) -> list[models.WebhookOut]:
+        """The school's subscriptions (no secrets)."""
+        subs = ledger.webhooks(key.school).subscriptions.values()
+        return [
+            models.WebhookOut(
+                id=s.id, url=s.url, events=list(s.events), active=s.active, created_at=s.created_at
+            )
+            for s in sorted(subs, key=lambda s: s.created_at)
+        ]
+
+    @router.delete("/webhooks/{webhook_id}", response_model=models.OkOut, tags=["webhooks"])
+    def unsubscribe(webhook_id: str, key: ApiKey = Depends(auth.requires(ADMIN))) -> models.OkOut:
+        """Delete a subscription: nothing more is delivered to it."""
+        if not ledger.unsubscribe_webhook(key.school, webhook_id, operator=key.name):
+            raise ApiError(404, f"no webhook {webhook_id!r}")
+        return models.OkOut(ok=True)
+
+    @router.get(
+        "/webhooks/{webhook_id}/deliveries",
+        response_model=list[models.DeliveryOut],
+        tags=["webhooks"],
+    )
+    def deliveries(
+        webhook_id: str, key: ApiKey = Depends(auth.requires(ADMIN))
+    ) -> list[models.DeliveryOut]:
+        """Every delivery to the subscription, newest first, with each attempt."""
+        if webhook_id not in ledger.webhooks(key.school).subscriptions:
+            raise ApiError(404, f"no webhook {webhook_id!r}")
+        return [
+            models.DeliveryOut(
+                id=d.id,
+                type=d.type,
+                state=d.state,
+                created_at=d.created_at,
+                next_at=d.next_at,
+                payload=d.payload,
+                attempts=[
+                    models.AttemptOut(
+                        at=a.at, status_code=a.status_code, outcome=a.outcome, detail=a.detail
+                    )
+                    for a in d.attempts
+                ],
+            )
+            for d in outbox(ledger).of_subscription(webhook_id)[:MAX_PAGE]
+        ]
 
 
 def _mapping_input(check: Callable[[str, str], str], value: str, name: str) -> str:

@@ -248,3 +248,65 @@ class HealthOut(BaseModel):
 
     ok: bool
     lag: int | None = None
+
+
+class WebhookIn(BaseModel):
+    """Subscribe a receiver."""
+
+    url: str = Field(description="https, or http on loopback for development")
+    events: list[str] = Field(
+        min_length=1,
+        description="financial_event.action_required, financial_event.synced, "
+        "financial_event.failed, connection.reconnect_needed",
+    )
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "url": "https://ops.example.com/hooks/flightledger",
+                    "events": ["financial_event.action_required"],
+                }
+            ]
+        },
+    )
+
+
+class WebhookCreatedOut(BaseModel):
+    """The subscription; the secret is shown this once."""
+
+    id: str
+    url: str
+    events: list[str]
+    secret: str
+
+
+class WebhookOut(BaseModel):
+    """A subscription (never its secret)."""
+
+    id: str
+    url: str
+    events: list[str]
+    active: bool
+    created_at: datetime
+
+
+class AttemptOut(BaseModel):
+    """One delivery attempt."""
+
+    at: datetime
+    status_code: int | None
+    outcome: str
+    detail: str
+
+
+class DeliveryOut(BaseModel):
+    """One message to the subscription and every attempt at it."""
+
+    id: str
+    type: str
+    state: str
+    created_at: datetime
+    next_at: datetime
+    payload: str
+    attempts: list[AttemptOut]

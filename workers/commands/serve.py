@@ -138,6 +138,24 @@ def api_config(
     )
 
 
+def start_webhooks(cli: CliContext, ledger: FlightLedger, api: ApiConfig) -> Any:
+    """The webhook deliverer in its own thread (secrets in the vault); None without a vault."""
+    from adapters.webhooks import ALLOW_PRIVATE_VARIABLE, WebhookDeliverer
+
+    try:
+        qbo: Any = importlib.import_module("workers.qbo")
+        vault = qbo.open_vault(cli.config.database, cli.config.env, create_key=False)
+    except Exception as exc:  # stated, the rest serves
+        stderr().print(f"webhooks are unavailable: {exc}", markup=False)
+        return None
+    api.webhook_secrets = vault
+    api.allow_private_webhooks = cli.config.env.get(ALLOW_PRIVATE_VARIABLE, "") == "1"
+    deliverer = WebhookDeliverer(ledger, vault, allow_private=api.allow_private_webhooks)
+    deliverer.start()
+    cli.closers.append(deliverer.stop)
+    return deliverer
+
+
 def serve(
     ctx: typer.Context,
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind"),
@@ -191,6 +209,7 @@ def serve(
     )
     api = api_config(cli, ledger, view, refresh, service)
     api.qbo_lists = app.state.web.qbo_lists  # the same cached lists as the settings page
+    start_webhooks(cli, ledger, api)
     install_api(app, api)
     console = stderr()
     console.print(f"flightledger dashboard on http://{host}:{port}/ (API: /api/v1, /docs)")

@@ -1,0 +1,322 @@
+"""Webhook delivery, the Standard Webhooks way (standardwebhooks signs every message).
+
+`WebhookDeliverer.run_once()` follows the log from the outbox's cursor (domain/webhooks.py),
+schedules a delivery per message and subscription (saved with the cursor in one transaction),
+then POSTs the due ones with a short timeout and records each attempt. It runs in its own thread
+(`start()`), so a slow or dead receiver never slows the sync. Receivers must be https, except on
+loopback; private addresses are refused unless the operator allows them (no SSRF).
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+import secrets
+import socket
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+from uuid import UUID
+
+import requests
+import structlog
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
+from standardwebhooks.webhooks import Webhook
+
+from adapters import metrics
+from domain.application import FlightLedger
+from domain.connection import Connection
+from domain.financial_event import FinancialEvent
+from domain.reasons import fix_for
+from domain.webhooks import (
+    ACTION_REQUIRED,
+    DELIVERED,
+    FAILED,
+    OUTBOX_ID,
+    RECONNECT_NEEDED,
+    SYNCED,
+    Delivery,
+    WebhookOutbox,
+    next_attempt_at,
+)
+
+log = structlog.get_logger(__name__)
+
+ALLOW_PRIVATE_VARIABLE = "FLIGHTLEDGER_WEBHOOKS_ALLOW_PRIVATE"
+TIMEOUT_SECONDS = 5.0
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+_TOPICS = [
+    f"{FinancialEvent.__module__}:FinancialEvent.ActionRequired",
+    f"{FinancialEvent.__module__}:FinancialEvent.Synced",
+    f"{FinancialEvent.__module__}:FinancialEvent.PushFailed",
+    f"{Connection.__module__}:Connection.RefreshTokenExpired",
+]
+
+
+_OWN_TOPIC = f"{WebhookOutbox.__module__}:WebhookOutbox."
+
+
+class SecretStore(Protocol):
+    """Where webhook secrets are kept (the encrypted token vault)."""
+
+    def put_secret(self, school: str, name: str, value: str) -> None:
+        """Store a named secret."""
+        ...
+
+    def get_secret(self, school: str, name: str) -> str | None:
+        """A named secret, or None."""
+        ...
+
+
+class UnsafeReceiver(ValueError):
+    """A receiver URL that may not be called."""
+
+
+def new_secret() -> str:
+    """`whsec_` + base64 of 24 random bytes."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode("ascii")
+
+
+def secret_name(subscription_id: str) -> str:
+    """The vault name of a subscription's secret."""
+    return f"webhook:{subscription_id}"
+
+
+def check_receiver(url: str, *, allow_private: bool = False) -> str:
+    """The URL if it may be called: https (http only on loopback), no private address unless
+    allowed, no credentials in it. Names are resolved, so a name pointing inside is refused."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise UnsafeReceiver("url: is not a valid URL") from None
+    host = (parts.hostname or "").lower()
+    if not host or parts.username or parts.password:
+        raise UnsafeReceiver("url: must name a host and carry no credentials")
+    loopback = host in LOOPBACK_NAMES or _is_loopback_ip(host)
+    if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+        raise UnsafeReceiver("url: must be https (plain http only for a loopback receiver)")
+    if loopback:
+        return url
+    try:
+        infos = socket.getaddrinfo(host, port or 443, type=socket.SOCK_STREAM)
+    except OSError:
+        raise UnsafeReceiver(f"url: the host {host!r} does not resolve") from None
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]))
+        if not address.is_global and not allow_private:
+            raise UnsafeReceiver(
+                f"url: {host} resolves to a private address ({address}); "
+                f"set {ALLOW_PRIVATE_VARIABLE}=1 to allow private receivers"
+            )
+    return url
+
+
+def _is_loopback_ip(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def outbox(ledger: FlightLedger) -> WebhookOutbox:
+    """The outbox (a new, unsaved one at the start of the log)."""
+    try:
+        found: WebhookOutbox = ledger.repository.get(OUTBOX_ID)
+    except AggregateNotFoundError:
+        found = WebhookOutbox._create(WebhookOutbox.Started, id=OUTBOX_ID)
+    return found
+
+
+class WebhookDeliverer:
+    """Follows the log, schedules deliveries and sends the due ones (one instance at a time)."""
+
+    def __init__(
+        self,
+        ledger: FlightLedger,
+        secrets_store: SecretStore,
+        *,
+        allow_private: bool = False,
+        post: Callable[..., requests.Response] = requests.post,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.ledger = ledger
+        self.secrets = secrets_store
+        self.allow_private = allow_private
+        self.post = post
+        self.now = now
+        self._stop = threading.Event()
+        self._read_to = 0  # log position read so far (the outbox's own events need no save)
+        self._thread: threading.Thread | None = None
+
+    # --- scheduling ------------------------------------------------------------------------------
+
+    def schedule(self, box: WebhookOutbox, limit: int = 500) -> int:
+        """Turn new log events into deliveries, saved with the cursor in one transaction;
+        returns how many log events were read (0: caught up)."""
+        start = max(box.position, self._read_to) + 1
+        notifications = self.ledger.recorder.select_notifications(start=start, limit=limit)
+        if not notifications:
+            return 0
+        last = notifications[-1].id
+        self._read_to = last
+        if all(n.topic.startswith(_OWN_TOPIC) for n in notifications):
+            return len(notifications)  # only the outbox's own events: nothing to save
+        wanted = [n for n in notifications if n.topic in _TOPICS]
+        deliveries: list[dict[str, Any]] = []
+        for notification in wanted:
+            event: Any = self.ledger.mapper.to_domain_event(notification)
+            message = self._message(event)
+            if message is None:
+                continue
+            school, kind, key, data = message
+            for sub in self.ledger.webhooks(school).active_for(kind):
+                delivery_id = f"msg_{notification.id}_{sub.id}"
+                body = json.dumps(
+                    {"type": kind, "timestamp": event.timestamp.isoformat(), "data": data},
+                    separators=(",", ":"),
+                )
+                deliveries.append(
+                    {
+                        "id": delivery_id,
+                        "subscription_id": sub.id,
+                        "school": school,
+                        "type": kind,
+                        "payload": body,
+                        "event_key": key,
+                        "sequence": notification.id,
+                    }
+                )
+        # move the cursor past the whole page even when nothing in it is delivered
+        box.trigger_event(
+            WebhookOutbox.Scheduled, position=last, deliveries=deliveries, timestamp=self.now()
+        )
+        self.ledger.save(box)
+        return len(notifications)
+
+    def _message(self, event: Any) -> tuple[str, str, str, dict[str, Any]] | None:
+        """(school, type, ordering key, data) of a log event, or None when none is sent."""
+        if isinstance(event, Connection.RefreshTokenExpired):
+            connection: Connection = self.ledger.repository.get(event.originator_id)
+            data = {"school": connection.school, "pill": "Reconnect", "message": event.message}
+            return connection.school, RECONNECT_NEEDED, f"connection:{connection.school}", data
+        fe: FinancialEvent = self.ledger.financial_event(UUID(str(event.originator_id)))
+        base = {"id": str(fe.id), "reference": fe.reference}
+        key = f"event:{fe.id}"
+        if isinstance(event, FinancialEvent.ActionRequired):
+            data = {
+                **base,
+                "reason_code": event.reason_code,
+                "reason": event.message,
+                "fix": fix_for(event.reason_code, event.missing),
+            }
+            return fe.school, ACTION_REQUIRED, key, data
+        if isinstance(event, FinancialEvent.Synced):
+            data = {**base, "qbo_id": event.qbo_id, "doc_number": event.doc_number}
+            return fe.school, SYNCED, key, data
+        if isinstance(event, FinancialEvent.PushFailed) and event.category == "exhausted":
+            data = {**base, "code": event.code, "reason": event.message}
+            return fe.school, FAILED, key, data
+        return None
+
+    # --- sending ---------------------------------------------------------------------------------
+
+    def send_due(self, box: WebhookOutbox) -> int:
+        """POST every due delivery once; record each attempt. Returns attempts made."""
+        made = 0
+        for delivery in box.due(self.now()):
+            if self._stop.is_set():
+                break
+            self._attempt(box, delivery)
+            made += 1
+        return made
+
+    def _attempt(self, box: WebhookOutbox, delivery: Delivery) -> None:
+        sub = self.ledger.webhooks(delivery.school).subscriptions.get(delivery.subscription_id)
+        secret = self.secrets.get_secret(delivery.school, secret_name(delivery.subscription_id))
+        now = self.now()
+        status: int | None = None
+        if sub is None or not sub.active or secret is None:
+            outcome, detail = "refused", "the subscription was deleted"
+        else:
+            try:
+                check_receiver(sub.url, allow_private=self.allow_private)
+                signature = Webhook(secret).sign(delivery.id, now, delivery.payload)
+                answer = self.post(
+                    sub.url,
+                    data=delivery.payload.encode("utf-8"),
+                    headers={
+                        "content-type": "application/json",
+                        "webhook-id": delivery.id,
+                        "webhook-timestamp": str(int(now.timestamp())),
+                        "webhook-signature": signature,
+                    },
+                    timeout=TIMEOUT_SECONDS,
+                    allow_redirects=False,
+                )
+                status = answer.status_code
+                ok = 200 <= status < 300
+                outcome = DELIVERED if ok else "failed"
+                detail = "" if ok else f"the receiver answered {status}"
+            except UnsafeReceiver as exc:
+                outcome, detail = "refused", str(exc)
+            except requests.RequestException as exc:
+                outcome, detail = "failed", f"{type(exc).__name__}: the receiver did not answer"
+        retry_at = None
+        if outcome != DELIVERED and sub is not None and sub.active:
+            retry_at = next_attempt_at(delivery, now)
+        box.trigger_event(
+            WebhookOutbox.Attempted,
+            delivery_id=delivery.id,
+            status_code=status,
+            outcome=outcome,
+            detail=detail,
+            next_at=retry_at,
+            timestamp=now,
+        )
+        self.ledger.save(box)
+        metrics.WEBHOOK_DELIVERIES.labels(outcome=outcome).inc()
+        log.info(
+            "webhook_attempt",
+            delivery=delivery.id,
+            school=delivery.school,
+            type=delivery.type,
+            outcome=outcome,
+            status=status,
+        )
+
+    # --- the loop --------------------------------------------------------------------------------
+
+    def run_once(self) -> int:
+        """Schedule what the log calls for, then send what is due; attempts made."""
+        box = outbox(self.ledger)
+        try:
+            while self.schedule(box):
+                pass
+            return self.send_due(box)
+        except IntegrityError:  # another deliverer saved first: reload next round
+            return 0
+
+    def start(self, interval: float = 0.5) -> None:
+        """Deliver in a daemon thread until stop()."""
+
+        def loop() -> None:
+            while not self._stop.is_set():
+                try:
+                    self.run_once()
+                except Exception as exc:  # keep delivering after a database blink
+                    log.warning("webhook_loop_error", error=type(exc).__name__)
+                self._stop.wait(interval)
+
+        self._thread = threading.Thread(target=loop, name="webhooks", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=TIMEOUT_SECONDS + 1)
