@@ -27,7 +27,7 @@ from domain.ids import (
     webhooks_id,
 )
 from domain.mappings import Mappings
-from domain.ports import Clock
+from domain.ports import BulkLookups, Clock
 from domain.records import (
     CREATION_KINDS,
     Correction,
@@ -241,10 +241,8 @@ class FlightLedger(Application[UUID]):
 
     def _exists(self, aggregate_ids: list[UUID]) -> set[UUID | str]:
         """Which of these aggregates are already in the log (bulk when the recorder can)."""
-        bulk = getattr(self.recorder, "existing_originator_ids", None)
-        if callable(bulk):
-            found: set[UUID | str] = bulk(aggregate_ids)
-            return found
+        if isinstance(self.recorder, BulkLookups):
+            return set(self.recorder.existing_originator_ids(aggregate_ids))
         return {i for i in aggregate_ids if self.recorder.select_events(i, limit=1)}
 
     # --- corrections --------------------------------------------------------------------------
@@ -405,8 +403,9 @@ class FlightLedger(Application[UUID]):
         """Every event of one financial event (or 'connection', 'mappings', 'settings')."""
         special = {"connection": connection_id, "mappings": mappings_id, "settings": settings_id}
         aggregate_id = special[ref](school) if ref in special else self.find(school, ref).id
-        lookup = getattr(self.recorder, "log_positions", None)
-        positions: dict[int, int] = lookup(aggregate_id) if callable(lookup) else {}
+        positions: dict[int, int] = {}
+        if isinstance(self.recorder, BulkLookups):
+            positions = self.recorder.log_positions(aggregate_id)
         return [
             _history_entry(e, positions.get(e.originator_version))
             for e in self.events.get(aggregate_id)

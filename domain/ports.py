@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -280,3 +280,17 @@ class FixedClock:
 
         self.history.append(self.at)
         self.at = self.at + timedelta(seconds=seconds)
+
+
+@runtime_checkable
+class BulkLookups(Protocol):
+    """What the log's own recorders (SQLite, PostgreSQL) answer in one query each; a recorder
+    without them (the library's in-memory one) is asked aggregate by aggregate."""
+
+    def existing_originator_ids(self, originator_ids: Iterable[UUID]) -> set[UUID]:
+        """Which of these aggregates have events in the log."""
+        ...
+
+    def log_positions(self, originator_id: UUID) -> dict[int, int]:
+        """An aggregate's versions -> their positions in the whole log."""
+        ...

@@ -219,3 +219,26 @@ def test_the_import_graph_holds_real_edges() -> None:
 def test_no_import_circles() -> None:
     """No module of domain/, projections/, adapters/, workers/ imports itself round a loop."""
     assert import_cycles(import_graph()) == []
+
+
+# The simulator is a tool, not an adapter of the engine: only its own command and the demo
+# (which runs the whole story against a simulator it starts) may import it; tests may too.
+SIMULATOR_IMPORTERS = {"workers/commands/simulator.py", "workers/demo.py"}
+
+
+def test_nothing_but_its_command_and_the_demo_imports_the_simulator() -> None:
+    """adapters/qbo_simulator is imported only by itself, `flightledger simulator` and the demo."""
+    found = [
+        hit
+        for package in PACKAGES
+        for hit in offenders(package, {"adapters.qbo_simulator"})
+        if not hit.startswith("adapters/qbo_simulator/")
+        and hit.split(":")[0] not in SIMULATOR_IMPORTERS
+    ]
+    assert found == []
+    seen = {
+        hit.split(":")[0]
+        for package in PACKAGES
+        for hit in offenders(package, {"adapters.qbo_simulator"})
+    }
+    assert seen >= SIMULATOR_IMPORTERS  # the checker sees the allowed importers
