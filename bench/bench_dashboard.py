@@ -35,6 +35,11 @@ def _fill(db_file: Path, total: int) -> int:
     position in the middle (for a deep page)."""
     from adapters.sqlite_view import ROWS
 
+    columns = (
+        "id, school, kind, reference, student_id, amount, status, reason_code, reason, missing, "
+        "attempts, qbo_id, doc_number, updated_at, applies_to, created_at, position"
+    )
+    insert = f"INSERT INTO {ROWS} ({columns}) VALUES ({','.join('?' * 17)})"
     with sqlite3.connect(db_file) as db:
         have, top = db.execute(
             f"SELECT COUNT(*), COALESCE(MAX(position), 0) FROM {ROWS}"
@@ -50,10 +55,10 @@ def _fill(db_file: Path, total: int) -> int:
                 )
             )  # fmt: skip
             if len(rows) == 50_000:
-                db.executemany(f"INSERT INTO {ROWS} VALUES ({','.join('?' * 17)})", rows)
+                db.executemany(insert, rows)
                 rows.clear()
         if rows:
-            db.executemany(f"INSERT INTO {ROWS} VALUES ({','.join('?' * 17)})", rows)
+            db.executemany(insert, rows)
         db.execute("ANALYZE")
         db.commit()
         return int(top + (total - have) // 2)
