@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 from uuid import UUID
@@ -38,6 +38,7 @@ from domain.records import (
     RecordKind,
     record_to_data,
 )
+from domain.retry import RetryResult, blocked_by, retry_context
 from domain.settings import Settings
 from domain.webhooks import Subscription, Webhooks
 
@@ -109,16 +110,6 @@ class MappingProblem:
     used_by: list[str]
     count: int
     detail: str = ""  # plain words: "Charge code x is mapped to QuickBooks item 5 (...), ..."
-
-
-@dataclass
-class RetryResult:
-    """What Retry Failed did: requeued, skipped (nothing to do), blocked (cause not fixed)."""
-
-    requeued: int = 0
-    skipped: int = 0
-    blocked: list[dict[str, str]] = field(default_factory=list)
-    requeued_ids: list[UUID] = field(default_factory=list)
 
 
 class FlightLedger(Application[UUID]):
@@ -605,8 +596,6 @@ class FlightLedger(Application[UUID]):
         scope: str,
     ) -> RetryResult:
         """Requeue the given events whose cause is fixed, all in one transaction."""
-        from domain.retry import blocked_by, retry_context
-
         now = self.clock.now()
         context = retry_context(
             school,

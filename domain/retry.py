@@ -19,7 +19,7 @@ import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
 from domain.connection import Connection
@@ -27,9 +27,6 @@ from domain.financial_event import RETRYABLE_BY_OPERATOR, FinancialEvent, NotFou
 from domain.mappings import Mappings
 from domain.ports import ReasonCode
 from domain.preflight import Blocked, check_connection, check_mappings
-
-if TYPE_CHECKING:
-    from domain.application import FlightLedger
 
 FAILED_GROUP = "failed"  # failed + uncertain: the dashboard's "Failed" group
 UNCERTAIN_GROUP = "uncertain"
@@ -90,6 +87,38 @@ class WaitingRows(Protocol):
         ...
 
 
+@dataclass
+class RetryResult:
+    """What Retry Failed did: requeued, skipped (nothing to do), blocked (cause not fixed)."""
+
+    requeued: int = 0
+    skipped: int = 0
+    blocked: list[dict[str, str]] = field(default_factory=list)
+    requeued_ids: list[UUID] = field(default_factory=list)
+
+
+class RetryLedger(Protocol):
+    """The part of the ledger (domain.application.FlightLedger) Retry Failed uses."""
+
+    def financial_event(self, event_id: UUID) -> FinancialEvent:
+        """One financial event by id."""
+        ...
+
+    def find(self, school: str, ref: str) -> FinancialEvent:
+        """Resolve a reference within a school (NotFound otherwise)."""
+        ...
+
+    def iter_financial_events(self, school: str | None = None) -> Iterable[FinancialEvent]:
+        """Every financial event of a school, from the log."""
+        ...
+
+    def retry_failed(
+        self, school: str, events: Iterable[FinancialEvent], *, operator: str, scope: str
+    ) -> RetryResult:
+        """Requeue the events whose cause is fixed, in one transaction."""
+        ...
+
+
 @dataclass(frozen=True)
 class Selection:
     """The events a Retry Failed press means, and its scope as recorded in the log."""
@@ -118,7 +147,7 @@ def in_group(event: FinancialEvent, reason: str | None) -> bool:
 
 
 def waiting_events(
-    ledger: FlightLedger,
+    ledger: RetryLedger,
     rows: WaitingRows,
     school: str,
     statuses: Sequence[str],
@@ -131,7 +160,7 @@ def waiting_events(
 
 
 def select_for_retry(
-    ledger: FlightLedger,
+    ledger: RetryLedger,
     school: str,
     *,
     reason: str | None = None,
@@ -168,7 +197,7 @@ def select_for_retry(
 
 
 def retry(
-    ledger: FlightLedger,
+    ledger: RetryLedger,
     school: str,
     *,
     reason: str | None = None,

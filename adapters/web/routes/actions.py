@@ -12,9 +12,8 @@ from adapters.web.access import Access
 from adapters.web.auth import RETRY, User
 from adapters.web.config import WebConfig
 from adapters.web.session import flash, form
-from domain.application import RetryResult
 from domain.financial_event import NotFound, TransitionRefused
-from domain.retry import FAILED_GROUP, GROUPS, UnknownEvent, select_for_retry
+from domain.retry import FAILED_GROUP, GROUPS, RetryResult, UnknownEvent, select_for_retry
 
 log = structlog.get_logger(__name__)
 
