@@ -594,8 +594,14 @@ class FlightLedger(Application[UUID]):
         *,
         operator: str,
         scope: str,
+        qbo_lists: Callable[[], Any] | None = None,
     ) -> RetryResult:
-        """Requeue the given events whose cause is fixed, all in one transaction."""
+        """Requeue the given events whose cause is fixed, all in one transaction.
+
+        `qbo_lists` returns the school's QuickBooks lists (domain.qbo_lists.QboLists, read
+        again) or None; it is called at most once, only when an event waits on an inactive or
+        missing QuickBooks object, so Retry Failed can refuse until QuickBooks says it is fixed.
+        """
         now = self.clock.now()
         context = retry_context(
             school,
@@ -603,6 +609,7 @@ class FlightLedger(Application[UUID]):
             self.mappings(school),
             now,
             auto_customers=self.settings(school).auto_customers,
+            qbo_lists=_once(qbo_lists) if qbo_lists is not None else None,
         )
         result = RetryResult()
         blocked: dict[tuple[str, str], int] = {}
@@ -643,6 +650,18 @@ _FINANCIAL_EVENT_TOPIC = f"{FinancialEvent.__module__}:{FinancialEvent.__qualnam
 _CREATION_TOPICS = [f"{cls.__module__}:{cls.__qualname__}" for cls in _ALL_CREATION_EVENTS]
 _ACTOR_FIELDS = ("actor", "operator")
 _BASE_FIELDS = {"originator_id", "originator_version", "timestamp", "originator_topic"}
+
+
+def _once(func: Callable[[], Any]) -> Callable[[], Any]:
+    """func, called at most once (its answer kept)."""
+    kept: list[Any] = []
+
+    def call() -> Any:
+        if not kept:
+            kept.append(func())
+        return kept[0]
+
+    return call
 
 
 def _refusal(field: str, exc: TransitionRefused) -> RecordError:

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Protocol
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
 
 from domain.application import MappingProblem
 from domain.mappings import Mappings
@@ -24,6 +24,21 @@ class KeyUse(Protocol):
     def unsent(self) -> int: ...
     @property
     def examples(self) -> tuple[str, ...]: ...
+
+
+def keys_used(student_id: Any, data: Mapping[str, Any]) -> tuple[str, ...]:
+    """The mapping keys an event with this student and record data needs, in order."""
+    keys: list[str] = [f"student:{student_id}"]
+    charges = data.get("charges")
+    if type(charges) is list:
+        for charge in charges:
+            code = charge.get("code") if type(charge) is dict else None
+            if type(code) is str and f"charge:{code}" not in keys:
+                keys.append(f"charge:{code}")
+    payment_type = data.get("payment_type")
+    if type(payment_type) is str:
+        keys.append(f"payment_type:{payment_type}")
+    return tuple(keys)
 
 
 def mapped_id(mappings: Mappings, key: str) -> str | None:

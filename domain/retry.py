@@ -204,11 +204,14 @@ def retry(
     ids: Sequence[str] = (),
     operator: str,
     rows: WaitingRows | None = None,
+    qbo_lists: Callable[[], Any] | None = None,
 ) -> dict[str, Any]:
     """Retry Failed: requeue the chosen events whose cause is fixed (one transaction) and say
     what is blocked, as `{"requeued", "skipped", "blocked": [...], "selected"}`."""
     chosen = select_for_retry(ledger, school, reason=reason, ids=ids, rows=rows)
-    result = ledger.retry_failed(school, chosen.events, operator=operator, scope=chosen.scope)
+    result = ledger.retry_failed(
+        school, chosen.events, operator=operator, scope=chosen.scope, qbo_lists=qbo_lists
+    )
     return {
         "requeued": result.requeued,
         "skipped": result.skipped,
@@ -323,6 +326,37 @@ def customer_not_chosen(event: FinancialEvent, context: RetryContext) -> tuple[s
         f"student {student} is still not mapped to a QuickBooks customer: map it "
         f"(flightledger mappings set student {student} --customer ID) first",
     )
+
+
+QBO_OBJECT_REASONS = frozenset({ReasonCode.INACTIVE_MAPPING, ReasonCode.INVALID_REFERENCE})
+
+
+@register_block_check
+def quickbooks_object_not_fixed(
+    event: FinancialEvent, context: RetryContext
+) -> tuple[str, str] | None:
+    """inactive_mapping / invalid_reference: the event's mapped QuickBooks objects, looked up in
+    the school's lists read again, are still inactive or gone (the mapping not pointed
+    elsewhere, nor the object reactivated). Without lists (none given, or unreadable) the
+    worker finds out."""
+    from domain.mapping_check import keys_used, mapped_id, reference_sentence
+    from domain.qbo_lists import QboLists
+
+    reason = _reason(event)
+    provider = context.extra.get("qbo_lists")
+    if reason not in QBO_OBJECT_REASONS or provider is None:
+        return None
+    lists = provider()
+    if not isinstance(lists, QboLists):
+        return None
+    for key in keys_used(event.student_id, event.data):
+        qbo_id = mapped_id(context.mappings, key)
+        if qbo_id is None:
+            continue
+        found = reference_sentence(key, lists, qbo_id)
+        if found is not None:
+            return reason.value if reason else "", f"{found[1]}: map another or reactivate it"
+    return None
 
 
 def _connection_why(code: ReasonCode) -> str:

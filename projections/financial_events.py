@@ -22,6 +22,7 @@ from eventsourcing.persistence import (
 from eventsourcing.utils import get_topic, resolve_topic
 
 from domain.financial_event import STATUS_AFTER_FAILURE, FinancialEvent, Status
+from domain.mapping_check import keys_used
 from projections.view import EventQuery, EventRow, KeyUsage, ReasonGroup
 
 FINANCIAL_EVENT_TOPIC_PREFIX = f"{FinancialEvent.__module__}:{FinancialEvent.__qualname__}."
@@ -694,17 +695,7 @@ USAGE_EXAMPLES: Final = 5
 
 def uses_of(student_id: Any, data: Mapping[str, Any]) -> tuple[str, ...]:
     """The mapping keys an event with this student and record data needs, in order."""
-    keys: builtins.list[str] = [f"student:{student_id}"]
-    charges = data.get("charges")
-    if type(charges) is list:
-        for charge in charges:
-            code = charge.get("code") if type(charge) is dict else None
-            if type(code) is str and f"charge:{code}" not in keys:
-                keys.append(f"charge:{code}")
-    payment_type = data.get("payment_type")
-    if type(payment_type) is str:
-        keys.append(f"payment_type:{payment_type}")
-    return tuple(keys)
+    return keys_used(student_id, data)
 
 
 def new_uses(changes: Iterable[Change]) -> dict[UUID, tuple[str, ...]]:

@@ -3,14 +3,26 @@ simulator over HTTP, on both backends."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 
 from adapters.persistence import parse_database_url
 from adapters.qbo_lists import QboListStore
 from adapters.qbo_simulator import QboSimulator, SimulatorConfig
-from tests.helpers_qbo import Cli, cli_env, connect_via_cli
+from tests.factories import flight, jsonl, payment
+from tests.helpers_qbo import (
+    Cli,
+    assert_one_invoice_each,
+    cli_env,
+    connect_via_cli,
+    record_via_cli,
+    spawn_worker,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -88,3 +100,67 @@ def test_unconnected_set_is_recorded_unchecked(cli: Cli) -> None:
     done = cli.ok("mappings", "set", "charge", "rental", "--item", "999")
     assert done["checked"] is False
     assert "not checked against QuickBooks" in done["warnings"][0]
+
+
+def _wait(cli: Cli, done: Callable[[list[dict[str, Any]]], bool], seconds: float = 90) -> Any:
+    """Poll `events` until done(rows) (the worker runs in its own process)."""
+    deadline = time.monotonic() + seconds
+    rows: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        rows = cli.ok("events")
+        if done(rows):
+            return rows
+        time.sleep(0.3)
+    raise AssertionError(f"timed out; events: {[(r['reference'], r['status']) for r in rows]}")
+
+
+def test_inactive_item_story_against_a_running_worker(
+    cli: Cli, sim: QboSimulator, tmp_path: Path
+) -> None:
+    """Mapped to inactive item 5: Retry Failed refuses naming it until QuickBooks reactivates
+    it; an inactive payment type of ours still syncs; one invoice per flight."""
+    connect_via_cli(cli)
+    cli.ok("mappings", "set", "charge", "aircraft_rental", "--item", "1")
+    cli.ok("mappings", "set", "charge", "old_rental", "--item", "5", "--allow-inactive")
+    cli.ok("mappings", "set", "student", "S-7", "--customer", "7")
+    cli.ok(
+        "mappings", "set", "defaults", "--term", "3", "--memo", "Thanks", "--income-account", "79"
+    )
+    cli.ok("mappings", "set", "payment-type", "check", "--deposit-account", "35", "--inactive")
+    assert [r["key"] for r in cli.ok("mappings", "list") if r["kind"] == "payment_type"] == []
+    assert "check" in [r["key"] for r in cli.ok("mappings", "list", "--include-inactive")]
+    old = {"code": "old_rental", "quantity": "1.0", "rate": "150.00"}
+    record_via_cli(cli, tmp_path / "old.jsonl", [flight(f"O-{i}", charges=[old]) for i in range(2)])
+    (tmp_path / "p.jsonl").write_text(jsonl([payment("P-1", payment_type="check")]))
+    cli.ok("record", "payment-received", str(tmp_path / "p.jsonl"))
+    problems = cli.ok("mappings", "check")["missing"]
+    assert [(p["key"], p["state"]) for p in problems] == [("old_rental", "inactive")]
+    assert "QuickBooks item 5 (Old rental), which is inactive" in problems[0]["detail"]
+
+    worker = spawn_worker(cli.env, log_path=tmp_path / "worker.log")
+    try:
+        rows = _wait(
+            cli,
+            lambda rs: (
+                {r["reference"]: r["status"] for r in rs}
+                == {"O-0": "action_required", "O-1": "action_required", "P-1": "synced"}
+            ),
+        )
+        assert {r["reason_code"] for r in rows if r["reference"].startswith("O-")} == {
+            "inactive_mapping"
+        }
+        refused = cli.full("retry-failed", "--reason", "inactive_mapping")
+        assert refused.code == 1
+        why = refused.data["blocked"][0]["why"]
+        assert "Charge code old_rental is mapped to QuickBooks item 5 (Old rental)" in why
+        assert "inactive" in why and "Line." not in why
+        requests.post(
+            f"{sim.url}/_sim/entity", json={"entity": "Item", "id": "5", "active": True}, timeout=5
+        ).raise_for_status()
+        assert cli.ok("retry-failed", "--reason", "inactive_mapping")["requeued"] == 2
+        _wait(cli, lambda rs: {r["status"] for r in rs} == {"synced"})
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    assert_one_invoice_each(sim.invoices(), {"FL-O-0", "FL-O-1"})
+    assert len(sim.payments()) == 1

@@ -10,7 +10,7 @@ from rich.console import Console
 from domain.financial_event import NotFound, TransitionRefused
 from domain.retry import SelectionError, retry
 from workers.commands.mappings import OPERATOR, default_operator
-from workers.context import EXIT_USAGE, emit, fail, get_context, table
+from workers.context import EXIT_USAGE, CliContext, emit, fail, get_context, table
 
 __all__ = ["SelectionError", "register", "retry"]
 
@@ -23,6 +23,17 @@ def _human(data: dict[str, Any]) -> Any:
             console.print(table(["blocked", "count", "why"], rows))
 
     return render
+
+
+def _fresh_lists(cli: CliContext) -> Any:
+    """The school's QuickBooks lists read again (None when QuickBooks cannot be read)."""
+    from domain.qbo_lists import ListsUnavailable
+    from workers.qbo_lists import list_service
+
+    try:
+        return list_service(cli).refresh(cli.school)
+    except ListsUnavailable:
+        return None
 
 
 def register(app: typer.Typer) -> None:
@@ -51,6 +62,7 @@ def register(app: typer.Typer) -> None:
                 ids=ids,
                 operator=operator or default_operator(),
                 rows=None if ids else caught_up_view(cli),
+                qbo_lists=lambda: _fresh_lists(cli),
             )
         except SelectionError as exc:
             if exc.field == "reason":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import parse_qs
 
 import structlog
@@ -13,6 +15,7 @@ from adapters.web.auth import RETRY, User
 from adapters.web.config import WebConfig
 from adapters.web.session import flash, form
 from domain.financial_event import NotFound, TransitionRefused
+from domain.qbo_lists import ListsUnavailable
 from domain.retry import FAILED_GROUP, GROUPS, RetryResult, UnknownEvent, select_for_retry
 
 log = structlog.get_logger(__name__)
@@ -24,6 +27,21 @@ async def form_lists(request: Request) -> dict[str, list[str]]:
     """Every value of each field (checkboxes repeat `id`); `form` already checked the CSRF."""
     body = (await request.body()).decode("utf-8", errors="replace")
     return parse_qs(body, keep_blank_values=False)
+
+
+def fresh_lists(cfg: WebConfig, school: str) -> Callable[[], Any] | None:
+    """Reads the school's QuickBooks lists again for Retry Failed (None when unavailable)."""
+    port = cfg.qbo_lists
+    if port is None:
+        return None
+
+    def read() -> Any:
+        try:
+            return port.refresh(school)
+        except ListsUnavailable:
+            return None
+
+    return read
 
 
 def register(app: FastAPI, cfg: WebConfig, access: Access) -> None:
@@ -49,7 +67,11 @@ def register(app: FastAPI, cfg: WebConfig, access: Access) -> None:
             raise HTTPException(400, f"Unknown group {group!r}: nothing was retried.")
         chosen = select_for_retry(ledger, user.school, reason=group, rows=cfg.view)
         result = ledger.retry_failed(
-            user.school, chosen.events, operator=user.name, scope=chosen.scope
+            user.school,
+            chosen.events,
+            operator=user.name,
+            scope=chosen.scope,
+            qbo_lists=fresh_lists(cfg, user.school),
         )
         log.info(
             "web_retry_failed_pressed",
@@ -72,7 +94,11 @@ def register(app: FastAPI, cfg: WebConfig, access: Access) -> None:
             flash(request, "bad", f"Nothing was retried: {exc}")
             return RedirectResponse("/", 303)
         result = ledger.retry_failed(
-            user.school, chosen.events, operator=user.name, scope=chosen.scope
+            user.school,
+            chosen.events,
+            operator=user.name,
+            scope=chosen.scope,
+            qbo_lists=fresh_lists(cfg, user.school),
         )
         log.info(
             "web_retry_failed_pressed",
