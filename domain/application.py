@@ -26,6 +26,7 @@ from domain.ids import (
     settings_id,
     webhooks_id,
 )
+from domain.mapping_check import MappingProblem as MappingProblem
 from domain.mappings import Mappings
 from domain.ports import BulkLookups, Clock
 from domain.records import (
@@ -99,17 +100,6 @@ class HistoryEntry:
     actor: str
     data: dict[str, Any]
     log_position: int | None = None  # its position in the whole log (as in `audit export`)
-
-
-@dataclass(frozen=True)
-class MappingProblem:
-    """A mapping key that unsent events reference but is missing or inactive."""
-
-    key: str
-    state: str  # "missing" | "inactive" | "not_in_quickbooks"
-    used_by: list[str]
-    count: int
-    detail: str = ""  # plain words: "Charge code x is mapped to QuickBooks item 5 (...), ..."
 
 
 class FlightLedger(Application[UUID]):

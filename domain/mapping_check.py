@@ -4,12 +4,24 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from domain.application import MappingProblem
 from domain.mappings import Mappings
 from domain.qbo_lists import ACCOUNT, CUSTOMER, ITEM, QboLists, check_reference
 from domain.reasons import split_key
+
+
+@dataclass(frozen=True)
+class MappingProblem:
+    """A mapping key that unsent events reference but is missing or inactive."""
+
+    key: str
+    state: str  # "missing" | "inactive" | "not_in_quickbooks"
+    used_by: list[str]
+    count: int
+    detail: str = ""  # plain words: "Charge code x is mapped to QuickBooks item 5 (...), ..."
+
 
 KIND_WORDS = {"charge": "Charge code", "student": "Student", "payment_type": "Payment type"}
 KIND_ENTITIES = {"charge": ITEM, "student": CUSTOMER, "payment_type": ACCOUNT}
