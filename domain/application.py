@@ -26,7 +26,7 @@ from domain.ids import (
     settings_id,
     webhooks_id,
 )
-from domain.mapping_check import MappingProblem as MappingProblem
+from domain.mapping_check import MappingProblem
 from domain.mappings import Mappings
 from domain.ports import BulkLookups, Clock
 from domain.records import (

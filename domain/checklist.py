@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from domain.application import MappingProblem
 from domain.connection import Connection
+from domain.mapping_check import MappingProblem
 from domain.mappings import Mappings
 from domain.ports import ReasonCode
 from domain.preflight import check_connection

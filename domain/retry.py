@@ -113,7 +113,13 @@ class RetryLedger(Protocol):
         ...
 
     def retry_failed(
-        self, school: str, events: Iterable[FinancialEvent], *, operator: str, scope: str
+        self,
+        school: str,
+        events: Iterable[FinancialEvent],
+        *,
+        operator: str,
+        scope: str,
+        qbo_lists: Callable[[], Any] | None = None,
     ) -> RetryResult:
         """Requeue the events whose cause is fixed, in one transaction."""
         ...

@@ -9,10 +9,10 @@ from typing import Any
 from adapters.heartbeat import open_heartbeat
 from adapters.persistence import DatabaseUrl
 from adapters.qbo_lists import QboListStore
-from domain.application import FlightLedger, MappingProblem
+from domain.application import FlightLedger
 from domain.checklist import ChecklistItem, build_checklist
 from domain.financial_event import FinancialEvent, Status
-from domain.mapping_check import usage_problems
+from domain.mapping_check import MappingProblem, usage_problems
 from domain.qbo_lists import QboLists
 from domain.retry import WAITING_FOR_OPERATOR, waiting_events
 from projections.view import FinancialEventView
