@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
 from adapters.heartbeat import open_heartbeat
@@ -63,16 +64,8 @@ def checklist(
     ledger: FlightLedger, view: FinancialEventView, db: DatabaseUrl, school: str
 ) -> list[ChecklistItem]:
     """Every setup checklist line of one school (DESIGN.md "Setup checklist")."""
-    unhealthy: str | None = None
-    try:
-        beats = open_heartbeat(db).details()
-    except Exception:  # an unreadable heartbeat table reads as "no worker has run"
-        beats = {}
+    beats = _heartbeats(db)
     last_seen = max((at for at, _ in beats.values()), default=None)
-    if beats:  # the most recent beat says whether that worker's passes keep crashing
-        _, detail = max(beats.values(), key=lambda beat: beat[0])
-        if detail.startswith("unhealthy:"):
-            unhealthy = detail.removeprefix("unhealthy:").strip()
     return build_checklist(
         connection=ledger.connection(school),
         mappings=ledger.mappings(school),
@@ -80,8 +73,28 @@ def checklist(
         auto_invoice=ledger.settings(school).auto_invoice,
         worker_last_seen=last_seen,
         now=ledger.clock.now(),
-        worker_unhealthy=unhealthy,
+        worker_unhealthy=latest_unhealthy(beats),
     )
+
+
+def _heartbeats(db: DatabaseUrl) -> dict[str, tuple[datetime, str]]:
+    try:
+        return open_heartbeat(db).details()
+    except Exception:  # an unreadable heartbeat table reads as "no worker has run"
+        return {}
+
+
+def latest_unhealthy(beats: dict[str, tuple[datetime, str]]) -> str | None:
+    """The error of the most recent heartbeat when it says 'unhealthy: <error>', else None."""
+    if not beats:
+        return None
+    _, detail = max(beats.values(), key=lambda beat: beat[0])
+    return detail.removeprefix("unhealthy:").strip() if detail.startswith("unhealthy:") else None
+
+
+def worker_unhealthy(db: DatabaseUrl) -> str | None:
+    """What the latest worker heartbeat reports as failing every pass (None: healthy / none)."""
+    return latest_unhealthy(_heartbeats(db))
 
 
 def checklist_rows(items: Sequence[ChecklistItem]) -> list[dict[str, Any]]:

@@ -114,6 +114,7 @@ class ApiConfig:
     body_limit: int = DEFAULT_BODY_LIMIT
     ready_lag: int = DEFAULT_READY_LAG
     metrics: Callable[[], tuple[bytes, str]] | None = None  # (body, content type)
+    worker_unhealthy: Callable[[], str | None] | None = None  # latest heartbeat's error, if any
     qbo_lists: QboListsPort | None = None  # mapped ids are checked against the cached lists
     webhook_secrets: SecretStore | None = None  # the vault; no webhooks without it
     allow_private_webhooks: bool = False
@@ -723,7 +724,8 @@ def _install_probes(app: FastAPI, cfg: ApiConfig) -> None:
         tags=["operations"],
     )
     def readyz() -> models.HealthOut:
-        """The database answers and the view is within `ready_lag` events of the log."""
+        """The database answers, the view is within `ready_lag` events of the log and the latest
+        worker heartbeat does not say unhealthy."""
         try:
             head = int(cfg.ledger.recorder.max_notification_id() or 0)
             tracked = cfg.view.max_tracking_id()
@@ -732,6 +734,11 @@ def _install_probes(app: FastAPI, cfg: ApiConfig) -> None:
                 503, f"the database is not reachable ({type(exc).__name__})", code="not_ready"
             ) from None
         lag = max(0, head - tracked)
+        failing = cfg.worker_unhealthy() if cfg.worker_unhealthy is not None else None
+        if failing:
+            raise ApiError(
+                503, f"the worker reports unhealthy: every pass fails ({failing})", code="not_ready"
+            )
         if lag > cfg.ready_lag:
             raise ApiError(
                 503,

@@ -25,7 +25,7 @@ from domain.application import FlightLedger
 from projections.view import FinancialEventView
 from workers.commands.audit import school_export
 from workers.context import EXIT_USAGE, CliContext, fail, get_context, stderr
-from workers.selection import checklist, checklist_rows
+from workers.selection import checklist, checklist_rows, worker_unhealthy
 
 log = structlog.get_logger("flightledger.serve")
 
@@ -135,6 +135,7 @@ def api_config(
         ),
         rate=RateLimiter(per_minute=per_minute, burst=burst),
         metrics=lambda: exposition(reading),
+        worker_unhealthy=lambda: worker_unhealthy(cli.config.database),
     )
 
 
