@@ -37,6 +37,7 @@ from domain.records import (
     Record,
     RecordError,
     RecordKind,
+    UnknownRecord,
     record_to_data,
 )
 from domain.retry import RetryResult, blocked_by, retry_context
@@ -250,7 +251,7 @@ class FlightLedger(Application[UUID]):
             aggregate: object = self.repository.get(financial_event_id(school, kind.value, ref))
         except AggregateNotFoundError:
             what = "flight" if kind == RecordKind.FLIGHT_ENDED else "payment"
-            raise RecordError(field, f"no {what} {ref!r} has been recorded") from None
+            raise UnknownRecord(field, f"no {what} {ref!r} has been recorded") from None
         assert isinstance(aggregate, FinancialEvent)
         return aggregate
 

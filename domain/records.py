@@ -58,6 +58,10 @@ class RecordError(ValueError):
         self.reason = reason
 
 
+class UnknownRecord(RecordError):
+    """A correction names a flight or payment that this school has not recorded."""
+
+
 @dataclass(frozen=True)
 class Party:
     """A student or instructor: id, display name and (students, optionally) an email."""

@@ -27,9 +27,12 @@ from adapters.api.errors import ApiError, install_error_handlers
 from adapters.api.limits import DEFAULT_BODY_LIMIT, BodyLimit, RateLimiter, retry_after_header
 from adapters.api.schemas import (
     BATCH,
+    FLIGHT_AMENDMENT,
+    FLIGHT_CANCELLATION,
     FLIGHT_ENDED,
     INVOICE_REQUESTED,
     PAYMENT_RECEIVED,
+    PAYMENT_REFUNDED,
     request_body,
 )
 from adapters.jsonable import to_jsonable
@@ -53,11 +56,16 @@ from domain.ports import ReasonCode
 from domain.qbo_lists import ACCOUNT, CUSTOMER, ITEM, PAYMENT_METHOD, TERM, QboListsPort
 from domain.reasons import fix_for
 from domain.records import (
+    CORRECTION_PARSERS,
     NOT_JSON,
     PARSERS,
+    Correction,
+    FlightAmendedRecord,
+    PaymentRefundedRecord,
     Record,
     RecordError,
     RecordKind,
+    UnknownRecord,
     read_json_document,
     record_to_data,
 )
@@ -228,6 +236,89 @@ def record_one(ledger: FlightLedger, key: ApiKey, record: Record) -> JSONRespons
     return JSONResponse(answer.model_dump(), status_code=201 if recorded else 200)
 
 
+def parse_correction(kind: RecordKind, value: Any) -> Correction:
+    """domain/records.py's validation of a correction; 422 naming the field, as the CLI."""
+    try:
+        return CORRECTION_PARSERS[kind](value)
+    except RecordError as exc:
+        raise ApiError(
+            422, f"{exc.field}: {exc.reason}", fields=[_f(exc.field, exc.reason)]
+        ) from None
+
+
+def with_path_id(value: Any, name: str, path_id: str) -> Any:
+    """The body with the path's id filled in; a different id in the body is a 422 naming it."""
+    if not isinstance(value, dict):
+        return value  # the parser names the problem
+    if name in value and value[name] != path_id:
+        reason = f"must match the path ({path_id!r}) or be left out"
+        raise ApiError(422, f"{name}: {reason}", fields=[_f(name, reason)])
+    return {name: path_id, **value}
+
+
+def record_correction_one(ledger: FlightLedger, key: ApiKey, record: Correction) -> JSONResponse:
+    """Apply one correction as the CLI does: 201 appended, 200 duplicate (it changes nothing),
+    404 for a flight or payment the school has not recorded, 422 when it cannot apply, 409 for a
+    refund id already recorded with other contents."""
+    try:
+        recorded = ledger.record_correction(key.school, record, actor=key.name)
+    except UnknownRecord as exc:
+        raise ApiError(
+            404, f"{exc.field}: {exc.reason}", fields=[_f(exc.field, exc.reason)]
+        ) from None
+    except RecordError as exc:
+        raise ApiError(
+            422, f"{exc.field}: {exc.reason}", fields=[_f(exc.field, exc.reason)]
+        ) from None
+    if isinstance(record, PaymentRefundedRecord):
+        event_id = financial_event_id(
+            key.school, RecordKind.PAYMENT_REFUNDED.value, record.refund_id
+        )
+    else:
+        flight_id = (
+            record.flight.flight_id if isinstance(record, FlightAmendedRecord) else record.flight_id
+        )
+        event_id = financial_event_id(key.school, RecordKind.FLIGHT_ENDED.value, flight_id)
+    event = ledger.financial_event(event_id)
+    if isinstance(record, PaymentRefundedRecord) and not recorded:
+        sent = {
+            "payment_id": record.payment_id,
+            "amount": record.amount,
+            "currency": record.currency,
+        }
+        if any(to_jsonable(event.data.get(k)) != to_jsonable(v) for k, v in sent.items()):
+            raise ApiError(
+                409,
+                f"refund {record.refund_id!r} was already recorded with different contents; "
+                "nothing was appended",
+                fields=[_f("refund_id", "already recorded, differently")],
+            )
+    answer = models.RecordedOut(
+        id=str(event.id),
+        reference=event.reference,
+        status=event.status.value,
+        duplicate=not recorded,
+    )
+    return JSONResponse(answer.model_dump(), status_code=201 if recorded else 200)
+
+
+def record_corrections(
+    ledger: FlightLedger, key: ApiKey, kind: RecordKind, items: Sequence[Any]
+) -> models.BatchOut:
+    """A batch of corrections, each applied on its own (as `record KIND FILE` does)."""
+    recorded = duplicates = 0
+    rejected: list[models.RejectedOut] = []
+    for index, item in enumerate(items):
+        try:
+            if ledger.record_correction(key.school, CORRECTION_PARSERS[kind](item), actor=key.name):
+                recorded += 1
+            else:
+                duplicates += 1
+        except RecordError as exc:
+            rejected.append(models.RejectedOut(index=index, field=exc.field, reason=exc.reason))
+    return models.BatchOut(recorded=recorded, duplicates=duplicates, rejected=rejected)
+
+
 _ID_FIELD = {
     RecordKind.FLIGHT_ENDED: "flight_id",
     RecordKind.INVOICE_REQUESTED: "request_id",
@@ -283,11 +374,58 @@ def install_api(app: FastAPI, cfg: ApiConfig) -> None:
         RecordKind.PAYMENT_RECEIVED, "/payments", PAYMENT_RECEIVED, "Record a payment received"
     )
 
+    def correction_route(
+        kind: RecordKind, path: str, schema: dict[str, Any], summary: str, path_id: str | None
+    ) -> None:
+        @router.post(
+            path,
+            status_code=201,
+            response_model=models.RecordedOut,
+            responses={
+                200: {"model": models.RecordedOut, "description": "Duplicate: changes nothing"},
+                **CONFLICT,
+            },
+            openapi_extra=request_body(schema),
+            summary=summary,
+            tags=["corrections"],
+            name=f"record_{kind.value.replace('-', '_')}",
+        )
+        async def post_correction(
+            request: Request, key: ApiKey = Depends(auth.requires(RECORDS_WRITE))
+        ) -> Response:
+            value = await read_json(request)
+            if path_id is not None:
+                value = with_path_id(value, path_id, request.path_params[path_id])
+            record = parse_correction(kind, value)
+            return await run_in_threadpool(record_correction_one, ledger, key, record)
+
+    correction_route(
+        RecordKind.FLIGHT_AMENDED,
+        "/flights/{flight_id}/amendments",
+        FLIGHT_AMENDMENT,
+        "Amend a recorded flight (replaces its charges, hobbs and student)",
+        "flight_id",
+    )
+    correction_route(
+        RecordKind.FLIGHT_CANCELLED,
+        "/flights/{flight_id}/cancellation",
+        FLIGHT_CANCELLATION,
+        "Cancel a recorded flight",
+        "flight_id",
+    )
+    correction_route(
+        RecordKind.PAYMENT_REFUNDED,
+        "/refunds",
+        PAYMENT_REFUNDED,
+        "Refund (part of) a payment",
+        None,
+    )
+
     @router.post(
         "/records",
         response_model=models.BatchOut,
         openapi_extra=request_body(BATCH),
-        summary="Record up to 1,000 records of one kind",
+        summary="Record up to 1,000 records (or corrections) of one kind",
         tags=["records"],
     )
     async def post_records(
@@ -303,7 +441,7 @@ def install_api(app: FastAPI, cfg: ApiConfig) -> None:
                 f"{unknown[0]}: unknown field",
                 fields=[_f(u, "unknown field") for u in unknown],
             )
-        kinds = [k.value for k in RecordKind if k in PARSERS]
+        kinds = [k.value for k in RecordKind if k in PARSERS or k in CORRECTION_PARSERS]
         kind_text = value.get("kind")
         if kind_text not in kinds:
             reason = f"must be one of {', '.join(kinds)}"
@@ -315,6 +453,8 @@ def install_api(app: FastAPI, cfg: ApiConfig) -> None:
             reason = f"at most {MAX_BATCH} records per request (got {len(items)})"
             raise ApiError(422, f"records: {reason}", fields=[_f("records", reason)])
         kind = RecordKind(kind_text)
+        if kind in CORRECTION_PARSERS:
+            return await run_in_threadpool(record_corrections, ledger, key, kind, items)
         valid: list[Record] = []
         rejected: list[models.RejectedOut] = []
         for index, item in enumerate(items):

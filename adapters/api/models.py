@@ -96,6 +96,12 @@ class EventOut(BaseModel):
     missing: list[str] = []
     student_id: str | None = None
     applies_to: str | None = None
+    qbo_amount: str | None = Field(
+        default=None, description="What QuickBooks holds, net of the corrections applied"
+    )
+    corrections_pending: list[str] = Field(
+        default=[], description='Corrections not yet in QuickBooks: "amendment", "cancellation"'
+    )
 
 
 class EventsPage(BaseModel):

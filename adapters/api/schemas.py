@@ -133,6 +133,90 @@ PAYMENT_RECEIVED: dict[str, Any] = {
     },
 }
 
+
+def _flight_amended() -> dict[str, Any]:
+    properties = {
+        **FLIGHT_ENDED["properties"],
+        "amended_at": _TIME,
+        "reason": {"type": "string", "maxLength": 1000},
+    }
+    example = {
+        **FLIGHT_ENDED["example"],
+        "hobbs": {"start": "1234.5", "end": "1235.5"},
+        "charges": [
+            {"code": "aircraft_rental", "quantity": "1.0", "rate": "165.00"},
+            {"code": "instructor_dual", "quantity": "1.0", "rate": "60.00"},
+        ],
+        "amended_at": "2026-11-21T09:00:00Z",
+        "reason": "Hobbs end mistyped",
+    }
+    return {
+        "type": "object",
+        "title": "FlightAmended",
+        "description": "The flight-ended shape plus amended_at (and an optional reason); it "
+        "replaces the charges, hobbs and student. In the path route flight_id may be left out.",
+        "required": [*FLIGHT_ENDED["required"], "amended_at"],
+        "properties": properties,
+        "additionalProperties": False,
+        "example": example,
+    }
+
+
+FLIGHT_AMENDED: dict[str, Any] = _flight_amended()
+# POST /flights/{flight_id}/amendments: the same, flight_id taken from the path when left out
+FLIGHT_AMENDMENT: dict[str, Any] = {
+    **FLIGHT_AMENDED,
+    "title": "FlightAmendment",
+    "required": [r for r in FLIGHT_AMENDED["required"] if r != "flight_id"],
+}
+
+FLIGHT_CANCELLED: dict[str, Any] = {
+    "type": "object",
+    "title": "FlightCancelled",
+    "required": ["flight_id", "cancelled_at", "reason"],
+    "properties": {
+        "flight_id": _ID,
+        "cancelled_at": _TIME,
+        "reason": {"type": "string", "minLength": 1, "maxLength": 1000},
+    },
+    "additionalProperties": False,
+    "example": {
+        "flight_id": "F-1001",
+        "cancelled_at": "2026-11-21T09:00:00Z",
+        "reason": "Flight did not happen (weather)",
+    },
+}
+# POST /flights/{flight_id}/cancellation: flight_id taken from the path when left out
+FLIGHT_CANCELLATION: dict[str, Any] = {
+    **FLIGHT_CANCELLED,
+    "title": "FlightCancellation",
+    "required": ["cancelled_at", "reason"],
+    "example": {k: v for k, v in FLIGHT_CANCELLED["example"].items() if k != "flight_id"},
+}
+
+PAYMENT_REFUNDED: dict[str, Any] = {
+    "type": "object",
+    "title": "PaymentRefunded",
+    "required": ["refund_id", "payment_id", "refunded_at", "amount", "currency"],
+    "properties": {
+        "refund_id": _ID,
+        "payment_id": _ID,
+        "refunded_at": _TIME,
+        "amount": _MONEY,
+        "currency": _CURRENCY,
+        "reason": {"type": "string", "maxLength": 1000},
+    },
+    "additionalProperties": False,
+    "example": {
+        "refund_id": "RF-5",
+        "payment_id": "P-88",
+        "refunded_at": "2026-11-22T10:00:00Z",
+        "amount": "50.00",
+        "currency": "USD",
+        "reason": "Lesson cut short",
+    },
+}
+
 BATCH: dict[str, Any] = {
     "type": "object",
     "title": "RecordBatch",
@@ -140,7 +224,14 @@ BATCH: dict[str, Any] = {
     "properties": {
         "kind": {
             "type": "string",
-            "enum": ["flight-ended", "invoice-requested", "payment-received"],
+            "enum": [
+                "flight-ended",
+                "invoice-requested",
+                "payment-received",
+                "flight-amended",
+                "flight-cancelled",
+                "payment-refunded",
+            ],
         },
         "records": {"type": "array", "maxItems": 1000, "items": {"type": "object"}},
     },
