@@ -360,6 +360,8 @@ class Company:
                 "request_id": request_id,
                 "customer": customer["Id"],
                 "total": f"{total:.2f}",
+                # when the simulator created it (UTC, microseconds): benches time sync latency
+                "created_at": datetime.now(UTC).isoformat(timespec="microseconds"),
             }
         )
         return copy.deepcopy(record)

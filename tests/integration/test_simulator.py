@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -224,7 +225,7 @@ def test_company_info(sim: QboSimulator) -> None:
 
 
 def test_invoice_save_and_requestid_replay(sim: QboSimulator) -> None:
-    """A repeated requestid returns the original invoice and creates nothing new."""
+    """A repeated requestid returns the original (time-stamped) invoice and creates nothing new."""
     qb = quickbooks(sim)
     first = make_invoice(doc="FL-1001").save(qb=qb, request_id="evt-1")
     again = make_invoice(doc="FL-1001").save(qb=qb, request_id="evt-1")
@@ -232,6 +233,8 @@ def test_invoice_save_and_requestid_replay(sim: QboSimulator) -> None:
     assert first.SyncToken == "0"
     assert first.TotalAmt == 198.0
     records = requests.get(f"{sim.url}/_sim/invoices", timeout=5).json()
+    created = datetime.fromisoformat(records[0].pop("created_at"))
+    assert created.tzinfo is not None and abs(datetime.now(UTC) - created) < timedelta(minutes=5)
     assert records == [
         {"realm": REALM, "id": first.Id, "doc_number": "FL-1001", "request_id": "evt-1",
          "customer": "1", "total": "198.00", "sync_token": "0", "voided": False,

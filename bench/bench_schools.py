@@ -1,0 +1,126 @@
+"""Many schools at once: flights to invoices within seconds, and what an idle school costs.
+
+Each school is its own QuickBooks company (realm) in the simulator, connected through OAuth and
+mapped by the code the CLI runs, with a `records:write` API key. Each school's flights are
+POSTed to `flightledger serve` at random moments over the window; two long-running
+`flightledger worker` subprocesses sync them while the simulator answers every request after
+200 ms. Then nothing happens for a while and the database's own transaction counter
+(pg_stat_database, in a database of the bench's own) tells what the idle schools cost.
+BENCH_SCHOOLS (default 500), BENCH_SCHOOLS_FLIGHTS (20), BENCH_SCHOOLS_SECONDS (120) and
+BENCH_IDLE_SECONDS (60) change the sizes; --quick runs 3 schools for a few seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from adapters.qbo_simulator import QboSimulator, SimulatorConfig
+from bench import common, services
+
+QBO_LATENCY = 0.2
+WORKERS = 2
+GOAL_SECONDS = 10.0
+
+
+def _sizes(quick: bool) -> tuple[int, int, float, float]:
+    if quick:
+        return 3, 3, 3.0, 3.0
+    return (
+        int(os.environ.get("BENCH_SCHOOLS", "500")),
+        int(os.environ.get("BENCH_SCHOOLS_FLIGHTS", "20")),
+        float(os.environ.get("BENCH_SCHOOLS_SECONDS", "120")),
+        float(os.environ.get("BENCH_IDLE_SECONDS", "60")),
+    )
+
+
+def run(quick: bool = False) -> str:
+    """Markdown section: share of invoices within 10 s, the slowest, and idle queries/s."""
+    schools, flights, window, idle = _sizes(quick)
+    lines = [
+        f"## Many schools (`serve` + {WORKERS} `worker`s, PostgreSQL)",
+        "",
+        f"{schools} schools, each its own QuickBooks company in the simulator, {flights} flights "
+        f"each ({schools * flights} in all) POSTed at random moments over {window:g} s; "
+        f"{WORKERS} long-running `flightledger worker` subprocesses; the simulator answers every "
+        f"request after {QBO_LATENCY * 1000:.0f} ms. Flight to invoice = from the POST's answer "
+        "to the simulator's creation time of the invoice; goal: every one within "
+        f"{GOAL_SECONDS:g} s. Idle cost: transactions committed in the bench's own database "
+        f"(pg_stat_database) over {idle:g} s with nothing happening, serve and both workers "
+        "running. `BENCH_SCHOOLS`, `BENCH_SCHOOLS_FLIGHTS`, `BENCH_SCHOOLS_SECONDS` and "
+        "`BENCH_IDLE_SECONDS` change the sizes.",
+        "",
+    ]
+    reason = common.postgres_unavailable()
+    if reason is not None:
+        return "\n".join([*lines, f"Skipped: {reason}", ""])
+    names = [f"school-{s:03d}" for s in range(schools)]
+    rng = random.Random(11)
+    load_before = services.load_average()
+    with (
+        services.own_database("bench_schools") as url,
+        QboSimulator(SimulatorConfig(one_realm_per_connection=True)) as sim,
+        tempfile.TemporaryDirectory(prefix="bench_schools_") as logs,
+    ):
+        database = urlsplit(url).path.lstrip("/")
+        env = services.bench_env(url, sim)
+        started = time.perf_counter()
+        keys = services.prepare_schools(url, env, names, students=min(500, flights))
+        setup_seconds = time.perf_counter() - started
+        sim.set_faults(latency_seconds=QBO_LATENCY)
+        plan = []
+        for s, school in enumerate(names):
+            for n in range(flights):
+                record = {**common.flight_record(n), "flight_id": f"F-{s:03d}-{n:03d}"}
+                plan.append((rng.uniform(0, window), school, keys[school], record))
+        plan.sort(key=lambda item: item[0])
+        with services.processes(env, Path(logs)) as procs:
+            procs.serve()
+            for w in range(WORKERS):
+                procs.spawn(f"worker{w}", "worker")
+            time.sleep(2.0)  # the workers are up and idle before the first flight
+            posts = services.post_flights(procs.base, plan)
+            bad = [p for p in posts if p.status != 201]
+            if bad:
+                raise RuntimeError(f"{len(bad)} POSTs refused, e.g. HTTP {bad[0].status}")
+            wanted = {p.doc_number for p in posts}
+
+            def created() -> dict[str, float]:
+                return {doc: at for (_, doc), at in services.invoice_times(sim).items()}
+
+            procs.wait_until(
+                "every invoice in the simulator",
+                lambda: wanted <= set(created()),
+                timeout=300 + window,
+            )
+            times = created()
+            time.sleep(5.0 if not quick else 1.0)  # let the last passes and the projector settle
+            before = services.transactions(database)
+            time.sleep(idle)
+            after = services.transactions(database)
+            procs.check_alive()
+    load_after = services.load_average()
+    delays = [times[p.doc_number] - p.answered_at for p in posts]
+    within = sum(1 for d in delays if d <= GOAL_SECONDS)
+    per_second = (after - before) / idle
+    lines += [
+        "| measured | value | goal |",
+        "|---|---:|---:|",
+        f"| invoices within {GOAL_SECONDS:g} s of their flight | {within} of {len(delays)} "
+        f"({100 * within / len(delays):.1f} %) | 100 % |",
+        f"| flight to invoice p50 / p99 | {services.percentile(delays, 50):.2f} s / "
+        f"{services.percentile(delays, 99):.2f} s | |",
+        f"| slowest flight to invoice | {max(delays):.2f} s | <= {GOAL_SECONDS:g} s |",
+        f"| idle: transactions/s, all {schools} schools | {per_second:.2f} | |",
+        f"| idle: transactions/s per school | {per_second / schools:.4f} | ~0 |",
+        "",
+        f"Setting up {schools} schools (OAuth connect, mappings, key) took {setup_seconds:.0f} s. "
+        f"Load average (1/5/15 min) before: {load_before}, after: {load_after} on "
+        f"{common.machine()} (shared with other work).",
+        "",
+    ]
+    return "\n".join(lines)
