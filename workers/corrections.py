@@ -262,10 +262,10 @@ class CorrectionRun(PushRun):
         if not self.engine.save_each_on_conflict([event]):
             return
         self.report.calls += 1
-        outcome = self._send(event, action, invoice, request, doc, amount)
+        outcome, reread = self._send(event, action, invoice, request, doc, amount)
         if outcome.kind == OutcomeKind.SYNCED:
             qbo_id = event.qbo_id if action in _IN_PLACE else (outcome.qbo_id or "")
-            self._applied(event, action, qbo_id, doc, amount)
+            self._applied(event, action, qbo_id, doc, amount, reread=reread)
             return
         if outcome.code == "610" and action in _IN_PLACE:  # deleted between the read and the call
             self._changed(event, f"it was deleted in QuickBooks (id {event.qbo_id})")
@@ -281,18 +281,19 @@ class CorrectionRun(PushRun):
         request: str,
         doc: str,
         amount: Decimal,
-    ) -> PushOutcome:
+    ) -> tuple[PushOutcome, bool]:
+        """The call's outcome, and whether a 5010 made it re-read the invoice and retry."""
         corrector = self.corrector
         if action in _IN_PLACE:
             outcome = self._in_place(event, action, invoice, request)
             if outcome.code != STALE_CODE:
-                return outcome
+                return outcome, False
             self.report.calls += 1  # 5010: re-read and retry once
             again = corrector.read_invoice(event.id, invoice.qbo_id)
             if again.found is None or self._differs(event, again.found) is not None:
-                return outcome
+                return outcome, False
             self.report.calls += 1
-            return self._in_place(event, action, again.found, f"{request}-r")
+            return self._in_place(event, action, again.found, f"{request}-r"), True
         old = event.qbo_amount or _ZERO
         new = _ZERO if event.cancelled else event.amount
         why = event.correction_reason or ("cancelled" if event.cancelled else "amended")
@@ -308,7 +309,7 @@ class CorrectionRun(PushRun):
         note = f"flightledger correction {event.target_key} of {event.reference} ({event.id})"
         today = self.now().date()
         if action == CorrectionAction.CREDIT_MEMO:
-            return corrector.push_credit_memo(
+            memo = corrector.push_credit_memo(
                 CreditDraft(
                     event_id=event.id,
                     request_id=request,
@@ -321,7 +322,8 @@ class CorrectionRun(PushRun):
                     private_note=note,
                 )
             )
-        return self.gateway.push_invoice(
+            return memo, False
+        supplement = self.gateway.push_invoice(
             InvoiceDraft(
                 event_id=event.id,
                 request_id=request,
@@ -336,6 +338,7 @@ class CorrectionRun(PushRun):
                 private_note=note,
             )
         )
+        return supplement, False
 
     def _in_place(
         self, event: FinancialEvent, action: CorrectionAction, invoice: QboInvoice, request: str
@@ -365,6 +368,8 @@ class CorrectionRun(PushRun):
         qbo_id: str,
         doc: str,
         amount: Decimal,
+        *,
+        reread: bool = False,
     ) -> None:
         before = event.qbo_amount or _ZERO
         after = {
@@ -391,6 +396,11 @@ class CorrectionRun(PushRun):
                 f"Paid invoice kept; {what} does not change the amount ({after})"
             ),
         }[action]
+        if reread:
+            note += (
+                f" (QuickBooks first answered 5010 Stale Object Error: invoice {doc} had been "
+                "saved in QuickBooks meanwhile, same total; re-read and sent once more)"
+            )
         event.apply_correction(
             action=action,
             qbo_id=qbo_id,

@@ -245,6 +245,8 @@ class AccountingApi:
                     if operation == "void":
                         record = company.void_invoice(data)
                     else:
+                        if self._injector.take_edit_before_update():
+                            company.hand_save_invoice(str(data.get("Id")))
                         record = company.update_invoice(data)
                 except BusinessFault as fault:
                     return json_response(400, app_fault_payload([fault.error()]))

@@ -634,6 +634,15 @@ class Company:
             self._touch(record)
             return True
 
+    def hand_save_invoice(self, key: str) -> bool:
+        """A person opens the invoice in QuickBooks and saves it unchanged: a new SyncToken."""
+        with self._lock:
+            record = self.entities["Invoice"].get(key)
+            if record is None:
+                return False
+            self._touch(record)
+            return True
+
     def _touch(self, record: JsonDict) -> None:
         record["SyncToken"] = str(int(record["SyncToken"]) + 1)
         record["MetaData"] = {**record.get("MetaData", {}), "LastUpdatedTime": _stamp()}

@@ -25,6 +25,9 @@ Settings (JSON names, also accepted by ``QboSimulator.set_faults`` and ``POST /_
   default only successful creates are replayed.
 - ``inactive_items`` / ``inactive_customers``: ids made inactive in every realm.
 - ``expire_access_tokens_now`` / ``revoke_refresh_tokens``: one-shot actions (not stored).
+- ``edit_before_update`` (count): the next N invoice updates find the invoice saved by a person
+  just before them (its SyncToken moved on, nothing else changed), so each answers the real
+  5010 Stale Object Error; the re-read then shows the new SyncToken.
 - ``custom_txn_numbers`` (bool): every company's SalesFormsPrefs.CustomTxnNumbers (GET
   .../preferences); off, QBO ignores the DocNumber sent and numbers invoices itself. Kept in the
   companies until ``/_sim/reset``.
@@ -161,6 +164,7 @@ class FaultSettings:
     inactive_items: list[str] = field(default_factory=list)
     inactive_customers: list[str] = field(default_factory=list)
     force_error: list[ForcedError] = field(default_factory=list)
+    edit_before_update: int = 0
 
 
 @dataclass(frozen=True)
@@ -202,6 +206,8 @@ class FaultInjector:
                 elif name == "fault_seed":
                     self.settings.fault_seed = None if value is None else int(value)
                     self._rng = random.Random(self.settings.fault_seed)
+                elif name == "edit_before_update":
+                    self.settings.edit_before_update = max(0, int(value))
                 elif name in ("inactive_items", "inactive_customers"):
                     setattr(self.settings, name, [str(v) for v in value])
                 elif name in ("xml_throttle", "gateway_faults", "replay_failures"):
@@ -215,6 +221,14 @@ class FaultInjector:
         """The settings as JSON."""
         with self._lock:
             return asdict(self.settings)
+
+    def take_edit_before_update(self) -> bool:
+        """Whether this invoice update is preceded by a person's save (edit_before_update)."""
+        with self._lock:
+            if self.settings.edit_before_update <= 0:
+                return False
+            self.settings.edit_before_update -= 1
+            return True
 
     def drop_abandoned(self) -> bool:
         """Whether a request whose client hung up is dropped (drop_if_client_gone)."""

@@ -166,3 +166,29 @@ def test_invoice_deleted_or_edited_in_quickbooks_needs_a_person(
     assert "its total in QuickBooks is 250.00, the log says 270.00" in rows["F-2"]["reason"]
     assert invoices(sim)["FL-F-2"]["total"] == "250.00"  # nothing overwritten
     assert sim_list(sim, "creditmemos") == []
+
+
+def test_update_meets_a_stale_synctoken_rereads_and_retries_once(
+    db_url: str, sim: QboSimulator, tmp_path: Path
+) -> None:
+    """Invoice saved in QuickBooks just before our update: 5010, one re-read + retry, 1 invoice."""
+    cli = setup(sim, db_url)
+    record(cli, tmp_path, "flight-ended", [flight("F-1")])
+    sync(cli)
+    assert invoices(sim)["FL-F-1"]["sync_token"] == "0"
+    sim.set_faults(edit_before_update=1)  # a person saves it between our read and our update
+    record(cli, tmp_path, "flight-amended", [amendment("F-1", "1.0")])
+    sync(cli)
+    assert sim.faults()["edit_before_update"] == 0  # the stale update did happen
+    qbo = invoices(sim)
+    assert list(qbo) == ["FL-F-1"]  # updated in place, never a second invoice
+    # SyncToken 1 = the person's save, 2 = our retried update at the re-read token
+    assert (qbo["FL-F-1"]["total"], qbo["FL-F-1"]["sync_token"]) == ("225.00", "2")
+    assert [line["amount"] for line in qbo["FL-F-1"]["lines"]] == ["165.00", "60.00"]
+    row = {r["reference"]: r for r in cli.ok("events")}["F-1"]
+    assert row["status"] == "synced" and row["corrections_pending"] == []
+    assert Decimal(str(row["qbo_amount"])) == Decimal("225.00")
+    applied = [h["data"] for h in cli.ok("history", "F-1") if h["type"] == "CorrectionApplied"]
+    assert [a["action"] for a in applied] == ["update"]
+    assert "5010 Stale Object Error" in applied[0]["note"]
+    assert "270.00 -> 225.00" in applied[0]["note"]
