@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,8 +21,8 @@ from domain.application import FlightLedger
 from domain.financial_event import Status
 from domain.pill import status_document as status_from_connection
 from domain.ports import CompanyInfo, ConnectionCheck, FixedClock, ReasonCode
-from domain.records import parse_flight_ended
-from tests.factories import flight
+from domain.records import RecordKind, parse_correction_line, parse_flight_ended
+from tests.factories import amendment, flight
 from workers.bootstrap import open_ledger
 from workers.selection import checklist, checklist_rows
 
@@ -582,3 +583,27 @@ def test_settings_record_through_the_ledger_with_the_cli_messages(
     assert "Auto-invoice off" in history and "ann" in history
     assert "New students become QuickBooks customers by themselves: on" in history
     assert web_ledger.mappings("alpha").charges == {"fuel": "3"}, "refused input recorded nothing"
+
+
+def test_event_page_and_events_tab_show_quickbooks_amount_and_pending_correction(
+    client: TestClient, web_ledger: FlightLedger
+) -> None:
+    """A synced flight amended: the page says what QuickBooks holds and that the amendment waits."""
+    web_ledger.record("alpha", parse_flight_ended(flight("F-1")))
+    event = web_ledger.find("alpha", "F-1")
+    now = web_ledger.clock.now()
+    event.start_push(request_id="r", doc_number="FL-F-1", batched=False, actor="w", at=now)
+    event.mark_synced(qbo_id="7", doc_number="FL-F-1", actor="w", at=now)
+    web_ledger.save(event)
+    sign_in(client, "vic-token")
+    page = client.get("/events/F-1").text
+    assert "Amount in QuickBooks: 270.00 USD</dd>" in page  # in line: nothing pending
+    amended = amendment("F-1", "1.0")
+    assert web_ledger.record_correction(
+        "alpha", parse_correction_line(RecordKind.FLIGHT_AMENDED, json.dumps(amended))
+    )
+    page = client.get("/events/F-1").text
+    assert "Amount in QuickBooks: 270.00 USD · Correction pending: amendment</dd>" in page
+    assert "<dt>Amount</dt><dd>225.00 USD</dd>" in page
+    tab = client.get("/").text
+    assert 'title="QuickBooks holds 270.00">amendment pending</small>' in tab

@@ -130,6 +130,7 @@ def register(app: FastAPI, cfg: WebConfig, access: Access, pages: Pages) -> None
                 "event": event,
                 "history": history,
                 "fix": fix_for(str(event.reason_code), event.missing) if event.reason_code else "",
+                "pending": correction_words(event.pending_corrections),
             },
         )
 
@@ -211,6 +212,8 @@ def _row_words(row: EventRow, auto_invoice: bool, *, names: dict[str, str]) -> d
         "student_id": row.student_id,
         "student_name": names.get(row.student_id, ""),
         "amount": row.amount,
+        "qbo_amount": row.qbo_amount,
+        "correction": row.corrections,
         "status": row.status,
         "status_words": status_words(row.status),
         "reason_code": row.reason_code,
@@ -234,3 +237,8 @@ def _checklist(provider: ChecklistProvider | None, school: str) -> list[dict[str
     except Exception as exc:  # an unavailable checklist never breaks the dashboard
         log.warning("web_checklist_failed", school=school, error=type(exc).__name__)
         return None
+
+
+def correction_words(keys: list[str]) -> list[str]:
+    """FinancialEvent.pending_corrections ("v2", "cancel") in the view's words (CLI.md events)."""
+    return ["cancellation" if key == "cancel" else "amendment" for key in keys]
