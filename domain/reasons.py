@@ -79,15 +79,42 @@ def fix_for(reason_code: str | None, missing: Iterable[str] = ()) -> str:
         if not keys:
             return "Complete the mappings, then press Retry Failed"
         return "; ".join(describe_missing(k) for k in keys) + ", then press Retry Failed"
+    named = [k for k in keys if split_key(k)[0] in _KIND_WORDS]  # never QBO's element path
     if code == ReasonCode.INACTIVE_MAPPING:
-        if not keys:
+        if not named:
             return (
                 "A mapped QuickBooks object is inactive: reactivate it in QuickBooks or map "
                 "another, then press Retry Failed"
             )
-        names = ", ".join(keys)
         return (
-            f"Inactive in QuickBooks: {names}. Reactivate it there or map another, "
-            "then press Retry Failed"
+            f"{_mapped_words(named)} {'points' if len(named) == 1 else 'point'} at an inactive "
+            "QuickBooks object: reactivate it there or map another, then press Retry Failed"
+        )
+    if code == ReasonCode.INVALID_REFERENCE and named:
+        return (
+            f"{_mapped_words(named)} {'points' if len(named) == 1 else 'point'} at a QuickBooks "
+            "object that does not exist: "
+            + "; ".join(_remap(k) for k in named)
+            + ", then press Retry Failed"
         )
     return _FIX[code]
+
+
+def _key_words(key: str) -> str:
+    kind, name = split_key(key)
+    if kind == "default":
+        return f"the default {name.replace('_', ' ')}"
+    return f"{_KIND_WORDS[kind][0]} {name}"
+
+
+def _mapped_words(keys: list[str]) -> str:
+    words = [_key_words(k) for k in keys]
+    text = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+    return text[0].upper() + text[1:]
+
+
+def _remap(key: str) -> str:
+    kind, name = split_key(key)
+    if kind == "default":
+        return f"set {_key_words(key)} to an existing QuickBooks {name.replace('_', ' ')}"
+    return f"map {_key_words(key)} to an existing {_KIND_WORDS[kind][1].removeprefix('a ')}"

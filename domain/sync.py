@@ -10,7 +10,23 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from domain.financial_event import FinancialEvent, Status
-from domain.ports import FoundInvoice, InvoiceDraft, OutcomeKind, PushOutcome
+from domain.ports import (
+    FoundInvoice,
+    InvoiceDraft,
+    OutcomeKind,
+    PaymentDraft,
+    PushOutcome,
+    ReasonCode,
+)
+from domain.qbo_lists import (
+    ACCOUNT,
+    CUSTOMER,
+    ENTITY_WORDS,
+    ITEM,
+    PAYMENT_METHOD,
+    TERM,
+    QboLists,
+)
 from domain.records import RecordKind
 
 T = TypeVar("T")
@@ -98,42 +114,112 @@ def applies_to_reference(event: FinancialEvent) -> str | None:
 
 
 _QBO_OBJECT_ID = re.compile(r"\b(Item|Customer|Account|Term|PaymentMethod)\s+(\d+)\b")
+_LINE_INDEX = re.compile(r"Line\[(\d+)\]")
+
+
+@dataclass(frozen=True)
+class MappedRef:
+    """One of our mappings behind a QuickBooks reference of a draft (pure)."""
+
+    key: str  # "charge:fuel_surcharge", "student:S-7", "payment_type:card", "default:term"
+    words: str  # "Charge code fuel_surcharge"
+    entity: str  # domain.qbo_lists entity: Item, Customer, Account, Term, PaymentMethod
+    qbo_id: str
+
+    def describe(self, lists: QboLists | None = None) -> str:
+        """'QuickBooks item 5 (Old rental)' when the lists know it, else 'QuickBooks item 5'."""
+        found = lists.get(self.entity, self.qbo_id) if lists is not None else None
+        if found is not None:
+            return found.describe()
+        return f"QuickBooks {ENTITY_WORDS.get(self.entity, self.entity)} {self.qbo_id}"
+
+
+def element_references(
+    element: str, event: FinancialEvent, draft: InvoiceDraft | PaymentDraft | None
+) -> list[MappedRef]:
+    """The mappings QBO's `element` (``Line.SalesItemLineDetail.ItemRef``, ``CustomerRef``,
+    ``SalesTermRef``, ``DepositToAccountRef``, ``PaymentMethodRef``; "" = any) can stand for in
+    this draft: a line's item gives its charge code(s). Unknown elements give none."""
+    if draft is None:
+        return []
+    refs: list[MappedRef] = []
+
+    def wants(name: str) -> bool:
+        return not element or name in element
+
+    if isinstance(draft, InvoiceDraft) and wants("ItemRef"):
+        codes = [str(c.get("code", "")) for c in event.data.get("charges", []) or []]
+        pairs = list(zip(codes, draft.lines, strict=False))
+        index = _LINE_INDEX.search(element)
+        if index is not None and int(index.group(1)) < len(pairs):
+            pairs = [pairs[int(index.group(1))]]
+        for code, line in pairs:
+            refs.append(MappedRef(f"charge:{code}", f"Charge code {code}", ITEM, line.item_id))
+    if wants("CustomerRef"):
+        student = f"Student {event.student_id}"
+        refs.append(MappedRef(f"student:{event.student_id}", student, CUSTOMER, draft.customer_id))
+    if isinstance(draft, InvoiceDraft) and wants("SalesTermRef") and draft.term_id:
+        refs.append(MappedRef("default:term", "The default term", TERM, draft.term_id))
+    if isinstance(draft, PaymentDraft):
+        kind = str(event.data.get("payment_type", ""))
+        words = f"Payment type {kind}"
+        if wants("DepositToAccountRef"):
+            refs.append(MappedRef(f"payment_type:{kind}", words, ACCOUNT, draft.deposit_account_id))
+        if wants("PaymentMethodRef") and draft.payment_method_id:
+            refs.append(
+                MappedRef(f"payment_type:{kind}", words, PAYMENT_METHOD, draft.payment_method_id)
+            )
+    unique: dict[tuple[str, str, str], MappedRef] = {}
+    for ref in refs:
+        unique.setdefault((ref.key, ref.entity, ref.qbo_id), ref)
+    return list(unique.values())
 
 
 def blamed_mappings(
     event: FinancialEvent,
-    draft: InvoiceDraft | None,
+    draft: InvoiceDraft | PaymentDraft | None,
     outcome: PushOutcome,
     inactive: frozenset[str] | None = None,
+    lists: QboLists | None = None,
 ) -> tuple[list[str], str]:
     """Which of our mapping keys a 610/2500 fault points at, and a sentence naming them.
 
     QBO names only the element (``Line.SalesItemLineDetail.ItemRef``) and sometimes an id
-    ("Item 99"); `inactive` is what a lookup found ("Item:3"). The operator needs the charge
-    code or student that maps to it.
+    ("Item 99"); `inactive` is what a lookup found ("Item:3"); `lists` (the cached QuickBooks
+    lists, no call) tells which id QuickBooks does not know. The operator reads the charge code,
+    student, payment type or default in plain words, never the element.
     """
-    elements = " ".join(outcome.missing)
+    refs = element_references(" ".join(outcome.missing), event, draft)
+    if not refs:
+        return [], ""
+    gone = outcome.reason_code == ReasonCode.INVALID_REFERENCE
     named = {(kind, number) for kind, number in _QBO_OBJECT_ID.findall(outcome.message)}
     if not named and inactive:
         named = {(ref.partition(":")[0], ref.partition(":")[2]) for ref in inactive}
-    keys: list[str] = []
-    parts: list[str] = []
-    if draft is not None and ("ItemRef" in elements or not elements):
-        codes = [str(c["code"]) for c in event.data.get("charges", [])]
-        for code, line in zip(codes, draft.lines, strict=False):
-            key = f"charge:{code}"
-            if key in keys or (named and ("Item", line.item_id) not in named):
-                continue
-            keys.append(key)
-            parts.append(f"charge code {code} -> item {line.item_id}")
-    customer_blamed = not named or ("Customer", draft.customer_id if draft else "") in named
-    if draft is not None and ("CustomerRef" in elements or not elements) and customer_blamed:
-        keys.append(f"student:{event.student_id}")
-        parts.append(f"student {event.student_id} -> customer {draft.customer_id}")
-    if not parts:
-        return keys, ""
-    lead = " Inactive in QuickBooks: " if named else " Mapped here (one of them is affected): "
+    if not named and lists is not None:
+        known = {r.entity for r in refs if lists.of(r.entity)}  # a list that was cached
+        named = {
+            (r.entity, r.qbo_id)
+            for r in refs
+            if r.entity in known
+            and (lists.get(r.entity, r.qbo_id) is None if gone else _inactive(lists, r))
+        }
+    blamed = [r for r in refs if (r.entity, r.qbo_id) in named]
+    sure = bool(blamed) or len(refs) == 1  # one candidate: it is the one
+    blamed = blamed or refs
+    state = "which does not exist in QuickBooks" if gone else "which is inactive"
+    verb = {"default:term": "is"}
+    parts = [f"{r.words} {verb.get(r.key, 'is mapped to')} {r.describe(lists)}" for r in blamed]
+    keys = list(dict.fromkeys(r.key for r in blamed))
+    if sure:
+        return keys, " " + " ".join(f"{part}, {state}." for part in parts)
+    lead = " One of these QuickBooks does not know: " if gone else " One of these is inactive: "
     return keys, lead + "; ".join(parts) + "."
+
+
+def _inactive(lists: QboLists, ref: MappedRef) -> bool:
+    found = lists.get(ref.entity, ref.qbo_id)
+    return found is not None and not found.active
 
 
 def is_outage(outcome: PushOutcome) -> bool:

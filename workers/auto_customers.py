@@ -50,7 +50,7 @@ from domain.financial_event import FinancialEvent
 from domain.ids import customer_request_id
 from domain.mappings import Mappings
 from domain.ports import AccountingGateway, OutcomeKind, PushOutcome, ReasonCode
-from domain.qbo_lists import CUSTOMER, QboObject
+from domain.qbo_lists import CUSTOMER, QboLists, QboObject
 from workers.push_run import AUTH_STOP_REASONS, PassReport, PushRun, unusable_gateway
 
 if TYPE_CHECKING:
@@ -248,10 +248,14 @@ class CachedCustomers:
         self.ledger = ledger
         self.store = store
 
+    def lists(self, school: str) -> QboLists | None:
+        """The cached lists of the school's current realm; None when never read."""
+        realm = self.ledger.connection(school).realm
+        return self.store.get(school, realm) if realm else None
+
     def customers(self, school: str) -> Sequence[CustomerCandidate] | None:
         """The cached customers, active or not; None when the realm's lists were never read."""
-        realm = self.ledger.connection(school).realm
-        lists = self.store.get(school, realm) if realm else None
+        lists = self.lists(school)
         if lists is None:
             return None
         return [CustomerCandidate(o.id, o.name, o.email, o.active) for o in lists.of(CUSTOMER)]

@@ -26,6 +26,7 @@ from domain.ports import (
     FoundInvoice,
     InvoiceDraft,
     OutcomeKind,
+    PaymentDraft,
     PushOutcome,
     ReasonCode,
 )
@@ -223,7 +224,7 @@ class PushRun:
         self.report.calls += 1
         outcome = self.gateway.push_payment(draft)
         self.engine.observe_call(self.school, [outcome])
-        self._record(event, outcome, draft=None, careful=careful)
+        self._record(event, outcome, draft=None, careful=careful, payment=draft)
         self.engine.save_each_on_conflict([event])
 
     def _linked_invoice(self, event: FinancialEvent) -> tuple[bool, str | None]:
@@ -337,6 +338,7 @@ class PushRun:
         *,
         draft: InvoiceDraft | None,
         careful: bool,
+        payment: PaymentDraft | None = None,
     ) -> None:
         """Turn one classified outcome into the event's next status."""
         now = self.now()
@@ -373,7 +375,8 @@ class PushRun:
                     inactive = self.gateway.inactive_references(
                         sorted({line.item_id for line in draft.lines}), [draft.customer_id]
                     )
-                keys, sentence = blamed_mappings(event, draft, outcome, inactive)
+                lists = self.engine.cached_lists(self.school) if inactive is None else None
+                keys, sentence = blamed_mappings(event, draft or payment, outcome, inactive, lists)
                 message, missing = message + sentence, keys + missing
             event.require_action(
                 reason_code=reason, message=message, missing=missing, actor=actor, at=now

@@ -89,7 +89,8 @@ def build_worker(ledger: FlightLedger, config: Config) -> WorkerRuntime:
         return engine.should_stop()
 
     engine = SyncEngine(ledger, view, gateway_factory(ledger, config, stopping=stopping))
-    engine.known_customers = CachedCustomers(ledger, QboListStore(db))
+    cached = CachedCustomers(ledger, QboListStore(db))
+    engine.known_customers, engine.cached_lists = cached, cached.lists
     loop = WorkerLoop(
         engine,
         view,

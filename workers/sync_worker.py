@@ -21,6 +21,7 @@ from domain.customers import KnownCustomers
 from domain.financial_event import FailureCategory, FinancialEvent, Status
 from domain.ports import AccountingGateway, PushOutcome, ReasonCode
 from domain.preflight import check_connection, check_mappings
+from domain.qbo_lists import QboLists
 from domain.sync import BATCH_MAX, CircuitBreaker, RetryPolicy, is_outage
 from projections.view import FinancialEventView
 from workers.auto_customers import resolve_new_students
@@ -70,6 +71,8 @@ class SyncEngine:
         self._due: dict[UUID, tuple[str, datetime]] = {}  # next attempt (memory only)
         self._paused_until: dict[str, datetime] = {}  # realm pauses after 429
         self.known_customers: KnownCustomers | None = None  # cached QBO customers (auto-customers)
+        # the school's cached QuickBooks lists (no call): name the mapping behind a 2500
+        self.cached_lists: Callable[[str], QboLists | None] = lambda school: None
         self._breakers: dict[str, CircuitBreaker] = {}  # per school's realm: outages back off
         # set by the worker loop: SIGTERM or --max-seconds reached; a pass stops between calls
         self.should_stop: Callable[[], bool] = lambda: False

@@ -114,12 +114,16 @@ def throttle_xml() -> Response:
     return Response(status=429, body=xml.encode(), content_type="application/xml")
 
 
-def xml_fault(status: int, code: str, message: str, detail: str, fault_type: str) -> Response:
-    """An application fault as XML (QBO's "General Authentication Error" comes this way)."""
+def xml_fault(
+    status: int, code: str, message: str, detail: str, fault_type: str, element: str = ""
+) -> Response:
+    """An application fault as XML (QBO's "General Authentication Error" comes this way; a
+    validation fault names its ``element`` as an attribute of ``Error``)."""
+    named = f' element="{escape(element)}"' if element else ""
     xml = (
         '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
         f'<IntuitResponse xmlns="http://schema.intuit.com/finance/v3" time="{now_iso()}">'
-        f'<Fault type="{escape(fault_type)}"><Error code="{escape(code)}">'
+        f'<Fault type="{escape(fault_type)}"><Error code="{escape(code)}"{named}>'
         f"<Message>{escape(message)}</Message><Detail>{escape(detail)}</Detail>"
         "</Error></Fault></IntuitResponse>"
     )

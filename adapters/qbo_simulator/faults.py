@@ -130,7 +130,12 @@ class ForcedError:
             if self.http_status == 429:
                 return throttle_xml()
             return xml_fault(
-                self.http_status, self.code, self.message, self.detail, self.fault_type
+                self.http_status,
+                self.code,
+                self.message,
+                self.detail,
+                self.fault_type,
+                element=self.element,
             )
         if self.envelope == "gateway":
             return gateway_fault(

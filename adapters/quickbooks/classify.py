@@ -8,6 +8,7 @@ next inside the same call (refresh the token once, retry after a pause, look up 
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from dataclasses import dataclass, replace
@@ -32,6 +33,7 @@ RESET = "reset"  # connection reset after sending: QBO may have performed it
 
 _NOT_SENT = frozenset({REFUSED, CONNECT_TIMEOUT})
 _XML_CODE = re.compile(r"errorCode=0*(\d+)|<(?:\w+:)?Error[^>]*code=\"(\d+)\"", re.I)
+_XML_ELEMENT = re.compile(r"<(?:\w+:)?Error\b[^>]*\belement=\"([^\"]*)\"", re.I)
 _HTML_TITLE = re.compile(r"<title>(.*?)</title>", re.I | re.S)
 _GATEWAY_CODE = re.compile(r"errorCode=0*(\d+)")
 
@@ -85,9 +87,16 @@ def parse_fault(http_status: int | None, body: str) -> Failure:
             code=code or ("3001" if http_status == HTTPStatus.TOO_MANY_REQUESTS else ""),
             message=message or text[:200],
             detail=_xml_text(text, "Detail"),
+            element=_xml_element(text),
             body_kind="xml",
         )
     return Failure(http_status=http_status, message=text[:300], body_kind="text")
+
+
+def _xml_element(text: str) -> str:
+    """The ``element`` attribute of the first ``<Error>`` (XML faults name it there)."""
+    found = _XML_ELEMENT.search(text)
+    return html.unescape(found.group(1)).strip() if found else ""
 
 
 def _xml_text(text: str, tag: str) -> str:

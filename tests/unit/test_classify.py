@@ -126,3 +126,23 @@ def test_gateway_envelope_code_from_message() -> None:
     failure = gateway(429, "", "message=ThrottleExceeded; errorCode=003001; statusCode=429")
     assert failure.code == "3001"
     assert failure.body_kind == "gateway"
+
+
+def test_an_xml_validation_fault_keeps_its_element() -> None:
+    """QBO's XML 2500 names the element as an attribute of Error: it reaches the verdict."""
+    body = (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+        '<IntuitResponse xmlns="http://schema.intuit.com/finance/v3" time="2026-11-20T08:00:00">'
+        '<Fault type="ValidationFault"><Error code="2500" '
+        'element="Line.SalesItemLineDetail.ItemRef"><Message>Invalid Reference Id</Message>'
+        "<Detail>Invalid Reference Id : Item 999</Detail></Error></Fault></IntuitResponse>"
+    )
+    failure = parse_fault(400, body)
+    assert (failure.code, failure.element, failure.body_kind) == (
+        "2500",
+        "Line.SalesItemLineDetail.ItemRef",
+        "xml",
+    )
+    verdict = classify(failure, event_id=uuid.uuid4(), is_create=True)
+    assert verdict.outcome.reason_code == ReasonCode.INVALID_REFERENCE
+    assert verdict.outcome.missing == ("Line.SalesItemLineDetail.ItemRef",)
