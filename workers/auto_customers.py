@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
 from uuid import UUID
 
 import structlog
@@ -51,10 +50,7 @@ from domain.ids import customer_request_id
 from domain.mappings import Mappings
 from domain.ports import AccountingGateway, OutcomeKind, PushOutcome, ReasonCode
 from domain.qbo_lists import CUSTOMER, QboLists, QboObject
-from workers.push_run import AUTH_STOP_REASONS, PassReport, PushRun, unusable_gateway
-
-if TYPE_CHECKING:
-    from workers.sync_worker import SyncEngine
+from workers.push_run import AUTH_STOP_REASONS, PassHost, PassReport, PushRun, unusable_gateway
 
 log = structlog.get_logger("flightledger.sync")
 
@@ -63,7 +59,7 @@ RECHECKED = "QuickBooks is checked by name before the customer is created again"
 
 
 def resolve_new_students(
-    engine: SyncEngine,
+    engine: PassHost,
     school: str,
     due: Sequence[FinancialEvent],
     mappings: Mappings,
@@ -106,7 +102,7 @@ class _Resolver:
 
     def __init__(
         self,
-        engine: SyncEngine,
+        engine: PassHost,
         school: str,
         mappings: Mappings,
         report: PassReport,

@@ -151,7 +151,7 @@ class CorrectionRun(PushRun):
 
     def _synced(self, event: FinancialEvent, qbo_id: str, doc: str) -> None:
         event.mark_synced(qbo_id=qbo_id, doc_number=doc, actor=self.engine.actor, at=self.now())
-        self.engine.unschedule(event.id)
+        self.retries.unschedule(event.id)
         self.report.count(Status.SYNCED)
         self.engine.save_each_on_conflict([event])
 
@@ -411,7 +411,7 @@ class CorrectionRun(PushRun):
             actor=self.engine.actor,
             at=self.now(),
         )
-        self.engine.unschedule(event.id)
+        self.retries.unschedule(event.id)
         self.report.count(Status.SYNCED)
         self.engine.save_each_on_conflict([event])
         log.info("correction_applied", event_id=str(event.id), action=action.value, doc=doc)
@@ -429,7 +429,7 @@ class CorrectionRun(PushRun):
             actor=self.engine.actor,
             at=self.now(),
         )
-        self.engine.unschedule(event.id)
+        self.retries.unschedule(event.id)
         self.report.count(Status.ACTION_REQUIRED)
         self.engine.save_each_on_conflict([event])
 

@@ -8,16 +8,18 @@ event's next status with QuickBooks's own message and our reason code.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import Protocol
 from uuid import UUID
 
 import structlog
 from eventsourcing.persistence import IntegrityError
 
 from adapters import metrics
+from domain.application import FlightLedger
+from domain.customers import KnownCustomers
 from domain.financial_event import FailureCategory, FinancialEvent, NotFound, Status
 from domain.ids import doc_number, request_id
 from domain.mappings import Mappings
@@ -31,6 +33,7 @@ from domain.ports import (
     ReasonCode,
 )
 from domain.preflight import INVOICE_KINDS, RECONNECT_MESSAGE, invoice_draft, payment_draft
+from domain.qbo_lists import QboLists
 from domain.sync import (
     THROTTLE_CODES,
     applies_to_reference,
@@ -42,9 +45,7 @@ from domain.sync import (
     may_have_landed,
     same_invoice,
 )
-
-if TYPE_CHECKING:
-    from workers.sync_worker import SyncEngine
+from workers.retry_schedule import RetrySchedule
 
 log = structlog.get_logger("flightledger.sync")
 
@@ -76,12 +77,44 @@ class PassReport:
         self.recorded += n
 
 
+class PassHost(Protocol):
+    """What a pass's steps (PushRun, CorrectionRun, auto-customers) need from the engine that
+    runs them (workers.sync_worker.SyncEngine), so they never import it: no import circle."""
+
+    ledger: FlightLedger
+    actor: str
+    batch_size: int
+    gateways: Callable[[str], AccountingGateway]
+    known_customers: KnownCustomers | None
+    retries: RetrySchedule  # due times, realm pauses and circuit breakers
+    should_stop: Callable[[], bool]
+    cached_lists: Callable[[str], QboLists | None]  # a school's cached QuickBooks lists
+
+    def now(self) -> datetime:
+        """The ledger clock's time."""
+        ...
+
+    def save_each_on_conflict(self, events: Sequence[FinancialEvent]) -> list[FinancialEvent]:
+        """Save in one transaction; on a version conflict one by one, dropping losers."""
+        ...
+
+    def require_all(
+        self,
+        events: Sequence[FinancialEvent],
+        reason: ReasonCode,
+        message: str,
+        report: PassReport,
+    ) -> None:
+        """Every event that still waits goes to action_required with one reason and message."""
+        ...
+
+
 class PushRun:
     """The sending part of one pass: careful resolutions, invoice batches, then payments."""
 
     def __init__(
         self,
-        engine: SyncEngine,
+        engine: PassHost,
         school: str,
         mappings: Mappings,
         report: PassReport,
@@ -90,6 +123,7 @@ class PushRun:
         own_numbers: bool = True,
     ) -> None:
         self.engine = engine
+        self.retries = engine.retries  # the schedule this run reads and updates
         # QuickBooks keeps our DocNumbers (custom transaction numbers on): batches and DocNumber
         # lookups are safe. Off, every invoice goes alone with its requestid, never looked up.
         self.own_numbers = own_numbers
@@ -147,7 +181,7 @@ class PushRun:
         circuit breaker), or the worker is shutting down (SIGTERM, --max-seconds)."""
         return (
             self.stopped is not None
-            or self.engine.paused_until(self.school) is not None
+            or self.retries.paused_until(self.school) is not None
             or self.engine.should_stop()
         )
 
@@ -200,7 +234,7 @@ class PushRun:
             outcomes = [self.gateway.push_invoice(drafts[0])]
         else:
             outcomes = list(self.gateway.push_invoices(drafts))
-        self.engine.observe_call(self.school, outcomes)
+        self.retries.observe_call(self.school, outcomes, self.now())
         by_id = {o.event_id: o for o in outcomes}
         for event, draft in zip(started, drafts, strict=True):
             outcome = by_id.get(event.id) or PushOutcome(
@@ -223,7 +257,7 @@ class PushRun:
         draft = payment_draft(event, self.mappings, linked)
         self.report.calls += 1
         outcome = self.gateway.push_payment(draft)
-        self.engine.observe_call(self.school, [outcome])
+        self.retries.observe_call(self.school, [outcome], self.now())
         self._record(event, outcome, draft=None, careful=careful, payment=draft)
         self.engine.save_each_on_conflict([event])
 
@@ -262,10 +296,10 @@ class PushRun:
             self.report.calls += 1
             lookup = self.gateway.find_invoice(draft.doc_number)
             if lookup.failure is not None:
-                self.engine.observe_call(self.school, [lookup.failure])
+                self.retries.observe_call(self.school, [lookup.failure], self.now())
                 self._lookup_failed(event, lookup.failure)
                 return
-            self.engine.breaker(self.school).succeeded()
+            self.retries.breaker(self.school).succeeded()
             if lookup.found is not None:
                 self._settle_found(event, draft, lookup.found)
                 self.engine.save_each_on_conflict([event])
@@ -274,7 +308,7 @@ class PushRun:
             return
         self.report.calls += 1
         outcome = self.gateway.push_invoice(draft)
-        self.engine.observe_call(self.school, [outcome])
+        self.retries.observe_call(self.school, [outcome], self.now())
         self._record(event, outcome, draft=draft, careful=True)
         self.engine.save_each_on_conflict([event])
 
@@ -283,7 +317,7 @@ class PushRun:
     ) -> None:
         """A lookup found an invoice with our DocNumber: ours -> synced, else duplicate."""
         now = self.now()
-        self.engine.unschedule(event.id)
+        self.retries.unschedule(event.id)
         if same_invoice(found, draft):
             event.mark_synced(
                 qbo_id=found.qbo_id, doc_number=draft.doc_number, actor=self.engine.actor, at=now
@@ -312,7 +346,7 @@ class PushRun:
         if is_throttle(failure):
             self._pause(failure)
         failures = self._failures(event) + 1
-        self.engine.schedule(event, failures, self.now(), failure.retry_after or 0.0)
+        self.retries.schedule(event, failures, self.now(), failure.retry_after or 0.0)
         log.info("doc_number_lookup_failed", event_id=str(event.id), message=failure.message)
 
     # --- outcomes -----------------------------------------------------------------------------
@@ -328,7 +362,7 @@ class PushRun:
 
     def _pause(self, outcome: PushOutcome) -> None:
         seconds = outcome.retry_after if outcome.retry_after is not None else THROTTLE_PAUSE_SECONDS
-        self.engine.pause(self.school, self.now() + timedelta(seconds=seconds))
+        self.retries.pause(self.school, self.now() + timedelta(seconds=seconds))
         log.info("realm_paused", school=self.school, seconds=seconds)
 
     def _record(
@@ -350,7 +384,7 @@ class PushRun:
             )
             if event.kind in INVOICE_KINDS:
                 metrics.invoice_synced(event.created_on, datetime.now(UTC))
-            self.engine.unschedule(event.id)
+            self.retries.unschedule(event.id)
             self.report.count(Status.SYNCED)
             log.info(
                 "event_pushed", event_id=str(event.id), school=self.school, qbo_id=outcome.qbo_id
@@ -381,7 +415,7 @@ class PushRun:
             event.require_action(
                 reason_code=reason, message=message, missing=missing, actor=actor, at=now
             )
-            self.engine.unschedule(event.id)
+            self.retries.unschedule(event.id)
             self.report.count(Status.ACTION_REQUIRED)
             log.info("event_needs_action", event_id=str(event.id), reason_code=reason.value)
             return
@@ -390,7 +424,7 @@ class PushRun:
         if throttled:
             self._pause(outcome)
         failures = 0 if throttled else self._failures(event) + 1
-        if not throttled and self.engine.policy.exhausted(failures):
+        if not throttled and self.retries.policy.exhausted(failures):
             category = FailureCategory.EXHAUSTED
             message = f"{_message(outcome)} (gave up after {failures} attempts: press Retry Failed)"
         elif careful or outcome.kind == OutcomeKind.UNCERTAIN:
@@ -400,10 +434,10 @@ class PushRun:
         event.mark_failed(category=category, code=code, message=message, actor=actor, at=now)
         self.report.count(event.status)  # STATUS_AFTER_FAILURE, applied by the aggregate
         if category == FailureCategory.EXHAUSTED:
-            self.engine.unschedule(event.id)
+            self.retries.unschedule(event.id)
         else:
             floor = outcome.retry_after or (THROTTLE_PAUSE_SECONDS if throttled else 0.0)
-            self.engine.schedule(event, max(1, failures), now, floor)
+            self.retries.schedule(event, max(1, failures), now, floor)
         log.info("push_failed", event_id=str(event.id), category=category.value, code=code)
 
     def _resolve_duplicate(self, event: FinancialEvent, draft: InvoiceDraft) -> bool:

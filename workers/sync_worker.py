@@ -8,8 +8,8 @@ crashed pass) and recovery turns it into ``uncertain``, which is resolved withou
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Collection, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from uuid import UUID
 
 import structlog
@@ -22,11 +22,12 @@ from domain.financial_event import FailureCategory, FinancialEvent, Status
 from domain.ports import AccountingGateway, PushOutcome, ReasonCode
 from domain.preflight import check_connection, check_mappings
 from domain.qbo_lists import QboLists
-from domain.sync import BATCH_MAX, CircuitBreaker, RetryPolicy, is_outage
+from domain.sync import BATCH_MAX, CircuitBreaker, RetryPolicy
 from projections.view import FinancialEventView
 from workers.auto_customers import resolve_new_students
 from workers.corrections import CorrectionRun, split_corrections
 from workers.push_run import PassReport, PushRun, unusable_gateway
+from workers.retry_schedule import RetrySchedule
 
 __all__ = ["GatewayFactory", "PassReport", "SyncEngine"]
 
@@ -68,12 +69,11 @@ class SyncEngine:
         self.batch_size = max(1, min(batch_size, BATCH_MAX))
         self.actor = actor
         self.rng = rng or random.Random()
-        self._due: dict[UUID, tuple[str, datetime]] = {}  # next attempt (memory only)
-        self._paused_until: dict[str, datetime] = {}  # realm pauses after 429
+        # due times, realm pauses (429, open circuit) and breakers: memory only
+        self.retries = RetrySchedule(self.policy, self.rng)
         self.known_customers: KnownCustomers | None = None  # cached QBO customers (auto-customers)
         # the school's cached QuickBooks lists (no call): name the mapping behind a 2500
         self.cached_lists: Callable[[str], QboLists | None] = lambda school: None
-        self._breakers: dict[str, CircuitBreaker] = {}  # per school's realm: outages back off
         # set by the worker loop: SIGTERM or --max-seconds reached; a pass stops between calls
         self.should_stop: Callable[[], bool] = lambda: False
 
@@ -83,71 +83,33 @@ class SyncEngine:
         """The ledger clock's time."""
         return self.ledger.clock.now()
 
-    def _is_due(self, event: FinancialEvent, now: datetime) -> bool:
-        if event.status not in (Status.RETRYING, Status.UNCERTAIN):
-            return True
-        entry = self._due.get(event.id)
-        if entry is None:  # after a restart: derived from attempts and the last update
-            when = self.policy.next_attempt_at(
-                event.modified_on, min(event.attempts, self.policy.max_attempts), self.rng
-            )
-            self._due[event.id] = (event.school, when)
-            return when <= now
-        return entry[1] <= now
-
     def schedule(self, event: FinancialEvent, failures: int, now: datetime, floor: float) -> None:
-        """The next attempt after failures: backoff with jitter, never sooner than floor s."""
-        delay = max(floor, self.policy.delay(max(1, failures), self.rng))
-        self._due[event.id] = (event.school, now + timedelta(seconds=delay))
+        """RetrySchedule.schedule (kept for callers of the engine)."""
+        self.retries.schedule(event, failures, now, floor)
 
     def unschedule(self, event_id: UUID) -> None:
-        """The event no longer waits for a retry."""
-        self._due.pop(event_id, None)
+        """RetrySchedule.unschedule."""
+        self.retries.unschedule(event_id)
 
     def pause(self, school: str, until: datetime) -> None:
-        """Call nothing for the school's realm before until (after a 429)."""
-        self._paused_until[school] = until
-
-    def _forget(self, school: str, keep: Collection[UUID]) -> None:
-        """Drop due dates of a school's events that no longer wait."""
-        for event_id, (owner, _) in list(self._due.items()):
-            if owner == school and event_id not in keep:
-                del self._due[event_id]
+        """RetrySchedule.pause."""
+        self.retries.pause(school, until)
 
     def next_due(self, school: str | None = None) -> datetime | None:
         """The earliest time a retrying/uncertain event (or a paused realm) becomes due."""
-        times = [when for s, when in self._due.values() if school is None or s == school]
-        times.extend(
-            when for s, when in self._paused_until.items() if school is None or s == school
-        )
-        return min(times) if times else None
+        return self.retries.next_due(school)
 
     def paused_until(self, school: str) -> datetime | None:
         """When a throttled realm may be called again."""
-        return self._paused_until.get(school)
+        return self.retries.paused_until(school)
 
     def breaker(self, school: str) -> CircuitBreaker:
         """The school's realm circuit breaker (memory only: a restart starts closed)."""
-        return self._breakers.setdefault(school, CircuitBreaker())
+        return self.retries.breaker(school)
 
     def observe_call(self, school: str, outcomes: Sequence[PushOutcome]) -> None:
         """One call's answer(s) feed the realm's breaker: all outages count one failure."""
-        breaker = self.breaker(school)
-        if outcomes and all(is_outage(o) for o in outcomes):
-            now = self.now()
-            opened = breaker.failed(now)
-            if opened is not None:
-                self.pause(school, now + timedelta(seconds=opened))
-                log.warning(
-                    "realm_circuit_open",
-                    school=school,
-                    seconds=opened,
-                    message=outcomes[0].message[:300],
-                )
-        elif outcomes:
-            if breaker.half_open or breaker.failures:
-                log.info("realm_circuit_closed", school=school)
-            breaker.succeeded()
+        self.retries.observe_call(school, outcomes, self.now())
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -181,7 +143,7 @@ class SyncEngine:
                 actor=self.actor,
                 at=now,
             )
-            self._due[event.id] = (school, now)
+            self.retries.due_now(event, now)
         if orphans:
             self.save_each_on_conflict(orphans)
             log.info("syncing_recovered", school=school, count=len(orphans))
@@ -194,20 +156,17 @@ class SyncEngine:
         report = PassReport(school)
         now = self.now()
         if not self.ledger.settings(school).auto_invoice:
-            self._forget(school, keep=())
+            self.retries.forget(school, keep=())
             report.skipped = "auto_invoice_off"
             return report
-        paused = self._paused_until.get(school)
-        if paused is not None:
-            if paused > now:
-                report.skipped = "paused"
-                return report
-            del self._paused_until[school]
-        self.breaker(school).allows(now)  # a cooldown that passed lets one probe call through
+        if self.retries.still_paused(school, now):
+            report.skipped = "paused"
+            return report
+        self.retries.breaker(school).allows(now)  # a passed cooldown lets one probe call through
         waiting = self._load(
             school, [Status.PENDING.value, Status.RETRYING.value, Status.UNCERTAIN.value]
         )
-        self._forget(school, keep={e.id for e in waiting})
+        self.retries.forget(school, keep={e.id for e in waiting})
         if not waiting:
             return report
         connection = self.ledger.connection(school)
@@ -215,7 +174,7 @@ class SyncEngine:
         if blocked is not None:
             self.require_all(waiting, blocked.reason_code, blocked.message, report)
             return report
-        due = [e for e in waiting if self._is_due(e, now)]
+        due = [e for e in waiting if self.retries.is_due(e, now)]
         mappings = self.ledger.mappings(school)
         if self.ledger.settings(school).auto_customers:  # new students get their customer first
             resolved = resolve_new_students(self, school, due, mappings, report)
@@ -277,7 +236,7 @@ class SyncEngine:
             )
             if event.pending_events:
                 changed.append(event)
-            self._due.pop(event.id, None)
+            self.retries.unschedule(event.id)
         if changed:
             self.save_each_on_conflict(changed)
             report.count(Status.ACTION_REQUIRED, len(changed))

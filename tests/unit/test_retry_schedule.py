@@ -1,0 +1,54 @@
+"""RetrySchedule: due times and realm pauses, kept apart from the engine that runs passes."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
+
+from domain.ports import OutcomeKind, PushOutcome
+from domain.sync import RetryPolicy
+from workers.retry_schedule import RetrySchedule
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+class _Event:
+    """The two fields the schedule keys on."""
+
+    def __init__(self, school: str) -> None:
+        self.id = uuid4()
+        self.school = school
+
+
+def test_due_times_and_pauses_give_the_next_due_per_school() -> None:
+    """next_due is the earliest due time or pause end of the school; forget drops the rest."""
+    schedule = RetrySchedule(RetryPolicy(), random.Random(1))
+    a, b = _Event("north"), _Event("south")
+    schedule.schedule(a, 1, NOW, floor=30)  # type: ignore[arg-type]
+    schedule.due_now(b, NOW)  # type: ignore[arg-type]
+    due_a = schedule.next_due("north")
+    assert due_a is not None and due_a >= NOW + timedelta(seconds=30)
+    assert schedule.next_due() == NOW
+    schedule.pause("north", NOW + timedelta(seconds=5))
+    assert schedule.next_due("north") == NOW + timedelta(seconds=5)
+    assert schedule.still_paused("north", NOW) is True
+    assert schedule.still_paused("north", NOW + timedelta(seconds=5)) is False
+    assert schedule.paused_until("north") is None  # a pause that passed is cleared
+    schedule.forget("north", keep=())
+    assert schedule.next_due("north") is None and schedule.next_due("south") == NOW
+    schedule.unschedule(b.id)
+    assert schedule.next_due() is None
+
+
+def test_outage_calls_open_the_realms_circuit_and_pause_it() -> None:
+    """Five outage calls in a row open the breaker, which pauses the realm; a success closes."""
+    schedule = RetrySchedule(RetryPolicy(), random.Random(1))
+    down = PushOutcome(uuid4(), OutcomeKind.TRANSIENT, message="down", http_status=503)
+    for _ in range(5):
+        schedule.observe_call("north", [down], NOW)
+    paused = schedule.paused_until("north")
+    assert paused is not None and paused > NOW
+    assert schedule.paused_until("south") is None
+    schedule.observe_call("north", [PushOutcome(uuid4(), OutcomeKind.SYNCED, qbo_id="1")], NOW)
+    assert schedule.breaker("north").failures == 0
