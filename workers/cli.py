@@ -45,12 +45,58 @@ def main_options(
     ctx.call_on_close(cli.close)
 
 
-def _register_commands() -> None:
-    for module_info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{commands.__name__}.{module_info.name}")
+# The module of workers/commands that registers each top-level command. Starting a command
+# imports only its module: all of them together pull in python-quickbooks, FastAPI, the
+# simulator, ... (about 1 s of CPU at every start). A name not listed here, `--help` or no
+# command at all registers every command (tests/unit/test_cli_lazy.py keeps the table true).
+COMMAND_MODULES = {
+    "audit": "audit",
+    "checklist": "checklist",
+    "connection": "connection",
+    "demo": "demo",
+    "dismiss": "retry",
+    "events": "events",
+    "history": "history",
+    "keys": "keys",
+    "mappings": "mappings",
+    "record": "record",
+    "retry-failed": "retry",
+    "serve": "serve",
+    "settings": "mappings",
+    "simulator": "simulator",
+    "view": "view",
+    "worker": "worker",
+}
+
+
+def _register_commands(command: str | None = None) -> None:
+    """Register the command's module, or every module when the command is unknown or None."""
+    only = COMMAND_MODULES.get(command or "")
+    if only is not None:
+        names = [only]
+    else:
+        names = sorted(m.name for m in pkgutil.iter_modules(commands.__path__))
+    for name in names:
+        module = importlib.import_module(f"{commands.__name__}.{name}")
         register = getattr(module, "register", None)
         if register is not None:
             register(app)
+
+
+def command_name(argv: Sequence[str]) -> str | None:
+    """The command an argument list runs (global options hoisted to the front), if any."""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in GLOBAL_VALUE_OPTIONS:
+            i += 2
+        elif arg.startswith("-"):
+            if arg in ("--help", "-h"):
+                return None
+            i += 1
+        else:
+            return arg
+    return None
 
 
 def hoist_global_options(argv: Sequence[str]) -> list[str]:
@@ -79,8 +125,8 @@ def hoist_global_options(argv: Sequence[str]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point: never prints a traceback."""
     configure_logging()
-    _register_commands()
     args = hoist_global_options(sys.argv[1:] if argv is None else argv)
+    _register_commands(command_name(args))
     try:
         app(args=args, prog_name="flightledger", standalone_mode=True)
     except DatabaseUrlError as exc:

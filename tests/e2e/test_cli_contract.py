@@ -18,7 +18,7 @@ from adapters.qbo_simulator import QboSimulator, SimulatorConfig
 from tests.factories import flight, invoice_request, jsonl, payment
 
 EXE = str(Path(sys.executable).with_name("flightledger"))
-pytestmark = pytest.mark.timeout(240)
+pytestmark = pytest.mark.timeout(480)  # a hang guard: the walk runs ~60 CLI processes
 
 EVENT_FIELDS = {
     "id",

@@ -24,7 +24,7 @@ from workers.bootstrap import open_ledger
 workers.cli._register_commands()
 RUNNER = CliRunner()
 SETTINGS = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 Mutation = tuple[dict[str, Any], str]  # (record, the field the refusal must name)
 
