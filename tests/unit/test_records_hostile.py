@@ -42,8 +42,9 @@ def one(db: str, record: dict[str, Any] | str, kind: str = "flight-ended") -> di
 def test_fullwidth_and_ascii_ids_are_one_flight(db: str, ident: str) -> None:
     """An id and its fullwidth form are one identity (NFKC): the second is a duplicate."""
     before = log_size(db)
-    assert one(db, flight(fullwidth(f"W{ident}")))["recorded"] == 1
-    assert one(db, flight(f"W{ident}")) == {"recorded": 0, "duplicates": 1, "rejected": []}
+    ident = f"W{ident}-{uuid.uuid4().hex[:8]}"  # the log is shared by every example
+    assert one(db, flight(fullwidth(ident)))["recorded"] == 1
+    assert one(db, flight(ident)) == {"recorded": 0, "duplicates": 1, "rejected": []}
     assert log_size(db) == before + 1
 
 
