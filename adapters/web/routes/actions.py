@@ -16,7 +16,14 @@ from adapters.web.config import WebConfig
 from adapters.web.session import flash, form
 from domain.financial_event import NotFound, TransitionRefused
 from domain.qbo_lists import ListsUnavailable
-from domain.retry import FAILED_GROUP, GROUPS, RetryResult, UnknownEvent, select_for_retry
+from domain.retry import (
+    FAILED_GROUP,
+    GROUPS,
+    RetryResult,
+    Selection,
+    UnknownEvent,
+    select_for_retry,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -66,26 +73,7 @@ def register(app: FastAPI, cfg: WebConfig, access: Access) -> None:
         if group not in GROUPS:
             raise HTTPException(400, f"Unknown group {group!r}: nothing was retried.")
         chosen = select_for_retry(ledger, user.school, reason=group, rows=cfg.view)
-        result = ledger.retry_failed(
-            user.school,
-            chosen.events,
-            operator=user.name,
-            scope=chosen.scope,
-            qbo_lists=fresh_lists(cfg, user.school),
-        )
-        log.info(
-            "web_retry_failed_pressed",
-            school=user.school,
-            operator=user.name,
-            group=group,
-            requeued=result.requeued,
-            skipped=result.skipped,
-            blocked=len(result.blocked),
-        )
-        kind, text, details = _retry_summary(group, result)
-        flash(request, kind, text, details)
-        cfg.refresh()
-        return RedirectResponse("/", 303)
+        return _requeue(request, user, chosen, label=group)
 
     def _retry_ids(request: Request, user: User, ids: list[str], *, label: str) -> Response:
         try:
@@ -93,6 +81,9 @@ def register(app: FastAPI, cfg: WebConfig, access: Access) -> None:
         except UnknownEvent as exc:
             flash(request, "bad", f"Nothing was retried: {exc}")
             return RedirectResponse("/", 303)
+        return _requeue(request, user, chosen, label=label)
+
+    def _requeue(request: Request, user: User, chosen: Selection, *, label: str) -> Response:
         result = ledger.retry_failed(
             user.school,
             chosen.events,
