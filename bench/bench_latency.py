@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapters.qbo_simulator import QboSimulator, SimulatorConfig
 from bench import common, services
+from qbo_simulator import QboSimulator, SimulatorConfig
 
 QBO_LATENCY = 0.1
 GOAL_P50, GOAL_P99, GOAL_POST_P99 = 0.25, 1.0, 0.05

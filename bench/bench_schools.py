@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from adapters.qbo_simulator import QboSimulator, SimulatorConfig
 from bench import common, services
+from qbo_simulator import QboSimulator, SimulatorConfig
 
 QBO_LATENCY = 0.2
 WORKERS = 2

@@ -24,7 +24,6 @@ from uuid import UUID
 import structlog
 from eventsourcing.utils import get_topic
 
-from adapters.qbo_simulator import QboSimulator, SimulatorConfig
 from adapters.quickbooks.ratelimit import RateBudget
 from adapters.vault import KEY_ENV
 from bench.common import machine
@@ -32,6 +31,7 @@ from domain.application import FlightLedger
 from domain.financial_event import FinancialEvent
 from domain.ports import AccountingGateway
 from domain.records import Aircraft, Charge, FlightEndedRecord, Hobbs, Party
+from qbo_simulator import QboSimulator, SimulatorConfig
 from workers.bootstrap import Config, open_ledger
 from workers.qbo import ConnectionService, gateway_for, open_vault, qbo_settings_from_env
 from workers.runtime import build_worker

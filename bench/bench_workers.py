@@ -14,9 +14,9 @@ import subprocess
 import time
 from dataclasses import dataclass
 
-from adapters.qbo_simulator import QboSimulator, SimulatorConfig
 from bench import common
 from domain.records import parse_flight_ended
+from qbo_simulator import QboSimulator, SimulatorConfig
 
 WORKER_COUNTS = (1, 2, 4)
 LATENCY_SECONDS = 0.25  # QuickBooks answers a batch create in a fraction of a second or more

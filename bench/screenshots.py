@@ -31,12 +31,12 @@ def main() -> int:
 
     from adapters.persistence import parse_database_url
     from adapters.qbo_lists import QboListStore
-    from adapters.qbo_simulator import QboSimulator, SimulatorConfig
     from adapters.views import open_view
     from adapters.web.app import create_app
     from adapters.web.auth import local_operator
     from domain.ports import FixedClock, ReasonCode
     from domain.records import parse_flight_ended
+    from qbo_simulator import QboSimulator, SimulatorConfig
     from tests.e2e.test_dashboard_browser import _free_port, serving
     from tests.factories import flight
     from workers.bootstrap import open_ledger

@@ -24,8 +24,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
-from adapters.qbo_simulator import QboSimulator
 from bench import common
+from qbo_simulator import QboSimulator
 
 CHARGE_ITEMS = {"aircraft_rental": "1", "instructor_dual": "2", "fuel_surcharge": "3"}
 

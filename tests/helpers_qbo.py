@@ -21,8 +21,8 @@ from typing import Any, NamedTuple
 import requests
 from typer.testing import CliRunner
 
-from adapters.qbo_simulator import QboSimulator
 from adapters.vault import KEY_ENV
+from qbo_simulator import QboSimulator
 from tests.factories import jsonl
 from workers.cli import _register_commands, app
 from workers.logging import configure_logging

@@ -13,10 +13,10 @@ from typing import Any
 
 from rich.console import Console
 
-from adapters.qbo_simulator import QboSimulator, SimulatorConfig
 from domain.application import FlightLedger
 from domain.reasons import fix_for
 from domain.records import RecordKind, parse_flight_ended, parse_payment_received
+from qbo_simulator import QboSimulator, SimulatorConfig
 from workers.bootstrap import Config, open_ledger
 from workers.commands.retry import retry
 from workers.context import table

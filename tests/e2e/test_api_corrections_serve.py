@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from adapters.qbo_simulator import QboSimulator
+from qbo_simulator import QboSimulator
 from tests.e2e.test_api_serve import free_port, sim, spawn_serve, stop, wait_for
 from tests.factories import amendment, flight
 from tests.helpers_qbo import Cli, cli_env, connect_via_cli, map_via_cli, spawn_worker

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 
-from adapters.qbo_simulator import QboSimulator, SimulatorConfig
+from qbo_simulator import QboSimulator, SimulatorConfig
 from tests.factories import flight
 from tests.helpers_qbo import EXE, Cli, cli_env, connect_via_cli, map_via_cli, spawn_worker
 

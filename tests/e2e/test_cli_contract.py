@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import requests
 
-from adapters.qbo_simulator import QboSimulator, SimulatorConfig
+from qbo_simulator import QboSimulator, SimulatorConfig
 from tests.factories import flight, invoice_request, jsonl, payment
 
 EXE = str(Path(sys.executable).with_name("flightledger"))

@@ -175,8 +175,8 @@ def test_connect_flow_against_the_simulator(sqlite_url: str, page: Any) -> None:
     """Connect goes through the simulator's consent to the callback, which verifies the company."""
     from playwright.sync_api import expect
 
-    from adapters.qbo_simulator.config import SimulatorConfig
-    from adapters.qbo_simulator.server import QboSimulator
+    from qbo_simulator.config import SimulatorConfig
+    from qbo_simulator.server import QboSimulator
     from workers.qbo import ConnectionService, open_vault, qbo_settings_from_env
 
     port = _free_port()

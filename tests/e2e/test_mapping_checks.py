@@ -13,7 +13,7 @@ import requests
 
 from adapters.persistence import parse_database_url
 from adapters.qbo_lists import QboListStore
-from adapters.qbo_simulator import QboSimulator, SimulatorConfig
+from qbo_simulator import QboSimulator, SimulatorConfig
 from tests.factories import flight, jsonl, payment
 from tests.helpers_qbo import (
     Cli,

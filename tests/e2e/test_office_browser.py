@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 
-from adapters.qbo_simulator import QboSimulator, SimulatorConfig
+from qbo_simulator import QboSimulator, SimulatorConfig
 from tests.e2e.test_dashboard_browser import _free_port
 from tests.factories import flight
 from tests.helpers_qbo import EXE, Cli, assert_one_invoice_each, cli_env, record_via_cli

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from adapters.qbo_simulator import QboSimulator, SimulatorConfig
 from domain.ports import FixedClock
+from qbo_simulator import QboSimulator, SimulatorConfig
 from tests.factories import flight, jsonl
 from tests.integration.qbo_helpers import SCHOOL, make_rig, sim_env
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from adapters.qbo_simulator import QboSimulator, SimulatorConfig
+from qbo_simulator import QboSimulator, SimulatorConfig
 from tests.factories import flight
 from tests.helpers_qbo import (
     CHARGE_ITEMS,

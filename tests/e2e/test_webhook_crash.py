@@ -12,7 +12,7 @@ import pytest
 import requests
 from standardwebhooks.webhooks import Webhook
 
-from adapters.qbo_simulator import QboSimulator
+from qbo_simulator import QboSimulator
 from tests.e2e.test_api_serve import free_port, sim, spawn_serve, stop, wait_for
 from tests.factories import flight
 from tests.helpers_qbo import Cli, cli_env, connect_via_cli, map_via_cli

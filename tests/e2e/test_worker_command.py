@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from adapters.qbo_simulator import QboSimulator, SimulatorConfig
+from qbo_simulator import QboSimulator, SimulatorConfig
 from tests.helpers_qbo import Cli, cli_env
 
 pytestmark = pytest.mark.timeout(120)

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from adapters.qbo_simulator import QboSimulator
 from adapters.quickbooks.gateway import QuickBooksGateway
 from adapters.vault import KEY_ENV, TokenVault
 from domain.application import FlightLedger
 from domain.ports import FixedClock, InvoiceDraft, InvoiceLine, PaymentDraft
+from qbo_simulator import QboSimulator
 from workers.bootstrap import open_ledger
 from workers.qbo import ConnectionService, gateway_for, open_vault, qbo_settings_from_env
 

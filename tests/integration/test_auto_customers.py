@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from adapters.qbo_simulator import QboSimulator, SimulatorConfig
 from domain.ids import customer_request_id
+from qbo_simulator import QboSimulator, SimulatorConfig
 from tests.factories import flight
 from tests.helpers_qbo import (
     CHARGE_ITEMS,

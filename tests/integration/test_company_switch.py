@@ -10,9 +10,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 import pytest
 import requests
 
-from adapters.qbo_simulator import QboSimulator, SimulatorConfig
 from adapters.views import open_view
 from domain.ports import FixedClock
+from qbo_simulator import QboSimulator, SimulatorConfig
 from tests.factories import flight
 from tests.helpers_qbo import Cli, cli_env, connect_via_cli, map_via_cli, record_via_cli
 from tests.integration.qbo_helpers import draft, make_rig, sim_env

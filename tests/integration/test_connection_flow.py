@@ -9,9 +9,9 @@ import pytest
 import requests
 
 from adapters.authorization_url import NO_URL_MESSAGE, UNTRUSTED_URL_MESSAGE
-from adapters.qbo_simulator import QboSimulator, SimulatorConfig
 from adapters.quickbooks.oauth import UntrustedAuthorizationUrl, validate_authorization_url
 from domain.ports import FixedClock, OutcomeKind, ReasonCode
+from qbo_simulator import QboSimulator, SimulatorConfig
 from tests.integration.qbo_helpers import SCHOOL, draft, make_rig
 from workers.qbo import ConnectionStepRefused
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import requests
 
-from adapters.qbo_simulator import QboSimulator, SimulatorConfig
+from qbo_simulator import QboSimulator, SimulatorConfig
 from tests.factories import amendment, cancellation, flight, jsonl, payment, refund
 from tests.helpers_qbo import Cli, cli_env, connect_via_cli, map_via_cli
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters.qbo_simulator import QboSimulator, SimulatorConfig
 from domain.checklist import CUSTOM_NUMBERS_OFF
+from qbo_simulator import QboSimulator, SimulatorConfig
 from tests.factories import flight
 from tests.helpers_qbo import Cli, cli_env, connect_via_cli, map_via_cli, record_via_cli
 

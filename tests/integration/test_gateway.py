@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from adapters.qbo_simulator import QboSimulator, SimulatorConfig
 from adapters.quickbooks.gateway import batch_request_id
 from domain.connection import ConnectionState
 from domain.ports import FixedClock, OutcomeKind, ReasonCode
+from qbo_simulator import QboSimulator, SimulatorConfig
 from tests.integration.qbo_helpers import SCHOOL, Rig, draft, make_rig, payment_draft
 
 T, U, A, S = (

@@ -9,8 +9,8 @@ from decimal import Decimal
 import pytest
 import requests
 
-from adapters.qbo_simulator import QboSimulator, SimulatorConfig
 from domain.ports import CreditDraft, FixedClock, InvoiceChange, InvoiceLine, OutcomeKind
+from qbo_simulator import QboSimulator, SimulatorConfig
 from tests.integration.qbo_helpers import draft, make_rig
 
 

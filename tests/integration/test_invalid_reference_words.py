@@ -11,11 +11,11 @@ from typer.testing import CliRunner
 
 from adapters.persistence import parse_database_url
 from adapters.qbo_lists import QboListStore
-from adapters.qbo_simulator import QboSimulator, SimulatorConfig
 from adapters.views import open_view
 from domain.financial_event import Status
 from domain.ports import FixedClock
 from domain.records import RecordKind, parse_line
+from qbo_simulator import QboSimulator, SimulatorConfig
 from tests.factories import flight, jsonl
 from tests.integration.qbo_helpers import SCHOOL, Rig, make_rig, sim_env
 from workers.auto_customers import CachedCustomers

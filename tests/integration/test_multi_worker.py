@@ -21,10 +21,10 @@ import psycopg
 import pytest
 
 from adapters.persistence import parse_database_url
-from adapters.qbo_simulator import QboSimulator, SimulatorConfig
 from adapters.realm_locks import lock_key
 from domain.application import FlightLedger
 from domain.records import RecordKind, parse_line
+from qbo_simulator import QboSimulator, SimulatorConfig
 from tests.factories import flight, jsonl
 from tests.helpers_qbo import Cli, cli_env, spawn_worker
 from workers.bootstrap import open_ledger

@@ -8,11 +8,11 @@ from dataclasses import replace
 
 import pytest
 
-from adapters.qbo_simulator import QboSimulator, SimulatorConfig
 from adapters.views import open_view
 from domain.financial_event import Status
 from domain.ports import FixedClock, OutcomeKind, ReasonCode
 from domain.records import RecordKind, parse_line
+from qbo_simulator import QboSimulator, SimulatorConfig
 from tests.factories import flight, jsonl
 from tests.integration.qbo_helpers import SCHOOL, Rig, draft, make_rig
 from workers.projector import Projector

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from adapters.qbo_simulator import QboSimulator, SimulatorConfig
 from domain.connection import ConnectionState
 from domain.ports import FixedClock, OutcomeKind
+from qbo_simulator import QboSimulator, SimulatorConfig
 from tests.integration.qbo_helpers import SCHOOL, draft, make_rig
 
 pytestmark = pytest.mark.timeout(120)

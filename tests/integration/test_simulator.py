@@ -31,7 +31,7 @@ from quickbooks.objects.detailline import SalesItemLine, SalesItemLineDetail
 from quickbooks.objects.invoice import Invoice
 from quickbooks.objects.payment import Payment, PaymentLine
 
-from adapters.qbo_simulator import QboSimulator, SimulatorConfig
+from qbo_simulator import QboSimulator, SimulatorConfig
 
 REDIRECT = "http://localhost:8765/callback"
 REALM = "9130350000000001"

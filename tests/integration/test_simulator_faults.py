@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import requests
 
-from adapters.qbo_simulator import QboSimulator, SimulatorConfig
+from qbo_simulator import QboSimulator, SimulatorConfig
 
 pytestmark = pytest.mark.timeout(60)
 LINE = {"Amount": 50, "DetailType": "SalesItemLineDetail",

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from adapters.qbo_simulator import QboSimulator, SimulatorConfig
+from qbo_simulator import QboSimulator, SimulatorConfig
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from adapters.qbo_simulator import QboSimulator, SimulatorConfig
 from domain.records import RecordKind, parse_line
+from qbo_simulator import QboSimulator, SimulatorConfig
 from tests.factories import flight, jsonl
 from tests.helpers_qbo import Cli, cli_env, connect_via_cli, map_via_cli, spawn_worker
 from workers.bootstrap import open_ledger

@@ -9,12 +9,12 @@ import pytest
 
 from adapters.heartbeat import open_heartbeat
 from adapters.persistence import parse_database_url
-from adapters.qbo_simulator import QboSimulator, SimulatorConfig
 from adapters.realm_locks import PostgresRealmLocks, SQLiteRealmLocks, open_realm_locks
 from adapters.views import open_view
 from domain.financial_event import Status
 from domain.ports import FixedClock
 from domain.records import RecordKind, parse_line
+from qbo_simulator import QboSimulator, SimulatorConfig
 from tests.factories import flight, jsonl
 from tests.integration.qbo_helpers import SCHOOL, Rig, make_rig, sim_env
 from workers.bootstrap import Config

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.qbo_simulator import QboSimulator, SimulatorConfig
+from qbo_simulator import QboSimulator, SimulatorConfig
 from tests.factories import flight
 from tests.helpers_qbo import (
     CHARGE_ITEMS,

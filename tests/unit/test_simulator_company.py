@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from adapters.qbo_simulator.company import BusinessFault, Company
+from qbo_simulator.company import BusinessFault, Company
 
 
 def _invoice(**overrides: Any) -> dict[str, Any]:

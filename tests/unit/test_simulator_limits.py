@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from adapters.qbo_simulator.limits import Limits, RateLimiter
+from qbo_simulator.limits import Limits, RateLimiter
 
 
 class FakeClock:

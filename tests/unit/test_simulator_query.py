@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from adapters.qbo_simulator.query import QueryError, parse_query, run_query
+from qbo_simulator.query import QueryError, parse_query, run_query
 
 RECORDS = [
     {"Id": "1", "DocNumber": "FL-1001", "CustomerRef": {"value": "3"}, "TotalAmt": 10.0},

@@ -54,7 +54,7 @@ def simulator(
     ),
 ) -> None:
     """Serve a local QuickBooks Online (OAuth + accounting API) until Ctrl-C."""
-    from adapters.qbo_simulator import QboSimulator, SimulatorConfig
+    from qbo_simulator import QboSimulator, SimulatorConfig
 
     if not 0.0 <= fault_rate <= 1.0:
         typer.echo("--fault-rate must be between 0 and 1", err=True)

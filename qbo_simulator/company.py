@@ -8,9 +8,9 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from adapters.qbo_simulator.envelopes import Response
-from adapters.qbo_simulator.query import parse_query, run_query
-from adapters.qbo_simulator.seed import CREATED, display_name, seed_entities
+from qbo_simulator.envelopes import Response
+from qbo_simulator.query import parse_query, run_query
+from qbo_simulator.seed import CREATED, display_name, seed_entities
 
 JsonDict = dict[str, Any]
 BUSINESS_MESSAGE = "A business validation error has occurred while processing your request"

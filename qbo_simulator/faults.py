@@ -40,7 +40,7 @@ import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from adapters.qbo_simulator.envelopes import (
+from qbo_simulator.envelopes import (
     AUTH_FAILED_MESSAGE,
     THROTTLE_MESSAGE,
     Response,

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
-from adapters.qbo_simulator.config import SimulatorConfig
-from adapters.qbo_simulator.envelopes import JsonDict, Response, json_response, oauth_error
+from qbo_simulator.config import SimulatorConfig
+from qbo_simulator.envelopes import JsonDict, Response, json_response, oauth_error
 
 INVALID_REFRESH = "Incorrect or invalid refresh token"
 

@@ -18,15 +18,15 @@ from urllib.parse import parse_qs, urlsplit
 
 import structlog
 
-from adapters.qbo_simulator.admin import AdminRoutes
-from adapters.qbo_simulator.api import AccountingApi, Stats
-from adapters.qbo_simulator.company import Company
-from adapters.qbo_simulator.config import SimulatorConfig
-from adapters.qbo_simulator.envelopes import Response, json_response
-from adapters.qbo_simulator.faults import FaultInjector
-from adapters.qbo_simulator.limits import Limits, RateLimiter
-from adapters.qbo_simulator.oauth import TokenAuthority, discovery_document
-from adapters.qbo_simulator.seed import seed_entities
+from qbo_simulator.admin import AdminRoutes
+from qbo_simulator.api import AccountingApi, Stats
+from qbo_simulator.company import Company
+from qbo_simulator.config import SimulatorConfig
+from qbo_simulator.envelopes import Response, json_response
+from qbo_simulator.faults import FaultInjector
+from qbo_simulator.limits import Limits, RateLimiter
+from qbo_simulator.oauth import TokenAuthority, discovery_document
+from qbo_simulator.seed import seed_entities
 
 log = structlog.get_logger(__name__)
 _STATUSES = {int(s) for s in HTTPStatus}

@@ -23,11 +23,11 @@ code 3001 and perform nothing. A POST with ``requestid`` whose first answer was 
 answer again without performing the operation (failed answers are not remembered, so a retry
 after fixing the data can succeed with the same request id).
 
-Fault switches are documented in ``adapters.qbo_simulator.faults``.
+Fault switches are documented in ``qbo_simulator.faults``.
 """
 
-from adapters.qbo_simulator.config import SimulatorConfig
-from adapters.qbo_simulator.faults import PRESETS
-from adapters.qbo_simulator.server import QboSimulator
+from qbo_simulator.config import SimulatorConfig
+from qbo_simulator.faults import PRESETS
+from qbo_simulator.server import QboSimulator
 
 __all__ = ["PRESETS", "QboSimulator", "SimulatorConfig"]

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from adapters.qbo_simulator.company import BusinessFault, Company
-from adapters.qbo_simulator.envelopes import (
+from qbo_simulator.company import BusinessFault, Company
+from qbo_simulator.envelopes import (
     Response,
     app_fault,
     app_fault_payload,
@@ -20,10 +20,10 @@ from adapters.qbo_simulator.envelopes import (
     throttle_xml,
     token_expired,
 )
-from adapters.qbo_simulator.faults import PRESETS, FaultInjector
-from adapters.qbo_simulator.limits import RateLimiter
-from adapters.qbo_simulator.oauth import TokenAuthority
-from adapters.qbo_simulator.query import QueryError
+from qbo_simulator.faults import PRESETS, FaultInjector
+from qbo_simulator.limits import RateLimiter
+from qbo_simulator.oauth import TokenAuthority
+from qbo_simulator.query import QueryError
 
 JsonDict = dict[str, Any]
 ENTITY_PATHS = {

@@ -6,8 +6,8 @@ import json
 from decimal import Decimal
 from typing import Any, Protocol
 
-from adapters.qbo_simulator.company import Company
-from adapters.qbo_simulator.envelopes import Response, json_response
+from qbo_simulator.company import Company
+from qbo_simulator.envelopes import Response, json_response
 
 
 class SimulatorControls(Protocol):
