@@ -5,6 +5,12 @@ Days are counted as the floor of the remaining time in whole days: 30 days and 2
 The expiry is the nearer of the rolling and the hard refresh-token expiry. At or past it, or
 after invalid_grant (state expired), the pill says "Reconnect"; a revoked token (invalid_grant
 before its expiry) shows no expiry date.
+
+A connected school whose last call or test met an error QuickBooks returned (a 401 not cured by
+a refresh, a 403 such as ApplicationAuthorizationFailed, invalid_client, a failed Test
+Connection) is not healthy: the pill says "Connection error" in red until a connection test
+succeeds or the school reconnects (help article 000, "A surfaced connection error"). The badge
+keeps telling the refresh token's own state, in that state's tone (``badge_tone``).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ AMBER = "amber"
 RED = "red"
 GREY = "grey"
 CONNECTED = "Connected"
+CONNECTION_ERROR = "Connection error"
 RECONNECT = "Reconnect"
 NOT_CONNECTED = "Not connected"
 TOKEN_UNKNOWN = "Token unknown"  # noqa: S105 - badge text, not a credential
@@ -48,8 +55,21 @@ def days_left(expires_at: datetime, now: datetime) -> int:
     return (expires_at - now) // timedelta(days=1)
 
 
-def pill_for(expires_at: datetime | None, now: datetime, *, expired: bool = False) -> Pill:
-    """Pill and badge for a connected school whose refresh token expires at ``expires_at``."""
+def pill_for(
+    expires_at: datetime | None, now: datetime, *, expired: bool = False, error: bool = False
+) -> Pill:
+    """Pill and badge for a connected school whose refresh token expires at ``expires_at``.
+
+    ``error``: QuickBooks answered the last call or test with an error (the pill is red
+    "Connection error", the badge still the token's); an expired token says Reconnect instead.
+    """
+    token = _token_pill(expires_at, now, expired=expired)
+    if error and not token.needs_reconnect:
+        return Pill(CONNECTION_ERROR, RED, token.badge, token.days_left, token.expires_at)
+    return token
+
+
+def _token_pill(expires_at: datetime | None, now: datetime, *, expired: bool) -> Pill:
     if expired and (expires_at is None or expires_at > now):
         # revoked / invalid_grant with time still on the clock: that date means nothing now
         return Pill(RECONNECT, RED, RECONNECT, None, None)
@@ -78,7 +98,19 @@ def connection_pill(connection: Connection | None, now: datetime) -> Pill:
         connection.effective_refresh_expiry(),
         now,
         expired=connection.state == ConnectionState.EXPIRED,
+        error=bool(connection.last_error),
     )
+
+
+def badge_tone(badge: str, days_left: int | None) -> str:
+    """The refresh-token badge's own tone (the pill's may be red for a connection error)."""
+    if days_left is None:
+        return RED if badge == RECONNECT else GREEN
+    if days_left > 30:
+        return GREEN
+    if days_left >= 15:
+        return AMBER
+    return RED
 
 
 def status_document(connection: Connection | None, now: datetime) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from domain.pill import (
     EXPIRED_TITLE,
     NOT_CONNECTED,
     RED,
+    badge_tone,
     status_document,
 )
 from domain.preflight import NOT_CONNECTED_MESSAGE, RECONNECT_MESSAGE
@@ -78,6 +79,7 @@ def card_context(cfg: WebConfig, request: Request, school: str) -> dict[str, Any
         # amber/red pill or a surfaced QuickBooks error: Reconnect becomes the primary action
         "warn": not reconnect and (conn.get("tone") in (AMBER, RED) or qbo_error is not None),
         "qbo_error": qbo_error,
+        "badge_tone": badge_tone(str(conn.get("badge") or ""), conn.get("days_left")),
         "service_error": conn.get("service_error"),
         "connected_account": conn.get("pill") != NOT_CONNECTED
         and bool(conn.get("company") or conn.get("realm")),

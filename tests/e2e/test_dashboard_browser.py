@@ -329,7 +329,8 @@ def test_card_states_in_the_words_of_the_help_article(
     _connect(ledger, "alpha", timedelta(days=100))
     qbo_403 = "message=ApplicationAuthorizationFailed; errorCode=003100; statusCode=403"
     _change(ledger, "alpha", lambda c: c.record_failure(message=qbo_403, at=clock.now()))
-    panel = card("Connected", "green", "100d", "Reconnect QuickBooks")
+    panel = card("Connection error", "red", "100d", "Reconnect QuickBooks")
+    expect(page.locator("#badge")).to_have_class("badge tone-green")  # the token is still good
     expect(page.locator("#connection-error strong")).to_have_text("QuickBooks connection error")
     expect(page.locator("#connection-error-message")).to_have_text(qbo_403)
     expect(panel).not_to_contain_text("QuickBooks said")

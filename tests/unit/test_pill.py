@@ -8,7 +8,16 @@ import pytest
 
 from domain.connection import Connection
 from domain.ids import connection_id
-from domain.pill import GREEN, GREY, RED, connection_pill, days_left, pill_for
+from domain.pill import (
+    AMBER,
+    GREEN,
+    GREY,
+    RED,
+    badge_tone,
+    connection_pill,
+    days_left,
+    pill_for,
+)
 
 NOW = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 
@@ -110,3 +119,39 @@ def test_days_left_is_the_floor() -> None:
     """23 hours 59 minutes left count as 0 days; 24 hours as 1."""
     assert days_left(NOW + timedelta(hours=23, minutes=59), NOW) == 0
     assert days_left(NOW + timedelta(hours=24), NOW) == 1
+
+
+def test_a_surfaced_error_is_not_healthy_but_expiry_still_wins() -> None:
+    """An error QuickBooks returned (403, failed test): red "Connection error", the badge keeps
+    the token's state; an expired token still says Reconnect; success clears it."""
+    conn = _connection()
+    conn.connect(
+        realm="1",
+        company="Sunrise",
+        country="US",
+        access_expires_at=NOW + timedelta(hours=1),
+        refresh_expires_at=NOW + timedelta(days=100),
+        hard_expires_at=None,
+        actor="ana",
+        at=NOW,
+    )
+    assert connection_pill(conn, NOW).pill == "Connected"
+    conn.record_failure(message="message=ApplicationAuthorizationFailed", at=NOW)
+    shown = connection_pill(conn, NOW)
+    assert (shown.pill, shown.tone, shown.badge) == ("Connection error", RED, "100d")
+    assert badge_tone(shown.badge, shown.days_left) == GREEN
+    assert connection_pill(conn, NOW + timedelta(days=80)).badge == "20d left"
+    assert connection_pill(conn, NOW + timedelta(days=80)).pill == "Connection error"
+    assert connection_pill(conn, NOW + timedelta(days=100)).pill == "Reconnect"
+    conn.record_test(ok=True, company="Sunrise", country="US", message="", actor="ana", at=NOW)
+    assert connection_pill(conn, NOW).pill == "Connected"
+
+
+@pytest.mark.parametrize(
+    ("badge", "days", "tone"),
+    [("100d", 100, GREEN), ("20d left", 20, AMBER), ("3d • reconnect", 3, RED),
+     ("Reconnect soon", 0, RED), ("Reconnect", None, RED), ("Token unknown", None, GREEN)],
+)  # fmt: skip
+def test_badge_tone_follows_the_token(badge: str, days: int | None, tone: str) -> None:
+    """The badge's own tone, whatever the pill shows."""
+    assert badge_tone(badge, days) == tone

@@ -1,0 +1,227 @@
+"""The QuickBooks card and the audit page in a real browser, against `flightledger serve` and a
+`flightledger worker` subprocess left running: QuickBooks answers 403 (the app lost access), the
+card turns red with QuickBooks' own words, Test Connection re-checks, Retry Failed recovers; the
+auditor downloads the export and runs the tamper check."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from adapters.qbo_simulator import QboSimulator, SimulatorConfig
+from tests.e2e.test_dashboard_browser import _free_port
+from tests.e2e.test_office_browser import _stop, wait_for
+from tests.factories import flight
+from tests.helpers_qbo import (
+    EXE,
+    Cli,
+    assert_one_invoice_each,
+    cli_env,
+    connect_via_cli,
+    map_via_cli,
+    record_via_cli,
+)
+from tests.integration.test_audit import _tamper
+
+pytestmark = pytest.mark.timeout(180)
+SCHOOL = "sunrise"
+FORBIDDEN = "message=ApplicationAuthorizationFailed; errorCode=003100; statusCode=403"
+
+
+@dataclass
+class Stack:
+    """The simulator, the dashboard's URL, the CLI and (when started) the running worker."""
+
+    url: str
+    cli: Cli
+    sim: QboSimulator
+    worker: subprocess.Popen[str] | None
+    tmp: Path
+
+
+@contextmanager
+def running(sqlite_url: str, tmp_path: Path, *, with_worker: bool) -> Iterator[Stack]:
+    """`flightledger serve` (local operator) on a free port, and a worker when asked."""
+    with QboSimulator(SimulatorConfig(minute_seconds=0.6)) as sim:
+        env = cli_env(sim, sqlite_url, SCHOOL)
+        cli = Cli(env)
+        port = _free_port()
+        log = (tmp_path / "serve.log").open("a")
+        server = subprocess.Popen(
+            [EXE, "serve", "--port", str(port)],
+            stdout=log,
+            stderr=log,
+            text=True,
+            env={**os.environ, **env},
+        )
+        worker = None
+        if with_worker:
+            worker = subprocess.Popen(
+                [EXE, "--json", "worker", "--max-seconds", "170"],
+                stdout=subprocess.DEVNULL,
+                stderr=(tmp_path / "worker.log").open("a"),
+                text=True,
+                env={**os.environ, **env},
+            )
+        url = f"http://127.0.0.1:{port}"
+
+        def up() -> bool:
+            try:
+                return requests.get(url + "/healthz", timeout=1).ok
+            except requests.ConnectionError:
+                return False
+
+        try:
+            wait_for("the dashboard to answer", up, server)
+            yield Stack(url, cli, sim, worker, tmp_path)
+        finally:
+            if worker is not None:
+                _stop(worker)
+            _stop(server)
+            log.close()
+
+
+@pytest.fixture
+def stack(sqlite_url: str, tmp_path: Path) -> Iterator[Stack]:
+    """The dashboard and the simulator, no worker."""
+    with running(sqlite_url, tmp_path, with_worker=False) as made:
+        yield made
+
+
+@pytest.fixture
+def stack_with_worker(sqlite_url: str, tmp_path: Path) -> Iterator[Stack]:
+    """The dashboard, the simulator and a worker subprocess left running."""
+    with running(sqlite_url, tmp_path, with_worker=True) as made:
+        yield made
+
+
+def _status(cli: Cli, ref: str) -> tuple[str, str | None]:
+    row = next(r for r in cli.ok("events") if r["reference"] == ref)
+    return row["status"], row["reason_code"]
+
+
+def test_a_403_turns_the_card_red_with_quickbooks_words_until_test_connection_passes(
+    stack_with_worker: Stack, page: Any
+) -> None:
+    """403 ApplicationAuthorizationFailed from a running worker's push: the pill is no longer
+    "Connected", the red panel quotes QuickBooks, Reconnect is the primary action; Test
+    Connection shows the failure inline and as a notice, then (access back) success; Retry
+    Failed sends the flight once."""
+    from playwright.sync_api import expect
+
+    stack = stack_with_worker
+    cli, sim, worker = stack.cli, stack.sim, stack.worker
+    assert worker is not None
+    connect_via_cli(cli)
+    map_via_cli(cli, {"aircraft_rental": "1", "instructor_dual": "2"}, {"S-1": "1"})
+    page.goto(stack.url + "/")
+    expect(page.locator("#pill")).to_have_text("Connected")
+    expect(page.locator("#pill")).to_have_class("pill tone-green")
+
+    sim.set_faults(force_error={"preset": "authz_3100", "on": "any", "count": 1000})
+    record_via_cli(cli, stack.tmp / "f1.jsonl", [flight("F-1", "S-1")])
+    wait_for(
+        "the 403 to stop the flight",
+        lambda: _status(cli, "F-1") == ("action_required", "auth_failed"),
+        worker,
+    )
+
+    page.goto(stack.url + "/")
+    expect(page.locator("#pill")).to_have_text("Connection error")
+    expect(page.locator("#pill")).to_have_class("pill tone-red")
+    expect(page.locator("#connection-error strong")).to_have_text("QuickBooks connection error")
+    expect(page.locator("#connection-error-message")).to_contain_text(FORBIDDEN)
+    expect(page.locator("#connection-panel")).not_to_contain_text("QuickBooks said")
+    expect(page.locator("#badge")).to_have_text("100d")  # the token itself is still good
+    expect(page.locator("#badge")).to_have_class("badge tone-green")
+    reconnect = page.locator("#reconnect")
+    expect(reconnect).to_have_text("Reconnect QuickBooks")
+    expect(reconnect).not_to_have_class("secondary")
+    assert cli.ok("connection", "status")["pill"] == "Connection error"
+
+    # Test Connection while QuickBooks still refuses: its message inline and as a notice
+    page.get_by_role("button", name="Test Connection").click()
+    expect(page.locator("#flash")).to_have_class("flash bad")
+    expect(page.locator("#flash")).to_contain_text(FORBIDDEN)
+    expect(page.locator("#connection-error-message")).to_contain_text(FORBIDDEN)
+    expect(page.locator("#pill")).to_have_text("Connection error")
+
+    # access restored: Test Connection succeeds and the card is healthy again
+    sim.set_faults(force_error=None)
+    page.get_by_role("button", name="Test Connection").click()
+    expect(page.locator("#flash")).to_have_text("Connected to Sunrise Flight School (US)")
+    expect(page.locator("#pill")).to_have_text("Connected")
+    expect(page.locator("#pill")).to_have_class("pill tone-green")
+    expect(page.locator("#connection-error")).to_have_count(0)
+    expect(page.locator("#connection-panel form[action='/connect'] button")).to_have_class(
+        "secondary"
+    )
+
+    group = page.locator('article.group[data-reason="auth_failed"]')
+    expect(group).to_contain_text("1 event")
+    group.get_by_role("button", name="Retry Failed").click()
+    expect(page.locator("#flash")).to_contain_text("1 requeued")
+    wait_for("the retried flight to sync", lambda: _status(cli, "F-1")[0] == "synced", worker)
+    assert_one_invoice_each(sim.invoices(), {"FL-F-1"})
+    assert worker.poll() is None, "the same worker did it all"
+
+
+def test_audit_page_downloads_the_export_and_tells_the_tamper_verdict(
+    stack: Stack, page: Any, sqlite_url: str
+) -> None:
+    """The auditor downloads this school's log (JSONL and CSV, a date range), runs the tamper
+    check (intact), and after a stored event is edited behind flightledger's back, the check
+    says where the log was changed."""
+    from playwright.sync_api import expect
+
+    cli = stack.cli
+    record_via_cli(cli, stack.tmp / "f.jsonl", [flight("F-1", "S-1"), flight("F-2", "S-2")])
+    cli.ok("settings", "auto-invoice", "off", school="elsewhere")  # another school's fact
+
+    page.goto(stack.url + "/audit")
+    expect(page.locator("h1")).to_have_text("Audit")
+    with page.expect_download() as got:
+        page.get_by_role("button", name="Download").click()
+    download = got.value
+    assert download.suggested_filename == f"flightledger-audit-{SCHOOL}-start-now.jsonl"
+    lines = [json.loads(line) for line in Path(download.path()).read_text().splitlines()]
+    assert lines, "the export is empty"
+    text = json.dumps(lines)
+    assert "F-1" in text and "F-2" in text
+    assert "elsewhere" not in text, "another school's facts leaked into the export"
+    assert not [e for e in lines if e.get("school") not in (None, SCHOOL)]
+
+    page.get_by_label("From").fill("2000-01-01")
+    page.get_by_label("To").fill("2000-01-31")
+    page.get_by_label("Format").select_option("csv")
+    with page.expect_download() as got:
+        page.get_by_role("button", name="Download").click()
+    download = got.value
+    assert download.suggested_filename == f"flightledger-audit-{SCHOOL}-2000-01-01-2000-01-31.csv"
+    rows = Path(download.path()).read_text().splitlines()
+    assert len(rows) <= 1, "a range before anything happened holds no events"
+
+    page.get_by_role("button", name="Run the tamper check").click()
+    expected = cli.ok("audit", "verify")["events"]  # the same check through the CLI
+    expect(page.locator("#verdict")).to_have_text(
+        f"The log is intact: {expected} events checked against the audit hash chain."
+    )
+    expect(page.locator("#verdict")).to_have_class("ok")
+
+    _tamper(sqlite_url, 2)
+    page.get_by_role("button", name="Run the tamper check").click()
+    expect(page.locator("#verdict")).to_have_class("bad")
+    expect(page.locator("#verdict")).to_contain_text("The log was changed:")
+    expect(page.locator("#flash")).to_contain_text("Tamper check failed")
+    bad = cli.full("audit", "verify")
+    assert bad.code == 1 and bad.data["ok"] is False
+    expect(page.locator("#verdict")).to_contain_text(str(bad.data["message"]))
