@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import requests
 
-from adapters.qbo_simulator import QboSimulator, SimulatorConfig
+from qbo_simulator import QboSimulator, SimulatorConfig
 from tests.e2e.test_dashboard_browser import _free_port
 from tests.e2e.test_office_browser import _stop, wait_for
 from tests.factories import flight
