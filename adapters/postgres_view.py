@@ -22,6 +22,7 @@ from projections.financial_events import (
     usage_writes,
 )
 from projections.view import (
+    UNSETTLED_STATUSES,
     VIEW_TRACKING_NAME,
     EventQuery,
     EventRow,
@@ -40,6 +41,8 @@ USAGE = "flightledger_view_usage"  # per school and key: unsent and total counts
 USES_STAGE = "flightledger_view_uses_stage"
 _COLUMN_NAMES = RAW_COLUMNS  # the projection's row layout, in its order
 _COLUMNS = sql.SQL(", ").join(sql.Identifier(c) for c in _COLUMN_NAMES)
+# literals, not parameters: the planner then uses the partial index
+_UNSETTLED = sql.SQL(", ").join(sql.Literal(s) for s in UNSETTLED_STATUSES)
 
 
 def _raw(r: dict[str, Any]) -> RawRow:
@@ -171,6 +174,9 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
                         sql.Identifier(f"{ROWS}_{name}"), self._rows, sql.SQL(columns)
                     )
                     for name, columns in PAGE_INDEXES
+                ),
+                sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (school) WHERE status IN ({})").format(
+                    sql.Identifier(f"{ROWS}_unsettled"), self._rows, _UNSETTLED
                 ),
                 sql.SQL(
                     "CREATE TABLE IF NOT EXISTS {} (position bigint PRIMARY KEY, "
@@ -593,5 +599,14 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
         """Schools that have any row."""
         found = self._select(
             sql.SQL("SELECT DISTINCT school FROM {} ORDER BY 1").format(self._rows)
+        )
+        return [r["school"] for r in found]
+
+    def schools_with_work(self) -> builtins.list[str]:
+        """Schools that have a row in one of UNSETTLED_STATUSES (the partial index)."""
+        found = self._select(
+            sql.SQL("SELECT DISTINCT school FROM {} WHERE status IN ({}) ORDER BY 1").format(
+                self._rows, _UNSETTLED
+            )
         )
         return [r["school"] for r in found]

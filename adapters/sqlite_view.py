@@ -31,6 +31,7 @@ from projections.financial_events import (
     usage_writes,
 )
 from projections.view import (
+    UNSETTLED_STATUSES,
     VIEW_TRACKING_NAME,
     EventQuery,
     EventRow,
@@ -52,6 +53,7 @@ _UPSERT = (
 )
 _ADDED_COLUMNS = (("qbo_amount", "TEXT"), ("corrections", "TEXT NOT NULL DEFAULT ''"))
 _SQLITE_MAX_VARS = 500
+_UNSETTLED = ", ".join(f"'{s}'" for s in UNSETTLED_STATUSES)  # literals: the partial index
 POLL_SECONDS = 0.15
 
 
@@ -155,6 +157,8 @@ class SQLiteFinancialEventView(SQLiteTrackingRecorder):
             "(school, student_id, position)",
             f"CREATE INDEX IF NOT EXISTS {ROWS}_reference ON {ROWS} (school, reference)",
             f"CREATE INDEX IF NOT EXISTS {ROWS}_doc_number ON {ROWS} (school, doc_number)",
+            f"CREATE INDEX IF NOT EXISTS {ROWS}_unsettled ON {ROWS} (school) "
+            f"WHERE status IN ({_UNSETTLED})",
             f"CREATE TABLE IF NOT EXISTS {CHAIN} (position INTEGER PRIMARY KEY, "
             "hash BLOB NOT NULL)",
             f"CREATE TABLE IF NOT EXISTS {USES} (id TEXT PRIMARY KEY, uses TEXT NOT NULL) "
@@ -517,3 +521,8 @@ class SQLiteFinancialEventView(SQLiteTrackingRecorder):
     def schools(self) -> builtins.list[str]:
         """Schools that have any row."""
         return [r[0] for r in self._select(f"SELECT DISTINCT school FROM {ROWS} ORDER BY 1")]
+
+    def schools_with_work(self) -> builtins.list[str]:
+        """Schools that have a row in one of UNSETTLED_STATUSES (the partial index)."""
+        statement = f"SELECT DISTINCT school FROM {ROWS} WHERE status IN ({_UNSETTLED}) ORDER BY 1"
+        return [r[0] for r in self._select(statement)]

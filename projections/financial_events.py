@@ -23,7 +23,7 @@ from eventsourcing.utils import get_topic, resolve_topic
 
 from domain.financial_event import STATUS_AFTER_FAILURE, FinancialEvent, Status
 from domain.mapping_check import keys_used
-from projections.view import EventQuery, EventRow, KeyUsage, ReasonGroup
+from projections.view import UNSETTLED_STATUSES, EventQuery, EventRow, KeyUsage, ReasonGroup
 
 FINANCIAL_EVENT_TOPIC_PREFIX = f"{FinancialEvent.__module__}:{FinancialEvent.__qualname__}."
 STATUSES: tuple[str, ...] = tuple(s.value for s in Status)
@@ -998,6 +998,10 @@ class InMemoryFinancialEventView:
     def schools(self) -> builtins.list[str]:
         """Schools that have any row."""
         return sorted({r.school for r in self.rows.values()})
+
+    def schools_with_work(self) -> builtins.list[str]:
+        """Schools that have a row in one of UNSETTLED_STATUSES."""
+        return sorted({r.school for r in self.rows.values() if r.status in UNSETTLED_STATUSES})
 
     def max_tracking_id(self) -> int:
         """The last log position applied."""

@@ -13,6 +13,8 @@ from uuid import UUID
 from eventsourcing.persistence import IntegrityError, Notification
 
 VIEW_TRACKING_NAME = "flightledger"  # the tracking row is keyed by the upstream application
+# statuses of events a worker still has to settle (Status values; the view is told no more)
+UNSETTLED_STATUSES = ("pending", "retrying", "uncertain", "syncing")
 
 
 class TrackingConflict(IntegrityError):
@@ -150,6 +152,10 @@ class FinancialEventView(Protocol):
 
     def schools(self) -> builtins.list[str]:
         """Schools that have any row."""
+        ...
+
+    def schools_with_work(self) -> builtins.list[str]:
+        """Schools that have a row in one of UNSETTLED_STATUSES (one query, index-backed)."""
         ...
 
     def max_tracking_id(self) -> int:

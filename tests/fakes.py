@@ -26,7 +26,14 @@ from domain.ports import (
 )
 from domain.records import Record, RecordKind, parse_line
 from projections.financial_events import count_usage, uses_of
-from projections.view import EventQuery, EventRow, FinancialEventView, KeyUsage, ReasonGroup
+from projections.view import (
+    UNSETTLED_STATUSES,
+    EventQuery,
+    EventRow,
+    FinancialEventView,
+    KeyUsage,
+    ReasonGroup,
+)
 from tests.factories import flight, jsonl, payment
 
 
@@ -155,6 +162,10 @@ class FakeFinancialEventView(FinancialEventView):
     def schools(self) -> builtins.list[str]:
         """Schools with rows."""
         return sorted({r.school for r in self._rows(None)})
+
+    def schools_with_work(self) -> builtins.list[str]:
+        """Schools with rows still to settle."""
+        return sorted({r.school for r in self._rows(None) if r.status in UNSETTLED_STATUSES})
 
     def max_tracking_id(self) -> int:
         """The log's head (the fake is never behind)."""

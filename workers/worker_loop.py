@@ -23,6 +23,10 @@ from workers.sync_worker import SyncEngine
 log = structlog.get_logger("flightledger.worker")
 
 POLL_SECONDS = 0.5
+# listening for NOTIFY (PostgreSQL): an idle worker looks anyway this often (a missed NOTIFY)
+IDLE_SECONDS = 10.0
+WAIT_SLICE_SECONDS = 1.0  # a wait for NOTIFY is cut in slices: stop is seen within one
+MAX_DRAINED_NOTIFIES = 10_000  # NOTIFYs already queued are one wake, not one round each
 HEARTBEAT_SECONDS = 10.0
 UNHEALTHY_BACKOFF_MAX = 60.0  # seconds between rounds while every pass crashes
 UNHEALTHY_ROUNDS_UNTIL_IDLE = 3  # --until-idle gives up (exit 1) after this many in a row
@@ -92,18 +96,31 @@ class WorkerLoop:
         self.last_error = ""
 
     def _sleep(self, seconds: float, stop: threading.Event) -> None:
-        """Wait for new events in the log (LISTEN/NOTIFY or polling), at most `seconds`."""
+        """Wait for new events in the log (LISTEN/NOTIFY or polling), at most `seconds`.
+
+        The wait is cut in slices so that stop is seen; NOTIFYs already queued (the worker's
+        own writes, a burst of flights) are drained: they wake the worker once.
+        """
         if self.listen is None:
             stop.wait(seconds)
             return
+        deadline = time.monotonic() + seconds
         try:
             if self._listener is None:
                 self._listener = self.listen()
-            self._listener.wait(seconds)
+            while not stop.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                if self._listener.wait(min(left, WAIT_SLICE_SECONDS)):
+                    for _ in range(MAX_DRAINED_NOTIFIES):
+                        if not self._listener.wait(0):
+                            break
+                    return
         except PersistenceError as exc:  # the listening connection died: poll, reopen later
             log.warning("worker_listen_failed", error=str(exc))
             self._close_listener()
-            stop.wait(seconds)
+            stop.wait(min(max(0.0, deadline - time.monotonic()), self.poll_seconds))
 
     def _close_listener(self) -> None:
         listener, self._listener = self._listener, None
@@ -130,13 +147,11 @@ class WorkerLoop:
         self.catch_up()
         passes, worked, contested = 0, False, False
         attempted, crashed = 0, 0
-        schools = list(self.view.schools())
+        schools = list(self.view.schools_with_work())  # one query, whatever the school count
         self.rng.shuffle(schools)  # several workers spread over the schools
         for school in schools:
             if self.engine.should_stop():
                 break  # SIGTERM / --max-seconds: the other schools wait for the next worker
-            if not self.engine.has_active(school):
-                continue
             if not self.locks.try_acquire(school):
                 contested = True
                 continue
@@ -225,6 +240,8 @@ class WorkerLoop:
                 summary.idle = True
                 break
             wait = self.poll_seconds
+            if self.listen is not None and not contested and not until_idle:
+                wait = max(wait, IDLE_SECONDS)  # NOTIFY wakes the worker for new events
             if due is not None:
                 until_due = (due - self.engine.ledger.clock.now()).total_seconds()
                 wait = max(0.01, min(wait if not until_idle else until_due, until_due, 5.0))

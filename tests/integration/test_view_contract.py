@@ -178,6 +178,33 @@ class FinancialEventViewContract(ABC):
         view.drop()
         assert view.usage("default") == []
 
+    def test_schools_with_work_are_those_with_rows_to_settle(
+        self, ledger: FlightLedger, view: ProjectedView, clock: FixedClock
+    ) -> None:
+        """pending/retrying/uncertain/syncing count as work; synced and action_required don't."""
+        _record(ledger, "F-1")
+        _record(ledger, "F-2", school="other")
+        _record(ledger, "F-3", school="third")
+        _batch(ledger, view)
+        assert view.schools_with_work() == ["default", "other", "third"]
+        first, second, third = (
+            ledger.find(s, f) for s, f in (("default", "F-1"), ("other", "F-2"), ("third", "F-3"))
+        )
+        for event in (first, second, third):
+            event.start_push(request_id="r", doc_number="FL", batched=False, actor="w", at=clock.at)
+        first.mark_synced(qbo_id="130", doc_number="FL", actor="w", at=clock.at)
+        second.require_action(
+            reason_code=ReasonCode.VALIDATION, message="no", missing=[], actor="w", at=clock.at
+        )
+        ledger.save(first, second, third)
+        _batch(ledger, view)
+        assert view.schools_with_work() == ["third"]  # syncing
+        third.mark_synced(qbo_id="131", doc_number="FL", actor="w", at=clock.at)
+        ledger.save(third)
+        _batch(ledger, view)
+        assert view.schools_with_work() == []
+        assert view.schools() == ["default", "other", "third"]
+
     def test_failed_push_keeps_qbo_message(
         self, ledger: FlightLedger, view: ProjectedView, clock: FixedClock
     ) -> None:

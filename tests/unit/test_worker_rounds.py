@@ -1,0 +1,89 @@
+"""What one worker round costs and how its passes run (idle cost, passes of realms at once)."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from typing import Any
+
+from domain.application import FlightLedger
+from domain.ports import FixedClock
+from tests.fakes import (
+    T0,
+    FakeAccountingGateway,
+    FakeFinancialEventView,
+    ready_school,
+    record_flights,
+)
+from workers.sync_worker import SyncEngine
+from workers.worker_loop import WorkerLoop
+
+SCHOOLS = [f"school-{n}" for n in range(5)]
+
+
+class CountingView(FakeFinancialEventView):
+    """The fake view, counting the calls made to it by name."""
+
+    def __init__(self, ledger: FlightLedger) -> None:
+        super().__init__(ledger)
+        self.calls: Counter[str] = Counter()
+
+    def __getattribute__(self, name: str) -> Any:
+        if not name.startswith("_") and name not in ("calls", "ledger"):
+            object.__getattribute__(self, "calls")[name] += 1
+        return object.__getattribute__(self, name)
+
+
+class Locks:
+    """Realm locks that are always free (one worker)."""
+
+    def try_acquire(self, school: str) -> bool:
+        """Always owned."""
+        return True
+
+    def release(self, school: str) -> None:
+        """Nothing to release."""
+
+
+def _loop(
+    ledger: FlightLedger, gateways: dict[str, FakeAccountingGateway]
+) -> tuple[WorkerLoop, CountingView]:
+    view = CountingView(ledger)
+    engine = SyncEngine(ledger, view, gateways.__getitem__, rng=random.Random(3))
+    loop = WorkerLoop(engine, view, Locks(), catch_up=lambda: None, poll_seconds=0.001)  # type: ignore[arg-type]
+    return loop, view
+
+
+def _ledger() -> FlightLedger:
+    ledger = FlightLedger(env={"PERSISTENCE_MODULE": "eventsourcing.popo"}, clock=FixedClock(T0))
+    for school in SCHOOLS:
+        ready_school(ledger, school)
+        record_flights(ledger, 2, school)
+    return ledger
+
+
+def test_an_idle_round_asks_the_view_once_whatever_the_number_of_schools() -> None:
+    """Every school synced: a round is one question for the schools with work, none per school."""
+    ledger = _ledger()
+    gateways = {s: FakeAccountingGateway(ledger=ledger) for s in SCHOOLS}  # a realm each
+    loop, view = _loop(ledger, gateways)
+    assert loop.run(until_idle=True).idle
+    assert [g.invoice_count for g in gateways.values()] == [2] * len(SCHOOLS)
+    view.calls.clear()
+    passes, worked, contested = loop.round()
+    assert (passes, worked, contested) == (0, False, False)
+    assert view.calls == Counter({"schools_with_work": 1})
+
+
+def test_a_round_runs_a_pass_only_for_the_schools_with_work() -> None:
+    """One school gets a new flight: the round runs that school's pass and no other."""
+    ledger = _ledger()
+    gateways = {s: FakeAccountingGateway(ledger=ledger) for s in SCHOOLS}
+    loop, _ = _loop(ledger, gateways)
+    loop.run(until_idle=True)
+    record_flights(ledger, 1, "school-3", start=10)
+    ran: list[str] = []
+    run_pass = loop.engine.run_pass
+    loop.engine.run_pass = lambda school: ran.append(school) or run_pass(school)  # type: ignore[method-assign,func-returns-value]
+    assert loop.round()[:2] == (1, True)
+    assert ran == ["school-3"] and gateways["school-3"].invoice_count == 3
