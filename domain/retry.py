@@ -1,9 +1,10 @@
-"""Retry Failed in one place: which events a selection means, and what still blocks them.
+"""Retry Failed's rules: which events a selection means, and what still blocks them.
 
-The CLI (`retry-failed`), the dashboard's Retry Failed buttons and the HTTP API
-(`POST /api/v1/retry-failed`) all call `select_for_retry`, and `FlightLedger.retry_failed`
-asks `blocked_by` why an event may not be requeued yet. Both are pure: rows come through the
-`WaitingRows` port (the financial-event view), events through the ledger.
+The use case (services/retry.py `retry_failed`, called by the CLI's `retry-failed`, the
+dashboard's Retry Failed buttons and `POST /api/v1/retry-failed`) asks `select_for_retry` which
+events a press means, and `FlightLedger.retry_failed` asks `blocked_by` why an event may not be
+requeued yet. Both are pure: rows come through the `WaitingRows` port (the financial-event
+view), events through the ledger.
 
 Groups: a reason code (`missing_mapping`, ...) selects the waiting events with that reason
 code; `failed` selects failed *and* uncertain events (what the dashboard counts and shows as
@@ -200,38 +201,6 @@ def select_for_retry(
         [e for e in candidates if in_group(e, reason)],
         f"reason:{reason}" if reason else "all",
     )
-
-
-def retry(
-    ledger: RetryLedger,
-    school: str,
-    *,
-    reason: str | None = None,
-    ids: Sequence[str] = (),
-    operator: str,
-    rows: WaitingRows | None = None,
-    qbo_lists: Callable[[], Any] | None = None,
-) -> dict[str, Any]:
-    """Retry Failed: requeue the chosen events whose cause is fixed (one transaction) and say
-    what is blocked, as `{"requeued", "skipped", "blocked": [...], "selected"}`."""
-    chosen = select_for_retry(ledger, school, reason=reason, ids=ids, rows=rows)
-    result = ledger.retry_failed(
-        school, chosen.events, operator=operator, scope=chosen.scope, qbo_lists=qbo_lists
-    )
-    return {
-        "requeued": result.requeued,
-        "skipped": result.skipped,
-        "blocked": [
-            {"reason_code": b["reason_code"], "why": b["why"], "count": int(b.get("count", 1))}
-            for b in result.blocked
-        ],
-        "selected": len(chosen.events),
-    }
-
-
-def all_blocked(summary: Mapping[str, Any]) -> bool:
-    """Nothing requeued or skipped, and something blocked: the press changed nothing."""
-    return not summary["requeued"] and not summary["skipped"] and bool(summary["blocked"])
 
 
 # --- what still blocks a retry ------------------------------------------------------------------

@@ -17,8 +17,8 @@ from domain.application import FlightLedger
 from domain.reasons import fix_for
 from domain.records import RecordKind, parse_flight_ended, parse_payment_received
 from qbo_simulator import QboSimulator, SimulatorConfig
+from services.retry import retry_failed
 from workers.bootstrap import Config, open_ledger
-from workers.commands.retry import retry
 from workers.context import table
 from workers.qbo import ConnectionService, open_vault, qbo_settings_from_env
 from workers.runtime import build_worker
@@ -219,12 +219,12 @@ class Demo:
             "and presses Retry Failed."
         )
         ledger.map_charge(SCHOOL, UNMAPPED_CODE, "3", operator="office")
-        outcome = retry(
+        outcome = retry_failed(
             ledger, SCHOOL, reason="missing_mapping", ids=(), operator="office"
         )  # what `flightledger retry-failed --reason missing_mapping` does
         self.note(
-            f"requeued {outcome['requeued']}, skipped {outcome['skipped']}, "
-            f"blocked {len(outcome['blocked'])}"
+            f"requeued {outcome.requeued}, skipped {outcome.skipped}, "
+            f"blocked {len(outcome.blocked)}"
         )
 
         self.say("The worker runs again.")

@@ -95,3 +95,25 @@ def list_service(cli: CliContext, connections: ConnectionService | None = _UNSET
             log.info("qbo_lists_unconfigured", reason=str(exc))
             connections = None
     return QboListService(cli.ledger(), connections, QboListStore(cli.config.database))
+
+
+class LazyListService:
+    """The CLI's list service, opened on first use (a press that needs no lists opens no vault
+    and reads no QuickBooks settings): domain.qbo_lists.QboListsPort."""
+
+    def __init__(self, cli: CliContext) -> None:
+        self._cli = cli
+        self._service: QboListService | None = None
+
+    def _open(self) -> QboListService:
+        if self._service is None:
+            self._service = list_service(self._cli)
+        return self._service
+
+    def cached(self, school: str) -> QboLists | None:
+        """The stored lists of the school's current realm, without calling QuickBooks."""
+        return self._open().cached(school)
+
+    def refresh(self, school: str) -> QboLists:
+        """Read every list from QuickBooks, store and return them (ListsUnavailable)."""
+        return self._open().refresh(school)

@@ -69,10 +69,12 @@ from domain.records import (
     read_json_document,
     record_to_data,
 )
-from domain.retry import SelectionError, UnknownEvent, all_blocked, retry
+from domain.retry import SelectionError, UnknownEvent
 from domain.webhooks import EVENT_TYPES
 from projections.financial_events import STATUSES
 from projections.view import FinancialEventView, row_json
+from services import retry as use_case
+from services.retry import NoteRequired
 
 log = structlog.get_logger(__name__)
 
@@ -550,28 +552,34 @@ def install_api(app: FastAPI, cfg: ApiConfig) -> None:
         if not ids:
             cfg.refresh()
         try:
-            summary = retry(
+            outcome = use_case.retry_failed(
                 ledger,
                 key.school,
                 reason=choice.reason,
                 ids=ids,
                 operator=key.name,
-                rows=None if ids else cfg.view,
+                rows=cfg.view,
+                lists=cfg.qbo_lists,
             )
         except UnknownEvent as exc:
             raise ApiError(404, str(exc), fields=[_f("ids", str(exc))]) from None
         except SelectionError as exc:
             raise ApiError(422, f"{exc.field}: {exc}", fields=[_f(exc.field, str(exc))]) from None
-        log.info("api_retry_failed", school=key.school, key=key.name, **_counts(summary))
-        if all_blocked(summary):
+        log.info(
+            "api_retry_failed",
+            school=key.school,
+            key=key.name,
+            requeued=outcome.requeued,
+            skipped=outcome.skipped,
+        )
+        if outcome.all_blocked:
             raise ApiError(
                 409,
-                "nothing requeued, the cause is not fixed: "
-                + "; ".join(f"{b['reason_code']}: {b['why']}" for b in summary["blocked"]),
+                f"nothing requeued, the cause is not fixed: {outcome.why_blocked()}",
                 code="blocked",
-                fields=[_f(b["reason_code"], b["why"]) for b in summary["blocked"]],
+                fields=[_f(b["reason_code"], b["why"]) for b in outcome.blocked],
             )
-        return models.RetryOut.model_validate(summary)
+        return models.RetryOut.model_validate(outcome.summary())
 
     @router.post(
         "/events/{ref}/dismiss", response_model=models.OkOut, responses=CONFLICT, tags=["actions"]
@@ -580,14 +588,10 @@ def install_api(app: FastAPI, cfg: ApiConfig) -> None:
         ref: str, body: models.DismissIn, key: ApiKey = Depends(auth.requires(RETRY))
     ) -> models.OkOut:
         """Stop one event from being sent (kept in the log with who and why)."""
-        if not body.note.strip():
-            raise ApiError(
-                422,
-                "note: say why the event will not be sent",
-                fields=[_f("note", "say why the event will not be sent")],
-            )
         try:
-            ledger.dismiss(key.school, ref, operator=key.name, note=body.note)
+            use_case.dismiss(ledger, key.school, ref, operator=key.name, note=body.note)
+        except NoteRequired as exc:
+            raise ApiError(422, f"note: {exc}", fields=[_f("note", str(exc))]) from None
         except NotFound:
             raise ApiError(404, f"no financial event {ref!r}") from None
         except TransitionRefused as exc:
@@ -834,10 +838,6 @@ def _check_references(
 
 def _f(name: str, reason: str) -> dict[str, str]:
     return {"field": name, "reason": reason}
-
-
-def _counts(summary: dict[str, Any]) -> dict[str, int]:
-    return {"requeued": summary["requeued"], "skipped": summary["skipped"]}
 
 
 def _find(ledger: FlightLedger, school: str, ref: str) -> Any:

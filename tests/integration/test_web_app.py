@@ -324,7 +324,7 @@ def test_dismiss_with_note(client: TestClient, web_ledger: FlightLedger) -> None
     assert empty.status_code == 303
     assert web_ledger.find("alpha", "F-1").status == Status.ACTION_REQUIRED
     assert (
-        "Not dismissed: note: a reason for dismissing is required"
+        "Not dismissed: note: say why the event will not be sent"
         in client.get(f"/events/{event_id}").text
     )
     client.post(f"/events/{event_id}/dismiss", data={"csrf": csrf, "note": "paid in cash"})

@@ -15,10 +15,10 @@ from domain.financial_event import Status
 from domain.ports import FixedClock
 from domain.records import RecordKind, parse_line
 from qbo_simulator import QboSimulator, SimulatorConfig
+from services.retry import retry_failed
 from tests.factories import flight, jsonl
 from tests.integration.qbo_helpers import SCHOOL, Rig, make_rig, sim_env
 from workers.bootstrap import Config
-from workers.commands.retry import retry
 from workers.projector import Projector
 from workers.runtime import gateway_factory
 from workers.sync_worker import SyncEngine
@@ -106,7 +106,7 @@ def test_missing_mapping_then_retry_syncs_every_flight(
     assert sim.invoices() == []
     rig.ledger.map_charge(SCHOOL, "instructor_dual", "2", operator="ana")
     assert (
-        retry(rig.ledger, SCHOOL, reason="missing_mapping", ids=[], operator="ana")["requeued"]
+        retry_failed(rig.ledger, SCHOOL, reason="missing_mapping", ids=[], operator="ana").requeued
         == 35
     )
     second = run()
@@ -131,9 +131,15 @@ def test_revoked_tokens_then_reconnect_and_retry(rig: Rig, run: Run, sim: QboSim
     assert summary["action_required"] == 5
     reasons = {e.reason_code for e in rig.ledger.iter_financial_events(SCHOOL) if e.reason_code}
     assert reasons == {"auth_expired"}
-    assert retry(rig.ledger, SCHOOL, reason="auth_expired", ids=[], operator="ana")["requeued"] == 0
+    assert (
+        retry_failed(rig.ledger, SCHOOL, reason="auth_expired", ids=[], operator="ana").requeued
+        == 0
+    )
     assert rig.service.connect_simulator(SCHOOL, "ana").ok
-    assert retry(rig.ledger, SCHOOL, reason="auth_expired", ids=[], operator="ana")["requeued"] == 5
+    assert (
+        retry_failed(rig.ledger, SCHOOL, reason="auth_expired", ids=[], operator="ana").requeued
+        == 5
+    )
     final = run()
     assert final["synced"] == 9
     statuses = {e.status for e in rig.ledger.iter_financial_events(SCHOOL)}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("domain", "projections", "adapters", "workers")
+PACKAGES = ("domain", "projections", "services", "adapters", "workers")
 IO_MODULES = {
     "sqlite3",
     "psycopg",
@@ -58,10 +58,11 @@ def test_the_checker_sees_imports() -> None:
     assert {"psycopg", "quickbooks.objects.invoice", "domain.ports"} <= seen
 
 
-@pytest.mark.parametrize("package", ["domain", "projections"])
-def test_domain_and_projections_do_no_io(package: str) -> None:
-    """domain/ and projections/ import no driver, HTTP client, or outer layer."""
-    assert offenders(package, IO_MODULES | {"adapters", "workers"}) == []
+@pytest.mark.parametrize("package", ["domain", "projections", "services"])
+def test_domain_projections_and_use_cases_do_no_io(package: str) -> None:
+    """domain/, projections/ and the use cases (services/) import no driver, HTTP client,
+    adapter or entry point: the use cases reach the outside only through ports."""
+    assert offenders(package, IO_MODULES | {"adapters", "workers", "qbo_simulator"}) == []
 
 
 def test_domain_does_not_import_projections() -> None:
@@ -69,25 +70,56 @@ def test_domain_does_not_import_projections() -> None:
     assert offenders("domain", {"projections"}) == []
 
 
-def test_adapters_do_not_import_workers() -> None:
-    """Adapters are assembled by workers/, never the other way round."""
-    assert offenders("adapters", {"workers"}) == []
+@pytest.mark.parametrize("package", ["domain", "projections"])
+def test_the_inner_layers_do_not_import_the_use_cases(package: str) -> None:
+    """The use cases sit above the domain and the views: nothing below calls up into them."""
+    assert offenders(package, {"services"}) == []
 
 
-def test_only_the_quickbooks_adapter_imports_python_quickbooks() -> None:
-    """python-quickbooks and intuitlib are imported only under adapters/quickbooks/."""
-    found = [
-        hit
-        for package in PACKAGES
-        for hit in offenders(package, {"quickbooks", "intuitlib"})
-        if not hit.startswith("adapters/quickbooks/")
+# The entry points (CLI commands, dashboard routes, API routes) run an operator's use case
+# through services/, never by calling the ledger's command themselves: one place per use case.
+ENTRY_POINTS = ("workers/commands/", "adapters/web/routes/", "adapters/api/app.py")
+LEDGER_COMMANDS = ("retry_failed", "dismiss")
+
+
+def ledger_calls(command: str) -> list[str]:
+    """`<...ledger...>.<command>(...)` calls in the entry-point modules, as file:line."""
+    found = []
+    for package in ("workers", "adapters"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            where = str(path.relative_to(ROOT))
+            if not where.startswith(ENTRY_POINTS):
+                continue
+            tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+            found += [
+                f"{where}:{node.lineno}"
+                for node in ast.walk(tree)
+                if isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == command
+                and "ledger" in ast.unparse(node.func.value)
+            ]
+    return found
+
+
+def test_the_ledger_call_finder_sees_a_call() -> None:
+    """The finder sees the ledger calls the worker's engine code makes (outside entry points
+    they are allowed), so an empty list in the entry points means something."""
+    tree = ast.parse("cli.ledger().dismiss(school, ref)\nuse_case.dismiss(ledger, ref)\n")
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
+    hits = [
+        c
+        for c in calls
+        if isinstance(c.func, ast.Attribute) and "ledger" in ast.unparse(c.func.value)
     ]
-    assert found == []
+    assert len(hits) == 1
 
 
-def test_database_drivers_stay_in_adapters() -> None:
-    """Callers never import psycopg or sqlite3: driver errors are translated in adapters/."""
-    assert offenders("workers", {"psycopg", "psycopg_pool", "sqlite3"}) == []
+@pytest.mark.parametrize("command", LEDGER_COMMANDS)
+def test_entry_points_call_the_use_case_not_the_ledger(command: str) -> None:
+    """The CLI, the dashboard and the API press Retry Failed and Dismiss (and set mappings)
+    through services/, so the three cannot drift apart again."""
+    assert ledger_calls(command) == []
 
 
 def module_name(path: Path) -> str:

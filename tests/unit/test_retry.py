@@ -10,6 +10,8 @@ from domain.application import FlightLedger
 from domain.financial_event import Status, TransitionRefused
 from domain.ids import financial_event_id
 from domain.ports import FixedClock
+from domain.retry import SelectionError
+from services.retry import retry_failed
 from tests.fakes import (
     T0,
     FakeAccountingGateway,
@@ -18,7 +20,6 @@ from tests.fakes import (
     map_everything,
     record_flights,
 )
-from workers.commands.retry import SelectionError, retry
 from workers.sync_worker import SyncEngine
 
 SCHOOL = "default"
@@ -49,14 +50,14 @@ def test_missing_mapping_is_blocked_naming_the_key_then_requeued_once_mapped(
     map_everything(ledger, skip_charge="instructor_dual")
     record_flights(ledger, 3)
     _pass(ledger, gateway)
-    blocked = retry(ledger, SCHOOL, reason="missing_mapping", ids=[], operator="ana")
-    assert blocked["requeued"] == 0
-    (group,) = blocked["blocked"]
+    blocked = retry_failed(ledger, SCHOOL, reason="missing_mapping", ids=[], operator="ana")
+    assert blocked.requeued == 0
+    (group,) = blocked.blocked
     assert group["reason_code"] == "missing_mapping" and group["count"] == 3
     assert "charge:instructor_dual" in group["why"]
     ledger.map_charge(SCHOOL, "instructor_dual", "2", operator="ana")
-    done = retry(ledger, SCHOOL, reason="missing_mapping", ids=[], operator="ana")
-    assert (done["requeued"], done["blocked"]) == (3, [])
+    done = retry_failed(ledger, SCHOOL, reason="missing_mapping", ids=[], operator="ana")
+    assert (done.requeued, done.blocked) == (3, [])
     f1 = ledger.financial_event(financial_event_id(SCHOOL, "flight-ended", "F-1"))
     assert ledger.history(SCHOOL, "F-1")[-1].actor == "ana"
     assert f1.status == Status.PENDING
@@ -73,12 +74,12 @@ def test_auth_expired_is_blocked_until_reconnected(ledger: FlightLedger) -> None
     record_flights(ledger, 2)
     _pass(ledger, gateway)
     assert {e.reason_code for e in ledger.iter_financial_events(SCHOOL)} == {"auth_expired"}
-    refused = retry(ledger, SCHOOL, reason=None, ids=[], operator="ana")
-    assert refused["requeued"] == 0
-    assert "Reconnect" in refused["blocked"][0]["why"]
+    refused = retry_failed(ledger, SCHOOL, reason=None, ids=[], operator="ana")
+    assert refused.requeued == 0
+    assert "Reconnect" in refused.blocked[0]["why"]
     connect(ledger)
     gateway.auth_expires_after = None
-    assert retry(ledger, SCHOOL, reason="auth_expired", ids=[], operator="ana")["requeued"] == 2
+    assert retry_failed(ledger, SCHOOL, reason="auth_expired", ids=[], operator="ana").requeued == 2
     _pass(ledger, gateway)
     assert _statuses(ledger) == {"synced"}
 
@@ -90,10 +91,10 @@ def test_pressing_twice_does_nothing_the_second_time(ledger: FlightLedger) -> No
     record_flights(ledger, 2)
     _pass(ledger, FakeAccountingGateway())
     ledger.map_charge(SCHOOL, "instructor_dual", "2", operator="ana")
-    assert retry(ledger, SCHOOL, reason=None, ids=["F-1", "F-2"], operator="a")["requeued"] == 2
+    assert retry_failed(ledger, SCHOOL, reason=None, ids=["F-1", "F-2"], operator="a").requeued == 2
     head = ledger.recorder.max_notification_id()
-    again = retry(ledger, SCHOOL, reason=None, ids=["F-1", "F-2"], operator="a")
-    assert (again["requeued"], again["skipped"]) == (0, 2)
+    again = retry_failed(ledger, SCHOOL, reason=None, ids=["F-1", "F-2"], operator="a")
+    assert (again.requeued, again.skipped) == (0, 2)
     assert ledger.recorder.max_notification_id() == head
 
 
@@ -101,9 +102,9 @@ def test_selection_refuses_unknown_ids_and_reasons(ledger: FlightLedger) -> None
     """An unknown id or reason is refused with a stated reason; nothing is appended."""
     record_flights(ledger, 1)
     with pytest.raises(SelectionError, match="no financial event 'F-404'"):
-        retry(ledger, SCHOOL, reason=None, ids=["F-404"], operator="a")
+        retry_failed(ledger, SCHOOL, reason=None, ids=["F-404"], operator="a")
     with pytest.raises(SelectionError, match="unknown reason"):
-        retry(ledger, SCHOOL, reason="bogus", ids=[], operator="a")
+        retry_failed(ledger, SCHOOL, reason="bogus", ids=[], operator="a")
 
 
 def test_dismiss_records_operator_and_refuses_synced(ledger: FlightLedger) -> None:

@@ -8,11 +8,12 @@ import typer
 from rich.console import Console
 
 from domain.financial_event import NotFound, TransitionRefused
-from domain.retry import SelectionError, retry
+from domain.retry import SelectionError
+from services.retry import NoteRequired, dismiss, retry_failed
 from workers.commands.mappings import OPERATOR, default_operator
-from workers.context import EXIT_USAGE, CliContext, emit, fail, get_context, table
+from workers.context import EXIT_USAGE, emit, fail, get_context, table
 
-__all__ = ["SelectionError", "register", "retry"]
+__all__ = ["register"]
 
 
 def _human(data: dict[str, Any]) -> Any:
@@ -25,22 +26,11 @@ def _human(data: dict[str, Any]) -> Any:
     return render
 
 
-def _fresh_lists(cli: CliContext) -> Any:
-    """The school's QuickBooks lists read again (None when QuickBooks cannot be read)."""
-    from domain.qbo_lists import ListsUnavailable
-    from workers.qbo_lists import list_service
-
-    try:
-        return list_service(cli).refresh(cli.school)
-    except ListsUnavailable:
-        return None
-
-
 def register(app: typer.Typer) -> None:
     """Add `retry-failed` and `dismiss`."""
 
     @app.command("retry-failed")
-    def retry_failed(
+    def retry_failed_command(
         ctx: typer.Context,
         reason: str | None = typer.Option(
             None, "--reason", help="A reason group (e.g. missing_mapping), or failed/uncertain"
@@ -52,36 +42,37 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Requeue failed / Action Required / uncertain events once their cause is fixed."""
         from workers.commands.events import caught_up_view
+        from workers.qbo_lists import LazyListService
 
         cli = get_context(ctx)
         try:
-            data = retry(
+            outcome = retry_failed(
                 cli.ledger(),
                 cli.school,
                 reason=reason,
                 ids=ids,
                 operator=operator or default_operator(),
                 rows=None if ids else caught_up_view(cli),
-                qbo_lists=lambda: _fresh_lists(cli),
+                lists=LazyListService(cli),
             )
         except SelectionError as exc:
             if exc.field == "reason":
                 fail(cli, f"--reason: {exc}", EXIT_USAGE)
             fail(cli, str(exc))
-        if data["selected"] == 0:
+        data = outcome.summary()
+        if outcome.selected == 0:
             what = f"in group {reason}" if reason else "waiting for an operator"
             data["message"] = (
                 f"nothing to retry: no failed, Action Required or uncertain event {what}"
             )
             emit(cli, data, lambda c: c.print(data["message"]))
             return
-        if data["requeued"] == 0 and data["skipped"] == 0 and data["blocked"]:
-            why = "; ".join(f"{b['reason_code']}: {b['why']}" for b in data["blocked"])
-            fail(cli, f"nothing requeued, the cause is not fixed: {why}", **data)
+        if outcome.all_blocked:
+            fail(cli, f"nothing requeued, the cause is not fixed: {outcome.why_blocked()}", **data)
         emit(cli, data, _human(data))
 
     @app.command("dismiss")
-    def dismiss(
+    def dismiss_command(
         ctx: typer.Context,
         ref: str = typer.Argument(..., metavar="ID", help="Event id, flight/request/payment id"),
         note: str = typer.Option(..., "--note", help="Why it will not be sent"),
@@ -89,12 +80,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Stop one event from being sent (kept in the log with who and why)."""
         cli = get_context(ctx)
-        if not note.strip():
-            fail(cli, "--note: say why the event will not be sent", EXIT_USAGE)
         try:
-            event = cli.ledger().dismiss(
-                cli.school, ref, operator=operator or default_operator(), note=note
+            event = dismiss(
+                cli.ledger(), cli.school, ref, operator=operator or default_operator(), note=note
             )
+        except NoteRequired as exc:
+            fail(cli, f"--note: {exc}", EXIT_USAGE)
         except (NotFound, TransitionRefused) as exc:
             fail(cli, str(exc))
         emit(cli, {"ok": True}, lambda c: c.print(f"dismissed {event.reference}"))

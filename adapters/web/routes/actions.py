@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
 from urllib.parse import parse_qs
 
 import structlog
@@ -15,40 +13,20 @@ from adapters.web.auth import RETRY, User
 from adapters.web.config import WebConfig
 from adapters.web.session import flash, form
 from domain.financial_event import NotFound, TransitionRefused
-from domain.qbo_lists import ListsUnavailable
-from domain.retry import (
-    FAILED_GROUP,
-    GROUPS,
-    RetryResult,
-    Selection,
-    UnknownEvent,
-    select_for_retry,
-)
+from domain.retry import FAILED_GROUP, GROUPS, UnknownEvent
+from services import retry as use_case
+from services.retry import NoteRequired, RetryOutcome
 
 log = structlog.get_logger(__name__)
 
 SELECTION = "selection"  # Retry Failed for the events ticked in the table (field `id`, repeated)
+MAX_PICKED = 500  # events one press may name (the table shows at most a page)
 
 
 async def form_lists(request: Request) -> dict[str, list[str]]:
     """Every value of each field (checkboxes repeat `id`); `form` already checked the CSRF."""
     body = (await request.body()).decode("utf-8", errors="replace")
     return parse_qs(body, keep_blank_values=False)
-
-
-def fresh_lists(cfg: WebConfig, school: str) -> Callable[[], Any] | None:
-    """Reads the school's QuickBooks lists again for Retry Failed (None when unavailable)."""
-    port = cfg.qbo_lists
-    if port is None:
-        return None
-
-    def read() -> Any:
-        try:
-            return port.refresh(school)
-        except ListsUnavailable:
-            return None
-
-    return read
 
 
 def register(app: FastAPI, cfg: WebConfig, access: Access) -> None:
@@ -72,35 +50,42 @@ def register(app: FastAPI, cfg: WebConfig, access: Access) -> None:
             return _retry_ids(request, user, ids, label="selected events")
         if group not in GROUPS:
             raise HTTPException(400, f"Unknown group {group!r}: nothing was retried.")
-        chosen = select_for_retry(ledger, user.school, reason=group, rows=cfg.view)
-        return _requeue(request, user, chosen, label=group)
+        return _press(request, user, label=group, reason=group)
 
     def _retry_ids(request: Request, user: User, ids: list[str], *, label: str) -> Response:
         try:
-            chosen = select_for_retry(ledger, user.school, ids=ids[:500], rows=cfg.view)
+            return _press(request, user, label=label, ids=ids[:MAX_PICKED])
         except UnknownEvent as exc:
             flash(request, "bad", f"Nothing was retried: {exc}")
             return RedirectResponse("/", 303)
-        return _requeue(request, user, chosen, label=label)
 
-    def _requeue(request: Request, user: User, chosen: Selection, *, label: str) -> Response:
-        result = ledger.retry_failed(
+    def _press(
+        request: Request,
+        user: User,
+        *,
+        label: str,
+        reason: str | None = None,
+        ids: list[str] | None = None,
+    ) -> Response:
+        outcome = use_case.retry_failed(
+            ledger,
             user.school,
-            chosen.events,
             operator=user.name,
-            scope=chosen.scope,
-            qbo_lists=fresh_lists(cfg, user.school),
+            reason=reason,
+            ids=ids or (),
+            rows=cfg.view,
+            lists=cfg.qbo_lists,
         )
         log.info(
             "web_retry_failed_pressed",
             school=user.school,
             operator=user.name,
             group=label,
-            requeued=result.requeued,
-            skipped=result.skipped,
-            blocked=len(result.blocked),
+            requeued=outcome.requeued,
+            skipped=outcome.skipped,
+            blocked=len(outcome.blocked),
         )
-        kind, text, details = _retry_summary(label, result)
+        kind, text, details = _retry_summary(label, outcome)
         flash(request, kind, text, details)
         cfg.refresh()
         return RedirectResponse("/", 303)
@@ -124,9 +109,12 @@ def register(app: FastAPI, cfg: WebConfig, access: Access) -> None:
     ) -> Response:
         note = fields.get("note", "").strip()
         try:
-            event = ledger.dismiss(user.school, ref, operator=user.name, note=note)
+            event = use_case.dismiss(ledger, user.school, ref, operator=user.name, note=note)
         except NotFound:
             raise HTTPException(404, f"No financial event {ref} in your school.") from None
+        except NoteRequired as exc:
+            flash(request, "bad", f"Not dismissed: note: {exc}")
+            return RedirectResponse(f"/events/{ref}", 303)
         except TransitionRefused as exc:
             flash(request, "bad", f"Not dismissed: {exc}")
             return RedirectResponse(f"/events/{ref}", 303)
@@ -136,7 +124,7 @@ def register(app: FastAPI, cfg: WebConfig, access: Access) -> None:
         return RedirectResponse(f"/events/{ref}", 303)
 
 
-def _retry_summary(group: str, result: RetryResult) -> tuple[str, str, list[str]]:
+def _retry_summary(group: str, result: RetryOutcome) -> tuple[str, str, list[str]]:
     label = "failed events" if group == FAILED_GROUP else group
     text = f"Retry Failed ({label}): {result.requeued} requeued, {result.skipped} skipped"
     details = [f"blocked {b.get('count', '')}: {b['why']}" for b in result.blocked]

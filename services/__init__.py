@@ -1,0 +1,15 @@
+"""The use cases: one function per thing an operator does, called by every entry point.
+
+The CLI (`workers/commands/`), the dashboard (`adapters/web/routes/`) and the HTTP API
+(`adapters/api/app.py`) parse their input, call one use case here and render its answer; none
+of them decides what Retry Failed selects, what a mapping is checked against or when a note is
+missing. The use cases depend on the domain (the ledger, its rules) and on ports only: the
+financial-event view (`projections.view.FinancialEventView`), QuickBooks' lists
+(`domain.qbo_lists.QboListsPort`) and the connection (`services.connection.ConnectionUseCases`),
+never on an adapter or a driver (tests/unit/test_layers.py checks it).
+
+- `services.retry`: Retry Failed (a group, a selection, one event) and Dismiss.
+- `services.mappings`: set a mapping, set the invoice defaults, the per-school switches.
+- `services.connection`: the connection use cases' port (connect, callback, test, disconnect,
+  status), implemented by `workers.qbo.ConnectionService`.
+"""
