@@ -2,10 +2,43 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from eventsourcing.domain import Aggregate
+
+
+@dataclass(frozen=True)
+class HeldRecord:
+    """A record that may already be in the old company (a push was sent, no definite answer)."""
+
+    reference: str
+    status: str
+
+
+@dataclass(frozen=True)
+class CompanySwitch:
+    """A reconnect to another QuickBooks company than the one holding the school's invoices."""
+
+    old_company: str
+    old_realm: str
+    new_company: str
+    new_realm: str
+    may_be_in_old: tuple[HeldRecord, ...]
+
+    @property
+    def refusal(self) -> str:
+        """The sentence of issue 8: "This school's invoices are in <A>; you connected <B>"."""
+        return f"This school's invoices are in {self.old_company}; you connected {self.new_company}"
+
+
+class CompanySwitchRefused(RuntimeError):
+    """Connecting another company was refused until an admin confirms the switch."""
+
+    def __init__(self, message: str, switch: CompanySwitch) -> None:
+        super().__init__(message)
+        self.switch = switch
 
 
 class ConnectionState:

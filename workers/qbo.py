@@ -29,7 +29,13 @@ from adapters.quickbooks.settings import SIMULATOR, QboSettings
 from adapters.secret_key import default_key_file, load_secret_key
 from adapters.vault import TokenSet, TokenVault
 from domain.application import SYSTEM, FlightLedger
-from domain.connection import Connection, ConnectionState
+from domain.connection import (
+    CompanySwitch,
+    CompanySwitchRefused,
+    Connection,
+    ConnectionState,
+    HeldRecord,
+)
 from domain.financial_event import FinancialEvent, Status
 from domain.pill import status_document
 from domain.ports import Clock, CompanyInfo, ConnectionCheck, ReasonCode, TokenExpiries
@@ -48,6 +54,10 @@ STATE_MISMATCH = (
 
 class ConnectionStepRefused(RuntimeError):
     """A connection step was refused; the message is for the operator."""
+
+
+class CompanySwitchUnconfirmed(ConnectionStepRefused, CompanySwitchRefused):
+    """Another company than the one holding the invoices, not confirmed (CLI and dashboard)."""
 
 
 def _client_secret_name(client_id: str) -> str:
@@ -378,16 +388,34 @@ class ConnectionService:
         confirmed: bool,
     ) -> None:
         """Refuse connecting another company while invoices are in the old one, unless
-        an admin confirmed the switch."""
+        an admin confirmed the switch; the refusal names what may already be in the old one."""
         if confirmed or not self._has_invoices(school):
             return
-        old = previous.company or "another QuickBooks company"
+        switch = CompanySwitch(
+            old_company=previous.company or "another QuickBooks company",
+            old_realm=previous.realm or "",
+            new_company=company.company_name or "another company",
+            new_realm=realm,
+            may_be_in_old=tuple(
+                HeldRecord(e.reference, e.status.value) for e in self._maybe_in_old_company(school)
+            ),
+        )
+        held = switch.may_be_in_old
+        shown = ", ".join(h.reference for h in held[:10]) + (" …" if len(held) > 10 else "")
         log.warning("qbo_callback_refused", school=school, reason="company_switch", realm=realm)
-        raise ConnectionStepRefused(
-            f"This school's invoices are in {old} (realm {previous.realm}); you connected "
-            f"{company.company_name or 'another company'} (realm {realm}). Nothing was changed. "
-            "Connect the same company again, or, to move this school to the new company, run "
-            "'connection connect' and complete it with 'connection callback URL --switch-company'."
+        raise CompanySwitchUnconfirmed(
+            f"This school's invoices are in {switch.old_company} (realm {previous.realm}); you "
+            f"connected {switch.new_company} (realm {realm}). Nothing was changed. "
+            + (
+                f"{len(held)} record(s) may already be in {switch.old_company} (a push was sent "
+                f"and no definite answer came back): {shown}; after a switch they wait under "
+                "company_switched for you to check them there. "
+                if held
+                else ""
+            )
+            + "Connect the same company again, or, to move this school to the new company, run "
+            "'connection connect' and complete it with 'connection callback URL --switch-company'.",
+            switch,
         )
 
     def _view(self) -> ProjectedView:
@@ -405,16 +433,21 @@ class ConnectionService:
         finally:
             view.close()
 
-    def _hold_events_of_old_company(
-        self, school: str, previous: Connection, company: CompanyInfo, operator: str
-    ) -> int:
-        """Events that may already exist in the old company go to action_required
-        (company_switched): never created again in the new one without an operator's retry."""
+    def _maybe_in_old_company(self, school: str) -> list[FinancialEvent]:
+        """The school's records that may already exist in the company it is leaving."""
         view = self._view()
         try:
             rows = view.list(school, statuses=list(MAY_BE_IN_OLD_COMPANY))
         finally:
             view.close()
+        events = (self.ledger.financial_event(row.id) for row in rows)
+        return [e for e in events if may_be_in_old_company(e)]
+
+    def _hold_events_of_old_company(
+        self, school: str, previous: Connection, company: CompanyInfo, operator: str
+    ) -> int:
+        """Events that may already exist in the old company go to action_required
+        (company_switched): never created again in the new one without an operator's retry."""
         message = (
             f"QuickBooks was switched from {previous.company or 'the old company'} (realm "
             f"{previous.realm}) to {company.company_name or 'a new company'}; this "
@@ -423,10 +456,7 @@ class ConnectionService:
         )
         held: list[FinancialEvent] = []
         now = self.ledger.clock.now()
-        for row in rows:
-            event = self.ledger.financial_event(row.id)
-            if not may_be_in_old_company(event):
-                continue
+        for event in self._maybe_in_old_company(school):
             event.require_action(
                 reason_code=ReasonCode.COMPANY_SWITCHED,
                 message=message,

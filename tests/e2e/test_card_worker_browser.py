@@ -31,6 +31,7 @@ from tests.helpers_qbo import (
     record_via_cli,
 )
 from tests.integration.test_audit import _tamper
+from tests.integration.test_company_switch import _leave_uncertain_in_a
 
 pytestmark = pytest.mark.timeout(180)
 SCHOOL = "sunrise"
@@ -49,10 +50,12 @@ class Stack:
 
 
 @contextmanager
-def running(sqlite_url: str, tmp_path: Path, *, with_worker: bool) -> Iterator[Stack]:
+def running(
+    sqlite_url: str, tmp_path: Path, *, with_worker: bool, timeout: float = 2.0
+) -> Iterator[Stack]:
     """`flightledger serve` (local operator) on a free port, and a worker when asked."""
     with QboSimulator(SimulatorConfig(minute_seconds=0.6)) as sim:
-        env = cli_env(sim, sqlite_url, SCHOOL)
+        env = cli_env(sim, sqlite_url, SCHOOL, timeout=timeout)
         cli = Cli(env)
         port = _free_port()
         log = (tmp_path / "serve.log").open("a")
@@ -92,8 +95,8 @@ def running(sqlite_url: str, tmp_path: Path, *, with_worker: bool) -> Iterator[S
 
 @pytest.fixture
 def stack(sqlite_url: str, tmp_path: Path) -> Iterator[Stack]:
-    """The dashboard and the simulator, no worker."""
-    with running(sqlite_url, tmp_path, with_worker=False) as made:
+    """The dashboard and the simulator, no worker (QuickBooks calls time out after 0.5 s)."""
+    with running(sqlite_url, tmp_path, with_worker=False, timeout=0.5) as made:
         yield made
 
 
@@ -225,3 +228,68 @@ def test_audit_page_downloads_the_export_and_tells_the_tamper_verdict(
     bad = cli.full("audit", "verify")
     assert bad.code == 1 and bad.data["ok"] is False
     expect(page.locator("#verdict")).to_contain_text(str(bad.data["message"]))
+
+
+OTHER_REALM = "9130350000000777"
+
+
+def test_reconnecting_another_company_asks_the_admin_and_shows_what_may_be_in_the_old_one(
+    stack: Stack, page: Any, sqlite_url: str
+) -> None:
+    """Issue 8 in the dashboard: a school with invoices in A that connects B is refused with
+    "This school's invoices are in A; you connected B", the page lists the record that may
+    already be in A, "Keep A" changes nothing, and the explicit switch button moves the school
+    to B with that record held under Action Required (company_switched)."""
+    from playwright.sync_api import Route, expect
+
+    cli, sim = stack.cli, stack.sim
+    sim.add_company(OTHER_REALM, "Other Aviation LLC")
+    connect_via_cli(cli)
+    map_via_cli(cli, {"aircraft_rental": "1", "instructor_dual": "2"}, {"S-1": "1"})
+    record_via_cli(cli, stack.tmp / "f1.jsonl", [flight("F-1", "S-1")])
+    assert cli.ok("worker", "--until-idle", "--max-seconds", "60")["synced"] == 1
+    record_via_cli(cli, stack.tmp / "f2.jsonl", [flight("F-2", "S-1")])
+    _leave_uncertain_in_a(cli, sim, sqlite_url)  # F-2 created in A, its answer lost
+
+    def pick_company_b(route: Route) -> None:
+        """The admin picks company B at Intuit: the authorize URL /connect redirects to
+        (redirects are not routed themselves) gains the simulator's realm hint."""
+        answer = route.fetch(max_redirects=0)
+        location = answer.headers.get("location", "")
+        if answer.status == 303 and location.startswith(sim.url + "/connect/oauth2"):
+            headers = {**answer.headers, "location": location + "&realm_hint=" + OTHER_REALM}
+            route.fulfill(response=answer, headers=headers)
+        else:
+            route.fulfill(response=answer)
+
+    page.route(stack.url + "/connect**", pick_company_b)
+    page.goto(stack.url + "/")
+    page.get_by_role("button", name="Connect to QuickBooks").click()
+    expect(page.locator("h1")).to_have_text("Switch QuickBooks company?")
+    expect(page.locator("#message")).to_have_text(
+        "This school's invoices are in Sunrise Flight School; you connected Other Aviation LLC."
+    )
+    expect(page.locator("#held-title")).to_have_text(
+        "1 record may already be in Sunrise Flight School"
+    )
+    expect(page.locator("#held tbody tr")).to_have_count(1)
+    expect(page.locator('#held tr[data-ref="F-2"]')).to_contain_text("F-2")
+    assert cli.ok("connection", "status")["realm"] == sim.config.realm, "nothing changed yet"
+
+    page.get_by_role("link", name="Keep Sunrise Flight School").click()
+    expect(page.locator("#company")).to_contain_text("Sunrise Flight School")
+    assert cli.ok("connection", "status")["realm"] == sim.config.realm
+
+    page.get_by_role("button", name="Connect to QuickBooks").click()
+    page.get_by_role("button", name="Switch this school to Other Aviation LLC").click()
+    expect(page.locator("#verifying-title")).to_have_text("QuickBooks connected! Verifying...")
+    expect(page.locator("#flash")).to_contain_text("This school now invoices in Other Aviation LLC")
+    expect(page.locator("#test-result")).to_have_text("Connected to Other Aviation LLC (US)")
+    expect(page.locator("#company")).to_contain_text("Other Aviation LLC")
+    group = page.locator('article.group[data-reason="company_switched"]')
+    expect(group).to_contain_text("1 event")
+    status = cli.ok("connection", "status")
+    assert (status["realm"], status["pill"]) == (OTHER_REALM, "Connected")
+    held = cli.ok("events", "--reason", "company_switched")
+    assert [r["reference"] for r in held] == ["F-2"]
+    assert sim.invoices(OTHER_REALM) == [], "nothing was created again in B by itself"

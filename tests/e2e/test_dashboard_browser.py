@@ -43,7 +43,9 @@ class FakeConnectionService:
         """The configured (untrusted) authorization URL."""
         return self.authorization_url, "s"
 
-    def callback(self, school: str, redirect_url: str, operator: str) -> ConnectionCheck:
+    def callback(
+        self, school: str, redirect_url: str, operator: str, *, switch_company: bool = False
+    ) -> ConnectionCheck:
         """Never reached in these tests."""
         return ConnectionCheck(ok=False, message="not used")
 

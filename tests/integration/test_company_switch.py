@@ -85,6 +85,8 @@ def test_switching_company_is_refused_unless_confirmed_and_holds_maybe_created_r
     assert code != 0
     assert "This school's invoices are in Sunrise Flight School" in data["error"]
     assert "you connected Other Aviation LLC" in data["error"]
+    assert "1 record(s) may already be in Sunrise Flight School" in data["error"]
+    assert "F-2" in data["error"]  # named before the operator decides
     assert cli.ok("connection", "status")["realm"] == sim.config.realm
 
     done = cli.ok("connection", "callback", _redirect(cli, hint=OTHER_REALM), "--switch-company")

@@ -48,7 +48,9 @@ class FakeConnectionService:
         """Hand out the configured authorization URL."""
         return self.authorization_url, "s1"
 
-    def callback(self, school: str, redirect_url: str, operator: str) -> ConnectionCheck:
+    def callback(
+        self, school: str, redirect_url: str, operator: str, *, switch_company: bool = False
+    ) -> ConnectionCheck:
         """Check the state and record a connection."""
         query = parse_qs(urlsplit(redirect_url).query)
         if query.get("state") != ["s1"]:

@@ -12,9 +12,16 @@ from adapters.web.access import Access
 from adapters.web.auth import ADMIN, VIEW, User
 from adapters.web.card import connection_status, mark_verifying
 from adapters.web.config import WebConfig
-from adapters.web.connection import ConnectionServicePort, check_sentence
+from adapters.web.connection import (
+    ConnectionServicePort,
+    check_sentence,
+    confirm_switch,
+    switch_page_context,
+    take_switch,
+)
 from adapters.web.pages import Pages
 from adapters.web.session import flash, form
+from domain.connection import CompanySwitchRefused
 from domain.ports import ConnectionCheck
 
 log = structlog.get_logger(__name__)
@@ -34,6 +41,23 @@ def register(app: FastAPI, cfg: WebConfig, access: Access, pages: Pages) -> None
         fields: dict[str, str] = Depends(form),
         user: User = Depends(access.requires(ADMIN)),
     ) -> Response:
+        return start(request, user)
+
+    @app.post("/connect/switch-company", response_class=HTMLResponse)
+    def connect_switching_company(
+        request: Request,
+        fields: dict[str, str] = Depends(form),
+        user: User = Depends(access.requires(ADMIN)),
+    ) -> Response:
+        """The admin confirmed moving the school to another company: authorize it again."""
+        realm = fields.get("realm", "").strip()
+        if not realm:
+            raise HTTPException(400, "No QuickBooks company to switch to")
+        confirm_switch(request, realm, fields.get("company", "")[:200])
+        log.info("web_company_switch_confirmed", school=user.school, operator=user.name)
+        return start(request, user)
+
+    def start(request: Request, user: User) -> Response:
         try:
             url, _state = service().connect(user.school)
         except HTTPException:
@@ -76,10 +100,17 @@ def register(app: FastAPI, cfg: WebConfig, access: Access, pages: Pages) -> None
                 status_code=400,
                 tone="bad",
             )
+        switching = take_switch(request, request.query_params.get("realmId", ""))
         try:
-            check = service().callback(user.school, str(request.url), user.name)
+            check = service().callback(
+                user.school, str(request.url), user.name, switch_company=switching is not None
+            )
         except HTTPException:
             raise
+        except CompanySwitchRefused as exc:  # another company: an admin confirms it here
+            return pages.render(
+                request, "switch_company.html", switch_page_context(exc.switch), status_code=409
+            )
         except Exception as exc:
             log.warning("web_callback_failed", school=user.school, error=type(exc).__name__)
             return pages.message_page(
@@ -94,6 +125,14 @@ def register(app: FastAPI, cfg: WebConfig, access: Access, pages: Pages) -> None
                 request, "QuickBooks did not connect", check_sentence(check), tone="bad"
             )
         log.info("web_connect_completed", school=user.school, operator=user.name)
+        if switching is not None:
+            flash(
+                request,
+                "ok",
+                f"This school now invoices in {switching.get('company') or 'the new company'}. "
+                "Records that may already be in the old company wait under Action Required: "
+                "check them there, then Dismiss them or press Retry Failed.",
+            )
         mark_verifying(request)  # the card itself says "QuickBooks connected! Verifying..."
         return RedirectResponse("/", 303)
 
