@@ -4,7 +4,9 @@ The card shows QuickBooks' own message in the red "QuickBooks connection error" 
 one of our own sentences labelled as if QuickBooks had said it; the "Connected Account" panel
 only while a realm is connected (not after Disconnect); the expiry date only while it means
 something (not for a revoked token); a primary "Reconnect QuickBooks" in the amber, red and
-expired states; and "QuickBooks connected! Verifying..." right after the OAuth callback.
+expired states; and "QuickBooks connected! Verifying..." right after the OAuth callback, which
+returns to Invoicing Settings (the card is there too, above the QuickBooks Defaults and the
+mappings the reminder asks to verify), as help article 000 says.
 """
 
 from __future__ import annotations
@@ -48,6 +50,14 @@ def connection_status(cfg: WebConfig, school: str) -> dict[str, Any]:
     return status_document(cfg.ledger.connection(school), cfg.now())
 
 
+def card_status(cfg: WebConfig, school: str) -> dict[str, Any]:
+    """What card.js updates after the automatic test: pill, tones, badge, company."""
+    status = connection_status(cfg, school)
+    shown = {k: status.get(k) for k in ("pill", "tone", "badge", "company", "country")}
+    shown["badge_tone"] = badge_tone(str(status.get("badge") or ""), status.get("days_left"))
+    return shown
+
+
 def qbo_message(status: dict[str, Any]) -> str | None:
     """QuickBooks' own last error message, or None (none, or only one of our own sentences)."""
     message = status.get("last_error")
@@ -86,6 +96,7 @@ def card_context(cfg: WebConfig, request: Request, school: str) -> dict[str, Any
         "expired_title": EXPIRED_TITLE,
         "expired_text": RECONNECT_MESSAGE,
         "verifying": verifying,
+        "on_settings": request.url.path == "/settings",  # the reminder points below, not away
         "verifying_title": CONNECTED_VERIFYING,
         "unavailable": cfg.connections_unavailable if cfg.connections is None else "",
     }

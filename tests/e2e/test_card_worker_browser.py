@@ -112,13 +112,15 @@ def _status(cli: Cli, ref: str) -> tuple[str, str | None]:
     return row["status"], row["reason_code"]
 
 
-def test_a_403_turns_the_card_red_with_quickbooks_words_until_test_connection_passes(
+def test_the_card_through_a_403_a_revoked_token_a_reconnect_and_a_disconnect(
     stack_with_worker: Stack, page: Any
 ) -> None:
-    """403 ApplicationAuthorizationFailed from a running worker's push: the pill is no longer
-    "Connected", the red panel quotes QuickBooks, Reconnect is the primary action; Test
-    Connection shows the failure inline and as a notice, then (access back) success; Retry
-    Failed sends the flight once."""
+    """Help article 000 against a running worker. A 403 ApplicationAuthorizationFailed on its
+    push: the pill no longer says "Connected", the red panel quotes QuickBooks, Reconnect is the
+    primary action; Test Connection shows the failure inline and as a notice, then (access
+    back) success; Retry Failed sends the flight once. A revoked refresh token: Reconnect pill,
+    badge and panel; Reconnect QuickBooks returns to Invoicing Settings verifying, Connected.
+    Disconnect: no company or badge."""
     from playwright.sync_api import expect
 
     stack = stack_with_worker
@@ -175,6 +177,63 @@ def test_a_403_turns_the_card_red_with_quickbooks_words_until_test_connection_pa
     expect(page.locator("#flash")).to_contain_text("1 requeued")
     wait_for("the retried flight to sync", lambda: _status(cli, "F-1")[0] == "synced", worker)
     assert_one_invoice_each(sim.invoices(), {"FL-F-1"})
+
+    # the refresh token is revoked: Reconnect, the expired panel, QuickBooks' own words
+    sim.set_faults(revoke_refresh_tokens=True, expire_access_tokens_now=True)
+    record_via_cli(cli, stack.tmp / "f2.jsonl", [flight("F-2", "S-1")])
+    wait_for(
+        "the revoked token to stop the flight",
+        lambda: _status(cli, "F-2") == ("action_required", "auth_expired"),
+        worker,
+    )
+    page.goto(stack.url + "/")
+    expect(page.locator("#pill")).to_have_text("Reconnect")
+    expect(page.locator("#pill")).to_have_class("pill tone-red")
+    expect(page.locator("#badge")).to_have_text("Reconnect")
+    expect(page.locator("#badge")).to_have_class("badge tone-red")
+    expect(page.locator("#expires")).to_have_count(0)  # a revoked token's date means nothing
+    expect(page.locator("#reconnect-alert strong")).to_have_text(
+        "QuickBooks needs to be reconnected"
+    )
+    expect(page.locator("#reconnect-alert p")).to_have_text(
+        "Your refresh token has expired. Reconnect to keep invoicing through QuickBooks."
+    )
+    expect(page.locator("#connection-error-message")).to_contain_text("invalid_grant")
+
+    # Reconnect QuickBooks: back on Invoicing Settings, verifying, then Connected
+    page.get_by_role("button", name="Reconnect QuickBooks").click()
+    expect(page.locator("h1")).to_have_text("Invoicing settings")
+    expect(page.locator("#verifying-title")).to_have_text("QuickBooks connected! Verifying...")
+    expect(page.locator("#test-result")).to_have_text("Connected to Sunrise Flight School (US)")
+    expect(page.locator("#pill")).to_have_text("Connected")
+    expect(page.locator("#pill")).to_have_class("pill tone-green")
+    expect(page.locator("#badge")).to_have_class("badge tone-green")
+    expect(page.locator("#verify-mappings")).to_be_visible()
+    page.goto(stack.url + "/")
+    expect(page.locator("#reconnect-alert")).to_have_count(0)
+    expect(page.locator("#connection-error")).to_have_count(0)
+    page.locator('article.group[data-reason="auth_expired"]').get_by_role(
+        "button", name="Retry Failed"
+    ).click()
+    expect(page.locator("#flash")).to_contain_text("1 requeued")
+    wait_for("the reconnected flight to sync", lambda: _status(cli, "F-2")[0] == "synced", worker)
+    assert_one_invoice_each(sim.invoices(), {"FL-F-1", "FL-F-2"})
+
+    # Disconnect (after its confirm): no Connected Account company or badge any more
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Disconnect").click()
+    expect(page.locator("#flash")).to_have_text(
+        "QuickBooks disconnected: tokens revoked and forgotten."
+    )
+    expect(page.locator("#pill")).to_have_text("Not connected")
+    expect(page.locator("#pill")).to_have_class("pill tone-grey")
+    panel = page.locator("#connection-panel")
+    expect(panel).not_to_contain_text("Connected Account")
+    expect(panel).not_to_contain_text("Sunrise Flight School")
+    expect(page.locator("#badge")).to_have_count(0)
+    expect(page.locator("#test-connection")).to_have_count(0)
+    expect(page.locator("#connect")).to_have_text("Connect to QuickBooks")
+    expect(page.locator("#connect")).not_to_have_class("secondary")
     assert worker.poll() is None, "the same worker did it all"
 
 
@@ -286,6 +345,8 @@ def test_reconnecting_another_company_asks_the_admin_and_shows_what_may_be_in_th
     expect(page.locator("#flash")).to_contain_text("This school now invoices in Other Aviation LLC")
     expect(page.locator("#test-result")).to_have_text("Connected to Other Aviation LLC (US)")
     expect(page.locator("#company")).to_contain_text("Other Aviation LLC")
+    expect(page.locator("h1")).to_have_text("Invoicing settings")  # where article 000 returns
+    page.goto(stack.url + "/")
     group = page.locator('article.group[data-reason="company_switched"]')
     expect(group).to_contain_text("1 event")
     status = cli.ok("connection", "status")

@@ -207,8 +207,8 @@ def test_connect_flow_against_the_simulator(sqlite_url: str, page: Any) -> None:
                 page.goto(url + "/")
                 expect(page.locator("#pill")).to_have_text("Not connected")
                 page.get_by_role("button", name="Connect to QuickBooks").click()
-                # back on the card itself: verifying, then the test result and the reminder
-                assert page.url == url + "/"
+                # back on Invoicing Settings' card: verifying, then the test result and reminder
+                assert page.url == url + "/settings"
                 expect(page.locator("#verifying-title")).to_have_text(
                     "QuickBooks connected! Verifying..."
                 )

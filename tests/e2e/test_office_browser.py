@@ -102,10 +102,11 @@ def test_a_day_at_the_office_in_the_browser(
     expect(page.locator("#verifying-title")).to_have_text("QuickBooks connected! Verifying...")
     expect(page.locator("#test-result")).to_have_text("Connected to Sunrise Flight School (US)")
     expect(page.locator("#pill")).to_have_text("Connected")
-    page.locator("#verify-mappings").get_by_role("link", name="Invoicing settings").click()
+    # the callback returned to Invoicing Settings (article 000): verify the mappings below
+    expect(page.locator("h1")).to_have_text("Invoicing settings")
+    page.locator("#verify-mappings").get_by_role("link", name="QuickBooks Defaults").click()
 
     # QuickBooks Defaults, chosen by name from QuickBooks' own lists
-    expect(page.locator("h1")).to_have_text("Invoicing settings")
     page.get_by_label("Term").select_option(label="Net 30")
     page.get_by_label("Default memo").fill("Thank you for flying with us")
     page.get_by_label("Income account").select_option(label="Flight income")

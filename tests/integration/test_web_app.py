@@ -383,8 +383,8 @@ def test_callback_connects_then_verifies(
     """The callback records the connection, the card says so once, the test names the company."""
     csrf = sign_in(client, "ann-token")
     page = client.get("/callback?code=c&state=s1&realmId=9130350000000001", follow_redirects=False)
-    assert (page.status_code, page.headers["location"]) == (303, "/")
-    card = client.get("/").text
+    assert (page.status_code, page.headers["location"]) == (303, "/settings")  # article 000
+    card = client.get("/settings").text
     assert '<strong id="verifying-title">QuickBooks connected! Verifying...</strong>' in card
     assert "verify your account mappings are still set" in card
     result = client.post(
@@ -401,6 +401,7 @@ def test_callback_connects_then_verifies(
             "badge": "100d",
             "company": "Sunrise Flight School",
             "country": "US",
+            "badge_tone": "green",
         },
     }
     dashboard = client.get("/").text

@@ -10,7 +10,7 @@ from adapters.authorization_url import is_trusted_authorization_url, refusal_for
 from adapters.redaction import redact_text
 from adapters.web.access import Access
 from adapters.web.auth import ADMIN, VIEW, User
-from adapters.web.card import connection_status, mark_verifying
+from adapters.web.card import card_status, mark_verifying
 from adapters.web.config import WebConfig
 from adapters.web.connection import (
     ConnectionServicePort,
@@ -134,7 +134,7 @@ def register(app: FastAPI, cfg: WebConfig, access: Access, pages: Pages) -> None
                 "check them there, then Dismiss them or press Retry Failed.",
             )
         mark_verifying(request)  # the card itself says "QuickBooks connected! Verifying..."
-        return RedirectResponse("/", 303)
+        return RedirectResponse("/settings", 303)  # article 000: back to Invoicing Settings
 
     @app.post("/connection/test")
     def test_connection(
@@ -157,11 +157,7 @@ def register(app: FastAPI, cfg: WebConfig, access: Access, pages: Pages) -> None
                     "company": company.company_name if company else None,
                     "country": company.country if company else None,
                     "message": sentence,
-                    "status": {
-                        k: v
-                        for k, v in connection_status(cfg, user.school).items()
-                        if k in ("pill", "tone", "badge", "company", "country")
-                    },
+                    "status": card_status(cfg, user.school),
                 }
             )
         flash(request, "ok" if check.ok else "bad", sentence)

@@ -25,7 +25,7 @@
         var pill = setText("pill", data.status.pill);
         if (pill) { pill.className = "pill tone-" + data.status.tone; }
         var badge = setText("badge", data.status.badge);
-        if (badge) { badge.className = "badge tone-" + data.status.tone; }
+        if (badge) { badge.className = "badge tone-" + (data.status.badge_tone || data.status.tone); }
         setText("company", data.status.company
           ? data.status.company + (data.status.country ? " (" + data.status.country + ")" : "")
           : "");
