@@ -14,16 +14,22 @@ from psycopg import sql
 
 from projections import audit
 from projections.financial_events import (
+    GROUP_ROWS,
     RAW_COLUMNS,
     RawRow,
     UsageRow,
+    batch_student_names,
+    count_deltas,
+    counts_from,
     fold_raw,
     raw_ids_to_load,
+    reason_groups_from,
     usage_writes,
 )
 from projections.view import (
     UNSETTLED_STATUSES,
     VIEW_TRACKING_NAME,
+    VIEW_VERSION,
     EventQuery,
     EventRow,
     KeyUsage,
@@ -39,6 +45,10 @@ CHAIN = "flightledger_audit_chain"
 USES = "flightledger_view_uses"  # the mapping keys each financial event uses
 USAGE = "flightledger_view_usage"  # per school and key: unsent and total counts, examples
 USES_STAGE = "flightledger_view_uses_stage"
+COUNTS = "flightledger_view_counts"  # rows per school, status and kind
+REASONS = "flightledger_view_reasons"  # action-required rows per school, reason, missing key
+STUDENTS = "flightledger_view_students"  # each student's display name, per school
+META = "flightledger_view_meta"  # the layout's version (projections.view.VIEW_VERSION)
 _COLUMN_NAMES = RAW_COLUMNS  # the projection's row layout, in its order
 _COLUMNS = sql.SQL(", ").join(sql.Identifier(c) for c in _COLUMN_NAMES)
 # literals, not parameters: the planner then uses the partial index
@@ -145,6 +155,10 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
         self._tracking = sql.SQL("{}.{}").format(schema, sql.Identifier(self.tracking_table_name))
         self._uses = sql.SQL("{}.{}").format(schema, sql.Identifier(USES))
         self._usage = sql.SQL("{}.{}").format(schema, sql.Identifier(USAGE))
+        self._counts = sql.SQL("{}.{}").format(schema, sql.Identifier(COUNTS))
+        self._reasons = sql.SQL("{}.{}").format(schema, sql.Identifier(REASONS))
+        self._students = sql.SQL("{}.{}").format(schema, sql.Identifier(STUDENTS))
+        self._meta = sql.SQL("{}.{}").format(schema, sql.Identifier(META))
         self._lock_key = f"flightledger_view:{self.datastore.schema}"
         self.sql_create_statements.extend(
             [
@@ -190,8 +204,43 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
                     "unsent bigint NOT NULL, total bigint NOT NULL, examples text[] NOT NULL, "
                     "PRIMARY KEY (school, key))"
                 ).format(self._usage),
+                # a reason group's example: its oldest action-required row, one seek
+                sql.SQL(
+                    "CREATE INDEX IF NOT EXISTS {} ON {} (school, reason_code, position) "
+                    "WHERE status = 'action_required'"
+                ).format(sql.Identifier(f"{ROWS}_action_required"), self._rows),
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {} (school text NOT NULL, status text NOT NULL, "
+                    "kind text NOT NULL, n bigint NOT NULL, PRIMARY KEY (school, status, kind))"
+                ).format(self._counts),
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {} (school text NOT NULL, "
+                    "reason_code text NOT NULL, part text NOT NULL, n bigint NOT NULL, "
+                    "PRIMARY KEY (school, reason_code, part))"
+                ).format(self._reasons),
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {} (school text NOT NULL, "
+                    "student_id text NOT NULL, name text NOT NULL, "
+                    "PRIMARY KEY (school, student_id))"
+                ).format(self._students),
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {} (name text PRIMARY KEY, value bigint NOT NULL)"
+                ).format(self._meta),
             ]
         )
+        self._counts_add = sql.SQL(
+            "INSERT INTO {0} AS t SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], "
+            "%s::bigint[]) ON CONFLICT (school, status, kind) DO UPDATE SET n = t.n + EXCLUDED.n"
+        ).format(self._counts)
+        self._reasons_add = sql.SQL(
+            "INSERT INTO {0} AS t SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], "
+            "%s::bigint[]) ON CONFLICT (school, reason_code, part) "
+            "DO UPDATE SET n = t.n + EXCLUDED.n"
+        ).format(self._reasons)
+        self._students_set = sql.SQL(
+            "INSERT INTO {} SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]) "
+            "ON CONFLICT (school, student_id) DO UPDATE SET name = EXCLUDED.name"
+        ).format(self._students)
         self._uses_stage_create = sql.SQL(
             "CREATE TEMPORARY TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS"
         ).format(sql.Identifier(USES_STAGE), self._uses)
@@ -321,6 +370,7 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
                 curs.execute(self._uses_stage_upsert)
             if counters:
                 curs.executemany(self._usage_upsert, counters)
+            self._write_counts(curs, existing, changed, changes)
             curs.execute(
                 sql.SQL("SELECT position, hash FROM {} ORDER BY position DESC LIMIT 1").format(
                     self._chain
@@ -336,6 +386,32 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
                 self._copy_links(curs, links)
             self._before_commit()
         return len(changed)
+
+    def _write_counts(
+        self,
+        curs: Any,
+        existing: dict[UUID, RawRow],
+        changed: dict[UUID, RawRow],
+        changes: Sequence[tuple[int, Any]],
+    ) -> None:
+        """Move the row counters and store the students' names (same transaction)."""
+        deltas = count_deltas(existing, changed)
+        for statement, writes in (
+            (self._counts_add, deltas.status_writes()),
+            (self._reasons_add, deltas.reason_writes()),
+        ):
+            if writes:
+                curs.execute(statement, [builtins.list(c) for c in zip(*writes, strict=True)])
+        names = batch_student_names(changed, changes)
+        if names:
+            curs.execute(
+                self._students_set,
+                (
+                    [k[0] for k in names],
+                    [k[1] for k in names],
+                    builtins.list(names.values()),
+                ),
+            )
 
     def _load_uses(self, curs: Any, ids: builtins.set[UUID]) -> dict[UUID, tuple[str, ...]]:
         """The stored mapping keys of these events."""
@@ -365,16 +441,40 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
         }
 
     def create_table(self) -> None:
-        """Create the tables; a view made before the usage counters existed is re-projected."""
+        """Create the tables; a view stored under an older layout (VIEW_VERSION) is emptied,
+        to be projected again from the start of the log."""
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(
-                "SELECT to_regclass(%s) AS rows, to_regclass(%s) AS uses",
-                (f"{self.datastore.schema}.{ROWS}", f"{self.datastore.schema}.{USES}"),
+                "SELECT to_regclass(%s) AS rows, to_regclass(%s) AS meta",
+                (f"{self.datastore.schema}.{ROWS}", f"{self.datastore.schema}.{META}"),
             )
             found = curs.fetchone()
+            version = VIEW_VERSION
+            if found and found["rows"] is not None:
+                version = 0
+                if found["meta"] is not None:
+                    curs.execute(
+                        sql.SQL("SELECT value FROM {} WHERE name = 'version'").format(self._meta)
+                    )
+                    stored = curs.fetchone()
+                    version = int(stored["value"]) if stored else 0
+        if version > VIEW_VERSION:
+            msg = (
+                f"the view was built by a newer flightledger (layout {version}, this one reads "
+                f"{VIEW_VERSION}): upgrade flightledger"
+            )
+            raise OperationalError(msg)
         super().create_table()
-        if found and found["rows"] is not None and found["uses"] is None:
-            self.drop()  # rows without counters: project again from the start
+        if version != VIEW_VERSION:
+            self.drop()  # rows without today's counters: project again from the start
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                sql.SQL(
+                    "INSERT INTO {} VALUES ('version', %s) ON CONFLICT (name) "
+                    "DO UPDATE SET value = EXCLUDED.value WHERE {}.value <> EXCLUDED.value"
+                ).format(self._meta, self._meta),
+                (VIEW_VERSION,),
+            )
 
     def _copy_rows(self, curs: Any, rows: Iterable[RawRow]) -> None:
         """COPY the rows into the session's stage table, then upsert them in one statement.
@@ -406,6 +506,9 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
             curs.execute(sql.SQL("DELETE FROM {}").format(self._rows))
             curs.execute(sql.SQL("DELETE FROM {}").format(self._uses))
             curs.execute(sql.SQL("DELETE FROM {}").format(self._usage))
+            curs.execute(sql.SQL("DELETE FROM {}").format(self._counts))
+            curs.execute(sql.SQL("DELETE FROM {}").format(self._reasons))
+            curs.execute(sql.SQL("DELETE FROM {}").format(self._students))
             curs.execute(
                 sql.SQL("DELETE FROM {} WHERE application_name=%s").format(self._tracking),
                 (VIEW_TRACKING_NAME,),
@@ -535,49 +638,66 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
         return [_decode(r) for r in self._select(statement, params)]
 
     def counts(self, school: str) -> dict[str, int]:
-        """Number of rows per status."""
+        """Number of rows per status (from the counters)."""
+        return counts_from(self.counts_by_kind(school))
+
+    def counts_by_kind(self, school: str) -> dict[tuple[str, str], int]:
+        """Number of rows per (status, kind) (from the counters)."""
         found = self._select(
-            sql.SQL("SELECT status, COUNT(*) AS n FROM {} WHERE school=%s GROUP BY status").format(
-                self._rows
+            sql.SQL("SELECT status, kind, n FROM {} WHERE school=%s AND n > 0").format(
+                self._counts
             ),
             (school,),
         )
-        return {r["status"]: r["n"] for r in found}
+        return {(r["status"], r["kind"]): r["n"] for r in found}
 
     def reason_counts(self, school: str) -> dict[str, int]:
-        """Number of Action Required rows per reason code."""
-        return {g.reason_code: g.count for g in self.reason_groups(school)}
+        """Number of Action Required rows per reason code (from the counters)."""
+        found = self._select(
+            sql.SQL(
+                "SELECT reason_code, n FROM {} WHERE school=%s AND part=%s AND n > 0 ORDER BY 1"
+            ).format(self._reasons),
+            (school, GROUP_ROWS),
+        )
+        return {r["reason_code"]: r["n"] for r in found}
 
     def reason_groups(self, school: str) -> builtins.list[ReasonGroup]:
-        """Action Required rows grouped by reason code."""
-        groups = self._select(
-            sql.SQL(
-                "SELECT COALESCE(reason_code, '') AS code, COUNT(*) AS n, "
-                "(array_agg(reference ORDER BY position))[1] AS example FROM {} "
-                "WHERE school=%s AND status='action_required' GROUP BY 1 ORDER BY 1"
-            ).format(self._rows),
-            (school,),
-        )
-        missing = {
-            r["code"]: r["keys"]
-            for r in self._select(
-                sql.SQL(
-                    "SELECT COALESCE(reason_code, '') AS code, array_agg(DISTINCT m) AS keys "
-                    "FROM {}, unnest(missing) AS m "
-                    "WHERE school=%s AND status='action_required' GROUP BY 1"
-                ).format(self._rows),
+        """Action Required rows grouped by reason code (counters; one seek per example)."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                sql.SQL("SELECT reason_code, part, n FROM {} WHERE school=%s AND n > 0").format(
+                    self._reasons
+                ),
                 (school,),
             )
-        }
-        return [
-            ReasonGroup(
-                reason_code=r["code"],
-                count=r["n"],
-                example=r["example"],
-                missing=tuple(sorted(missing.get(r["code"]) or [])),
-            )
-            for r in groups
-        ]
+            reasons = [(r["reason_code"], r["part"], r["n"]) for r in curs.fetchall()]
+
+            def example(code: str) -> str:
+                match = sql.SQL("reason_code IS NULL" if code == "" else "reason_code = %s")
+                curs.execute(
+                    sql.SQL(
+                        "SELECT reference FROM {} WHERE school = %s AND {} "
+                        "AND status = 'action_required' ORDER BY position LIMIT 1"
+                    ).format(self._rows, match),
+                    (school,) if code == "" else (school, code),
+                )
+                found = curs.fetchone()
+                return str(found["reference"]) if found else ""
+
+            return reason_groups_from(reasons, example)
+
+    def student_names(self, school: str, student_ids: Iterable[str]) -> dict[str, str]:
+        """Display names of these students, as the log last gave them (unknown ids left out)."""
+        wanted = sorted(set(student_ids))
+        if not wanted:
+            return {}
+        found = self._select(
+            sql.SQL(
+                "SELECT student_id, name FROM {} WHERE school=%s AND student_id = ANY(%s)"
+            ).format(self._students),
+            (school, wanted),
+        )
+        return {r["student_id"]: r["name"] for r in found}
 
     def usage(self, school: str) -> builtins.list[KeyUsage]:
         """Mapping keys in use by the school's events, with counts and examples (by key)."""
@@ -598,15 +718,15 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
     def schools(self) -> builtins.list[str]:
         """Schools that have any row."""
         found = self._select(
-            sql.SQL("SELECT DISTINCT school FROM {} ORDER BY 1").format(self._rows)
+            sql.SQL("SELECT DISTINCT school FROM {} WHERE n > 0 ORDER BY 1").format(self._counts)
         )
         return [r["school"] for r in found]
 
     def schools_with_work(self) -> builtins.list[str]:
-        """Schools that have a row in one of UNSETTLED_STATUSES (the partial index)."""
+        """Schools that have a row in one of UNSETTLED_STATUSES (from the counters)."""
         found = self._select(
-            sql.SQL("SELECT DISTINCT school FROM {} WHERE status IN ({}) ORDER BY 1").format(
-                self._rows, _UNSETTLED
-            )
+            sql.SQL(
+                "SELECT DISTINCT school FROM {} WHERE status IN ({}) AND n > 0 ORDER BY 1"
+            ).format(self._counts, _UNSETTLED)
         )
         return [r["school"] for r in found]

@@ -6,7 +6,7 @@ import builtins
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
@@ -23,16 +23,22 @@ from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
 
 from projections import audit
 from projections.financial_events import (
+    GROUP_ROWS,
     RAW_COLUMNS,
     RawRow,
     UsageRow,
+    batch_student_names,
+    count_deltas,
+    counts_from,
     fold_raw,
     raw_ids_to_load,
+    reason_groups_from,
     usage_writes,
 )
 from projections.view import (
     UNSETTLED_STATUSES,
     VIEW_TRACKING_NAME,
+    VIEW_VERSION,
     EventQuery,
     EventRow,
     KeyUsage,
@@ -45,6 +51,11 @@ TRACKING = "flightledger_view_tracking"
 CHAIN = "flightledger_audit_chain"
 USES = "flightledger_view_uses"  # the mapping keys each financial event uses
 USAGE = "flightledger_view_usage"  # per school and key: unsent and total counts, examples
+COUNTS = "flightledger_view_counts"  # rows per school, status and kind
+REASONS = "flightledger_view_reasons"  # action-required rows per school, reason, missing key
+STUDENTS = "flightledger_view_students"  # each student's display name, per school
+META = "flightledger_view_meta"  # the layout's version (projections.view.VIEW_VERSION)
+_COUNTER_TABLES = (ROWS, USES, USAGE, COUNTS, REASONS, STUDENTS)  # emptied by drop()
 _COLUMNS = ", ".join(RAW_COLUMNS)  # the projection's row layout, in its order
 _UPDATED = [c for c in RAW_COLUMNS if c not in ("id", "position")]
 _UPSERT = (
@@ -159,6 +170,9 @@ class SQLiteFinancialEventView(SQLiteTrackingRecorder):
             f"CREATE INDEX IF NOT EXISTS {ROWS}_doc_number ON {ROWS} (school, doc_number)",
             f"CREATE INDEX IF NOT EXISTS {ROWS}_unsettled ON {ROWS} (school) "
             f"WHERE status IN ({_UNSETTLED})",
+            # a reason group's example: its oldest action-required row, one seek
+            f"CREATE INDEX IF NOT EXISTS {ROWS}_action_required ON {ROWS} "
+            "(school, reason_code, position) WHERE status = 'action_required'",
             f"CREATE TABLE IF NOT EXISTS {CHAIN} (position INTEGER PRIMARY KEY, "
             "hash BLOB NOT NULL)",
             f"CREATE TABLE IF NOT EXISTS {USES} (id TEXT PRIMARY KEY, uses TEXT NOT NULL) "
@@ -166,15 +180,32 @@ class SQLiteFinancialEventView(SQLiteTrackingRecorder):
             f"CREATE TABLE IF NOT EXISTS {USAGE} (school TEXT NOT NULL, key TEXT NOT NULL, "
             "unsent INTEGER NOT NULL, total INTEGER NOT NULL, examples TEXT NOT NULL, "
             "PRIMARY KEY (school, key)) WITHOUT ROWID",
+            f"CREATE TABLE IF NOT EXISTS {COUNTS} (school TEXT NOT NULL, status TEXT NOT NULL, "
+            "kind TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (school, status, kind)) "
+            "WITHOUT ROWID",
+            f"CREATE TABLE IF NOT EXISTS {REASONS} (school TEXT NOT NULL, "
+            "reason_code TEXT NOT NULL, part TEXT NOT NULL, n INTEGER NOT NULL, "
+            "PRIMARY KEY (school, reason_code, part)) WITHOUT ROWID",
+            f"CREATE TABLE IF NOT EXISTS {STUDENTS} (school TEXT NOT NULL, "
+            "student_id TEXT NOT NULL, name TEXT NOT NULL, PRIMARY KEY (school, student_id)) "
+            "WITHOUT ROWID",
+            f"CREATE TABLE IF NOT EXISTS {META} (name TEXT PRIMARY KEY, value INTEGER NOT NULL) "
+            "WITHOUT ROWID",
         ]
 
     def create_table(self) -> None:
-        """Create the tables; a view made before the usage counters existed is re-projected."""
+        """Create the tables; a view stored under an older layout (VIEW_VERSION) is emptied,
+        to be projected again from the start of the log."""
         with self.datastore.transaction(commit=False) as c:
-            c.execute("SELECT name FROM sqlite_master WHERE type='table' AND name=?", (USES,))
-            counted = c.fetchone() is not None
             c.execute("SELECT name FROM sqlite_master WHERE type='table' AND name=?", (ROWS,))
             existed = c.fetchone() is not None
+            version = self._stored_version(c) if existed else VIEW_VERSION
+        if version > VIEW_VERSION:
+            msg = (
+                f"the view was built by a newer flightledger (layout {version}, this one reads "
+                f"{VIEW_VERSION}): upgrade flightledger"
+            )
+            raise OperationalError(msg)
         try:
             with self.datastore.transaction(commit=True) as c:
                 for statement in self.create_table_statements:
@@ -184,14 +215,29 @@ class SQLiteFinancialEventView(SQLiteTrackingRecorder):
                 for column, kind in _ADDED_COLUMNS:  # views made before these columns existed
                     if column not in present:
                         c.execute(f"ALTER TABLE {ROWS} ADD COLUMN {column} {kind}")
-                if existed and not counted:  # rows without counters: project again from zero
-                    c.execute(f"DELETE FROM {ROWS}")
-                    c.execute(
-                        f"DELETE FROM {TRACKING} WHERE application_name=?", (VIEW_TRACKING_NAME,)
-                    )
+                if version != VIEW_VERSION:  # rows without today's counters: project again
+                    self._empty(c)
+                c.execute(f"INSERT OR REPLACE INTO {META} VALUES ('version', ?)", (VIEW_VERSION,))
         except (sqlite3.OperationalError, OperationalError) as exc:
-            if not (counted and existed and "readonly" in str(exc).replace("-", "")):
+            if not (version == VIEW_VERSION and "readonly" in str(exc).replace("-", "")):
                 raise OperationalError(str(exc)) from exc  # a read-only copy: read as it is
+
+    @staticmethod
+    def _stored_version(c: Any) -> int:
+        """The layout version a stored view was built under (0: before versions were kept)."""
+        c.execute("SELECT name FROM sqlite_master WHERE type='table' AND name=?", (META,))
+        if c.fetchone() is None:
+            return 0
+        c.execute(f"SELECT value FROM {META} WHERE name='version'")
+        found = c.fetchone()
+        return int(found[0]) if found else 0
+
+    @staticmethod
+    def _empty(c: Any) -> None:
+        """Delete every row and counter and the view's tracking position."""
+        for table in _COUNTER_TABLES:
+            c.execute(f"DELETE FROM {table}")
+        c.execute(f"DELETE FROM {TRACKING} WHERE application_name=?", (VIEW_TRACKING_NAME,))
 
     # --- tracking (the library's TrackingRecorder contract plus the view's own position) -------
 
@@ -279,6 +325,7 @@ class SQLiteFinancialEventView(SQLiteTrackingRecorder):
                     f"INSERT OR REPLACE INTO {USAGE} VALUES (?, ?, ?, ?, ?)",
                     [(s, k, n, t, json.dumps(e)) for s, k, n, t, e in counters],
                 )
+            self._write_counts(c, existing, changed, changes)
             c.execute(f"SELECT position, hash FROM {CHAIN} ORDER BY position DESC LIMIT 1")
             head = c.fetchone()
             links = audit.extend(
@@ -288,6 +335,32 @@ class SQLiteFinancialEventView(SQLiteTrackingRecorder):
                 c.executemany(f"INSERT OR IGNORE INTO {CHAIN} VALUES (?, ?)", links)
             self._before_commit()
         return len(changed)
+
+    @staticmethod
+    def _write_counts(
+        c: sqlite3.Cursor,
+        existing: dict[UUID, RawRow],
+        changed: dict[UUID, RawRow],
+        changes: Sequence[tuple[int, Any]],
+    ) -> None:
+        """Move the row counters and store the students' names (same transaction)."""
+        deltas = count_deltas(existing, changed)
+        c.executemany(
+            f"INSERT INTO {COUNTS} VALUES (?, ?, ?, ?) ON CONFLICT (school, status, kind) "
+            f"DO UPDATE SET n = {COUNTS}.n + excluded.n",
+            deltas.status_writes(),
+        )
+        c.executemany(
+            f"INSERT INTO {REASONS} VALUES (?, ?, ?, ?) ON CONFLICT (school, reason_code, part) "
+            f"DO UPDATE SET n = {REASONS}.n + excluded.n",
+            deltas.reason_writes(),
+        )
+        names = batch_student_names(changed, changes)
+        c.executemany(
+            f"INSERT INTO {STUDENTS} VALUES (?, ?, ?) ON CONFLICT (school, student_id) "
+            "DO UPDATE SET name = excluded.name",
+            [(school, student, name) for (school, student), name in names.items()],
+        )
 
     def _load_raw(self, c: sqlite3.Cursor, ids: set[UUID]) -> dict[UUID, RawRow]:
         """Current rows of `ids` in raw form (stored strings kept as they are)."""
@@ -346,10 +419,7 @@ class SQLiteFinancialEventView(SQLiteTrackingRecorder):
     def drop(self) -> None:
         """Delete every row, counter and the view's tracking position (the audit chain is kept)."""
         with self._write() as c:
-            c.execute(f"DELETE FROM {ROWS}")
-            c.execute(f"DELETE FROM {USES}")
-            c.execute(f"DELETE FROM {USAGE}")
-            c.execute(f"DELETE FROM {TRACKING} WHERE application_name=?", (VIEW_TRACKING_NAME,))
+            self._empty(c)
 
     def audit_links(self, start: int, limit: int) -> builtins.list[tuple[int, bytes]]:
         """Stored chain links from position `start`, ascending."""
@@ -467,44 +537,57 @@ class SQLiteFinancialEventView(SQLiteTrackingRecorder):
         return [_decode(r) for r in self._select(statement, params)]
 
     def counts(self, school: str) -> dict[str, int]:
-        """Number of rows per status."""
+        """Number of rows per status (from the counters)."""
+        return counts_from(self.counts_by_kind(school))
+
+    def counts_by_kind(self, school: str) -> dict[tuple[str, str], int]:
+        """Number of rows per (status, kind) (from the counters)."""
         found = self._select(
-            f"SELECT status, COUNT(*) FROM {ROWS} WHERE school=? GROUP BY status", (school,)
+            f"SELECT status, kind, n FROM {COUNTS} WHERE school=? AND n > 0", (school,)
+        )
+        return {(r[0], r[1]): r[2] for r in found}
+
+    def reason_counts(self, school: str) -> dict[str, int]:
+        """Number of Action Required rows per reason code (from the counters)."""
+        found = self._select(
+            f"SELECT reason_code, n FROM {REASONS} WHERE school=? AND part=? AND n > 0 ORDER BY 1",
+            (school, GROUP_ROWS),
         )
         return {r[0]: r[1] for r in found}
 
-    def reason_counts(self, school: str) -> dict[str, int]:
-        """Number of Action Required rows per reason code."""
-        return {g.reason_code: g.count for g in self.reason_groups(school)}
-
     def reason_groups(self, school: str) -> builtins.list[ReasonGroup]:
-        """Action Required rows grouped by reason code."""
-        groups = self._select(
-            f"SELECT COALESCE(reason_code, ''), COUNT(*), MIN(position) FROM {ROWS} "
-            "WHERE school=? AND status='action_required' GROUP BY 1 ORDER BY 1",
-            (school,),
-        )
-        result: builtins.list[ReasonGroup] = []
-        for code, count, first in groups:
-            example = self._select(
-                f"SELECT reference FROM {ROWS} WHERE school=? AND position=?", (school, first)
+        """Action Required rows grouped by reason code (counters; one seek per example)."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT reason_code, part, n FROM {REASONS} WHERE school=? AND n > 0", (school,)
             )
-            missing: set[str] = set()
-            for (text,) in self._select(
-                f"SELECT DISTINCT missing FROM {ROWS} WHERE school=? "
-                "AND status='action_required' AND COALESCE(reason_code, '')=?",
-                (school, code),
-            ):
-                missing.update(json.loads(text))
-            result.append(
-                ReasonGroup(
-                    reason_code=code,
-                    count=count,
-                    example=example[0][0] if example else "",
-                    missing=tuple(sorted(missing)),
+            reasons = [(r[0], r[1], r[2]) for r in c.fetchall()]
+
+            def example(code: str) -> str:
+                match = "reason_code IS NULL" if code == "" else "reason_code = ?"
+                c.execute(
+                    f"SELECT reference FROM {ROWS} WHERE school = ? AND {match} "
+                    "AND status = 'action_required' ORDER BY position LIMIT 1",
+                    (school,) if code == "" else (school, code),
                 )
-            )
-        return result
+                found = c.fetchone()
+                return str(found[0]) if found else ""
+
+            return reason_groups_from(reasons, example)
+
+    def student_names(self, school: str, student_ids: Iterable[str]) -> dict[str, str]:
+        """Display names of these students, as the log last gave them (unknown ids left out)."""
+        wanted = sorted(set(student_ids))
+        names: dict[str, str] = {}
+        for start in range(0, len(wanted), _SQLITE_MAX_VARS):
+            chunk = wanted[start : start + _SQLITE_MAX_VARS]
+            for student, name in self._select(
+                f"SELECT student_id, name FROM {STUDENTS} WHERE school=? "
+                f"AND student_id IN ({','.join('?' * len(chunk))})",
+                [school, *chunk],
+            ):
+                names[student] = name
+        return names
 
     def usage(self, school: str) -> builtins.list[KeyUsage]:
         """Mapping keys in use by the school's events, with counts and examples (by key)."""
@@ -520,9 +603,13 @@ class SQLiteFinancialEventView(SQLiteTrackingRecorder):
 
     def schools(self) -> builtins.list[str]:
         """Schools that have any row."""
-        return [r[0] for r in self._select(f"SELECT DISTINCT school FROM {ROWS} ORDER BY 1")]
+        found = self._select(f"SELECT DISTINCT school FROM {COUNTS} WHERE n > 0 ORDER BY 1")
+        return [r[0] for r in found]
 
     def schools_with_work(self) -> builtins.list[str]:
-        """Schools that have a row in one of UNSETTLED_STATUSES (the partial index)."""
-        statement = f"SELECT DISTINCT school FROM {ROWS} WHERE status IN ({_UNSETTLED}) ORDER BY 1"
+        """Schools that have a row in one of UNSETTLED_STATUSES (from the counters)."""
+        statement = (
+            f"SELECT DISTINCT school FROM {COUNTS} WHERE status IN ({_UNSETTLED}) AND n > 0 "
+            "ORDER BY 1"
+        )
         return [r[0] for r in self._select(statement)]

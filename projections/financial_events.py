@@ -204,7 +204,8 @@ def fold(existing: Mapping[UUID, EventRow], changes: Iterable[Change]) -> dict[U
 # `ChangeDecoder` (straight from the stored JSON) produce the same tuples; `fold_raw` applies
 # them exactly as `apply_event` applies domain events (tests/unit/test_projection_fastpath.py).
 
-# CREATED: (op, id, at, school, kind, reference, student_id, amount, applies_to, uses)
+# CREATED: (op, id, at, school, kind, reference, student_id, amount, applies_to, uses,
+#           student_name)
 CREATED: Final = 0
 PUSH_STARTED: Final = 1  # (op, id, at, attempt, doc_number)
 SYNCED: Final = 2  # (op, id, at, qbo_id, doc_number)
@@ -212,7 +213,7 @@ PUSH_FAILED: Final = 3  # (op, id, at, status, message)
 ACTION_REQUIRED: Final = 4  # (op, id, at, reason_code, message, missing)
 RETRY_REQUESTED: Final = 5  # (op, id, at)
 DISMISSED: Final = 6  # (op, id, at, note)
-AMENDED: Final = 7  # (op, id, at, amount, student_id, uses)
+AMENDED: Final = 7  # (op, id, at, amount, student_id, uses, student_name)
 CANCELLED: Final = 8  # (op, id, at, reason)
 CORRECTION_STARTED: Final = 9  # (op, id, at, attempt)
 CORRECTION_APPLIED: Final = 10  # (op, id, at, note, qbo_amount)
@@ -271,6 +272,7 @@ def compact_event(event: Any) -> tuple[Any, ...] | None:
             str(event.amount),
             None if applies_to is None else str(applies_to),
             uses_of(event.student_id, data),
+            _name_of(event),
         )
     if isinstance(event, FinancialEvent.PushStarted):
         return (PUSH_STARTED, key, at, event.attempt, event.doc_number)
@@ -287,7 +289,7 @@ def compact_event(event: Any) -> tuple[Any, ...] | None:
     if isinstance(event, FinancialEvent.FlightAmended):
         data = event.data if isinstance(event.data, dict) else {}
         uses = uses_of(event.student_id, data)
-        return (AMENDED, key, at, str(event.amount), event.student_id, uses)
+        return (AMENDED, key, at, str(event.amount), event.student_id, uses, _name_of(event))
     if isinstance(event, FinancialEvent.FlightCancelled):
         return (CANCELLED, key, at, event.reason)
     if isinstance(event, FinancialEvent.CorrectionStarted):
@@ -295,6 +297,12 @@ def compact_event(event: Any) -> tuple[Any, ...] | None:
     if isinstance(event, FinancialEvent.CorrectionApplied):
         return (CORRECTION_APPLIED, key, at, event.note, str(event.qbo_amount))
     return None
+
+
+def _name_of(event: Any) -> str:
+    """The student's display name an event carries ("" when it has none)."""
+    name = getattr(event, "student_name", "")
+    return name if isinstance(name, str) else ""
 
 
 def raw_ids_to_load(changes: Iterable[Change]) -> builtins.set[UUID]:
@@ -618,6 +626,7 @@ class ChangeDecoder:
                 str(Decimal(_transcoded(d["amount"], "decimal_str"))),
                 None if applies_to is None else str(applies_to),
                 uses_of(d["student_id"], data),
+                _text(d.get("student_name", "")),
             )
         if op == PUSH_STARTED:
             attempt = d["attempt"]
@@ -844,6 +853,141 @@ def count_usage(
     return [found[k] for k in sorted(found)]
 
 
+# --- row counters: what the dashboard, the banner, the API and metrics count -------------------
+#
+# Per school the view keeps how many rows are in each (status, kind) and, of the Action Required
+# rows, how many have each reason code and, per reason code, each missing key; and the display
+# name of each student. They change in the same transaction as the rows, from the rows before
+# and after a batch (`count_deltas`) and the names its events carry (`batch_student_names`), so
+# no read scans the rows to count them.
+
+StatusKey = tuple[str, str, str]  # (school, status, kind)
+ReasonKey = tuple[str, str, str]  # (school, reason code or "", missing key, or GROUP_ROWS)
+GROUP_ROWS: Final = ""  # the ReasonKey of a reason group's own row count
+
+
+@dataclass
+class CountDeltas:
+    """How a batch changes the row counters (only non-zero changes are written)."""
+
+    statuses: dict[StatusKey, int] = field(default_factory=dict)
+    reasons: dict[ReasonKey, int] = field(default_factory=dict)
+
+    def add(
+        self,
+        school: str,
+        status: str,
+        kind: str,
+        reason_code: str | None,
+        missing: Iterable[str],
+        sign: int,
+    ) -> None:
+        """Count one row in (sign 1) or out (sign -1)."""
+        key = (school, status, kind)
+        self.statuses[key] = self.statuses.get(key, 0) + sign
+        if status != _ACTION_REQUIRED:
+            return
+        code = reason_code or ""
+        for part in (GROUP_ROWS, *{m for m in missing if m}):
+            reason = (school, code, part)
+            self.reasons[reason] = self.reasons.get(reason, 0) + sign
+
+    def add_raw(self, row: Sequence[Any], sign: int) -> None:
+        """Count a raw row in or out."""
+        self.add(row[1], row[6], row[2], row[7], row[9], sign)
+
+    def add_row(self, row: EventRow, sign: int) -> None:
+        """Count an EventRow in or out."""
+        self.add(row.school, row.status, row.kind, row.reason_code, row.missing, sign)
+
+    def status_writes(self) -> builtins.list[tuple[str, str, str, int]]:
+        """(school, status, kind, delta), sorted, zero deltas left out."""
+        return [(*k, n) for k, n in sorted(self.statuses.items()) if n]
+
+    def reason_writes(self) -> builtins.list[tuple[str, str, str, int]]:
+        """(school, reason code, missing key or GROUP_ROWS, delta), sorted, zeros left out."""
+        return [(*k, n) for k, n in sorted(self.reasons.items()) if n]
+
+
+def _counted_alike(old: Sequence[Any], new: Sequence[Any]) -> bool:
+    """True when both raw rows sit in the same counters."""
+    if old[6] != new[6]:
+        return False
+    return bool(old[6] != _ACTION_REQUIRED or (old[7] == new[7] and old[9] == new[9]))
+
+
+def count_deltas(before: Mapping[UUID, RawRow], after: Mapping[UUID, RawRow]) -> CountDeltas:
+    """Counter changes of a batch: each changed row (after) out of its old counters (before;
+    absent = a new row) and into its new ones."""
+    deltas = CountDeltas()
+    for key, row in after.items():
+        old = before.get(key)
+        if old is not None:
+            if _counted_alike(old, row):
+                continue
+            deltas.add_raw(old, -1)
+        deltas.add_raw(row, 1)
+    return deltas
+
+
+def batch_student_names(
+    after: Mapping[UUID, RawRow], changes: Iterable[Change]
+) -> dict[tuple[str, str], str]:
+    """(school, student id) -> the display name this batch's events give it (the last one in
+    log order wins; an event without a name leaves the stored one)."""
+    names: dict[tuple[str, str], str] = {}
+    for _, given in changes:
+        event = given if type(given) is tuple else compact_event(given)
+        if event is None:
+            continue
+        if event[0] == CREATED:
+            school, student, name = event[3], event[6], event[10]
+        elif event[0] == AMENDED:
+            row = after.get(event[1])
+            if row is None:
+                continue
+            school, student, name = row[1], event[4], event[6]
+        else:
+            continue
+        if name:
+            names[(school, student)] = name
+    return names
+
+
+def reason_groups_from(
+    reasons: Iterable[tuple[str, str, int]], example: Callable[[str], str]
+) -> builtins.list[ReasonGroup]:
+    """ReasonGroups from one school's stored reason counters: (reason code, missing key or
+    GROUP_ROWS, count), and a reader of a group's example (its oldest row's reference)."""
+    counts: dict[str, int] = {}
+    missing: dict[str, builtins.set[str]] = {}
+    for code, part, n in reasons:
+        if n <= 0:
+            continue
+        if part == GROUP_ROWS:
+            counts[code] = n
+        else:
+            missing.setdefault(code, set()).add(part)
+    return [
+        ReasonGroup(
+            reason_code=code,
+            count=counts[code],
+            example=example(code),
+            missing=tuple(sorted(missing.get(code, ()))),
+        )
+        for code in sorted(counts)
+    ]
+
+
+def counts_from(by_kind: Mapping[tuple[str, str], int]) -> dict[str, int]:
+    """Rows per status from rows per (status, kind)."""
+    counts: dict[str, int] = {}
+    for (status, _), n in by_kind.items():
+        if n > 0:
+            counts[status] = counts.get(status, 0) + n
+    return counts
+
+
 # --- queries over rows (shared by the in-memory view and tests) --------------------------------
 
 
@@ -898,6 +1042,16 @@ def count_statuses(rows: Iterable[EventRow], school: str) -> dict[str, int]:
     return counts
 
 
+def count_kinds(rows: Iterable[EventRow], school: str) -> dict[tuple[str, str], int]:
+    """Number of rows per (status, kind)."""
+    counts: dict[tuple[str, str], int] = {}
+    for row in rows:
+        if row.school == school:
+            key = (row.status, row.kind)
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
 def group_reasons(rows: Iterable[EventRow], school: str) -> list[ReasonGroup]:
     """Action Required rows grouped by reason code (example = oldest reference)."""
     groups: dict[str, tuple[int, int, str, builtins.set[str]]] = {}
@@ -908,7 +1062,7 @@ def group_reasons(rows: Iterable[EventRow], school: str) -> list[ReasonGroup]:
         count, first, example, missing = groups.get(code, (0, row.position, row.reference, set()))
         if row.position < first:
             first, example = row.position, row.reference
-        groups[code] = (count + 1, first, example, missing | set(row.missing))
+        groups[code] = (count + 1, first, example, missing | {m for m in row.missing if m})
     return [
         ReasonGroup(reason_code=code, count=count, example=example, missing=tuple(sorted(missing)))
         for code, (count, _, example, missing) in sorted(groups.items())
@@ -921,15 +1075,36 @@ class InMemoryFinancialEventView:
     def __init__(self) -> None:
         self.rows: dict[UUID, EventRow] = {}
         self.uses: dict[UUID, tuple[str, ...]] = {}
+        self.counters = CountDeltas()  # kept as the stored views keep theirs, row by row
+        self.students: dict[tuple[str, str], str] = {}
         self.position = 0
 
     def apply(self, position: int, event: Any) -> None:
         """Apply one event at its log position."""
-        new = apply_event(self.rows.get(event.originator_id), event, position)
+        old = self.rows.get(event.originator_id)
+        new = apply_event(old, event, position)
         if new is not None:
             self.rows[new.id] = new
             self.uses.update(new_uses([(position, event)]))
+            if old is not None:
+                self.counters.add_row(old, -1)
+            self.counters.add_row(new, 1)
+            self.students.update(batch_student_names({new.id: raw_from_row(new)}, [(0, event)]))
         self.position = max(self.position, position)
+
+    def counts_by_kind(self, school: str) -> dict[tuple[str, str], int]:
+        """Number of rows per (status, kind), from the counters."""
+        return {
+            (status, kind): n
+            for (s, status, kind), n in self.counters.statuses.items()
+            if s == school and n > 0
+        }
+
+    def student_names(self, school: str, student_ids: Iterable[str]) -> dict[str, str]:
+        """Display names of these students (those the log named)."""
+        return {
+            i: self.students[(school, i)] for i in set(student_ids) if (school, i) in self.students
+        }
 
     def usage(self, school: str) -> builtins.list[KeyUsage]:
         """Mapping keys in use by the school's events, with counts and examples (by key)."""
@@ -984,12 +1159,33 @@ class InMemoryFinancialEventView:
         return page_rows(self.rows.values(), school, query)
 
     def counts(self, school: str) -> dict[str, int]:
-        """Number of rows per status."""
-        return count_statuses(self.rows.values(), school)
+        """Number of rows per status, from the counters."""
+        return counts_from(self.counts_by_kind(school))
 
     def reason_groups(self, school: str) -> builtins.list[ReasonGroup]:
-        """Action Required rows grouped by reason code."""
-        return group_reasons(self.rows.values(), school)
+        """Action Required rows grouped by reason code, from the counters."""
+        return reason_groups_from(
+            (
+                (code, part, n)
+                for (s, code, part), n in self.counters.reasons.items()
+                if s == school
+            ),
+            lambda code: self._example(school, code),
+        )
+
+    def _example(self, school: str, code: str) -> str:
+        oldest = min(
+            (
+                r
+                for r in self.rows.values()
+                if r.school == school
+                and r.status == _ACTION_REQUIRED
+                and (r.reason_code or "") == code
+            ),
+            key=lambda r: r.position,
+            default=None,
+        )
+        return "" if oldest is None else oldest.reference
 
     def reason_counts(self, school: str) -> dict[str, int]:
         """Number of Action Required rows per reason code."""
@@ -997,11 +1193,17 @@ class InMemoryFinancialEventView:
 
     def schools(self) -> builtins.list[str]:
         """Schools that have any row."""
-        return sorted({r.school for r in self.rows.values()})
+        return sorted({s for (s, _, _), n in self.counters.statuses.items() if n > 0})
 
     def schools_with_work(self) -> builtins.list[str]:
-        """Schools that have a row in one of UNSETTLED_STATUSES."""
-        return sorted({r.school for r in self.rows.values() if r.status in UNSETTLED_STATUSES})
+        """Schools that have a row in one of UNSETTLED_STATUSES (from the counters)."""
+        return sorted(
+            {
+                school
+                for (school, status, _), n in self.counters.statuses.items()
+                if status in UNSETTLED_STATUSES and n > 0
+            }
+        )
 
     def max_tracking_id(self) -> int:
         """The last log position applied."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -117,6 +117,23 @@ class FakeFinancialEventView(FinancialEventView):
         for row in self._rows(school):
             result[row.status] = result.get(row.status, 0) + 1
         return result
+
+    def counts_by_kind(self, school: str) -> builtins.dict[tuple[str, str], int]:
+        """Rows per (status, kind)."""
+        result: builtins.dict[tuple[str, str], int] = {}
+        for row in self._rows(school):
+            key = (row.status, row.kind)
+            result[key] = result.get(key, 0) + 1
+        return result
+
+    def student_names(self, school: str, student_ids: Iterable[str]) -> builtins.dict[str, str]:
+        """Display names of these students, from the log's events (the last one named wins)."""
+        wanted = set(student_ids)
+        names: builtins.dict[str, str] = {}
+        for event in self.ledger.iter_financial_events(school):
+            if event.student_id in wanted and event.student_name:
+                names[event.student_id] = event.student_name
+        return names
 
     def reason_counts(self, school: str) -> builtins.dict[str, int]:
         """Action Required rows per reason code."""

@@ -20,7 +20,6 @@ from adapters.web.plain import attention_banner, kind_words, reason_words, statu
 from adapters.web.security import cap_echoes
 from adapters.web.session import take_flash
 from domain.financial_event import Status
-from projections.view import EventQuery
 
 log = structlog.get_logger(__name__)
 
@@ -76,16 +75,15 @@ class Pages:
         )
 
     def attention(self, school: str) -> str:
-        """The banner shown on every page while anything waits for a person."""
-        view = self.access.cfg.view
+        """The banner shown on every page while anything waits for a person (from the view's
+        counters per status and kind: no rows are read)."""
         try:
-            counts = self.access.cfg.counts(school)
-            total = sum(counts.get(s, 0) for s in ATTENTION_STATUSES)
+            by_kind = self.access.cfg.view.counts_by_kind(school)
+            waiting = {k: n for (s, k), n in by_kind.items() if s in ATTENTION_STATUSES}
+            total = sum(waiting.values())
             if not total:
                 return ""
-            sample = view.page(school, EventQuery(statuses=ATTENTION_STATUSES, limit=200))
-            kinds = [row.kind for row in sample] if total <= len(sample) else []
-            return attention_banner(kinds, total)
+            return attention_banner(total, waiting.get("flight-ended", 0))
         except Exception:  # a banner never breaks a page
             log.warning("web_attention_banner_failed", school=school)
             return ""

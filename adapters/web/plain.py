@@ -103,14 +103,13 @@ def kind_words(kind: str) -> str:
     return KIND_WORDS.get(kind, kind.replace("-", " "))
 
 
-def attention_banner(kinds: list[str], total: int) -> str:
-    """'QuickBooks sync needs attention: 4 flights' (events when not all are flights)."""
+def attention_banner(total: int, flights: int) -> str:
+    """'QuickBooks sync needs attention: 4 flights' (events when not all `total` are flights)."""
     if not total:
         return ""
-    flights = len(kinds) == total and all(k == "flight-ended" for k in kinds)
     word = (
         ("flight" if total == 1 else "flights")
-        if flights
+        if flights == total
         else ("event" if total == 1 else "events")
     )
     return f"QuickBooks sync needs attention: {total} {word}"

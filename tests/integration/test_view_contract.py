@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import tempfile
 import uuid
 from abc import ABC, abstractmethod
@@ -14,6 +15,7 @@ import pytest
 from eventsourcing.tests.persistence import TrackingRecorderTestCase
 from psycopg import sql
 
+from adapters import postgres_view, sqlite_view
 from adapters.persistence import parse_database_url
 from adapters.postgres_view import PostgresFinancialEventView
 from adapters.sqlite_view import SQLiteFinancialEventView
@@ -21,13 +23,19 @@ from adapters.views import open_view
 from domain.application import FlightLedger
 from domain.financial_event import FailureCategory
 from domain.ports import FixedClock, ReasonCode
-from domain.records import RecordKind, parse_line
-from projections.financial_events import InMemoryFinancialEventView, decode_events
-from projections.view import ProjectedView, TrackingConflict
+from domain.records import RecordKind, parse_correction_line, parse_line
+from projections.financial_events import (
+    InMemoryFinancialEventView,
+    count_kinds,
+    count_statuses,
+    decode_events,
+    group_reasons,
+)
+from projections.view import VIEW_VERSION, ProjectedView, TrackingConflict
 from tests.conftest import IN_CI, _postgres_base_url, _postgres_unavailable_reason
-from tests.factories import flight, payment
+from tests.factories import amendment, cancellation, flight, payment
 from workers.bootstrap import open_ledger
-from workers.projector import decode_changes
+from workers.projector import Projector, decode_changes
 
 
 def _record(ledger: FlightLedger, *flight_ids: str, school: str = "default") -> None:
@@ -45,6 +53,37 @@ def _batch(ledger: FlightLedger, view: ProjectedView) -> int:
         position=notifications[-1].id,
     )
     return len(notifications)
+
+
+def _assert_counters_match_the_rows(
+    ledger: FlightLedger, view: ProjectedView, schools: tuple[str, ...] = ("default", "other")
+) -> None:
+    """Every counter the view reads equals a recount of its rows (and of the log's events)."""
+    reference = InMemoryFinancialEventView()
+    named: dict[tuple[str, str], str] = {}  # the last name the log gave each student
+    for position, event in decode_events(
+        ledger.mapper, ledger.recorder.select_notifications(1, 10_000)
+    ):
+        reference.apply(position, event)
+        if getattr(event, "student_name", ""):
+            row = reference.get(event.originator_id)
+            assert row is not None
+            named[(row.school, event.student_id)] = event.student_name
+    for school in schools:
+        rows = view.list(school)
+        assert view.counts(school) == count_statuses(rows, school)
+        assert view.counts_by_kind(school) == count_kinds(rows, school)
+        assert view.reason_groups(school) == group_reasons(rows, school)
+        assert view.reason_counts(school) == {
+            g.reason_code: g.count for g in group_reasons(rows, school)
+        }
+        assert view.counts(school) == reference.counts(school)
+        assert view.reason_groups(school) == reference.reason_groups(school)
+        students = {r.student_id for r in rows} | {"S-nobody"}
+        names = {i: n for (school_of, i), n in named.items() if school_of == school}
+        assert view.student_names(school, students) == names
+        assert reference.student_names(school, students) == names
+    assert view.schools() == sorted({s for s in schools if view.list(s)})
 
 
 class FinancialEventViewContract(ABC):
@@ -205,6 +244,104 @@ class FinancialEventViewContract(ABC):
         assert view.schools_with_work() == []
         assert view.schools() == ["default", "other", "third"]
 
+    def test_counters_follow_every_transition_and_the_rebuild(
+        self, ledger: FlightLedger, view: ProjectedView, clock: FixedClock
+    ) -> None:
+        """Row counters (status x kind, reason x missing key) and student names move with the
+        rows through push, sync, failure, action required, dismiss, retry, amendment and
+        cancellation, batch after batch, and a rebuild fills them the same."""
+        _record(ledger, "F-1", "F-2", "F-3", "F-4", "F-5")
+        _record(ledger, "F-9", school="other")
+        ledger.record("default", parse_line(RecordKind.PAYMENT_RECEIVED, json.dumps(payment())))
+        _batch(ledger, view)
+        _assert_counters_match_the_rows(ledger, view)
+        assert view.counts_by_kind("default") == {
+            ("pending", "flight-ended"): 5, ("pending", "payment-received"): 1,
+        }  # fmt: skip
+        assert view.student_names("default", ["S-7"]) == {"S-7": "Student S-7"}
+        f1, f2, f3, f4, f5 = (ledger.find("default", f"F-{n}") for n in range(1, 6))
+        f1.start_push(request_id="r1", doc_number="FL-1", batched=False, actor="w", at=clock.at)
+        f1.mark_synced(qbo_id="130", doc_number="FL-1", actor="w", at=clock.at)
+        for event, code, missing in (
+            (f2, ReasonCode.MISSING_MAPPING, ["charge:fuel", "student:S-7"]),
+            (f3, ReasonCode.MISSING_MAPPING, ["charge:fuel"]),
+            (f4, ReasonCode.VALIDATION, []),
+        ):
+            event.require_action(
+                reason_code=code, message="fix it", missing=missing, actor="w", at=clock.at
+            )
+        f5.start_push(request_id="r5", doc_number="FL-5", batched=False, actor="w", at=clock.at)
+        f5.mark_failed(
+            category=FailureCategory.EXHAUSTED, code="500", message="ISE", actor="w", at=clock.at
+        )
+        ledger.save(f1, f2, f3, f4, f5)
+        _batch(ledger, view)
+        _assert_counters_match_the_rows(ledger, view)
+        groups = {g.reason_code: g for g in view.reason_groups("default")}
+        assert (groups["missing_mapping"].count, groups["missing_mapping"].example) == (2, "F-2")
+        assert groups["missing_mapping"].missing == ("charge:fuel", "student:S-7")
+        # the example leaves (dismissed), a missing key goes with it; a retry empties a group
+        f2.dismiss(operator="ana", note="entered twice", at=clock.at)
+        assert f4.request_retry(operator="ana", scope="validation", at=clock.at)
+        ledger.save(f2, f4)
+        _batch(ledger, view)
+        _assert_counters_match_the_rows(ledger, view)
+        (group,) = view.reason_groups("default")
+        assert (group.count, group.example, group.missing) == (1, "F-3", ("charge:fuel",))
+        # a correction of the synced flight (new student name) and a cancellation
+        changed = amendment("F-1", hours="2.0")
+        changed["student"]["name"] = "Renamed S-7"
+        line = json.dumps(changed)
+        ledger.record_correction("default", parse_correction_line(RecordKind.FLIGHT_AMENDED, line))
+        gone = json.dumps(cancellation("F-3"))
+        ledger.record_correction(
+            "default", parse_correction_line(RecordKind.FLIGHT_CANCELLED, gone)
+        )
+        _batch(ledger, view)
+        _assert_counters_match_the_rows(ledger, view)
+        assert view.student_names("default", ["S-7"]) == {"S-7": "Renamed S-7"}
+        assert view.reason_groups("default") == []
+        before = {s: (view.counts_by_kind(s), view.reason_groups(s)) for s in ("default", "other")}
+        Projector(ledger, view).rebuild()
+        _assert_counters_match_the_rows(ledger, view)
+        assert {s: (view.counts_by_kind(s), view.reason_groups(s)) for s in before} == before
+        assert view.student_names("default", ["S-7"]) == {"S-7": "Renamed S-7"}
+        view.drop()
+        assert (view.counts("default"), view.schools(), view.reason_groups("default")) == (
+            {},
+            [],
+            [],
+        )
+        assert view.student_names("default", ["S-7"]) == {}
+
+    @abstractmethod
+    def make_older(self, url: str) -> None:
+        """Make the stored view look built by the code before VIEW_VERSION was kept."""
+
+    def test_view_of_an_older_layout_is_projected_again(
+        self, url: str, ledger: FlightLedger, view: ProjectedView
+    ) -> None:
+        """A view stored by older code (no layout version: no row counters) is emptied when
+        opened, so the projector fills rows and counters again from the start of the log."""
+        _record(ledger, "F-1", "F-2")
+        _batch(ledger, view)
+        view.close()
+        self.make_older(url)
+        reopened = self.create_view(url)
+        try:
+            assert reopened.max_tracking_id() == 0
+            assert reopened.counts("default") == {}
+            Projector(ledger, reopened).catch_up()
+            assert reopened.counts("default") == {"pending": 2}
+            _assert_counters_match_the_rows(ledger, reopened, ("default",))
+        finally:
+            reopened.close()
+        again = self.create_view(url)  # a view of today's layout is kept as it is
+        try:
+            assert (again.max_tracking_id(), again.counts("default")) == (2, {"pending": 2})
+        finally:
+            again.close()
+
     def test_failed_push_keeps_qbo_message(
         self, ledger: FlightLedger, view: ProjectedView, clock: FixedClock
     ) -> None:
@@ -261,6 +398,15 @@ class TestSQLiteView(FinancialEventViewContract):
         assert isinstance(view, SQLiteFinancialEventView)
         return view
 
+    def make_older(self, url: str) -> None:
+        """Drop the layout table and the row counters, as the code before them left a view."""
+        with sqlite3.connect(parse_database_url(url).path) as db:
+            assert db.execute(f"SELECT value FROM {sqlite_view.META}").fetchall() == [
+                (VIEW_VERSION,)
+            ]
+            for table in (sqlite_view.META, sqlite_view.COUNTS, sqlite_view.REASONS):
+                db.execute(f"DROP TABLE {table}")
+
 
 class TestPostgresView(FinancialEventViewContract):
     """The contract on PostgreSQL."""
@@ -275,6 +421,14 @@ class TestPostgresView(FinancialEventViewContract):
         view = open_view(url)
         assert isinstance(view, PostgresFinancialEventView)
         return view
+
+    def make_older(self, url: str) -> None:
+        """Drop the layout table and the row counters, as the code before them left a view."""
+        db = parse_database_url(url)
+        with psycopg.connect(db.psycopg_conninfo(), autocommit=True) as conn:
+            schema = sql.Identifier(db.schema)
+            for table in (postgres_view.META, postgres_view.COUNTS, postgres_view.REASONS):
+                conn.execute(sql.SQL("DROP TABLE {}.{}").format(schema, sql.Identifier(table)))
 
 
 # --- the library's own TrackingRecorder contract ---------------------------------------------

@@ -23,12 +23,11 @@ from adapters.web.plain import (
     status_words,
     web_checklist,
 )
-from domain.application import FlightLedger
 from domain.financial_event import NotFound, Status
 from domain.ports import ReasonCode
 from domain.reasons import describe_missing, fix_for
 from domain.retry import FAILED_GROUP
-from projections.view import EventQuery, EventRow
+from projections.view import EventQuery, EventRow, FinancialEventView
 
 log = structlog.get_logger(__name__)
 
@@ -84,7 +83,7 @@ def register(app: FastAPI, cfg: WebConfig, access: Access, pages: Pages) -> None
         found = cfg.view.page(school, query)
         rows, more = found[:PAGE_SIZE], len(found) > PAGE_SIZE
         auto_invoice = ledger.settings(school).auto_invoice
-        names = _names(ledger, rows)
+        names = _names(cfg.view, school, rows)
         card = card_context(cfg, request, school)
         listed = _checklist(cfg.checklist, school)
         checklist = None if listed is None else web_checklist(listed, admin=user.can(ADMIN))
@@ -187,16 +186,13 @@ def _day(value: str, *, next_day: bool = False) -> datetime | None:
     return start + timedelta(days=1) if next_day else start
 
 
-def _names(ledger: FlightLedger, rows: list[EventRow]) -> dict[str, str]:
-    """Student names of one page of rows (the view keeps only ids): one load per student."""
-    names: dict[str, str] = {}
-    for row in rows:
-        if row.student_id not in names:
-            try:
-                names[row.student_id] = ledger.financial_event(row.id).student_name
-            except Exception:  # a name is a courtesy: the id is still shown
-                names[row.student_id] = ""
-    return names
+def _names(view: FinancialEventView, school: str, rows: list[EventRow]) -> dict[str, str]:
+    """Student names of one page of rows, from the view's students table (one read)."""
+    try:
+        return view.student_names(school, {row.student_id for row in rows})
+    except Exception:  # a name is a courtesy: the id is still shown
+        log.warning("web_student_names_failed", school=school)
+        return {}
 
 
 def _row_words(row: EventRow, auto_invoice: bool, *, names: dict[str, str]) -> dict[str, Any]:
