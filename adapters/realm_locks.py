@@ -3,7 +3,10 @@
 PostgreSQL: a session-level ``pg_try_advisory_lock`` per school, held on a dedicated
 autocommit connection only while a pass (or a recovery) runs; a worker that dies closes its
 connection, the server releases its locks, and another worker takes the school on its next scan.
-The key is derived from the database, schema and school, so test schemas never collide.
+Advisory locks belong to a session, so every thread gets a connection of its own: a thread that
+runs a school's pass takes and releases its lock there, and two threads of one worker exclude
+each other as two workers do. The key is derived from the database, schema and school, so test
+schemas never collide.
 
 SQLite: one worker per database file. An exclusive ``flock`` on ``<db file>.worker.lock`` is
 taken on first use and held for the life of the process (the OS drops it when the process dies);
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from typing import Any, Protocol
 
 import structlog
@@ -46,23 +50,47 @@ def lock_key(db: DatabaseUrl, school: str) -> int:
     return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big", signed=True)
 
 
+class _Session(threading.local):
+    """One thread's lock connection and the schools it holds there."""
+
+    def __init__(self) -> None:
+        self.conn: Any = None
+        self.held: set[str] = set()
+
+
+PARALLEL_PASSES = 8  # PostgreSQL: passes of different schools one worker may run at once
+
+
 class PostgresRealmLocks:
-    """Advisory locks on a dedicated connection (reopened, with locks forgotten, if it dies)."""
+    """Advisory locks on a dedicated connection per thread (reopened, with its locks
+    forgotten, if it dies)."""
+
+    parallel_passes = PARALLEL_PASSES
 
     def __init__(self, db: DatabaseUrl) -> None:
         self.db = db
-        self._conn: Any = None
-        self.held: set[str] = set()
+        self._session = _Session()
+        self._guard = threading.Lock()
+        self._open: list[Any] = []  # every thread's connection, closed by close()
+
+    @property
+    def held(self) -> set[str]:
+        """The schools this thread holds."""
+        return self._session.held
 
     def _connection(self) -> Any:
         import psycopg
 
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            self.held.clear()
-            self._conn = psycopg.connect(
+        session = self._session
+        if session.conn is None or session.conn.closed or session.conn.broken:
+            session.held.clear()
+            session.conn = psycopg.connect(
                 self.db.psycopg_conninfo(), autocommit=True, connect_timeout=10
             )
-        return self._conn
+            with self._guard:
+                self._open = [c for c in self._open if not c.closed]
+                self._open.append(session.conn)
+        return session.conn
 
     def try_acquire(self, school: str) -> bool:
         """pg_try_advisory_lock for the school (re-entrant calls return True once held)."""
@@ -86,7 +114,7 @@ class PostgresRealmLocks:
         return False
 
     def release(self, school: str) -> None:
-        """pg_advisory_unlock for the school."""
+        """pg_advisory_unlock for the school (on this thread's connection)."""
         if school not in self.held:
             return
         self.held.discard(school)
@@ -100,21 +128,33 @@ class PostgresRealmLocks:
             self._drop()  # the server released it with the session
 
     def _drop(self) -> None:
-        self.held.clear()
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except Exception as exc:  # a dead connection may fail to close; locks are gone
-                log.debug("realm_lock_close_failed", error=str(exc))
-        self._conn = None
+        session = self._session
+        session.held.clear()
+        if session.conn is not None:
+            _close_quietly(session.conn)
+        session.conn = None
 
     def close(self) -> None:
-        """Close the connection: the server releases every lock."""
-        self._drop()
+        """Close every thread's connection: the server releases every lock."""
+        with self._guard:
+            conns, self._open = self._open, []
+        for conn in conns:
+            _close_quietly(conn)
+        self._session.held.clear()
+        self._session.conn = None
+
+
+def _close_quietly(conn: Any) -> None:
+    try:
+        conn.close()
+    except Exception as exc:  # a dead connection may fail to close; locks are gone
+        log.debug("realm_lock_close_failed", error=str(exc))
 
 
 class SQLiteRealmLocks:
     """One worker per SQLite file: an exclusive flock held until close or death."""
+
+    parallel_passes = 1  # one writer per file: passes run one after another
 
     def __init__(self, db: DatabaseUrl) -> None:
         self.db = db

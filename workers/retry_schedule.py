@@ -1,7 +1,8 @@
 """RetrySchedule: when each waiting event may be tried again, and which realms are paused.
 
 Memory only (a restart derives due times from the log: attempts and the last update). The push
-run receives it from the SyncEngine; nothing here calls QuickBooks or the log.
+run receives it from the SyncEngine; nothing here calls QuickBooks or the log. Thread-safe: the
+worker runs passes of different schools at once, all on the engine's one schedule.
 - due times: backoff with jitter after a failure (`RetryPolicy`), "now" after a recovery;
 - realm pauses: after a 429 (the throttle's Retry-After) or while the realm's circuit is open;
 - circuit breakers: one per school's realm; consecutive outage calls open it.
@@ -10,6 +11,7 @@ run receives it from the SyncEngine; nothing here calls QuickBooks or the log.
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -32,87 +34,99 @@ class RetrySchedule:
         self._due: dict[UUID, tuple[str, datetime]] = {}  # next attempt
         self._paused_until: dict[str, datetime] = {}  # realm pauses (429, open circuit)
         self._breakers: dict[str, CircuitBreaker] = {}
+        self._lock = threading.RLock()
 
     # --- due times ----------------------------------------------------------------------------
 
     def is_due(self, event: FinancialEvent, now: datetime) -> bool:
         """Whether a waiting event may be sent now (pending always; retrying/uncertain on time)."""
-        if event.status not in (Status.RETRYING, Status.UNCERTAIN):
-            return True
-        entry = self._due.get(event.id)
-        if entry is None:  # after a restart: derived from attempts and the last update
-            when = self.policy.next_attempt_at(
-                event.modified_on, min(event.attempts, self.policy.max_attempts), self.rng
-            )
-            self._due[event.id] = (event.school, when)
-            return when <= now
-        return entry[1] <= now
+        with self._lock:
+            if event.status not in (Status.RETRYING, Status.UNCERTAIN):
+                return True
+            entry = self._due.get(event.id)
+            if entry is None:  # after a restart: derived from attempts and the last update
+                when = self.policy.next_attempt_at(
+                    event.modified_on, min(event.attempts, self.policy.max_attempts), self.rng
+                )
+                self._due[event.id] = (event.school, when)
+                return when <= now
+            return entry[1] <= now
 
     def schedule(self, event: FinancialEvent, failures: int, now: datetime, floor: float) -> None:
         """The next attempt after failures: backoff with jitter, never sooner than floor s."""
-        delay = max(floor, self.policy.delay(max(1, failures), self.rng))
-        self._due[event.id] = (event.school, now + timedelta(seconds=delay))
+        with self._lock:
+            delay = max(floor, self.policy.delay(max(1, failures), self.rng))
+            self._due[event.id] = (event.school, now + timedelta(seconds=delay))
 
     def due_now(self, event: FinancialEvent, now: datetime) -> None:
         """Try the event again at once (a recovered `syncing` event)."""
-        self._due[event.id] = (event.school, now)
+        with self._lock:
+            self._due[event.id] = (event.school, now)
 
     def unschedule(self, event_id: UUID) -> None:
         """The event no longer waits for a retry."""
-        self._due.pop(event_id, None)
+        with self._lock:
+            self._due.pop(event_id, None)
 
     def forget(self, school: str, keep: Collection[UUID]) -> None:
         """Drop due dates of a school's events that no longer wait."""
-        for event_id, (owner, _) in list(self._due.items()):
-            if owner == school and event_id not in keep:
-                del self._due[event_id]
+        with self._lock:
+            for event_id, (owner, _) in list(self._due.items()):
+                if owner == school and event_id not in keep:
+                    del self._due[event_id]
 
     def next_due(self, school: str | None = None) -> datetime | None:
         """The earliest time a retrying/uncertain event (or a paused realm) becomes due."""
-        times = [when for s, when in self._due.values() if school is None or s == school]
-        times.extend(
-            when for s, when in self._paused_until.items() if school is None or s == school
-        )
-        return min(times) if times else None
+        with self._lock:
+            times = [when for s, when in self._due.values() if school is None or s == school]
+            times.extend(
+                when for s, when in self._paused_until.items() if school is None or s == school
+            )
+            return min(times) if times else None
 
     # --- realm pauses -------------------------------------------------------------------------
 
     def pause(self, school: str, until: datetime) -> None:
         """Call nothing for the school's realm before until."""
-        self._paused_until[school] = until
+        with self._lock:
+            self._paused_until[school] = until
 
     def paused_until(self, school: str) -> datetime | None:
         """When a paused realm may be called again (None: not paused)."""
-        return self._paused_until.get(school)
+        with self._lock:
+            return self._paused_until.get(school)
 
     def still_paused(self, school: str, now: datetime) -> bool:
         """True while the realm's pause lasts; a pause that has passed is cleared."""
-        paused = self._paused_until.get(school)
-        if paused is None:
+        with self._lock:
+            paused = self._paused_until.get(school)
+            if paused is None:
+                return False
+            if paused > now:
+                return True
+            del self._paused_until[school]
             return False
-        if paused > now:
-            return True
-        del self._paused_until[school]
-        return False
 
     def breaker(self, school: str) -> CircuitBreaker:
         """The school's realm circuit breaker (memory only: a restart starts closed)."""
-        return self._breakers.setdefault(school, CircuitBreaker())
+        with self._lock:
+            return self._breakers.setdefault(school, CircuitBreaker())
 
     def observe_call(self, school: str, outcomes: Sequence[PushOutcome], now: datetime) -> None:
         """One call's answer(s) feed the realm's breaker: all outages count one failure."""
-        breaker = self.breaker(school)
-        if outcomes and all(is_outage(o) for o in outcomes):
-            opened = breaker.failed(now)
-            if opened is not None:
-                self.pause(school, now + timedelta(seconds=opened))
-                log.warning(
-                    "realm_circuit_open",
-                    school=school,
-                    seconds=opened,
-                    message=outcomes[0].message[:300],
-                )
-        elif outcomes:
-            if breaker.half_open or breaker.failures:
-                log.info("realm_circuit_closed", school=school)
-            breaker.succeeded()
+        with self._lock:
+            breaker = self.breaker(school)
+            if outcomes and all(is_outage(o) for o in outcomes):
+                opened = breaker.failed(now)
+                if opened is not None:
+                    self.pause(school, now + timedelta(seconds=opened))
+                    log.warning(
+                        "realm_circuit_open",
+                        school=school,
+                        seconds=opened,
+                        message=outcomes[0].message[:300],
+                    )
+            elif outcomes:
+                if breaker.half_open or breaker.failures:
+                    log.info("realm_circuit_closed", school=school)
+                breaker.succeeded()

@@ -56,6 +56,14 @@ def gateway_factory(
     return gateway
 
 
+def _widen_pool(store: object, size: int) -> None:
+    """Let a PostgreSQL store's connection pool hold `size` connections (SQLite: no pool)."""
+    pool = getattr(getattr(store, "datastore", None), "pool", None)
+    resize, max_size = getattr(pool, "resize", None), getattr(pool, "max_size", None)
+    if callable(resize) and isinstance(max_size, int) and max_size < size:
+        resize(getattr(pool, "min_size", 1), size)
+
+
 def _close(gateway: AccountingGateway) -> None:
     close = getattr(gateway, "close", None)
     if callable(close):
@@ -91,10 +99,14 @@ def build_worker(ledger: FlightLedger, config: Config) -> WorkerRuntime:
     engine = SyncEngine(ledger, view, gateway_factory(ledger, config, stopping=stopping))
     cached = CachedCustomers(ledger, QboListStore(db))
     engine.known_customers, engine.cached_lists = cached, cached.lists
+    passes_at_once = getattr(locks, "parallel_passes", 1)
+    for store in (ledger.recorder, view):  # a connection per pass thread, none opened per call
+        _widen_pool(store, passes_at_once + 2)
     loop = WorkerLoop(
         engine,
         view,
         locks,
+        passes_at_once=passes_at_once,
         catch_up=projector.catch_up,
         heartbeat=heartbeat,
         listen=lambda: view.listen(projector.channel),

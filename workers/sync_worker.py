@@ -8,6 +8,7 @@ crashed pass) and recovery turns it into ``uncertain``, which is resolved withou
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from uuid import UUID
@@ -48,6 +49,17 @@ ACTIVE_STATUSES = (
 GatewayFactory = Callable[[str], AccountingGateway]
 
 
+def _one_at_a_time(factory: GatewayFactory) -> GatewayFactory:
+    """The factory behind a lock: its cache of gateways is shared by the passes' threads."""
+    lock = threading.Lock()
+
+    def gateway(school: str) -> AccountingGateway:
+        with lock:
+            return factory(school)
+
+    return gateway
+
+
 class SyncEngine:
     """Pushes a school's waiting financial events and records every outcome in the log."""
 
@@ -64,7 +76,7 @@ class SyncEngine:
     ) -> None:
         self.ledger = ledger
         self.view = view
-        self.gateways = gateways
+        self.gateways = _one_at_a_time(gateways)  # passes of several schools run at once
         self.policy = policy or RetryPolicy()
         self.batch_size = max(1, min(batch_size, BATCH_MAX))
         self.actor = actor

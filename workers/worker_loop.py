@@ -1,4 +1,11 @@
-"""The worker process loop: catch the view up, take ownership, recover, push, repeat."""
+"""The worker process loop: catch the view up, take ownership, recover, push, repeat.
+
+A round asks the view once for the schools with unsettled events and runs their passes, those
+of different schools at once on a bounded thread pool (as many as the ownership mechanism
+allows: PostgreSQL advisory locks on one connection per thread; SQLite one at a time). Each
+pass runs under its school's lock, taken and released by the thread that runs it, so a school
+is never pushed twice at once, by this worker or another.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,8 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +26,7 @@ from adapters.heartbeat import HeartbeatStore
 from adapters.realm_locks import RealmLocks
 from domain.financial_event import Status
 from projections.view import FinancialEventView, Listener
-from workers.sync_worker import SyncEngine
+from workers.sync_worker import PassReport, SyncEngine
 
 log = structlog.get_logger("flightledger.worker")
 
@@ -59,6 +67,17 @@ class WorkerSummary:
         return result
 
 
+@dataclass
+class _PassResult:
+    """What became of one school in a round."""
+
+    school: str
+    state: str  # "ran" | "crashed" | "contested" | "stopped"
+    report: PassReport | None = None
+    error: str = ""
+    lock_error: Exception | None = None  # the ownership check itself failed
+
+
 def default_worker_id() -> str:
     """host:pid of this process."""
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -79,8 +98,12 @@ class WorkerLoop:
         poll_seconds: float = POLL_SECONDS,
         rng: random.Random | None = None,
         listen: Callable[[], Listener] | None = None,
+        passes_at_once: int | None = None,
     ) -> None:
         self.engine = engine
+        # passes of different schools at once: what the ownership mechanism allows by default
+        self.passes_at_once = max(1, passes_at_once or getattr(locks, "parallel_passes", 1))
+        self._pool: ThreadPoolExecutor | None = None
         self._all_crashed = False
         self.view = view
         self.locks = locks
@@ -145,30 +168,54 @@ class WorkerLoop:
     def round(self) -> tuple[int, bool, bool]:
         """One scan of every school: (passes run, any work done, any school owned elsewhere)."""
         self.catch_up()
-        passes, worked, contested = 0, False, False
-        attempted, crashed = 0, 0
         schools = list(self.view.schools_with_work())  # one query, whatever the school count
         self.rng.shuffle(schools)  # several workers spread over the schools
-        for school in schools:
-            if self.engine.should_stop():
-                break  # SIGTERM / --max-seconds: the other schools wait for the next worker
-            if not self.locks.try_acquire(school):
-                contested = True
-                continue
-            attempted += 1
-            try:
-                self.engine.recover(school)
-                report = self.engine.run_pass(school)
-                passes += 1
-                worked = worked or report.worked
-            except Exception as exc:  # one school's failure must not stop the others
-                crashed += 1
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.error("sync_pass_crashed", school=school, error=self.last_error)
-            finally:
-                self._release(school)
-        self._all_crashed = attempted > 0 and crashed == attempted
-        return passes, worked, contested
+        results = self._run_passes(schools)
+        lock_errors = [r.lock_error for r in results if r.lock_error is not None]
+        if lock_errors:
+            raise lock_errors[0]
+        ran = [r for r in results if r.state == "ran"]
+        crashed = [r for r in results if r.state == "crashed"]
+        if crashed:
+            self.last_error = crashed[-1].error
+        worked = any(r.report is not None and r.report.worked for r in ran)
+        contested = any(r.state == "contested" for r in results)
+        self._all_crashed = bool(crashed) and not ran
+        return len(ran), worked, contested
+
+    def _run_passes(self, schools: Sequence[str]) -> list[_PassResult]:
+        """Each school's pass, several at once when allowed; every one has ended on return."""
+        if self.passes_at_once <= 1 or len(schools) <= 1:
+            return [self._one_pass(school) for school in schools]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.passes_at_once, thread_name_prefix="pass")
+        return list(self._pool.map(self._one_pass, schools))
+
+    def _one_pass(self, school: str) -> _PassResult:
+        """Recover and push one school under its lock (taken and released in this thread)."""
+        if self.engine.should_stop():
+            # SIGTERM / --max-seconds: the other schools wait for the next worker
+            return _PassResult(school, "stopped")
+        try:
+            owned = self.locks.try_acquire(school)
+        except Exception as exc:  # the ownership check failed: the round fails with it
+            return _PassResult(school, "crashed", error=str(exc), lock_error=exc)
+        if not owned:
+            return _PassResult(school, "contested")
+        try:
+            self.engine.recover(school)
+            return _PassResult(school, "ran", report=self.engine.run_pass(school))
+        except Exception as exc:  # one school's failure must not stop the others
+            error = f"{type(exc).__name__}: {exc}"
+            log.error("sync_pass_crashed", school=school, error=error)
+            return _PassResult(school, "crashed", error=error)
+        finally:
+            self._release(school)
+
+    def _close_pool(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
 
     def _release(self, school: str) -> None:
         try:
@@ -249,6 +296,7 @@ class WorkerLoop:
                 wait = min(wait, max(0.0, max_seconds - elapsed))
             self._sleep(wait, stop)
         self.engine.should_stop = lambda: False
+        self._close_pool()
         self._close_listener()
         try:
             self.catch_up()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import random
+import threading
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from domain.application import FlightLedger
-from domain.ports import FixedClock
+from domain.ports import FixedClock, InvoiceDraft, PushOutcome
 from tests.fakes import (
     T0,
     FakeAccountingGateway,
@@ -87,3 +89,51 @@ def test_a_round_runs_a_pass_only_for_the_schools_with_work() -> None:
     loop.engine.run_pass = lambda school: ran.append(school) or run_pass(school)  # type: ignore[method-assign,func-returns-value]
     assert loop.round()[:2] == (1, True)
     assert ran == ["school-3"] and gateways["school-3"].invoice_count == 3
+
+
+class MeetingGateway(FakeAccountingGateway):
+    """A realm whose invoice push waits until the other realm's push is under way too."""
+
+    def __init__(self, ledger: FlightLedger, meeting: threading.Barrier) -> None:
+        super().__init__(ledger=ledger)
+        self.meeting = meeting
+
+    def push_invoices(self, drafts: Sequence[InvoiceDraft]) -> list[PushOutcome]:
+        """Both realms' batches are in flight at once, or this one gives up."""
+        self.meeting.wait()
+        return super().push_invoices(drafts)
+
+
+class ThreadLocks(Locks):
+    """Always free; two passes at once; remembers which thread took which school."""
+
+    parallel_passes = 2
+
+    def __init__(self) -> None:
+        self.taken: dict[str, str] = {}
+
+    def try_acquire(self, school: str) -> bool:
+        """Owned, by this thread."""
+        self.taken[school] = threading.current_thread().name
+        return True
+
+
+def test_passes_of_different_realms_run_at_once() -> None:
+    """Two schools' pushes meet in flight (sequential passes could not), on two threads."""
+    ledger = FlightLedger(env={"PERSISTENCE_MODULE": "eventsourcing.popo"}, clock=FixedClock(T0))
+    meeting = threading.Barrier(2, timeout=10)
+    gateways = {}
+    for school in SCHOOLS[:2]:
+        ready_school(ledger, school)
+        record_flights(ledger, 3, school)
+        gateways[school] = MeetingGateway(ledger, meeting)
+    view = FakeFinancialEventView(ledger)
+    engine = SyncEngine(ledger, view, gateways.__getitem__, rng=random.Random(3))
+    locks = ThreadLocks()
+    loop = WorkerLoop(engine, view, locks, catch_up=lambda: None, poll_seconds=0.001)  # type: ignore[arg-type]
+    assert loop.passes_at_once == 2
+    assert loop.round()[:2] == (2, True)
+    assert not meeting.broken
+    assert [g.invoice_count for g in gateways.values()] == [3, 3]
+    assert len(set(locks.taken.values())) == 2  # each pass on a thread of its own
+    assert loop.run(until_idle=True).healthy
