@@ -85,7 +85,10 @@ class PostgresRealmLocks:
         if session.conn is None or session.conn.closed or session.conn.broken:
             session.held.clear()
             session.conn = psycopg.connect(
-                self.db.psycopg_conninfo(), autocommit=True, connect_timeout=10
+                self.db.psycopg_conninfo(),
+                autocommit=True,
+                connect_timeout=10,
+                application_name=f"flightledger worker {os.getpid()}",  # whose locks these are
             )
             with self._guard:
                 self._open = [c for c in self._open if not c.closed]

@@ -134,28 +134,29 @@ def test_two_then_four_workers_sync_twenty_schools_once(
     assert throttled == 0
 
 
-def _held_locks(pg_url: str) -> dict[str, int]:
-    """School -> backend pid, for every school whose advisory lock is held now."""
+def _held_locks(pg_url: str) -> dict[str, str]:
+    """School -> the worker holding its advisory lock now (the lock session's application_name:
+    a worker's pass threads each have a session of their own, all named for the process)."""
     db = parse_database_url(pg_url)
     by_key = {lock_key(db, school) & 0xFFFFFFFFFFFFFFFF: school for school in SCHOOLS}
     with psycopg.connect(db.psycopg_conninfo(), autocommit=True) as conn:
         rows = conn.execute(
-            "SELECT classid::bigint, objid::bigint, pid FROM pg_locks "
-            "WHERE locktype = 'advisory' AND granted"
+            "SELECT l.classid::bigint, l.objid::bigint, a.application_name FROM pg_locks l "
+            "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted"
         ).fetchall()
     held = {}
-    for classid, objid, pid in rows:
+    for classid, objid, owner in rows:
         school = by_key.get((int(classid) << 32) | int(objid))
         if school is not None:
-            held[school] = int(pid)
+            held[school] = str(owner)
     return held
 
 
-def _wait_for_lock(pg_url: str, timeout: float, pid: int | None = None) -> dict[str, int]:
-    """Poll until a school is locked (by `pid`, if given): school -> pid from one snapshot."""
+def _wait_for_lock(pg_url: str, timeout: float, owner: str | None = None) -> dict[str, str]:
+    """Poll until a school is locked (by `owner`, if given): school -> owner from one snapshot."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        held = {s: p for s, p in _held_locks(pg_url).items() if pid is None or p == pid}
+        held = {s: o for s, o in _held_locks(pg_url).items() if owner is None or o == owner}
         if held:
             return held
         time.sleep(0.005)
@@ -174,11 +175,12 @@ def test_killed_worker_schools_are_taken_over(
         ledger.close()
     sim.set_faults(latency_seconds=0.2)  # every pass takes a while: the kill lands inside one
     victim = spawn_worker(env, "--max-seconds", "120")
-    (victim_pid,) = set(_wait_for_lock(pg_url, timeout=60).values())  # the only worker so far
+    (victim_id,) = set(_wait_for_lock(pg_url, timeout=60).values())  # the only worker so far
+    assert victim_id == f"flightledger worker {victim.pid}"
     survivor = spawn_worker(
         env, "--until-idle", "--max-seconds", "120", log_path=tmp_path / "survivor.log"
     )
-    held_at_kill = set(_wait_for_lock(pg_url, timeout=30, pid=victim_pid))
+    held_at_kill = set(_wait_for_lock(pg_url, timeout=30, owner=victim_id))
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=30)
     assert victim.returncode == -signal.SIGKILL
