@@ -51,10 +51,15 @@ class Stack:
 
 @contextmanager
 def running(
-    sqlite_url: str, tmp_path: Path, *, with_worker: bool, timeout: float = 2.0
+    sqlite_url: str,
+    tmp_path: Path,
+    *,
+    with_worker: bool,
+    timeout: float = 2.0,
+    sim_config: dict[str, Any] | None = None,
 ) -> Iterator[Stack]:
     """`flightledger serve` (local operator) on a free port, and a worker when asked."""
-    with QboSimulator(SimulatorConfig(minute_seconds=0.6)) as sim:
+    with QboSimulator(SimulatorConfig(minute_seconds=0.6, **(sim_config or {}))) as sim:
         env = cli_env(sim, sqlite_url, SCHOOL, timeout=timeout)
         cli = Cli(env)
         port = _free_port()
@@ -354,3 +359,55 @@ def test_reconnecting_another_company_asks_the_admin_and_shows_what_may_be_in_th
     held = cli.ok("events", "--reason", "company_switched")
     assert [r["reference"] for r in held] == ["F-2"]
     assert sim.invoices(OTHER_REALM) == [], "nothing was created again in B by itself"
+
+
+@pytest.mark.parametrize(
+    ("sim_config", "pill", "tone", "badge"),
+    [
+        ({"authorization_endpoint": False}, None, None, None),
+        ({"refresh_token_seconds": 3600}, "0d left", "red", "Reconnect soon"),
+        ({"report_refresh_expiry": False}, "Connected", "green", "Token unknown"),
+    ],
+    ids=["no-authorization-url", "reconnect-soon", "token-unknown"],
+)
+def test_simulator_flags_reach_the_card_in_the_articles_words(
+    sqlite_url: str,
+    tmp_path: Path,
+    page: Any,
+    sim_config: dict[str, Any],
+    pill: str | None,
+    tone: str | None,
+    badge: str | None,
+) -> None:
+    """Connecting from the card to a simulator started with these settings (no patching):
+    no authorization endpoint -> "No authorization URL received from QuickBooks" and no
+    navigation; an hour-long refresh token -> "0d left" / "Reconnect soon"; no refresh expiry
+    in the token answer -> "Token unknown"."""
+    from playwright.sync_api import expect
+
+    with running(sqlite_url, tmp_path, with_worker=False, sim_config=sim_config) as stack:
+        page.goto(stack.url + "/")
+        page.get_by_role("button", name="Connect to QuickBooks").click()
+        if pill is None:
+            expect(page.locator("h1")).to_have_text("Cannot connect to QuickBooks")
+            expect(page.locator("#message")).to_have_text(
+                "No authorization URL received from QuickBooks"
+            )
+            assert page.url.startswith(stack.url)
+            page.get_by_role("button", name="Retry Connect to QuickBooks").click()  # article
+            expect(page.locator("#message")).to_have_text(
+                "No authorization URL received from QuickBooks"
+            )
+            page.goto(stack.url + "/")
+            expect(page.locator("#pill")).to_have_text("Not connected")
+            return
+        expect(page.locator("#test-result")).to_have_text("Connected to Sunrise Flight School (US)")
+        expect(page.locator("#pill")).to_have_text(pill)
+        expect(page.locator("#pill")).to_have_class(f"pill tone-{tone}")
+        expect(page.locator("#badge")).to_have_text(badge)
+        page.reload()  # the server's rendering, not only card.js's update
+        expect(page.locator("#pill")).to_have_text(pill)
+        expect(page.locator("#badge")).to_have_text(badge)
+        expect(page.locator("#badge")).to_have_class(f"badge tone-{tone}")
+        if badge == "Token unknown":
+            expect(page.locator("#expires")).to_have_count(0)

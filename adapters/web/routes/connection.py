@@ -57,6 +57,15 @@ def register(app: FastAPI, cfg: WebConfig, access: Access, pages: Pages) -> None
         log.info("web_company_switch_confirmed", school=user.school, operator=user.name)
         return start(request, user)
 
+    def refused(request: Request, text: str) -> Response:
+        """Connect did not get a usable authorization URL: say so, offer to retry (art. 000)."""
+        return pages.render(
+            request,
+            "connect_refused.html",
+            {"title": "Cannot connect to QuickBooks", "text": text},
+            status_code=502,
+        )
+
     def start(request: Request, user: User) -> Response:
         try:
             url, _state = service().connect(user.school)
@@ -64,22 +73,10 @@ def register(app: FastAPI, cfg: WebConfig, access: Access, pages: Pages) -> None
             raise
         except Exception as exc:  # the service states its own reason (e.g. refused URL)
             log.warning("web_connect_failed", school=user.school, error=type(exc).__name__)
-            return pages.message_page(
-                request,
-                "Cannot connect to QuickBooks",
-                redact_text(str(exc)) or refusal_for(None),
-                status_code=502,
-                tone="bad",
-            )
+            return refused(request, redact_text(str(exc)) or refusal_for(None))
         if not is_trusted_authorization_url(url, cfg.authorization_origins):
             log.warning("web_authorization_url_refused", school=user.school, empty=not url)
-            return pages.message_page(
-                request,
-                "Cannot connect to QuickBooks",
-                refusal_for(url),
-                status_code=502,
-                tone="bad",
-            )
+            return refused(request, refusal_for(url))
         log.info("web_connect_started", school=user.school, operator=user.name)
         return RedirectResponse(url, 303)
 
