@@ -6,7 +6,6 @@ its label ("QuickBooks item"), and the sentence after the colon is the same.
 
 from __future__ import annotations
 
-from domain.qbo_lists import QboLists, check_reference
 from domain.records import normalise_id
 
 MEMO_MAX = 1000
@@ -42,15 +41,3 @@ def memo(value: str, field: str) -> str:
     if not value.strip() or len(value) > MEMO_MAX:
         raise InvalidMappingInput(f"{field}: must be 1-{MEMO_MAX} characters")
     return value
-
-
-def reference_refusal(
-    lists: QboLists, entity: str, object_id: str, field: str, *, allow_inactive: bool
-) -> str | None:
-    """Why this id cannot be mapped per QuickBooks' cached lists (None: it can)."""
-    problem = check_reference(lists, entity, object_id)
-    if problem is None or (problem.state == "inactive" and allow_inactive):
-        return None
-    if problem.state == "missing":
-        return f"{field}: {problem.sentence()}"
-    return f"{field}: {problem.sentence()} in QuickBooks: choose an active one"

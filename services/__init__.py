@@ -4,12 +4,11 @@ The CLI (`workers/commands/`), the dashboard (`adapters/web/routes/`) and the HT
 (`adapters/api/app.py`) parse their input, call one use case here and render its answer; none
 of them decides what Retry Failed selects, what a mapping is checked against or when a note is
 missing. The use cases depend on the domain (the ledger, its rules) and on ports only: the
-financial-event view (`projections.view.FinancialEventView`), QuickBooks' lists
-(`domain.qbo_lists.QboListsPort`) and the connection (`services.connection.ConnectionUseCases`),
-never on an adapter or a driver (tests/unit/test_layers.py checks it).
+financial-event view (`projections.view.FinancialEventView`, through domain.retry.WaitingRows)
+and QuickBooks' lists (`domain.qbo_lists.QboListsPort`), never on an adapter or a driver
+(tests/unit/test_layers.py checks it, and that no entry point calls the ledger's command of a
+use case itself).
 
 - `services.retry`: Retry Failed (a group, a selection, one event) and Dismiss.
 - `services.mappings`: set a mapping, set the invoice defaults, the per-school switches.
-- `services.connection`: the connection use cases' port (connect, callback, test, disconnect,
-  status), implemented by `workers.qbo.ConnectionService`.
 """

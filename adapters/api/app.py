@@ -53,7 +53,7 @@ from domain.ids import financial_event_id
 from domain.mappings import mapping_rows
 from domain.pill import status_document
 from domain.ports import ReasonCode
-from domain.qbo_lists import ACCOUNT, CUSTOMER, ITEM, PAYMENT_METHOD, TERM, QboListsPort
+from domain.qbo_lists import QboLists, QboListsPort
 from domain.reasons import fix_for
 from domain.records import (
     CORRECTION_PARSERS,
@@ -73,6 +73,7 @@ from domain.retry import SelectionError, UnknownEvent
 from domain.webhooks import EVENT_TYPES
 from projections.financial_events import STATUSES
 from projections.view import FinancialEventView, row_json
+from services import mappings as mappings_use_case
 from services import retry as use_case
 from services.retry import NoteRequired
 
@@ -650,30 +651,22 @@ def install_api(app: FastAPI, cfg: ApiConfig) -> None:
             if method is None
             else _mapping_input(mapping_input.qbo_id, method, "payment_method_id")
         )
-        refs = {
-            "charge": [(ITEM, qbo_id, "qbo_id")],
-            "student": [(CUSTOMER, qbo_id, "qbo_id")],
-            "payment_type": [(ACCOUNT, qbo_id, "qbo_id")]
-            + ([(PAYMENT_METHOD, method_id, "payment_method_id")] if method_id else []),
-        }[which]
-        _check_references(cfg, api_key.school, refs, allow_inactive=body.allow_inactive)
-        school, operator = api_key.school, api_key.name
-        if which == "charge":
-            ledger.map_charge(school, name, qbo_id, active=body.active, operator=operator)
-        elif which == "student":
-            if not body.active:
-                reason = "a student mapping cannot be inactive"
-                raise ApiError(422, f"active: {reason}", fields=[_f("active", reason)])
-            ledger.map_student(school, name, qbo_id, operator=operator)
-        else:
-            ledger.map_payment_type(
-                school,
-                name,
-                qbo_id,
-                active=body.active,
-                operator=operator,
-                payment_method_id=method_id,
+        change = mappings_use_case.MappingChange(
+            which, name, qbo_id, payment_method_id=method_id, active=body.active
+        )
+        try:
+            mappings_use_case.set_mapping(
+                ledger,
+                api_key.school,
+                change,
+                operator=api_key.name,
+                lists=_cached_lists(cfg, api_key.school),
+                allow_inactive=body.allow_inactive,
             )
+        except mappings_use_case.ReferenceRefused as exc:
+            raise _refused(exc) from None
+        except mappings_use_case.MappingRefused as exc:
+            raise ApiError(422, str(exc), fields=[_f(exc.part, exc.reason)]) from None
         return models.OkOut(ok=True)
 
     @router.put("/defaults", response_model=models.OkOut, tags=["mappings"])
@@ -681,9 +674,6 @@ def install_api(app: FastAPI, cfg: ApiConfig) -> None:
         body: models.DefaultsIn, key: ApiKey = Depends(auth.requires(ADMIN))
     ) -> models.OkOut:
         """Set invoice defaults (term, memo, income account); those not given are kept."""
-        if body.term is None and body.memo is None and body.income_account is None:
-            reason = "give at least one of term, memo, income_account"
-            raise ApiError(422, f"body: {reason}", fields=[_f("body", reason)])
         term = (
             None if body.term is None else _mapping_input(mapping_input.qbo_id, body.term, "term")
         )
@@ -693,12 +683,22 @@ def install_api(app: FastAPI, cfg: ApiConfig) -> None:
             else _mapping_input(mapping_input.qbo_id, body.income_account, "income_account")
         )
         memo = None if body.memo is None else _mapping_input(mapping_input.memo, body.memo, "memo")
-        refs = [(TERM, term, "term")] if term else []
-        refs += [(ACCOUNT, income, "income_account")] if income else []
-        _check_references(cfg, key.school, refs, allow_inactive=body.allow_inactive)
-        ledger.set_defaults(
-            key.school, operator=key.name, term_id=term, memo=memo, income_account_id=income
-        )
+        try:
+            mappings_use_case.set_defaults(
+                ledger,
+                key.school,
+                operator=key.name,
+                term_id=term,
+                memo=memo,
+                income_account_id=income,
+                lists=_cached_lists(cfg, key.school),
+                allow_inactive=body.allow_inactive,
+            )
+        except mappings_use_case.NothingToSet:
+            reason = "give at least one of term, memo, income_account"
+            raise ApiError(422, f"body: {reason}", fields=[_f("body", reason)]) from None
+        except mappings_use_case.ReferenceRefused as exc:
+            raise _refused(exc) from None
         return models.OkOut(ok=True)
 
     @router.get("/checklist", response_model=list[models.ChecklistOut], tags=["view"])
@@ -820,20 +820,17 @@ def _mapping_input(check: Callable[[str, str], str], value: str, name: str) -> s
         raise ApiError(422, str(exc), fields=[_f(name, reason)]) from None
 
 
-def _check_references(
-    cfg: ApiConfig, school: str, refs: Sequence[tuple[str, str, str]], *, allow_inactive: bool
-) -> None:
-    """Refuse (422) an id that QuickBooks' cached lists do not have or have inactive; without
-    cached lists the mapping is recorded unchecked, as the CLI does when QuickBooks is away."""
-    lists = cfg.qbo_lists.cached(school) if cfg.qbo_lists is not None else None
-    if lists is None:
-        return
-    for entity, value, name in refs:
-        why = mapping_input.reference_refusal(
-            lists, entity, value, name, allow_inactive=allow_inactive
-        )
-        if why is not None:
-            raise ApiError(422, why, fields=[_f(name, why.split(": ", 1)[-1])])
+def _cached_lists(cfg: ApiConfig, school: str) -> QboLists | None:
+    """QuickBooks' cached lists a mapping is checked with; without them the mapping is
+    recorded unchecked, as the CLI does when QuickBooks is away (a request never reads them)."""
+    return cfg.qbo_lists.cached(school) if cfg.qbo_lists is not None else None
+
+
+def _refused(exc: mappings_use_case.ReferenceRefused) -> ApiError:
+    """422 naming the field whose id QuickBooks' lists do not hold, or hold inactive."""
+    name = exc.reference.part
+    why = exc.sentence(name)
+    return ApiError(422, why, fields=[_f(name, why.split(": ", 1)[-1])])
 
 
 def _f(name: str, reason: str) -> dict[str, str]:

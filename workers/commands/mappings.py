@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import getpass
 import os
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import typer
@@ -18,13 +19,30 @@ from domain.qbo_lists import (
     CUSTOMER,
     ITEM,
     LIST_ENTITIES,
-    PAYMENT_METHOD,
     TERM,
     ListsUnavailable,
     QboLists,
-    check_reference,
 )
 from domain.reasons import command_for, split_key
+from services.mappings import (
+    CHARGE,
+    INCOME_ACCOUNT_ID,
+    PAYMENT_METHOD_ID,
+    PAYMENT_TYPE,
+    QBO_ID,
+    STUDENT,
+    TERM_ID,
+    Checked,
+    InvalidSwitch,
+    MappingChange,
+    NothingToSet,
+    Reference,
+    ReferenceRefused,
+    defaults_references,
+    set_mapping,
+    set_switch,
+)
+from services.mappings import set_defaults as set_defaults_use_case
 from workers.context import EXIT_REFUSED, EXIT_USAGE, CliContext, emit, fail, get_context, table
 
 mappings_app = typer.Typer(help="Map charge codes, students and payment types to QuickBooks.")
@@ -59,34 +77,43 @@ ALLOW_INACTIVE = typer.Option(
 RECHECK_AFTER_SECONDS = 60.0  # an id missing from lists older than this: read them once more
 
 
-def verify_references(
-    cli: CliContext, refs: list[tuple[str, str, str]], *, allow_inactive: bool
-) -> dict[str, Any]:
-    """Check (entity, id, what) against the school's QuickBooks lists before recording.
-
-    A nonexistent id is refused naming it (exit 1); an inactive one too unless allowed, then
-    flagged. Lists are read once when never fetched (or once more when an id is missing from
-    lists older than a minute); when QuickBooks cannot be read the mapping is recorded
-    unchecked and the answer says so.
-    """
+def quickbooks_lists(
+    cli: CliContext, references: Sequence[Reference]
+) -> tuple[QboLists | None, str | None]:
+    """The lists to check a mapping with: read once when never read (or once more when an id
+    is missing from lists older than a minute); (None, why) when QuickBooks cannot be read."""
     from workers.qbo_lists import list_service
 
     service = list_service(cli)
     try:
         lists = service.lists(cli.school)
     except ListsUnavailable as exc:
-        return {"checked": False, "warnings": [f"not checked against QuickBooks: {exc}"]}
+        return None, str(exc)
     age = (cli.ledger().clock.now() - lists.fetched_at).total_seconds()
     if age > RECHECK_AFTER_SECONDS and any(
-        lists.get(entity, qbo_id) is None for entity, qbo_id, _ in refs
+        lists.get(r.entity, r.qbo_id) is None for r in references
     ):
         with contextlib.suppress(ListsUnavailable):  # else judge by the cached lists
             lists = service.refresh(cli.school)
-    warnings: list[str] = []
-    for entity, qbo_id, what in refs:
-        problem = check_reference(lists, entity, qbo_id)
-        if problem is None:
-            continue
+    return lists, None
+
+
+def record_checked(
+    cli: CliContext,
+    references: Sequence[Reference],
+    flags: dict[str, str],
+    record: Callable[[QboLists | None], Checked],
+) -> dict[str, Any]:
+    """Run a mapping use case with the lists to check against (none read when it names no
+    QuickBooks object); a nonexistent id is refused naming its flag (exit 1), an inactive one
+    too unless allowed, then flagged. When QuickBooks cannot be read the mapping is recorded
+    unchecked and the answer says so."""
+    lists, unavailable = quickbooks_lists(cli, references) if references else (None, None)
+    try:
+        checked = record(lists)
+    except ReferenceRefused as exc:
+        what, problem = flags[exc.reference.part], exc.problem
+        assert lists is not None  # only lists refuse
         if problem.state == "missing":
             fail(
                 cli,
@@ -95,19 +122,47 @@ def verify_references(
                 "again)",
                 EXIT_REFUSED,
                 field=what,
-                qbo_id=qbo_id,
+                qbo_id=problem.id,
             )
-        if not allow_inactive:
-            fail(
-                cli,
-                f"{what}: {problem.sentence()} in QuickBooks: choose an active one, or pass "
-                "--allow-inactive if this is meant",
-                EXIT_REFUSED,
-                field=what,
-                qbo_id=qbo_id,
-            )
-        warnings.append(f"{what}: {problem.sentence()} (accepted with --allow-inactive)")
-    return {"checked": True, "warnings": warnings}
+        fail(
+            cli,
+            f"{what}: {problem.sentence()} in QuickBooks: choose an active one, or pass "
+            "--allow-inactive if this is meant",
+            EXIT_REFUSED,
+            field=what,
+            qbo_id=problem.id,
+        )
+    if unavailable is not None:
+        return {"checked": False, "warnings": [f"not checked against QuickBooks: {unavailable}"]}
+    warnings = [
+        f"{flags[reference.part]}: {problem.sentence()} (accepted with --allow-inactive)"
+        for reference, problem in checked.accepted_inactive
+    ]
+    return {"checked": checked.checked, "warnings": warnings}
+
+
+def _set(
+    cli: CliContext,
+    change: MappingChange,
+    flags: dict[str, str],
+    *,
+    allow_inactive: bool,
+    operator: str | None,
+) -> dict[str, Any]:
+    """services.mappings.set_mapping with the CLI's lists and words."""
+    return record_checked(
+        cli,
+        change.references(),
+        flags,
+        lambda lists: set_mapping(
+            cli.ledger(),
+            cli.school,
+            change,
+            operator=operator or default_operator(),
+            lists=lists,
+            allow_inactive=allow_inactive,
+        ),
+    )
 
 
 def _when(lists: QboLists) -> str:
@@ -149,9 +204,9 @@ def set_charge(
     """Map a charge code to a QuickBooks Item."""
     cli = get_context(ctx)
     code, item = _key(code, "CODE"), _qbo_id(item, "--item")
-    checked = verify_references(cli, [(ITEM, item, "--item")], allow_inactive=allow_inactive)
-    cli.ledger().map_charge(
-        cli.school, code, item, active=not inactive, operator=operator or default_operator()
+    change = MappingChange(CHARGE, code, item, active=not inactive)
+    checked = _set(
+        cli, change, {QBO_ID: "--item"}, allow_inactive=allow_inactive, operator=operator
     )
     _done(cli, checked, f"charge code {code} -> item {item}")
 
@@ -167,11 +222,9 @@ def set_student(
     """Map a student to a QuickBooks Customer."""
     cli = get_context(ctx)
     student_id, customer = _key(student_id, "ID"), _qbo_id(customer, "--customer")
-    checked = verify_references(
-        cli, [(CUSTOMER, customer, "--customer")], allow_inactive=allow_inactive
-    )
-    cli.ledger().map_student(
-        cli.school, student_id, customer, operator=operator or default_operator()
+    change = MappingChange(STUDENT, student_id, customer)
+    checked = _set(
+        cli, change, {QBO_ID: "--customer"}, allow_inactive=allow_inactive, operator=operator
     )
     _done(cli, checked, f"student {student_id} -> customer {customer}")
 
@@ -197,18 +250,11 @@ def set_payment_type(
     cli = get_context(ctx)
     name, account = _key(name, "NAME"), _qbo_id(deposit_account, "--deposit-account")
     method = None if payment_method is None else _qbo_id(payment_method, "--payment-method")
-    refs = [(ACCOUNT, account, "--deposit-account")]
-    if method is not None:
-        refs.append((PAYMENT_METHOD, method, "--payment-method"))
-    checked = verify_references(cli, refs, allow_inactive=allow_inactive)
-    cli.ledger().map_payment_type(
-        cli.school,
-        name,
-        account,
-        payment_method_id=method,
-        active=not inactive,
-        operator=operator or default_operator(),
+    change = MappingChange(
+        PAYMENT_TYPE, name, account, payment_method_id=method, active=not inactive
     )
+    flags = {QBO_ID: "--deposit-account", PAYMENT_METHOD_ID: "--payment-method"}
+    checked = _set(cli, change, flags, allow_inactive=allow_inactive, operator=operator)
     _done(cli, checked, f"payment type {name} -> account {account}")
 
 
@@ -225,8 +271,6 @@ def set_defaults(
 ) -> None:
     """Set invoice defaults (term, memo, income account)."""
     cli = get_context(ctx)
-    if term is None and memo is None and income_account is None:
-        fail(cli, "defaults: give at least one of --term, --memo, --income-account", EXIT_USAGE)
     if memo is not None:
         try:
             mapping_input.memo(memo, "--memo")
@@ -234,21 +278,24 @@ def set_defaults(
             fail(cli, str(exc), EXIT_USAGE)
     term_id = None if term is None else _qbo_id(term, "--term")
     income = None if income_account is None else _qbo_id(income_account, "--income-account")
-    refs = [(TERM, term_id, "--term")] if term_id is not None else []
-    if income is not None:
-        refs.append((ACCOUNT, income, "--income-account"))
-    checked = (
-        verify_references(cli, refs, allow_inactive=allow_inactive)
-        if refs
-        else {"checked": False, "warnings": []}
-    )
-    cli.ledger().set_defaults(
-        cli.school,
-        term_id=term_id,
-        memo=memo,
-        income_account_id=income,
-        operator=operator or default_operator(),
-    )
+    try:
+        checked = record_checked(
+            cli,
+            defaults_references(term_id, income),
+            {TERM_ID: "--term", INCOME_ACCOUNT_ID: "--income-account"},
+            lambda lists: set_defaults_use_case(
+                cli.ledger(),
+                cli.school,
+                term_id=term_id,
+                memo=memo,
+                income_account_id=income,
+                operator=operator or default_operator(),
+                lists=lists,
+                allow_inactive=allow_inactive,
+            ),
+        )
+    except NothingToSet:
+        fail(cli, "defaults: give at least one of --term, --memo, --income-account", EXIT_USAGE)
     _done(cli, checked, "defaults updated")
 
 
@@ -440,6 +487,13 @@ def show_lists(
     )
 
 
+def _switch(cli: CliContext, switch: str, state: str, operator: str | None) -> None:
+    try:
+        set_switch(cli.ledger(), cli.school, switch, state, operator=operator or default_operator())
+    except InvalidSwitch as exc:
+        fail(cli, str(exc), EXIT_USAGE)
+
+
 @settings_app.command("auto-invoice")
 def auto_invoice(
     ctx: typer.Context,
@@ -447,13 +501,8 @@ def auto_invoice(
     operator: str | None = OPERATOR,
 ) -> None:
     """Switch automatic invoicing of ended flights on or off."""
-    cli = get_context(ctx)
-    if state not in ("on", "off"):
-        fail(cli, f"state: must be 'on' or 'off', not {state!r}", EXIT_USAGE)
-    cli.ledger().set_auto_invoice(
-        cli.school, state == "on", operator=operator or default_operator()
-    )
-    emit(cli, {"ok": True}, lambda c: c.print(f"auto-invoice {state}"))
+    _switch(get_context(ctx), "auto_invoice", state, operator)
+    emit(get_context(ctx), {"ok": True}, lambda c: c.print(f"auto-invoice {state}"))
 
 
 @settings_app.command("auto-customers")
@@ -463,13 +512,8 @@ def auto_customers(
     operator: str | None = OPERATOR,
 ) -> None:
     """Match or create a QuickBooks customer for a new (unmapped) student, by name and email."""
-    cli = get_context(ctx)
-    if state not in ("on", "off"):
-        fail(cli, f"state: must be 'on' or 'off', not {state!r}", EXIT_USAGE)
-    cli.ledger().set_auto_customers(
-        cli.school, state == "on", operator=operator or default_operator()
-    )
-    emit(cli, {"ok": True}, lambda c: c.print(f"auto-customers {state}"))
+    _switch(get_context(ctx), "auto_customers", state, operator)
+    emit(get_context(ctx), {"ok": True}, lambda c: c.print(f"auto-customers {state}"))
 
 
 @settings_app.command("show")

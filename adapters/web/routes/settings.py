@@ -24,13 +24,7 @@ from adapters.web.pages import Pages
 from adapters.web.session import flash, form
 from domain.application import HistoryEntry
 from domain.financial_event import Status
-from domain.mapping_input import (
-    InvalidMappingInput,
-    mapping_key,
-    memo,
-    qbo_id,
-    reference_refusal,
-)
+from domain.mapping_input import InvalidMappingInput, mapping_key, memo, qbo_id
 from domain.qbo_lists import (
     ACCOUNT,
     CUSTOMER,
@@ -43,6 +37,7 @@ from domain.qbo_lists import (
 )
 from domain.reasons import split_key
 from domain.retry import waiting_events
+from services import mappings as use_case
 
 log = structlog.get_logger(__name__)
 
@@ -241,19 +236,13 @@ def register(app: FastAPI, cfg: WebConfig, access: Access, pages: Pages) -> None
         inactive = fields.get("include_inactive") in ("1", "on")
         return "?" + urlencode({"include_inactive": "1"}) if inactive else ""
 
-    def checked(
-        school: str, fields: dict[str, str], refs: list[tuple[str, str, str]]
-    ) -> str | None:
-        """Refuse an id QuickBooks does not hold, or holds as inactive (unless allowed)."""
-        lists = cfg.qbo_lists.cached(school) if cfg.qbo_lists is not None else None
-        if lists is None:
-            return None  # recorded unchecked, as the CLI does when QuickBooks cannot be read
-        allow = fields.get("allow_inactive") in ("1", "on")
-        for entity, value, label in refs:
-            why = reference_refusal(lists, entity, value, label, allow_inactive=allow)
-            if why is not None:
-                return why
-        return None
+    def cached_lists(school: str) -> QboLists | None:
+        """The cached lists a change is checked with (none: recorded unchecked, as the CLI
+        does when QuickBooks cannot be read); a request never calls QuickBooks for them."""
+        return cfg.qbo_lists.cached(school) if cfg.qbo_lists is not None else None
+
+    def allowed(fields: dict[str, str]) -> bool:
+        return fields.get("allow_inactive") in ("1", "on")
 
     @app.post("/settings/defaults")
     def save_defaults(
@@ -266,23 +255,29 @@ def register(app: FastAPI, cfg: WebConfig, access: Access, pages: Pages) -> None
             text = memo(fields.get("memo", ""), "Default memo")
         except InvalidMappingInput as exc:
             return refused(request, str(exc), back)
-        why = checked(
-            user.school, fields, [(TERM, term, "Term"), (ACCOUNT, income, "Income account")]
-        )
-        if why:
-            return refused(request, why, back)
-        ledger.set_defaults(
-            user.school, operator=user.name, term_id=term, memo=text, income_account_id=income
-        )
+        try:
+            use_case.set_defaults(
+                ledger,
+                user.school,
+                operator=user.name,
+                term_id=term,
+                memo=text,
+                income_account_id=income,
+                lists=cached_lists(user.school),
+                allow_inactive=allowed(fields),
+            )
+        except use_case.ReferenceRefused as exc:
+            labels = {use_case.TERM_ID: "Term", use_case.INCOME_ACCOUNT_ID: "Income account"}
+            return refused(request, exc.sentence(labels[exc.reference.part]), back)
         log.info("web_defaults_set", school=user.school, operator=user.name)
         return done(request, "QuickBooks Defaults saved.", back)
 
     def mapping_post(
         path: str,
-        entity: str,
+        kind: str,
         key_field: tuple[str, str],
         id_field: tuple[str, str],
-        record: Callable[[User, str, str, dict[str, str]], str],
+        done_words: str,
     ) -> None:
         @app.post(path)
         def save(
@@ -294,57 +289,51 @@ def register(app: FastAPI, cfg: WebConfig, access: Access, pages: Pages) -> None
                 value = qbo_id(fields.get(id_field[0], ""), id_field[1])
             except InvalidMappingInput as exc:
                 return refused(request, str(exc), back)
-            refs = [(entity, value, id_field[1])]
-            method = fields.get("payment_method", "").strip()
-            if method:
-                refs.append((PAYMENT_METHOD, method, "Payment method"))
-            why = checked(user.school, fields, refs)
-            if why:
-                return refused(request, why, back)
-            sentence = record(user, key, value, fields)
+            change = use_case.MappingChange(
+                kind,
+                key,
+                value,
+                payment_method_id=fields.get("payment_method", "").strip() or None,
+                active=kind != use_case.PAYMENT_TYPE or fields.get("inactive") not in ("1", "on"),
+            )
+            try:
+                use_case.set_mapping(
+                    ledger,
+                    user.school,
+                    change,
+                    operator=user.name,
+                    lists=cached_lists(user.school),
+                    allow_inactive=allowed(fields),
+                )
+            except use_case.ReferenceRefused as exc:
+                labels = {
+                    use_case.QBO_ID: id_field[1],
+                    use_case.PAYMENT_METHOD_ID: "Payment method",
+                }
+                return refused(request, exc.sentence(labels[exc.reference.part]), back)
             log.info("web_mapping_set", school=user.school, operator=user.name, path=path)
-            return done(request, sentence, back)
-
-    def record_charge(user: User, code: str, item: str, fields: dict[str, str]) -> str:
-        ledger.map_charge(user.school, code, item, operator=user.name)
-        return f"Charge code {code} mapped to QuickBooks item {item}."
-
-    def record_student(user: User, student: str, customer: str, fields: dict[str, str]) -> str:
-        ledger.map_student(user.school, student, customer, operator=user.name)
-        return f"Student {student} mapped to QuickBooks customer {customer}."
-
-    def record_payment_type(user: User, name: str, account: str, fields: dict[str, str]) -> str:
-        method = fields.get("payment_method", "").strip() or None
-        ledger.map_payment_type(
-            user.school,
-            name,
-            account,
-            payment_method_id=method,
-            active=fields.get("inactive") not in ("1", "on"),
-            operator=user.name,
-        )
-        return f"Payment type {name} mapped to deposit account {account}."
+            return done(request, done_words.format(key=key, qbo_id=value), back)
 
     mapping_post(
         "/settings/mappings/charge",
-        ITEM,
+        use_case.CHARGE,
         ("code", "Charge code"),
         ("item", "QuickBooks item"),
-        record_charge,
+        "Charge code {key} mapped to QuickBooks item {qbo_id}.",
     )
     mapping_post(
         "/settings/mappings/student",
-        CUSTOMER,
+        use_case.STUDENT,
         ("student", "Student"),
         ("customer", "QuickBooks customer"),
-        record_student,
+        "Student {key} mapped to QuickBooks customer {qbo_id}.",
     )
     mapping_post(
         "/settings/mappings/payment-type",
-        ACCOUNT,
+        use_case.PAYMENT_TYPE,
         ("name", "Payment type"),
         ("deposit_account", "Deposit account"),
-        record_payment_type,
+        "Payment type {key} mapped to deposit account {qbo_id}.",
     )
 
     @app.post("/settings/auto-invoice")
@@ -352,9 +341,10 @@ def register(app: FastAPI, cfg: WebConfig, access: Access, pages: Pages) -> None
         request: Request, fields: dict[str, str] = Depends(form), user: User = Depends(admin)
     ) -> Response:
         state = fields.get("state", "")
-        if state not in ("on", "off"):
-            return refused(request, f"state: must be 'on' or 'off', not {state!r}")
-        ledger.set_auto_invoice(user.school, state == "on", operator=user.name)
+        try:
+            use_case.set_switch(ledger, user.school, "auto_invoice", state, operator=user.name)
+        except use_case.InvalidSwitch as exc:
+            return refused(request, str(exc))
         log.info("web_auto_invoice_set", school=user.school, operator=user.name, state=state)
         return done(request, f"Auto-invoice {state}.")
 
@@ -363,9 +353,10 @@ def register(app: FastAPI, cfg: WebConfig, access: Access, pages: Pages) -> None
         request: Request, fields: dict[str, str] = Depends(form), user: User = Depends(admin)
     ) -> Response:
         state = fields.get("state", "")
-        if state not in ("on", "off"):
-            return refused(request, f"state: must be 'on' or 'off', not {state!r}")
-        ledger.set_auto_customers(user.school, state == "on", operator=user.name)
+        try:
+            use_case.set_switch(ledger, user.school, "auto_customers", state, operator=user.name)
+        except use_case.InvalidSwitch as exc:
+            return refused(request, str(exc))
         log.info("web_auto_customers_set", school=user.school, operator=user.name, state=state)
         return done(request, f"New students become QuickBooks customers by themselves: {state}.")
 
