@@ -11,4 +11,6 @@ use case itself).
 
 - `services.retry`: Retry Failed (a group, a selection, one event) and Dismiss.
 - `services.mappings`: set a mapping, set the invoice defaults, the per-school switches.
+- `services.connection`: the port of the connection use cases (connect, callback, test,
+  disconnect, status), implemented by workers.qbo.ConnectionService.
 """

@@ -36,7 +36,6 @@ from adapters.api.schemas import (
     request_body,
 )
 from adapters.jsonable import to_jsonable
-from adapters.web.connection import ConnectionServicePort
 from adapters.webhooks import (
     SecretStore,
     UnsafeReceiver,
@@ -75,6 +74,7 @@ from projections.financial_events import STATUSES
 from projections.view import FinancialEventView, row_json
 from services import mappings as mappings_use_case
 from services import retry as use_case
+from services.connection import ConnectionServicePort
 from services.retry import NoteRequired
 
 log = structlog.get_logger(__name__)

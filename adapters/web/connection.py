@@ -1,52 +1,36 @@
-"""What the dashboard needs from the QuickBooks connection: a port and the Reconnect test.
+"""What the dashboard needs from the QuickBooks connection: the Reconnect test, the sentences
+and the company-switch confirmation (the port is services.connection's).
 
 The trusted-URL check and its sentences are adapters.authorization_url's (one place).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from fastapi import Request
 
 from domain.connection import CompanySwitch
+from domain.pill import RECONNECT
 from domain.ports import ConnectionCheck
+from services.connection import ConnectionServicePort
+
+__all__ = [
+    "ConnectionServicePort",
+    "check_sentence",
+    "confirm_switch",
+    "needs_reconnect",
+    "switch_page_context",
+    "take_switch",
+]
 
 SWITCH_KEY = "switch_company"  # session: the company an admin confirmed switching to
 HELD_SHOWN = 50  # records listed on the confirm page (the count is always given)
 
 
-class ConnectionServicePort(Protocol):
-    """The connection use cases the dashboard calls (workers/qbo.py ConnectionService)."""
-
-    def connect(self, school: str) -> tuple[str, str]:
-        """Start the OAuth flow: (authorization_url, state)."""
-        ...
-
-    def callback(
-        self, school: str, redirect_url: str, operator: str, *, switch_company: bool = False
-    ) -> ConnectionCheck:
-        """Complete the flow from the URL QuickBooks redirected to (switch_company: an admin
-        confirmed connecting another company than the one holding the school's invoices)."""
-        ...
-
-    def test(self, school: str, operator: str) -> ConnectionCheck:
-        """A live check against QuickBooks."""
-        ...
-
-    def status(self, school: str, now: datetime) -> dict[str, Any]:
-        """Pill, tone, badge, company, country, realm, days_left, expires_at, last_error."""
-        ...
-
-    def disconnect(self, school: str, operator: str) -> Any:
-        """Revoke and forget the tokens."""
-        ...
-
-
 def needs_reconnect(status: dict[str, Any]) -> bool:
     """Whether the panel shows the expired-token message and a Reconnect button."""
-    return status.get("pill") == "Reconnect" or status.get("badge") == "Reconnect"
+    return RECONNECT in (status.get("pill"), status.get("badge"))
 
 
 def check_sentence(check: ConnectionCheck) -> str:

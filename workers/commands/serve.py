@@ -19,10 +19,10 @@ from adapters.authorization_url import INTUIT_AUTHORIZATION_ORIGIN
 from adapters.metrics import exposition, view_reading
 from adapters.web.app import create_app
 from adapters.web.auth import UserDirectory, UsersFileError, is_loopback, local_operator
-from adapters.web.connection import ConnectionServicePort
 from adapters.web.security import ALLOWED_HOSTS_VARIABLE, parse_allowed_hosts, served_hosts
 from domain.application import FlightLedger
 from projections.view import FinancialEventView
+from services.connection import ConnectionServicePort
 from workers.commands.audit import school_export
 from workers.context import EXIT_USAGE, CliContext, fail, get_context, stderr
 from workers.selection import checklist, checklist_rows, worker_unhealthy
