@@ -24,6 +24,8 @@ __all__ = [
     "take_switch",
 ]
 
+# the connection service's sentences name CLI steps; the browser names its own buttons
+CLI_STEPS = {"run 'connection connect' again": "press Connect to QuickBooks again"}
 SWITCH_KEY = "switch_company"  # session: the company an admin confirmed switching to
 HELD_SHOWN = 50  # records listed on the confirm page (the count is always given)
 
@@ -68,3 +70,11 @@ def switch_page_context(switch: CompanySwitch) -> dict[str, Any]:
         "held": switch.may_be_in_old[:HELD_SHOWN],
         "held_count": len(switch.may_be_in_old),
     }
+
+
+def in_browser_words(message: str) -> str:
+    """A refusal of the connection service with its CLI steps told as the dashboard's buttons
+    (office staff do not use a terminal)."""
+    for cli_step, button in CLI_STEPS.items():
+        message = message.replace(cli_step, button)
+    return message

@@ -360,6 +360,14 @@ def test_reconnecting_another_company_asks_the_admin_and_shows_what_may_be_in_th
     assert [r["reference"] for r in held] == ["F-2"]
     assert sim.invoices(OTHER_REALM) == [], "nothing was created again in B by itself"
 
+    # a callback no connection here started (forged or replayed): said with the page's buttons
+    page.goto(stack.url + "/qbo/callback?code=x&state=forged&realmId=" + OTHER_REALM)
+    expect(page.locator("h1")).to_have_text("QuickBooks did not connect")
+    expect(page.locator("#message")).to_contain_text("does not match a connection started here")
+    expect(page.locator("#message")).to_contain_text("press Connect to QuickBooks again")
+    expect(page.locator("#connect-refused")).not_to_contain_text("run '")
+    expect(page.get_by_role("button", name="Retry Connect to QuickBooks")).to_be_visible()
+
 
 @pytest.mark.parametrize(
     ("sim_config", "pill", "tone", "badge"),

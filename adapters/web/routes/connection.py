@@ -16,6 +16,7 @@ from adapters.web.connection import (
     ConnectionServicePort,
     check_sentence,
     confirm_switch,
+    in_browser_words,
     switch_page_context,
     take_switch,
 )
@@ -57,13 +58,15 @@ def register(app: FastAPI, cfg: WebConfig, access: Access, pages: Pages) -> None
         log.info("web_company_switch_confirmed", school=user.school, operator=user.name)
         return start(request, user)
 
-    def refused(request: Request, text: str) -> Response:
-        """Connect did not get a usable authorization URL: say so, offer to retry (art. 000)."""
+    def refused(
+        request: Request, text: str, title: str = "Cannot connect to QuickBooks", code: int = 502
+    ) -> Response:
+        """Connecting failed: say why and offer to retry (article 000)."""
         return pages.render(
             request,
             "connect_refused.html",
-            {"title": "Cannot connect to QuickBooks", "text": text},
-            status_code=502,
+            {"title": title, "text": text, "no_url": code == 502},
+            status_code=code,
         )
 
     def start(request: Request, user: User) -> Response:
@@ -110,12 +113,8 @@ def register(app: FastAPI, cfg: WebConfig, access: Access, pages: Pages) -> None
             )
         except Exception as exc:
             log.warning("web_callback_failed", school=user.school, error=type(exc).__name__)
-            return pages.message_page(
-                request,
-                "QuickBooks did not connect",
-                redact_text(str(exc)),
-                status_code=400,
-                tone="bad",
+            return refused(
+                request, in_browser_words(redact_text(str(exc))), "QuickBooks did not connect", 400
             )
         if not check.ok:
             return pages.message_page(
