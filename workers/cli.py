@@ -69,14 +69,25 @@ COMMAND_MODULES = {
 }
 
 
+_REGISTERED: set[str] = set()  # command modules already on `app` (registering twice duplicates)
+
+
 def _register_commands(command: str | None = None) -> None:
-    """Register the command's module, or every module when the command is unknown or None."""
+    """Register the command's module, or every module when the command is unknown or None.
+
+    Idempotent: a module registered before is not registered again. Typer keeps every
+    registration, and each invocation converts all of them to click, so repeated calls (every
+    in-process caller, every test fixture) made each later invocation slower.
+    """
     only = COMMAND_MODULES.get(command or "")
     if only is not None:
         names = [only]
     else:
         names = sorted(m.name for m in pkgutil.iter_modules(commands.__path__))
     for name in names:
+        if name in _REGISTERED:
+            continue
+        _REGISTERED.add(name)
         module = importlib.import_module(f"{commands.__name__}.{name}")
         register = getattr(module, "register", None)
         if register is not None:

@@ -52,3 +52,17 @@ def test_every_command_is_listed() -> None:
 def test_command_name_skips_global_options(argv: list[str], expected: str | None) -> None:
     """The command is the first word after the hoisted global options; --help means all."""
     assert cli.command_name(argv) == expected
+
+
+def test_registering_again_adds_nothing() -> None:
+    """Every in-process caller registers; a second registration must not duplicate commands.
+
+    Typer keeps each registration and converts all of them at every invocation, so duplicates
+    made each later in-process call slower (a property test's examples slowed to seconds each).
+    """
+    cli._register_commands()
+    before = (len(cli.app.registered_commands), len(cli.app.registered_groups))
+    cli._register_commands()
+    cli._register_commands("record")
+    assert (len(cli.app.registered_commands), len(cli.app.registered_groups)) == before
+    assert before[0] + before[1] > 0
