@@ -9,6 +9,8 @@ and QuickBooks' lists (`domain.qbo_lists.QboListsPort`), never on an adapter or 
 (tests/unit/test_layers.py checks it, and that no entry point calls the ledger's command of a
 use case itself).
 
+- `services.records`: record a fact or a correction, and say what it became (new, duplicate,
+  conflict); the CLI's file import streams through workers/bulk_import.py instead.
 - `services.retry`: Retry Failed (a group, a selection, one event) and Dismiss.
 - `services.mappings`: set a mapping, set the invoice defaults, the per-school switches.
 - `services.connection`: the port of the connection use cases (connect, callback, test,

@@ -48,7 +48,6 @@ from domain import mapping_input
 from domain.api_keys import RECORDS_WRITE, ApiKey
 from domain.application import FlightLedger
 from domain.financial_event import NotFound, TransitionRefused
-from domain.ids import financial_event_id
 from domain.mappings import mapping_rows
 from domain.pill import status_document
 from domain.ports import ReasonCode
@@ -59,20 +58,18 @@ from domain.records import (
     NOT_JSON,
     PARSERS,
     Correction,
-    FlightAmendedRecord,
-    PaymentRefundedRecord,
     Record,
     RecordError,
     RecordKind,
     UnknownRecord,
     read_json_document,
-    record_to_data,
 )
 from domain.retry import SelectionError, UnknownEvent
 from domain.webhooks import EVENT_TYPES
 from projections.financial_events import STATUSES
 from projections.view import FinancialEventView, row_json
 from services import mappings as mappings_use_case
+from services import records as records_use_case
 from services import retry as use_case
 from services.connection import ConnectionServicePort
 from services.retry import NoteRequired
@@ -217,26 +214,29 @@ def parse_record(kind: RecordKind, value: Any) -> Record:
         ) from None
 
 
-def record_one(ledger: FlightLedger, key: ApiKey, record: Record) -> JSONResponse:
-    """Append one record: 201 new, 200 identical duplicate, 409 same id, other contents."""
-    recorded = ledger.record(key.school, record, actor=key.name)
-    event = ledger.financial_event(
-        financial_event_id(key.school, record.kind.value, record.source_id)
-    )
-    if not recorded and to_jsonable(event.data) != to_jsonable(record_to_data(record)):
-        raise ApiError(
-            409,
-            f"{record.kind.value} {record.source_id!r} was already recorded with different "
-            "contents; nothing was appended (send a correction instead)",
-            fields=[{"field": _ID_FIELD[record.kind], "reason": "already recorded, differently"}],
-        )
+def recorded_answer(recorded: records_use_case.Recorded) -> JSONResponse:
+    """201 with the new financial event, 200 for a duplicate (it appended nothing)."""
+    event = recorded.event
     answer = models.RecordedOut(
         id=str(event.id),
         reference=event.reference,
         status=event.status.value,
-        duplicate=not recorded,
+        duplicate=recorded.duplicate,
     )
-    return JSONResponse(answer.model_dump(), status_code=201 if recorded else 200)
+    return JSONResponse(answer.model_dump(), status_code=200 if recorded.duplicate else 201)
+
+
+def record_one(ledger: FlightLedger, key: ApiKey, record: Record) -> JSONResponse:
+    """Append one record: 201 new, 200 identical duplicate, 409 same id, other contents."""
+    try:
+        recorded = records_use_case.record(ledger, key.school, record, actor=key.name)
+    except records_use_case.RecordedDifferently as exc:
+        raise _conflict(exc) from None
+    return recorded_answer(recorded)
+
+
+def _conflict(exc: records_use_case.RecordedDifferently) -> ApiError:
+    return ApiError(409, str(exc), fields=[_f(exc.field, "already recorded, differently")])
 
 
 def parse_correction(kind: RecordKind, value: Any) -> Correction:
@@ -264,7 +264,7 @@ def record_correction_one(ledger: FlightLedger, key: ApiKey, record: Correction)
     404 for a flight or payment the school has not recorded, 422 when it cannot apply, 409 for a
     refund id already recorded with other contents."""
     try:
-        recorded = ledger.record_correction(key.school, record, actor=key.name)
+        recorded = records_use_case.record_correction(ledger, key.school, record, actor=key.name)
     except UnknownRecord as exc:
         raise ApiError(
             404, f"{exc.field}: {exc.reason}", fields=[_f(exc.field, exc.reason)]
@@ -273,60 +273,24 @@ def record_correction_one(ledger: FlightLedger, key: ApiKey, record: Correction)
         raise ApiError(
             422, f"{exc.field}: {exc.reason}", fields=[_f(exc.field, exc.reason)]
         ) from None
-    if isinstance(record, PaymentRefundedRecord):
-        event_id = financial_event_id(
-            key.school, RecordKind.PAYMENT_REFUNDED.value, record.refund_id
-        )
-    else:
-        flight_id = (
-            record.flight.flight_id if isinstance(record, FlightAmendedRecord) else record.flight_id
-        )
-        event_id = financial_event_id(key.school, RecordKind.FLIGHT_ENDED.value, flight_id)
-    event = ledger.financial_event(event_id)
-    if isinstance(record, PaymentRefundedRecord) and not recorded:
-        sent = {
-            "payment_id": record.payment_id,
-            "amount": record.amount,
-            "currency": record.currency,
-        }
-        if any(to_jsonable(event.data.get(k)) != to_jsonable(v) for k, v in sent.items()):
-            raise ApiError(
-                409,
-                f"refund {record.refund_id!r} was already recorded with different contents; "
-                "nothing was appended",
-                fields=[_f("refund_id", "already recorded, differently")],
-            )
-    answer = models.RecordedOut(
-        id=str(event.id),
-        reference=event.reference,
-        status=event.status.value,
-        duplicate=not recorded,
-    )
-    return JSONResponse(answer.model_dump(), status_code=201 if recorded else 200)
+    except records_use_case.RecordedDifferently as exc:
+        raise _conflict(exc) from None
+    return recorded_answer(recorded)
 
 
 def record_corrections(
     ledger: FlightLedger, key: ApiKey, kind: RecordKind, items: Sequence[Any]
 ) -> models.BatchOut:
     """A batch of corrections, each applied on its own (as `record KIND FILE` does)."""
-    recorded = duplicates = 0
-    rejected: list[models.RejectedOut] = []
-    for index, item in enumerate(items):
-        try:
-            if ledger.record_correction(key.school, CORRECTION_PARSERS[kind](item), actor=key.name):
-                recorded += 1
-            else:
-                duplicates += 1
-        except RecordError as exc:
-            rejected.append(models.RejectedOut(index=index, field=exc.field, reason=exc.reason))
-    return models.BatchOut(recorded=recorded, duplicates=duplicates, rejected=rejected)
-
-
-_ID_FIELD = {
-    RecordKind.FLIGHT_ENDED: "flight_id",
-    RecordKind.INVOICE_REQUESTED: "request_id",
-    RecordKind.PAYMENT_RECEIVED: "payment_id",
-}
+    totals = records_use_case.record_corrections(ledger, key.school, kind, items, actor=key.name)
+    return models.BatchOut(
+        recorded=totals.recorded,
+        duplicates=totals.duplicates,
+        rejected=[
+            models.RejectedOut(index=index, field=name, reason=reason)
+            for index, name, reason in totals.rejected
+        ],
+    )
 
 
 def _event_out(row: Any) -> models.EventOut:

@@ -88,6 +88,8 @@ LEDGER_COMMANDS = (
     "set_defaults",
     "set_auto_invoice",
     "set_auto_customers",
+    "record",
+    "record_correction",
 )
 
 
@@ -126,8 +128,8 @@ def test_the_ledger_call_finder_sees_a_call() -> None:
 
 @pytest.mark.parametrize("command", LEDGER_COMMANDS)
 def test_entry_points_call_the_use_case_not_the_ledger(command: str) -> None:
-    """The CLI, the dashboard and the API press Retry Failed and Dismiss (and set mappings)
-    through services/, so the three cannot drift apart again."""
+    """The CLI, the dashboard and the API press Retry Failed and Dismiss, set mappings and
+    record through services/, so they cannot drift apart again."""
     assert ledger_calls(command) == []
 
 
