@@ -56,10 +56,9 @@ def running(
     *,
     with_worker: bool,
     timeout: float = 2.0,
-    sim_config: dict[str, Any] | None = None,
 ) -> Iterator[Stack]:
     """`flightledger serve` (local operator) on a free port, and a worker when asked."""
-    with QboSimulator(SimulatorConfig(minute_seconds=0.6, **(sim_config or {}))) as sim:
+    with QboSimulator(SimulatorConfig(minute_seconds=0.6)) as sim:
         env = cli_env(sim, sqlite_url, SCHOOL, timeout=timeout)
         cli = Cli(env)
         port = _free_port()
@@ -380,7 +379,6 @@ def test_reconnecting_another_company_asks_the_admin_and_shows_what_may_be_in_th
 )
 def test_simulator_flags_reach_the_card_in_the_articles_words(
     sqlite_url: str,
-    tmp_path: Path,
     page: Any,
     sim_config: dict[str, Any],
     pill: str | None,
@@ -393,20 +391,20 @@ def test_simulator_flags_reach_the_card_in_the_articles_words(
     in the token answer -> "Token unknown"."""
     from playwright.sync_api import expect
 
-    with running(sqlite_url, tmp_path, with_worker=False, sim_config=sim_config) as stack:
-        page.goto(stack.url + "/")
+    with dashboard_in_thread(sqlite_url, sim_config) as url:
+        page.goto(url + "/")
         page.get_by_role("button", name="Connect to QuickBooks").click()
         if pill is None:
             expect(page.locator("h1")).to_have_text("Cannot connect to QuickBooks")
             expect(page.locator("#message")).to_have_text(
                 "No authorization URL received from QuickBooks"
             )
-            assert page.url.startswith(stack.url)
+            assert page.url.startswith(url)
             page.get_by_role("button", name="Retry Connect to QuickBooks").click()  # article
             expect(page.locator("#message")).to_have_text(
                 "No authorization URL received from QuickBooks"
             )
-            page.goto(stack.url + "/")
+            page.goto(url + "/")
             expect(page.locator("#pill")).to_have_text("Not connected")
             return
         expect(page.locator("#test-result")).to_have_text("Connected to Sunrise Flight School (US)")
@@ -419,3 +417,41 @@ def test_simulator_flags_reach_the_card_in_the_articles_words(
         expect(page.locator("#badge")).to_have_class(f"badge tone-{tone}")
         if badge == "Token unknown":
             expect(page.locator("#expires")).to_have_count(0)
+
+
+@contextmanager
+def dashboard_in_thread(sqlite_url: str, sim_config: dict[str, Any]) -> Iterator[str]:
+    """The dashboard app with the real ConnectionService, served by uvicorn in this process
+    (quicker than a `serve` subprocess), against a simulator started with these settings."""
+    from adapters.views import open_view
+    from adapters.web.app import create_app
+    from adapters.web.auth import local_operator
+    from tests.e2e.test_dashboard_browser import serving
+    from workers.bootstrap import open_ledger
+    from workers.projector import Projector
+    from workers.qbo import ConnectionService, open_vault, qbo_settings_from_env
+
+    port = _free_port()
+    ledger = open_ledger(sqlite_url)
+    view = open_view(sqlite_url)
+    try:
+        with QboSimulator(SimulatorConfig(minute_seconds=0.6, **sim_config)) as sim:
+            env = cli_env(sim, sqlite_url, SCHOOL) | {
+                "FLIGHTLEDGER_QBO_REDIRECT_URI": f"http://127.0.0.1:{port}/qbo/callback"
+            }
+            settings = qbo_settings_from_env(env)
+            service = ConnectionService(ledger, open_vault(sqlite_url, env, False), settings)
+            app = create_app(
+                ledger=ledger,
+                view=view,
+                refresh_view=Projector(ledger, view).catch_up,
+                session_key=os.urandom(32),
+                connections=service,
+                local_user=local_operator(SCHOOL),
+                authorization_origins=("https://appcenter.intuit.com", sim.url),
+            )
+            with serving(app, port) as url:
+                yield url
+    finally:
+        view.close()
+        ledger.close()
