@@ -14,10 +14,12 @@ and then the mapping is recorded unchecked.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from domain.application import FlightLedger
+from domain.mapping_check import KeyUse, MappingProblem, usage_problems
 from domain.qbo_lists import (
     ACCOUNT,
     CUSTOMER,
@@ -217,3 +219,27 @@ def set_switch(
     else:
         raise ValueError(f"unknown switch {switch!r}; one of {', '.join(SWITCHES)}")
     return enabled
+
+
+class UsageRows(Protocol):
+    """The part of the financial-event view the mapping check reads (its usage counters)."""
+
+    def usage(self, school: str) -> Iterable[KeyUse]:
+        """How many unsent events use each mapping key, with a few examples."""
+        ...
+
+
+def mapping_problems(
+    ledger: FlightLedger, view: UsageRows, school: str, lists: QboLists | None
+) -> list[MappingProblem]:
+    """The mapping keys unsent events use that are unmapped, or mapped to an inactive or
+    missing QuickBooks object (judged by `lists` when given): `mappings check`, the setup
+    checklist and the settings page's "Needs a mapping". Read from the view's usage counters
+    (no event is loaded from the log); with auto-customers on, an unmapped student is the
+    worker's to map, not a problem."""
+    return usage_problems(
+        view.usage(school),
+        ledger.mappings(school),
+        lists,
+        auto_customers=ledger.settings(school).auto_customers,
+    )

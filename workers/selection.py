@@ -13,10 +13,11 @@ from adapters.qbo_lists import QboListStore
 from domain.application import FlightLedger
 from domain.checklist import ChecklistItem, build_checklist
 from domain.financial_event import FinancialEvent, Status
-from domain.mapping_check import MappingProblem, usage_problems
+from domain.mapping_check import MappingProblem
 from domain.qbo_lists import QboLists
 from domain.retry import WAITING_FOR_OPERATOR, waiting_events
 from projections.view import FinancialEventView
+from services.mappings import mapping_problems as problems_in_use
 
 UNSENT = (
     Status.PENDING,
@@ -52,12 +53,7 @@ def mapping_problems(
     """Keys used by unsent events that are unmapped or point at inactive/missing QuickBooks
     objects: from the view's usage counters (no scan of the log) and the cached lists."""
     found = lists if lists is not None else cached_lists(ledger, db, school)
-    return usage_problems(
-        view.usage(school),
-        ledger.mappings(school),
-        found,
-        auto_customers=ledger.settings(school).auto_customers,
-    )
+    return problems_in_use(ledger, view, school, found)
 
 
 def checklist(

@@ -23,7 +23,6 @@ from adapters.web.config import WebConfig
 from adapters.web.pages import Pages
 from adapters.web.session import flash, form
 from domain.application import HistoryEntry
-from domain.financial_event import Status
 from domain.mapping_input import InvalidMappingInput, mapping_key, memo, qbo_id
 from domain.qbo_lists import (
     ACCOUNT,
@@ -36,19 +35,10 @@ from domain.qbo_lists import (
     QboObject,
 )
 from domain.reasons import split_key
-from domain.retry import waiting_events
 from services import mappings as use_case
 
 log = structlog.get_logger(__name__)
 
-UNSENT = (
-    Status.PENDING,
-    Status.SYNCING,
-    Status.RETRYING,
-    Status.FAILED,
-    Status.UNCERTAIN,
-    Status.ACTION_REQUIRED,
-)
 HISTORY_LIMIT = 50
 KIND_WORDS = {"charge": "Charge code", "student": "Student", "payment_type": "Payment type"}
 DEPOSIT_TYPES = ("Bank", "Other Current Asset")
@@ -162,10 +152,11 @@ def register(app: FastAPI, cfg: WebConfig, access: Access, pages: Pages) -> None
         inactive = include_inactive in ("1", "on", "true")
         lists, lists_note = lists_for(school)
         mappings = ledger.mappings(school)
-        unsent = waiting_events(ledger, cfg.view, school, UNSENT)
-        names = {e.student_id: e.student_name for e in unsent}
+        problems = use_case.mapping_problems(ledger, cfg.view, school, lists)
+        students = {split_key(p.key)[1] for p in problems if p.key.startswith("student:")}
+        names = cfg.view.student_names(school, students | set(mappings.students))
         unmapped = []
-        for problem in ledger.mapping_problems(school, unsent):
+        for problem in problems:
             kind, key = split_key(problem.key)
             unmapped.append(
                 {
