@@ -16,7 +16,7 @@ import structlog
 from adapters.qbo_lists import QboListStore, lists_from_objects
 from domain.application import FlightLedger
 from domain.ports import PushOutcome
-from domain.preflight import check_connection
+from domain.preflight import NOT_CONNECTED_MESSAGE, check_connection
 from domain.qbo_lists import ListsUnavailable, QboLists
 from workers.context import CliContext
 from workers.qbo import ConnectionService, connection_service
@@ -47,7 +47,7 @@ class QboListService:
         connection = self.ledger.connection(school)
         blocked = check_connection(connection, self.ledger.clock.now())
         if blocked is not None or not connection.realm:
-            message = blocked.message if blocked is not None else "QuickBooks is not connected."
+            message = blocked.message if blocked is not None else NOT_CONNECTED_MESSAGE
             raise ListsUnavailable(message)
         if self.connections is None:
             raise ListsUnavailable("QuickBooks is not configured here (FLIGHTLEDGER_QBO_*)")
