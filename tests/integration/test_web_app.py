@@ -371,7 +371,7 @@ def test_connect_redirects_only_to_trusted_url(
 def test_connect_needs_admin(client: TestClient) -> None:
     """billing:retry is not enough to connect or disconnect (403 with a sentence)."""
     csrf = sign_in(client, "rita-token")
-    for path in ("/connect", "/disconnect"):
+    for path in ("/connect", "/connect/switch-company", "/disconnect"):
         response = client.post(path, data={"csrf": csrf})
         assert response.status_code == 403
         assert "billing:admin" in response.text
