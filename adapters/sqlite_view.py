@@ -217,7 +217,13 @@ class SQLiteFinancialEventView(SQLiteTrackingRecorder):
                         c.execute(f"ALTER TABLE {ROWS} ADD COLUMN {column} {kind}")
                 if version != VIEW_VERSION:  # rows without today's counters: project again
                     self._empty(c)
-                c.execute(f"INSERT OR REPLACE INTO {META} VALUES ('version', ?)", (VIEW_VERSION,))
+                if not existed or version != VIEW_VERSION:
+                    # written only when it changes: a write on every open would make each
+                    # reader (a CLI `events`, a dashboard page) wait on a running worker's write
+                    # lock ("database is locked"); the DDL above is a no-op that takes none
+                    c.execute(
+                        f"INSERT OR REPLACE INTO {META} VALUES ('version', ?)", (VIEW_VERSION,)
+                    )
         except (sqlite3.OperationalError, OperationalError) as exc:
             if not (version == VIEW_VERSION and "readonly" in str(exc).replace("-", "")):
                 raise OperationalError(str(exc)) from exc  # a read-only copy: read as it is
