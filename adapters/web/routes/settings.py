@@ -327,29 +327,25 @@ def register(app: FastAPI, cfg: WebConfig, access: Access, pages: Pages) -> None
         "Payment type {key} mapped to deposit account {qbo_id}.",
     )
 
-    @app.post("/settings/auto-invoice")
-    def auto_invoice(
-        request: Request, fields: dict[str, str] = Depends(form), user: User = Depends(admin)
-    ) -> Response:
-        state = fields.get("state", "")
-        try:
-            use_case.set_switch(ledger, user.school, "auto_invoice", state, operator=user.name)
-        except use_case.InvalidSwitch as exc:
-            return refused(request, str(exc))
-        log.info("web_auto_invoice_set", school=user.school, operator=user.name, state=state)
-        return done(request, f"Auto-invoice {state}.")
+    def switch_post(path: str, switch: str, done_words: str) -> None:
+        @app.post(path)
+        def save(
+            request: Request, fields: dict[str, str] = Depends(form), user: User = Depends(admin)
+        ) -> Response:
+            state = fields.get("state", "")
+            try:
+                use_case.set_switch(ledger, user.school, switch, state, operator=user.name)
+            except use_case.InvalidSwitch as exc:
+                return refused(request, str(exc))
+            log.info(f"web_{switch}_set", school=user.school, operator=user.name, state=state)
+            return done(request, done_words.format(state=state))
 
-    @app.post("/settings/auto-customers")
-    def auto_customers(
-        request: Request, fields: dict[str, str] = Depends(form), user: User = Depends(admin)
-    ) -> Response:
-        state = fields.get("state", "")
-        try:
-            use_case.set_switch(ledger, user.school, "auto_customers", state, operator=user.name)
-        except use_case.InvalidSwitch as exc:
-            return refused(request, str(exc))
-        log.info("web_auto_customers_set", school=user.school, operator=user.name, state=state)
-        return done(request, f"New students become QuickBooks customers by themselves: {state}.")
+    switch_post("/settings/auto-invoice", "auto_invoice", "Auto-invoice {state}.")
+    switch_post(
+        "/settings/auto-customers",
+        "auto_customers",
+        "New students become QuickBooks customers by themselves: {state}.",
+    )
 
     @app.post("/settings/refresh-lists")
     def refresh_lists(
