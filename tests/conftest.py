@@ -47,22 +47,41 @@ def postgres_available() -> bool:
     pytest.skip(f"{reason} (set FLIGHTLEDGER_TEST_DB, or run under CI=true to require it)")
 
 
-@pytest.fixture
-def pg_url(postgres_available: bool) -> Iterator[str]:
-    """A PostgreSQL URL with a schema of its own, dropped after the test."""
+def require_postgres() -> None:
+    """Skip without PostgreSQL; under CI=true its absence is a failure (for unittest classes)."""
+    reason = _postgres_unavailable_reason()
+    if reason is not None:
+        if IN_CI:
+            pytest.fail(f"CI=true requires PostgreSQL: {reason}")
+        pytest.skip(reason)
+
+
+def new_schema_url() -> str:
+    """The test database's URL with a fresh schema name (created on first use)."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    base = _postgres_base_url()
+    separator = "&" if "?" in base else "?"
+    return f"{base}{separator}schema={schema}"
+
+
+def drop_schema(url: str) -> None:
+    """DROP SCHEMA ... CASCADE for the schema the URL names."""
     import psycopg
     from psycopg import sql
 
     from adapters.persistence import parse_database_url
 
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    base = _postgres_base_url()
-    separator = "&" if "?" in base else "?"
-    url = f"{base}{separator}schema={schema}"
-    yield url
     db = parse_database_url(url)
     with psycopg.connect(db.psycopg_conninfo(), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(db.schema)))
+
+
+@pytest.fixture
+def pg_url(postgres_available: bool) -> Iterator[str]:
+    """A PostgreSQL URL with a schema of its own, dropped after the test."""
+    url = new_schema_url()
+    yield url
+    drop_schema(url)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import tempfile
-import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import Any
@@ -32,7 +31,7 @@ from projections.financial_events import (
     group_reasons,
 )
 from projections.view import VIEW_VERSION, ProjectedView, TrackingConflict
-from tests.conftest import IN_CI, _postgres_base_url, _postgres_unavailable_reason
+from tests.conftest import drop_schema, new_schema_url, require_postgres
 from tests.factories import amendment, cancellation, flight, payment
 from workers.bootstrap import open_ledger
 from workers.projector import Projector, decode_changes
@@ -461,25 +460,15 @@ class TestPostgresViewTracking(TrackingRecorderTestCase):
 
     def setUp(self) -> None:
         """A schema of its own (skip without PostgreSQL, fail under CI)."""
-        reason = _postgres_unavailable_reason()
-        if reason is not None:
-            if IN_CI:
-                pytest.fail(f"CI=true requires PostgreSQL: {reason}")
-            pytest.skip(reason)
-        self.schema = f"t_{uuid.uuid4().hex[:12]}"
-        base = _postgres_base_url()
-        self.url = f"{base}{'&' if '?' in base else '?'}schema={self.schema}"
+        require_postgres()
+        self.url = new_schema_url()
         self.views: list[Any] = []
 
     def tearDown(self) -> None:
         """Close views and drop the schema."""
         for view in self.views:
             view.close()
-        db = parse_database_url(self.url)
-        with psycopg.connect(db.psycopg_conninfo(), autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(self.schema))
-            )
+        drop_schema(self.url)
 
     def create_recorder(self) -> PostgresFinancialEventView:
         """A view in the schema."""
