@@ -6,7 +6,12 @@ import structlog
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from adapters.authorization_url import is_trusted_authorization_url, refusal_for
+from adapters.authorization_url import (
+    NO_URL_MESSAGE,
+    UNTRUSTED_URL_MESSAGE,
+    is_trusted_authorization_url,
+    refusal_for,
+)
 from adapters.redaction import redact_text
 from adapters.web.access import Access
 from adapters.web.auth import ADMIN, VIEW, User
@@ -65,7 +70,11 @@ def register(app: FastAPI, cfg: WebConfig, access: Access, pages: Pages) -> None
         return pages.render(
             request,
             "connect_refused.html",
-            {"title": title, "text": text, "no_url": code == 502},
+            {
+                "title": title,
+                "text": text,
+                "no_url": text in (NO_URL_MESSAGE, UNTRUSTED_URL_MESSAGE),
+            },
             status_code=code,
         )
 
