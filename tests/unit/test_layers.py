@@ -126,6 +126,19 @@ def test_the_ledger_call_finder_sees_a_call() -> None:
     assert len(hits) == 1
 
 
+DRIVERS = {"sqlite3", "psycopg", "psycopg_pool", "quickbooks", "intuitlib", "requests", "socket"}
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_entry_points_import_no_driver(entry: str) -> None:
+    """The CLI commands, the dashboard's routes and the API reach databases and QuickBooks only
+    through the use cases, ports and adapters: they import no driver or HTTP client."""
+    package = entry.partition("/")[0]
+    found = [hit for hit in offenders(package, DRIVERS) if hit.startswith(entry)]
+    assert found == []
+    assert any(where.startswith(entry) for where, _ in imports(package))  # the walk sees it
+
+
 @pytest.mark.parametrize("command", LEDGER_COMMANDS)
 def test_entry_points_call_the_use_case_not_the_ledger(command: str) -> None:
     """The CLI, the dashboard and the API press Retry Failed and Dismiss, set mappings and
