@@ -11,7 +11,6 @@ from typing import Any
 from uuid import UUID
 
 from domain.application import FlightLedger
-from domain.financial_event import FinancialEvent, Status
 from domain.ports import (
     AccountingGateway,
     CompanyInfo,
@@ -25,9 +24,8 @@ from domain.ports import (
     ReasonCode,
 )
 from domain.records import Record, RecordKind, parse_line
-from projections.financial_events import count_usage, uses_of
+from projections.financial_events import InMemoryFinancialEventView, decode_events
 from projections.view import (
-    UNSETTLED_STATUSES,
     EventQuery,
     EventRow,
     FinancialEventView,
@@ -37,43 +35,29 @@ from projections.view import (
 from tests.factories import flight, jsonl, payment
 
 
-def _row(event: FinancialEvent, position: int) -> EventRow:
-    applies_to = event.data.get("applies_to")
-    return EventRow(
-        id=event.id,
-        school=event.school,
-        kind=event.kind,
-        reference=event.reference,
-        student_id=event.student_id,
-        amount=event.amount,
-        status=event.status.value,
-        reason_code=event.reason_code.value if event.reason_code else None,
-        reason=event.reason,
-        missing=tuple(event.missing),
-        attempts=event.attempts,
-        qbo_id=event.qbo_id,
-        doc_number=event.doc_number,
-        updated_at=event.modified_on,
-        applies_to=str(applies_to) if applies_to else None,
-        created_at=event.created_on,
-        position=position,
-    )
-
-
 class FakeFinancialEventView(FinancialEventView):
-    """The view computed from the log on every read, so it always agrees with the log."""
+    """The view computed from the whole log on every read, so it always agrees with the log.
+
+    Each read replays the log into projections' InMemoryFinancialEventView (the view --as-of
+    reads use), so the fake passes the same view contract as the stored views
+    (tests/integration/test_view_contract.py) without a projector running.
+    """
 
     def __init__(self, ledger: FlightLedger) -> None:
         self.ledger = ledger
 
-    def _rows(self, school: str | None) -> list[EventRow]:
-        return [
-            _row(e, n) for n, e in enumerate(self.ledger.iter_financial_events(school), start=1)
-        ]
+    def _current(self) -> InMemoryFinancialEventView:
+        view = InMemoryFinancialEventView()
+        recorder, start = self.ledger.recorder, 1
+        while notifications := recorder.select_notifications(start, 10_000):
+            for position, event in decode_events(self.ledger.mapper, notifications):
+                view.apply(position, event)
+            start = notifications[-1].id + 1
+        return view
 
     def get(self, event_id: UUID) -> EventRow | None:
         """One row by id."""
-        return next((r for r in self._rows(None) if r.id == event_id), None)
+        return self._current().get(event_id)
 
     def list(
         self,
@@ -83,16 +67,11 @@ class FakeFinancialEventView(FinancialEventView):
         statuses: Sequence[str] = (),
         reason_code: str | None = None,
         limit: int | None = None,
-    ) -> list[EventRow]:
+    ) -> builtins.list[EventRow]:
         """Rows of one school, oldest first, filtered."""
-        wanted = set(statuses) | ({status} if status else set())
-        rows = [
-            r
-            for r in self._rows(school)
-            if (not wanted or r.status in wanted)
-            and (reason_code is None or r.reason_code == reason_code)
-        ]
-        return rows[:limit] if limit is not None else rows
+        return self._current().list(
+            school, status=status, statuses=statuses, reason_code=reason_code, limit=limit
+        )
 
     def newest_first(
         self,
@@ -104,85 +83,45 @@ class FakeFinancialEventView(FinancialEventView):
         limit: int = 100,
     ) -> builtins.list[EventRow]:
         """A page of rows, newest first, before log position `before`."""
-        rows = [
-            r
-            for r in reversed(self.list(school, status=status, reason_code=reason_code))
-            if before is None or r.position < before
-        ]
-        return rows[:limit]
+        return self._current().newest_first(
+            school, status=status, reason_code=reason_code, before=before, limit=limit
+        )
 
     def counts(self, school: str) -> builtins.dict[str, int]:
         """Rows per status."""
-        result: builtins.dict[str, int] = {}
-        for row in self._rows(school):
-            result[row.status] = result.get(row.status, 0) + 1
-        return result
+        return self._current().counts(school)
 
     def counts_by_kind(self, school: str) -> builtins.dict[tuple[str, str], int]:
         """Rows per (status, kind)."""
-        result: builtins.dict[tuple[str, str], int] = {}
-        for row in self._rows(school):
-            key = (row.status, row.kind)
-            result[key] = result.get(key, 0) + 1
-        return result
+        return self._current().counts_by_kind(school)
 
     def student_names(self, school: str, student_ids: Iterable[str]) -> builtins.dict[str, str]:
-        """Display names of these students, from the log's events (the last one named wins)."""
-        wanted = set(student_ids)
-        names: builtins.dict[str, str] = {}
-        for event in self.ledger.iter_financial_events(school):
-            if event.student_id in wanted and event.student_name:
-                names[event.student_id] = event.student_name
-        return names
+        """Display names of these students, as the log last gave them."""
+        return self._current().student_names(school, student_ids)
 
     def reason_counts(self, school: str) -> builtins.dict[str, int]:
         """Action Required rows per reason code."""
-        result: builtins.dict[str, int] = {}
-        for row in self._rows(school):
-            if row.status == Status.ACTION_REQUIRED.value and row.reason_code:
-                result[row.reason_code] = result.get(row.reason_code, 0) + 1
-        return result
+        return self._current().reason_counts(school)
 
     def page(self, school: str, query: EventQuery) -> builtins.list[EventRow]:
         """One page of rows, newest first."""
-        from projections.financial_events import page_rows
-
-        return page_rows(self._rows(school), school, query)
+        return self._current().page(school, query)
 
     def reason_groups(self, school: str) -> builtins.list[ReasonGroup]:
         """Action Required rows grouped by reason."""
-        groups: builtins.dict[str, builtins.list[EventRow]] = {}
-        for row in self._rows(school):
-            if row.status == Status.ACTION_REQUIRED.value and row.reason_code:
-                groups.setdefault(row.reason_code, []).append(row)
-        return [
-            ReasonGroup(
-                reason_code=code,
-                count=len(rows),
-                example=rows[0].reference,
-                missing=tuple(sorted({k for r in rows for k in r.missing})),
-            )
-            for code, rows in sorted(groups.items())
-        ]
+        return self._current().reason_groups(school)
 
     def usage(self, school: str) -> builtins.list[KeyUsage]:
-        """Mapping keys in use, counted from the log's events on every read."""
-        events = list(self.ledger.iter_financial_events(school))
-        return count_usage(
-            (
-                (e.school, e.status.value, e.reference, uses_of(e.student_id, e.data))
-                for e in events
-            ),
-            school,
-        )
+        """Mapping keys in use, with counts and examples."""
+        return self._current().usage(school)
 
     def schools(self) -> builtins.list[str]:
         """Schools with rows."""
-        return sorted({r.school for r in self._rows(None)})
+        return self._current().schools()
 
     def schools_with_work(self) -> builtins.list[str]:
         """Schools with rows still to settle."""
-        return sorted({r.school for r in self._rows(None) if r.status in UNSETTLED_STATUSES})
+        return self._current().schools_with_work()
 
     def max_tracking_id(self) -> int:
         """The log's head (the fake is never behind)."""

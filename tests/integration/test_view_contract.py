@@ -30,9 +30,10 @@ from projections.financial_events import (
     decode_events,
     group_reasons,
 )
-from projections.view import VIEW_VERSION, ProjectedView, TrackingConflict
+from projections.view import VIEW_VERSION, FinancialEventView, ProjectedView, TrackingConflict
 from tests.conftest import drop_schema, new_schema_url, require_postgres
 from tests.factories import amendment, cancellation, flight, payment
+from tests.fakes import FakeFinancialEventView
 from workers.bootstrap import open_ledger
 from workers.projector import Projector, decode_changes
 
@@ -55,7 +56,7 @@ def _batch(ledger: FlightLedger, view: ProjectedView) -> int:
 
 
 def _assert_counters_match_the_rows(
-    ledger: FlightLedger, view: ProjectedView, schools: tuple[str, ...] = ("default", "other")
+    ledger: FlightLedger, view: FinancialEventView, schools: tuple[str, ...] = ("default", "other")
 ) -> None:
     """Every counter the view reads equals a recount of its rows (and of the log's events)."""
     reference = InMemoryFinancialEventView()
@@ -86,11 +87,11 @@ def _assert_counters_match_the_rows(
 
 
 class FinancialEventViewContract(ABC):
-    """Behaviour every view storage must show; subclasses provide the database."""
+    """What every FinancialEventView reads back after the log's events reached it.
 
-    @abstractmethod
-    def create_view(self, url: str) -> ProjectedView:
-        """A view on the database at url."""
+    Run against the stored views (SQLite, PostgreSQL), the in-memory view of projections/ and
+    the test fake (tests/fakes.py), so a test double cannot disagree with what it stands for.
+    """
 
     @pytest.fixture
     def ledger(self, url: str, clock: FixedClock) -> Iterator[FlightLedger]:
@@ -99,26 +100,23 @@ class FinancialEventViewContract(ABC):
         yield app
         app.close()
 
-    @pytest.fixture
-    def view(self, url: str, ledger: FlightLedger) -> Iterator[ProjectedView]:
-        """The view next to the log."""
-        created = self.create_view(url)
-        yield created
-        created.close()
+    @abstractmethod
+    def catch_up(self, ledger: FlightLedger, view: Any) -> None:
+        """Bring the view up to the log's head (a projector batch; nothing for the fake)."""
 
-    def test_empty_view_is_at_position_zero(self, view: ProjectedView) -> None:
+    def test_empty_view_is_at_position_zero(self, view: FinancialEventView) -> None:
         """A new view has no rows, no schools and position 0."""
         assert view.max_tracking_id() == 0
         assert view.schools() == []
         assert view.counts("default") == {}
 
-    def test_batch_writes_rows_and_position_together(
-        self, ledger: FlightLedger, view: ProjectedView
+    def test_rows_and_position_of_the_events(
+        self, ledger: FlightLedger, view: FinancialEventView
     ) -> None:
-        """Applying a batch stores its rows and moves tracking to the batch's last position."""
+        """The events' rows are read back; the position is the last event's."""
         _record(ledger, "F-1", "F-2")
         _record(ledger, "F-3", school="other")
-        assert _batch(ledger, view) == 3
+        self.catch_up(ledger, view)
         assert view.max_tracking_id() == 3
         assert view.counts("default") == {"pending": 2}
         assert [r.reference for r in view.list("default")] == ["F-1", "F-2"]
@@ -126,25 +124,12 @@ class FinancialEventViewContract(ABC):
         row = view.list("other")[0]
         assert view.get(row.id) == row
 
-    def test_stale_batch_is_refused_and_writes_nothing(
-        self, ledger: FlightLedger, view: ProjectedView
-    ) -> None:
-        """A batch read before another projector moved the view raises and changes nothing."""
-        _record(ledger, "F-1")
-        notifications = ledger.recorder.select_notifications(start=1, limit=10)
-        changes = decode_changes(ledger, notifications)
-        view.apply_batch(changes, notifications, previous=0, position=1)
-        with pytest.raises(TrackingConflict):
-            view.apply_batch(changes, notifications, previous=0, position=1)
-        assert view.max_tracking_id() == 1
-        assert view.counts("default") == {"pending": 1}
-
     def test_rows_follow_later_events_across_batches(
-        self, ledger: FlightLedger, view: ProjectedView, clock: FixedClock
+        self, ledger: FlightLedger, view: FinancialEventView, clock: FixedClock
     ) -> None:
         """Events in a later batch update rows created in an earlier one; filters see them."""
         _record(ledger, "F-1", "F-2", "F-3")
-        _batch(ledger, view)
+        self.catch_up(ledger, view)
         first, second, third = (ledger.find("default", f) for f in ("F-1", "F-2", "F-3"))
         first.start_push(request_id="r1", doc_number="FL-1", batched=False, actor="w", at=clock.at)
         first.mark_synced(qbo_id="130", doc_number="FL-1", actor="w", at=clock.at)
@@ -163,7 +148,7 @@ class FinancialEventViewContract(ABC):
             at=clock.at,
         )
         ledger.save(first, second, third)
-        _batch(ledger, view)
+        self.catch_up(ledger, view)
         synced = view.get(first.id)
         assert synced is not None
         assert (synced.status, synced.qbo_id, synced.attempts) == ("synced", "130", 1)
@@ -182,13 +167,13 @@ class FinancialEventViewContract(ABC):
         assert view.list("default", limit=1)[0].reference == "F-1"
 
     def test_usage_counters_follow_the_events(
-        self, ledger: FlightLedger, view: ProjectedView, clock: FixedClock
+        self, ledger: FlightLedger, view: FinancialEventView, clock: FixedClock
     ) -> None:
         """Keys in use are counted per school as rows change (unsent, total, examples)."""
         _record(ledger, "F-1", "F-2", "F-3")
         _record(ledger, "F-9", school="other")
         ledger.record("default", parse_line(RecordKind.PAYMENT_RECEIVED, json.dumps(payment())))
-        _batch(ledger, view)
+        self.catch_up(ledger, view)
         usage = {u.key: u for u in view.usage("default")}
         assert sorted(usage) == [
             "charge:aircraft_rental", "charge:instructor_dual", "payment_type:card", "student:S-7",
@@ -199,12 +184,12 @@ class FinancialEventViewContract(ABC):
         first, second = (ledger.find("default", f) for f in ("F-1", "F-2"))
         first.start_push(request_id="r1", doc_number="FL-1", batched=False, actor="w", at=clock.at)
         ledger.save(first)
-        _batch(ledger, view)  # syncing is still unsent
+        self.catch_up(ledger, view)  # syncing is still unsent
         assert {u.key: u.unsent for u in view.usage("default")}["charge:aircraft_rental"] == 3
         first.mark_synced(qbo_id="130", doc_number="FL-1", actor="w", at=clock.at)
         second.dismiss(operator="ana", note="entered twice", at=clock.at)
         ledger.save(first, second)
-        _batch(ledger, view)
+        self.catch_up(ledger, view)
         rental = {u.key: u for u in view.usage("default")}["charge:aircraft_rental"]
         assert (rental.unsent, rental.total, rental.examples) == (1, 3, ("F-3",))
         assert [(u.key, u.unsent) for u in view.usage("other")][-1] == ("student:S-7", 1)
@@ -213,17 +198,15 @@ class FinancialEventViewContract(ABC):
             reference.apply(*change)
         for school in ("default", "other"):
             assert view.usage(school) == reference.usage(school)
-        view.drop()
-        assert view.usage("default") == []
 
     def test_schools_with_work_are_those_with_rows_to_settle(
-        self, ledger: FlightLedger, view: ProjectedView, clock: FixedClock
+        self, ledger: FlightLedger, view: FinancialEventView, clock: FixedClock
     ) -> None:
         """pending/retrying/uncertain/syncing count as work; synced and action_required don't."""
         _record(ledger, "F-1")
         _record(ledger, "F-2", school="other")
         _record(ledger, "F-3", school="third")
-        _batch(ledger, view)
+        self.catch_up(ledger, view)
         assert view.schools_with_work() == ["default", "other", "third"]
         first, second, third = (
             ledger.find(s, f) for s, f in (("default", "F-1"), ("other", "F-2"), ("third", "F-3"))
@@ -235,24 +218,30 @@ class FinancialEventViewContract(ABC):
             reason_code=ReasonCode.VALIDATION, message="no", missing=[], actor="w", at=clock.at
         )
         ledger.save(first, second, third)
-        _batch(ledger, view)
+        self.catch_up(ledger, view)
         assert view.schools_with_work() == ["third"]  # syncing
         third.mark_synced(qbo_id="131", doc_number="FL", actor="w", at=clock.at)
         ledger.save(third)
-        _batch(ledger, view)
+        self.catch_up(ledger, view)
         assert view.schools_with_work() == []
         assert view.schools() == ["default", "other", "third"]
 
-    def test_counters_follow_every_transition_and_the_rebuild(
-        self, ledger: FlightLedger, view: ProjectedView, clock: FixedClock
+    def test_counters_follow_every_transition(
+        self, ledger: FlightLedger, view: FinancialEventView, clock: FixedClock
     ) -> None:
         """Row counters (status x kind, reason x missing key) and student names move with the
         rows through push, sync, failure, action required, dismiss, retry, amendment and
-        cancellation, batch after batch, and a rebuild fills them the same."""
+        cancellation, batch after batch."""
+        self.walk_every_transition(ledger, view, clock)
+
+    def walk_every_transition(
+        self, ledger: FlightLedger, view: FinancialEventView, clock: FixedClock
+    ) -> None:
+        """The transitions of test_counters_follow_every_transition, checked batch by batch."""
         _record(ledger, "F-1", "F-2", "F-3", "F-4", "F-5")
         _record(ledger, "F-9", school="other")
         ledger.record("default", parse_line(RecordKind.PAYMENT_RECEIVED, json.dumps(payment())))
-        _batch(ledger, view)
+        self.catch_up(ledger, view)
         _assert_counters_match_the_rows(ledger, view)
         assert view.counts_by_kind("default") == {
             ("pending", "flight-ended"): 5, ("pending", "payment-received"): 1,
@@ -274,7 +263,7 @@ class FinancialEventViewContract(ABC):
             category=FailureCategory.EXHAUSTED, code="500", message="ISE", actor="w", at=clock.at
         )
         ledger.save(f1, f2, f3, f4, f5)
-        _batch(ledger, view)
+        self.catch_up(ledger, view)
         _assert_counters_match_the_rows(ledger, view)
         groups = {g.reason_code: g for g in view.reason_groups("default")}
         assert (groups["missing_mapping"].count, groups["missing_mapping"].example) == (2, "F-2")
@@ -283,7 +272,7 @@ class FinancialEventViewContract(ABC):
         f2.dismiss(operator="ana", note="entered twice", at=clock.at)
         assert f4.request_retry(operator="ana", scope="validation", at=clock.at)
         ledger.save(f2, f4)
-        _batch(ledger, view)
+        self.catch_up(ledger, view)
         _assert_counters_match_the_rows(ledger, view)
         (group,) = view.reason_groups("default")
         assert (group.count, group.example, group.missing) == (1, "F-3", ("charge:fuel",))
@@ -296,10 +285,64 @@ class FinancialEventViewContract(ABC):
         ledger.record_correction(
             "default", parse_correction_line(RecordKind.FLIGHT_CANCELLED, gone)
         )
-        _batch(ledger, view)
+        self.catch_up(ledger, view)
         _assert_counters_match_the_rows(ledger, view)
         assert view.student_names("default", ["S-7"]) == {"S-7": "Renamed S-7"}
         assert view.reason_groups("default") == []
+
+    def test_failed_push_keeps_qbo_message(
+        self, ledger: FlightLedger, view: FinancialEventView, clock: FixedClock
+    ) -> None:
+        """An exhausted failure shows as failed with QBO's own message."""
+        _record(ledger, "F-1")
+        event = ledger.find("default", "F-1")
+        event.start_push(request_id="r", doc_number="FL-1", batched=False, actor="w", at=clock.at)
+        event.mark_failed(
+            category=FailureCategory.EXHAUSTED,
+            code="500",
+            message="Internal Server Error",
+            actor="w",
+            at=clock.at,
+        )
+        ledger.save(event)
+        self.catch_up(ledger, view)
+        row = view.get(event.id)
+        assert row is not None
+        assert (row.status, row.reason) == ("failed", "Internal Server Error")
+
+
+class ProjectedViewContract(FinancialEventViewContract):
+    """What a stored view adds: batches under tracking, drop, rebuild, layout, audit links."""
+
+    @abstractmethod
+    def create_view(self, url: str) -> ProjectedView:
+        """A view on the database at url."""
+
+    @pytest.fixture
+    def view(self, url: str, ledger: FlightLedger) -> Iterator[ProjectedView]:
+        """The view next to the log."""
+        created = self.create_view(url)
+        yield created
+        created.close()
+
+    def catch_up(self, ledger: FlightLedger, view: Any) -> None:
+        """One projector batch."""
+        _batch(ledger, view)
+
+    def test_batch_writes_rows_and_position_together(
+        self, ledger: FlightLedger, view: ProjectedView
+    ) -> None:
+        """Applying a batch stores its rows and moves tracking to the batch's last position."""
+        _record(ledger, "F-1", "F-2")
+        _record(ledger, "F-3", school="other")
+        assert _batch(ledger, view) == 3
+        assert (view.max_tracking_id(), view.counts("default")) == (3, {"pending": 2})
+
+    def test_rebuild_and_drop_keep_the_counters_right(
+        self, ledger: FlightLedger, view: ProjectedView, clock: FixedClock
+    ) -> None:
+        """After every transition a rebuild fills the counters the same; drop empties them."""
+        self.walk_every_transition(ledger, view, clock)
         before = {s: (view.counts_by_kind(s), view.reason_groups(s)) for s in ("default", "other")}
         Projector(ledger, view).rebuild()
         _assert_counters_match_the_rows(ledger, view)
@@ -312,6 +355,21 @@ class FinancialEventViewContract(ABC):
             [],
         )
         assert view.student_names("default", ["S-7"]) == {}
+
+        assert view.usage("default") == []
+
+    def test_stale_batch_is_refused_and_writes_nothing(
+        self, ledger: FlightLedger, view: ProjectedView
+    ) -> None:
+        """A batch read before another projector moved the view raises and changes nothing."""
+        _record(ledger, "F-1")
+        notifications = ledger.recorder.select_notifications(start=1, limit=10)
+        changes = decode_changes(ledger, notifications)
+        view.apply_batch(changes, notifications, previous=0, position=1)
+        with pytest.raises(TrackingConflict):
+            view.apply_batch(changes, notifications, previous=0, position=1)
+        assert view.max_tracking_id() == 1
+        assert view.counts("default") == {"pending": 1}
 
     @abstractmethod
     def make_older(self, url: str) -> None:
@@ -341,26 +399,6 @@ class FinancialEventViewContract(ABC):
         finally:
             again.close()
 
-    def test_failed_push_keeps_qbo_message(
-        self, ledger: FlightLedger, view: ProjectedView, clock: FixedClock
-    ) -> None:
-        """An exhausted failure shows as failed with QBO's own message."""
-        _record(ledger, "F-1")
-        event = ledger.find("default", "F-1")
-        event.start_push(request_id="r", doc_number="FL-1", batched=False, actor="w", at=clock.at)
-        event.mark_failed(
-            category=FailureCategory.EXHAUSTED,
-            code="500",
-            message="Internal Server Error",
-            actor="w",
-            at=clock.at,
-        )
-        ledger.save(event)
-        _batch(ledger, view)
-        row = view.get(event.id)
-        assert row is not None
-        assert (row.status, row.reason) == ("failed", "Internal Server Error")
-
     def test_drop_clears_rows_and_position_but_keeps_the_chain(
         self, ledger: FlightLedger, view: ProjectedView
     ) -> None:
@@ -383,7 +421,7 @@ class FinancialEventViewContract(ABC):
         assert view.audit_links(1, 10) == [stored[0], (2, b"y" * 32)]
 
 
-class TestSQLiteView(FinancialEventViewContract):
+class TestSQLiteView(ProjectedViewContract):
     """The contract on SQLite."""
 
     @pytest.fixture
@@ -407,7 +445,7 @@ class TestSQLiteView(FinancialEventViewContract):
                 db.execute(f"DROP TABLE {table}")
 
 
-class TestPostgresView(FinancialEventViewContract):
+class TestPostgresView(ProjectedViewContract):
     """The contract on PostgreSQL."""
 
     @pytest.fixture
@@ -428,6 +466,45 @@ class TestPostgresView(FinancialEventViewContract):
             schema = sql.Identifier(db.schema)
             for table in (postgres_view.META, postgres_view.COUNTS, postgres_view.REASONS):
                 conn.execute(sql.SQL("DROP TABLE {}.{}").format(schema, sql.Identifier(table)))
+
+
+class TestInMemoryView(FinancialEventViewContract):
+    """The read contract on projections' in-memory view (--as-of reads, the tests' reference)."""
+
+    @pytest.fixture
+    def url(self, sqlite_url: str) -> str:
+        """The log in a SQLite file."""
+        return sqlite_url
+
+    @pytest.fixture
+    def view(self) -> InMemoryFinancialEventView:
+        """An empty in-memory view."""
+        return InMemoryFinancialEventView()
+
+    def catch_up(self, ledger: FlightLedger, view: Any) -> None:
+        """Apply every event past the view's position, as an --as-of read does."""
+        notifications = ledger.recorder.select_notifications(view.max_tracking_id() + 1, 10_000)
+        for position, event in decode_events(ledger.mapper, notifications):
+            view.apply(position, event)
+        if notifications:
+            view.advance(notifications[-1].id)
+
+
+class TestFakeView(FinancialEventViewContract):
+    """The read contract on the tests' FakeFinancialEventView (tests/fakes.py)."""
+
+    @pytest.fixture
+    def url(self, sqlite_url: str) -> str:
+        """The log in a SQLite file."""
+        return sqlite_url
+
+    @pytest.fixture
+    def view(self, ledger: FlightLedger) -> FakeFinancialEventView:
+        """The fake reads the log itself."""
+        return FakeFinancialEventView(ledger)
+
+    def catch_up(self, ledger: FlightLedger, view: Any) -> None:
+        """Nothing: the fake reads the log on every call."""
 
 
 # --- the library's own TrackingRecorder contract ---------------------------------------------
