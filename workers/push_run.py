@@ -1,17 +1,28 @@
 """One pass's pushes to QuickBooks and the outcome recorded for each event.
 
 SyncEngine.run_pass decides what is due and sendable; PushRun sends it: events that may
-already be in QuickBooks are resolved first (requestid replay or DocNumber lookup), fresh
-invoices go in batches, payments after the invoice they apply to. Every answer becomes the
-event's next status with QuickBooks's own message and our reason code.
+already be in QuickBooks are resolved first (requestid replay or DocNumber lookup), then fresh
+invoices, payments after the invoice they apply to. Every answer becomes the event's next
+status with QuickBooks's own message and our reason code.
+
+Fresh invoices to a gateway that tells its realm's rate budget (QuickBooksGateway) go by what
+the budget allows now, never waiting for it inside the pass beyond a moment:
+- a small backlog goes as single creates with their requestids, a few in flight at once;
+- when the backlog is more than singles could send within BATCH_HORIZON_SECONDS, the oldest go
+  in a batch (if a batch may start now; the budget paces batches over the minute);
+- what the budget cannot take now waits for the next pass, and the pass tells the schedule
+  when the budget has room again (RetrySchedule.wake), so the loop comes back then.
+Other gateways (the fakes) get batches of `batch_size`, as before.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 from uuid import UUID
 
 import structlog
@@ -50,6 +61,10 @@ from workers.retry_schedule import RetrySchedule
 log = structlog.get_logger("flightledger.sync")
 
 THROTTLE_PAUSE_SECONDS = 60.0
+SINGLES_AT_ONCE = 4  # single creates of one realm in flight at once (QBO allows 10)
+BATCH_HORIZON_SECONDS = 0.5  # a backlog singles cannot send within this goes in a batch
+SHORT_WAIT_SECONDS = 0.2  # a budget wait this short is waited out in the pass ...
+MAX_SHORT_WAITS = 5  # ... this many times at most; then the loop comes back for the rest
 AUTH_STOP_REASONS = frozenset(
     {ReasonCode.AUTH_EXPIRED, ReasonCode.AUTH_FAILED, ReasonCode.NOT_CONNECTED}
 )
@@ -75,6 +90,19 @@ class PassReport:
         """Count events that reached a status."""
         self.outcomes[status.value] = self.outcomes.get(status.value, 0) + n
         self.recorded += n
+
+
+@runtime_checkable
+class BudgetedGateway(Protocol):
+    """A gateway that tells what its realm's rate budget allows now (QuickBooksGateway)."""
+
+    def budget_room(self, within: float = 0.0) -> int:
+        """Single requests that could start within `within` seconds without a wait."""
+        ...
+
+    def budget_wait(self, *, batch: bool) -> float:
+        """Seconds until a (batch) request could start; 0: now."""
+        ...
 
 
 class PassHost(Protocol):
@@ -152,11 +180,14 @@ class PushRun:
             if self.halted:
                 break
             self._resolve(event)
-        size = self.engine.batch_size if self.own_numbers else 1
-        for chunk in chunks(fresh_invoices, size):
-            if self.halted:
-                break
-            self._push_invoices(chunk)
+        if isinstance(self.gateway, BudgetedGateway):
+            self._push_by_budget(fresh_invoices, self.gateway)
+        else:
+            size = self.engine.batch_size if self.own_numbers else 1
+            for chunk in chunks(fresh_invoices, size):
+                if self.halted:
+                    break
+                self._push_invoices(chunk)
         for event in payments:
             if self.halted:
                 break
@@ -243,6 +274,78 @@ class PushRun:
                 message="QuickBooks returned no answer for this invoice in the batch",
             )
             self._record(event, outcome, draft=draft, careful=False)
+        self.engine.save_each_on_conflict(started)
+
+    def _push_by_budget(self, invoices: Sequence[FinancialEvent], budget: BudgetedGateway) -> None:
+        """Fresh invoices as the realm's budget allows now: singles, a batch for a backlog."""
+        queue = list(invoices)  # oldest first
+        batch_size = self.engine.batch_size if self.own_numbers else 1
+        short_waits = MAX_SHORT_WAITS
+        while queue and not self.halted:
+            room = budget.budget_room()
+            batch: list[FinancialEvent] = []
+            if (
+                batch_size > 1
+                and len(queue) > budget.budget_room(BATCH_HORIZON_SECONDS)
+                and budget.budget_wait(batch=True) <= 0
+            ):
+                batch, queue = queue[:batch_size], queue[batch_size:]
+                room = max(0, room - 1)  # the batch takes one of the second's requests
+            singles, queue = queue[:room], queue[room:]
+            if batch or singles:
+                self._push_together(batch, singles)
+                continue
+            wait = budget.budget_wait(batch=False)
+            if batch_size > 1:
+                wait = min(wait, budget.budget_wait(batch=True))
+            if wait <= SHORT_WAIT_SECONDS and short_waits > 0:
+                short_waits -= 1
+                time.sleep(max(wait, 0.001))
+                continue
+            self.retries.wake(self.school, self.now() + timedelta(seconds=max(wait, 0.001)))
+            log.info("budget_spent", school=self.school, waiting=len(queue), seconds=wait)
+            return
+
+    def _push_together(self, batch: list[FinancialEvent], singles: list[FinancialEvent]) -> None:
+        """One batch and single creates in flight at once; outcomes recorded in one save.
+
+        PushStarted of every one is saved before any call (a crash leaves them `syncing`, and
+        recovery resolves each by its requestid or, batched, by its DocNumber).
+        """
+        calls: list[tuple[bool, list[FinancialEvent]]] = []
+        if batch:
+            calls.append((True, self._start(batch, batched=True)))
+        if singles:
+            calls.extend((False, [e]) for e in self._start(singles, batched=False))
+        calls = [(batched, group) for batched, group in calls if group]
+        if not calls:
+            return
+        drafts = [[invoice_draft(e, self.mappings) for e in group] for _, group in calls]
+
+        def send(n: int) -> list[PushOutcome]:
+            if calls[n][0]:
+                return list(self.gateway.push_invoices(drafts[n]))
+            return [self.gateway.push_invoice(drafts[n][0])]
+
+        self.report.calls += len(calls)
+        if len(calls) == 1:
+            answers = [send(0)]
+        else:
+            with ThreadPoolExecutor(min(SINGLES_AT_ONCE, len(calls))) as pool:
+                answers = list(pool.map(send, range(len(calls))))
+        now = self.now()
+        started: list[FinancialEvent] = []
+        for (_, group), group_drafts, outcomes in zip(calls, drafts, answers, strict=True):
+            self.retries.observe_call(self.school, outcomes, now)
+            by_id = {o.event_id: o for o in outcomes}
+            for event, draft in zip(group, group_drafts, strict=True):
+                outcome = by_id.get(event.id) or PushOutcome(
+                    event_id=event.id,
+                    kind=OutcomeKind.UNCERTAIN,
+                    message="QuickBooks returned no answer for this invoice in the batch",
+                )
+                self._record(event, outcome, draft=draft, careful=False)
+            started.extend(group)
         self.engine.save_each_on_conflict(started)
 
     def _push_payment(self, event: FinancialEvent) -> None:

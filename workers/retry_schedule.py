@@ -5,7 +5,8 @@ run receives it from the SyncEngine; nothing here calls QuickBooks or the log. T
 worker runs passes of different schools at once, all on the engine's one schedule.
 - due times: backoff with jitter after a failure (`RetryPolicy`), "now" after a recovery;
 - realm pauses: after a 429 (the throttle's Retry-After) or while the realm's circuit is open;
-- circuit breakers: one per school's realm; consecutive outage calls open it.
+- circuit breakers: one per school's realm; consecutive outage calls open it;
+- wake-ups: a pass that left fresh events for the realm's rate budget says when to come back.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class RetrySchedule:
         self._due: dict[UUID, tuple[str, datetime]] = {}  # next attempt
         self._paused_until: dict[str, datetime] = {}  # realm pauses (429, open circuit)
         self._breakers: dict[str, CircuitBreaker] = {}
+        self._wake: dict[str, datetime] = {}  # come back then: the rate budget has room again
         self._lock = threading.RLock()
 
     # --- due times ----------------------------------------------------------------------------
@@ -76,13 +78,32 @@ class RetrySchedule:
                     del self._due[event_id]
 
     def next_due(self, school: str | None = None) -> datetime | None:
-        """The earliest time a retrying/uncertain event (or a paused realm) becomes due."""
+        """The earliest time a retrying/uncertain event (or a paused or budget-bound realm)
+        becomes due."""
         with self._lock:
             times = [when for s, when in self._due.values() if school is None or s == school]
-            times.extend(
-                when for s, when in self._paused_until.items() if school is None or s == school
-            )
+            for waits in (self._paused_until, self._wake):
+                times.extend(when for s, when in waits.items() if school is None or s == school)
             return min(times) if times else None
+
+    # --- wake-ups (the realm's rate budget) ---------------------------------------------------
+
+    def wake(self, school: str, at: datetime) -> None:
+        """The school's pass left fresh events for the rate budget: come back at `at`."""
+        with self._lock:
+            self._wake[school] = at
+
+    def waking_later(self, school: str, now: datetime) -> bool:
+        """True while the school waits for its realm's budget (a pass now would send nothing
+        fresh); a wake-up whose time has come is cleared."""
+        with self._lock:
+            at = self._wake.get(school)
+            if at is None:
+                return False
+            if at > now:
+                return True
+            del self._wake[school]
+            return False
 
     # --- realm pauses -------------------------------------------------------------------------
 

@@ -168,7 +168,12 @@ class WorkerLoop:
     def round(self) -> tuple[int, bool, bool]:
         """One scan of every school: (passes run, any work done, any school owned elsewhere)."""
         self.catch_up()
-        schools = list(self.view.schools_with_work())  # one query, whatever the school count
+        now = self.engine.now()
+        schools = [  # one query, whatever the school count
+            school
+            for school in self.view.schools_with_work()
+            if not self.engine.retries.waking_later(school, now)  # its realm's budget is spent
+        ]
         self.rng.shuffle(schools)  # several workers spread over the schools
         results = self._run_passes(schools)
         lock_errors = [r.lock_error for r in results if r.lock_error is not None]

@@ -89,6 +89,14 @@ class QuickBooksGateway:
         self.session = session
         self.school = session.school
 
+    def budget_room(self, within: float = 0.0) -> int:
+        """Single requests the realm's rate budget lets start within `within` seconds."""
+        return self.session.budget.available(within)
+
+    def budget_wait(self, *, batch: bool) -> float:
+        """Seconds until the realm's rate budget lets a (batch) request start; 0: now."""
+        return self.session.budget.wait_time(batch=batch)
+
     def push_invoice(self, draft: InvoiceDraft) -> PushOutcome:
         """Create one invoice with requestid = draft.request_id (a replay returns the original)."""
         invoice = build_invoice(draft)

@@ -1,8 +1,13 @@
 """A per-realm request budget that stays under QBO's limits and pauses a realm after a 429.
 
 QBO (per realm): 10 requests/second, 500/minute, 40 batch requests/minute, 10 concurrent. We
-keep a margin: by default at most 10 per second, 480 per minute, 38 batch per minute and 8 in
+keep a margin: by default at most 8 per second, 480 per minute, 38 batch per minute and 8 in
 flight. ``minute_seconds`` scales the windows (one QBO minute lasts that many real seconds).
+
+Paced (the default): the minute's budget is spread over the minute, so that a burst never
+spends it in seconds and leaves the rest of the work waiting for the window to slide. Batches
+refill at batch_per_minute a minute (at most batch_burst saved up); other requests at the
+minute's budget less the batches' share (at most per_second saved up).
 """
 
 from __future__ import annotations
@@ -24,6 +29,19 @@ class BudgetLimits:
     batch_per_minute: int = 38
     concurrent: int = 8
     minute_seconds: float = 60.0
+    paced: bool = True  # spread the minute's budget over the minute (token buckets)
+    batch_burst: int = 3  # batches saved up while none is needed
+
+    @property
+    def single_rate(self) -> float:
+        """Paced non-batch requests per real second (the minute's budget less the batches')."""
+        share = self.per_minute - self.batch_per_minute if self.paced else 0
+        return max(0, share) / self.minute_seconds
+
+    @property
+    def batch_rate(self) -> float:
+        """Paced batch requests per real second."""
+        return self.batch_per_minute / self.minute_seconds if self.paced else 0.0
 
     @property
     def second(self) -> float:
@@ -49,6 +67,21 @@ class RateBudget:
         self._batches: deque[float] = deque()
         self._in_flight = 0
         self._paused_until = 0.0
+        # token buckets of the pacing: (tokens, when last filled)
+        self._single_tokens = float(self.limits.per_second)
+        self._batch_tokens = float(self.limits.batch_burst)
+        self._filled = clock()
+
+    def _fill(self, now: float) -> None:
+        elapsed = max(0.0, now - self._filled)
+        self._filled = now
+        lim = self.limits
+        self._single_tokens = min(
+            float(lim.per_second), self._single_tokens + elapsed * lim.single_rate
+        )
+        self._batch_tokens = min(
+            float(lim.batch_burst), self._batch_tokens + elapsed * lim.batch_rate
+        )
 
     def _trim(self, now: float) -> None:
         minute = self.limits.minute_seconds
@@ -73,6 +106,15 @@ class RateBudget:
             waits.append(in_last_second[0] + lim.second - now)
         if batch and len(self._batches) >= lim.batch_per_minute:
             waits.append(self._batches[0] + lim.minute_seconds - now)
+        if lim.paced:
+            self._fill(now)
+            tokens, rate = (
+                (self._batch_tokens, lim.batch_rate)
+                if batch
+                else (self._single_tokens, lim.single_rate)
+            )
+            if tokens < 1 - 1e-9 and rate > 0:  # (float error: a refilled token is whole)
+                waits.append((1 - tokens) / rate)
         wait = max(waits)
         if wait <= 0 and self._in_flight >= lim.concurrent:
             return lim.second / 10  # a slot frees when a request ends: check again soon
@@ -88,8 +130,32 @@ class RateBudget:
             self._recent.append(now)
             if batch:
                 self._batches.append(now)
+            if self.limits.paced:
+                if batch:
+                    self._batch_tokens -= 1
+                elif self.limits.single_rate > 0:
+                    self._single_tokens -= 1
             self._in_flight += 1
             return 0.0
+
+    def available(self, within: float = 0.0) -> int:
+        """How many non-batch requests could start now (plus, paced, those the next `within`
+        seconds refill), one after another, without waiting."""
+        with self._cond:
+            now = self._clock()
+            lim = self.limits
+            later = int(within * lim.single_rate) if lim.paced and within > 0 else 0
+            if self._wait_locked(now, False) > 0:
+                return later
+            in_last_second = sum(1 for t in self._recent if t > now - lim.second)
+            room = [
+                lim.per_minute - len(self._recent),
+                lim.per_second - in_last_second,
+                lim.concurrent - self._in_flight,
+            ]
+            if lim.paced and lim.single_rate > 0:
+                room.append(int(self._single_tokens + 1e-9))
+            return max(0, min(room)) + later
 
     def acquire(self, *, batch: bool = False) -> None:
         """Block until a slot is free, then take it."""

@@ -17,6 +17,7 @@ import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -85,10 +86,13 @@ def _kill_while_busy(
     return busy
 
 
-def _history_types(db_url: str, refs: list[str]) -> list[list[tuple[str, Any]]]:
+def _history_types(db_url: str, refs: list[str]) -> list[list[tuple[str, Any, datetime]]]:
     ledger = open_ledger(db_url)
     try:
-        return [[(e.type, e.data.get("code")) for e in ledger.history(SCHOOL, ref)] for ref in refs]
+        return [
+            [(e.type, e.data.get("code"), e.at) for e in ledger.history(SCHOOL, ref)]
+            for ref in refs
+        ]
     finally:
         ledger.close()
 
@@ -163,11 +167,14 @@ def _crash_and_recover(
     # Killed between PushStarted and its outcome: recovery marks them "interrupted"; those found
     # by DocNumber right after were committed in QuickBooks before the kill.
     histories = _history_types(db_url, [r["reference"] for r in rows])
-    interrupted = sum(any(code == "interrupted" for _, code in h) for h in histories)
+    interrupted = sum(any(code == "interrupted" for _, code, _ in h) for h in histories)
     assert interrupted > 0, "no kill landed between PushStarted and its outcome"
+    # the invoice of an interrupted event existed before the recovery marked it: QuickBooks had
+    # committed it when the worker died (found by DocNumber, or replayed by its requestid)
+    created = {str(i["doc_number"]): datetime.fromisoformat(str(i["created_at"])) for i in invoices}
     landed = sum(
-        any(h[i][1] == "interrupted" and h[i + 1][0] == "Synced" for i in range(len(h) - 1))
-        for h in histories
+        any(code == "interrupted" and created[r["doc_number"]] < at for _, code, at in h)
+        for r, h in zip(rows, histories, strict=True)
     )
     assert landed > 0, "no kill landed after QuickBooks committed and before Synced was recorded"
 

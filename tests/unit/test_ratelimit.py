@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from adapters.quickbooks.ratelimit import BudgetLimits, RateBudget
 
@@ -22,7 +23,7 @@ class FakeTime:
         self.now += seconds
 
 
-def _budget(time: FakeTime, **kw: int) -> RateBudget:
+def _budget(time: FakeTime, **kw: Any) -> RateBudget:
     return RateBudget(BudgetLimits(**kw), clock=time, sleep=time.sleep)
 
 
