@@ -67,10 +67,11 @@ def new_key(ledger: FlightLedger, school: str, permissions: Sequence[str], name:
 
 @contextmanager
 def api_client(
-    ledger: FlightLedger, db_url: str, school: str, permissions: Sequence[str]
+    ledger: FlightLedger, db_url: str, school: str, permissions: Sequence[str], **extra: Any
 ) -> Iterator[tuple[TestClient, dict[str, str]]]:
-    """A TestClient of the app and the headers of a new key with the permissions."""
-    app, view = api_app(ledger, db_url, school=school)
+    """A TestClient of the app and the headers of a new key with the permissions (`extra`:
+    ApiConfig fields, e.g. qbo_lists)."""
+    app, view = api_app(ledger, db_url, school=school, **extra)
     headers = bearer(new_key(ledger, school, permissions))
     try:
         with TestClient(app, follow_redirects=False) as client:

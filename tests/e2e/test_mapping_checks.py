@@ -14,6 +14,7 @@ import requests
 from adapters.persistence import parse_database_url
 from adapters.qbo_lists import QboListStore
 from qbo_simulator import QboSimulator, SimulatorConfig
+from tests.api_support import api_client
 from tests.factories import flight, jsonl, payment
 from tests.helpers_qbo import (
     Cli,
@@ -23,6 +24,9 @@ from tests.helpers_qbo import (
     record_via_cli,
     spawn_worker,
 )
+from workers.bootstrap import open_ledger
+from workers.qbo import connection_service
+from workers.qbo_lists import QboListService
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -114,11 +118,37 @@ def _wait(cli: Cli, done: Callable[[list[dict[str, Any]]], bool], seconds: float
     raise AssertionError(f"timed out; events: {[(r['reference'], r['status']) for r in rows]}")
 
 
+def api_press_is_blocked(cli: Cli, db_url: str) -> str:
+    """POST /api/v1/retry-failed for inactive_mapping, with the list service `serve` wires:
+    it must be refused (409) as the CLI is, QuickBooks' lists read again; the reason given."""
+    ledger = open_ledger(db_url)
+    service = QboListService(
+        ledger,
+        connection_service(ledger, db_url, cli.env),
+        QboListStore(parse_database_url(db_url)),
+    )
+    try:
+        with api_client(ledger, db_url, "sunrise", ["billing:retry"], qbo_lists=service) as (
+            client,
+            headers,
+        ):
+            answer = client.post(
+                "/api/v1/retry-failed", json={"reason": "inactive_mapping"}, headers=headers
+            )
+    finally:
+        ledger.close()
+    assert answer.status_code == 409, answer.text
+    assert service.reads == 1  # read again once for the press
+    error = answer.json()["error"]
+    assert error["code"] == "blocked"
+    return str(error["message"])
+
+
 def test_inactive_item_story_against_a_running_worker(
-    cli: Cli, sim: QboSimulator, tmp_path: Path
+    cli: Cli, sim: QboSimulator, tmp_path: Path, db_url: str
 ) -> None:
-    """Mapped to inactive item 5: Retry Failed refuses naming it until QuickBooks reactivates
-    it; an inactive payment type of ours still syncs; one invoice per flight."""
+    """Mapped to inactive item 5: Retry Failed (CLI and API) refuses naming it until QuickBooks
+    reactivates it; an inactive payment type of ours still syncs; one invoice per flight."""
     connect_via_cli(cli)
     cli.ok("mappings", "set", "charge", "aircraft_rental", "--item", "1")
     cli.ok("mappings", "set", "charge", "old_rental", "--item", "5", "--allow-inactive")
@@ -154,6 +184,7 @@ def test_inactive_item_story_against_a_running_worker(
         why = refused.data["blocked"][0]["why"]
         assert "Charge code old_rental is mapped to QuickBooks item 5 (Old rental)" in why
         assert "inactive" in why and "Line." not in why
+        assert why in api_press_is_blocked(cli, db_url)
         requests.post(
             f"{sim.url}/_sim/entity", json={"entity": "Item", "id": "5", "active": True}, timeout=5
         ).raise_for_status()
