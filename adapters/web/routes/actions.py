@@ -127,8 +127,8 @@ def register(app: FastAPI, cfg: WebConfig, access: Access) -> None:
 def _retry_summary(group: str, result: RetryOutcome) -> tuple[str, str, list[str]]:
     label = "failed events" if group == FAILED_GROUP else group
     text = f"Retry Failed ({label}): {result.requeued} requeued, {result.skipped} skipped"
-    details = [f"blocked {b.get('count', '')}: {b['why']}" for b in result.blocked]
+    details = [f"blocked {b['count']}: {b['why']}" for b in result.blocked]
     if result.blocked:
-        text += f", {sum(int(b.get('count', '1')) for b in result.blocked)} blocked"
+        text += f", {sum(b['count'] for b in result.blocked)} blocked"
     kind = "bad" if result.blocked and not result.requeued else "ok"
     return kind, text, details
