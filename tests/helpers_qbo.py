@@ -1,7 +1,13 @@
-"""Helpers for end-to-end runs against the QBO simulator: CLI environment, CLI calls, workers.
+"""The one set of helpers for tests against the QBO simulator.
 
-The CLI runs either in this process (typer's CliRunner, fast) or as the real executable
-(subprocess); both reach the simulator over loopback HTTP.
+- Environment: sim_env (the FLIGHTLEDGER_QBO_* variables and a vault key) and cli_env (those
+  plus the database and school, for CLI runs).
+- In process: make_rig opens a ledger, vault and ConnectionService on a simulator (connected
+  through its OAuth by default); draft / payment_draft build gateway inputs.
+- Through the CLI: Cli runs `flightledger --json ...` in this process (typer's CliRunner, fast)
+  or as the real executable (subprocess); connect_via_cli, map_via_cli, record_via_cli,
+  spawn_worker drive it. Both reach the simulator over loopback HTTP.
+- Checks: doc_numbers, assert_one_invoice_each.
 """
 
 from __future__ import annotations
@@ -12,28 +18,58 @@ import os
 import secrets
 import subprocess
 import sys
+import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import requests
 from typer.testing import CliRunner
 
-from adapters.vault import KEY_ENV
+from adapters.quickbooks.gateway import QuickBooksGateway
+from adapters.vault import KEY_ENV, TokenVault
+from domain.application import FlightLedger
+from domain.ports import FixedClock, InvoiceDraft, InvoiceLine, PaymentDraft
 from qbo_simulator import QboSimulator
 from tests.factories import jsonl
+from workers.bootstrap import open_ledger
 from workers.cli import _register_commands, app
 from workers.logging import configure_logging
+from workers.qbo import ConnectionService, gateway_for, open_vault, qbo_settings_from_env
 
 EXE = str(Path(sys.executable).with_name("flightledger"))
 CHARGE_ITEMS = {"aircraft_rental": "1", "instructor_dual": "2"}
+SCHOOL = "sunrise"  # make_rig's school
+TEST_KEY = base64.urlsafe_b64encode(bytes(range(32))).decode()  # a fixed vault key
 
 
 def new_secret_key() -> str:
     """A fresh token-vault key (32 random bytes, url-safe base64)."""
     return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+
+
+# --- environment --------------------------------------------------------------------------------
+
+
+def sim_env(
+    sim: QboSimulator | str,
+    minute_seconds: str = "0.6",
+    *,
+    timeout: str = "1",
+    secret_key: str = TEST_KEY,
+) -> dict[str, str]:
+    """FLIGHTLEDGER_* variables pointing at a running simulator (or its URL), with a vault key."""
+    return {
+        "FLIGHTLEDGER_QBO_ENVIRONMENT": "simulator",
+        "FLIGHTLEDGER_QBO_SIMULATOR_URL": sim if isinstance(sim, str) else sim.url,
+        "FLIGHTLEDGER_QBO_MINUTE_SECONDS": minute_seconds,
+        "FLIGHTLEDGER_QBO_TIMEOUT": timeout,
+        KEY_ENV: secret_key,
+    }
 
 
 def cli_env(
@@ -45,17 +81,93 @@ def cli_env(
     timeout: float = 2.0,
     secret_key: str | None = None,
 ) -> dict[str, str]:
-    """FLIGHTLEDGER_* variables for CLI runs against a simulator and a database."""
+    """FLIGHTLEDGER_* variables for CLI runs against a simulator and a database (a fresh key)."""
     return {
         "FLIGHTLEDGER_DB": db_url,
         "FLIGHTLEDGER_SCHOOL": school,
-        "FLIGHTLEDGER_QBO_ENVIRONMENT": "simulator",
-        "FLIGHTLEDGER_QBO_SIMULATOR_URL": sim.url,
-        "FLIGHTLEDGER_QBO_MINUTE_SECONDS": str(minute_seconds),
-        "FLIGHTLEDGER_QBO_TIMEOUT": str(timeout),
-        KEY_ENV: secret_key or new_secret_key(),
+        **sim_env(
+            sim,
+            str(minute_seconds),
+            timeout=str(timeout),
+            secret_key=secret_key or new_secret_key(),
+        ),
         "OAUTHLIB_INSECURE_TRANSPORT": "1",  # plain http to the loopback simulator only
     }
+
+
+# --- in process: a connected ConnectionService and gateway inputs ------------------------------
+
+
+@dataclass
+class Rig:
+    """A ledger, vault and connection service wired to a simulator."""
+
+    ledger: FlightLedger
+    vault: TokenVault
+    service: ConnectionService
+    clock: FixedClock
+
+    def gateway(self, max_attempts: int = 3) -> QuickBooksGateway:
+        """A fresh gateway for the school."""
+        gw = gateway_for(
+            self.ledger, self.vault, self.service.settings, SCHOOL, oauth=self.service.oauth
+        )
+        gw.session.max_attempts = max_attempts
+        return gw
+
+
+def make_rig(
+    db_url: str,
+    sim: QboSimulator,
+    clock: FixedClock,
+    *,
+    connect: bool = True,
+    extra_env: dict[str, str] | None = None,
+) -> Rig:
+    """Open everything and (by default) connect the school through the simulator's OAuth."""
+    env = {**sim_env(sim), **(extra_env or {})}
+    ledger = open_ledger(db_url, clock=clock)
+    vault = open_vault(db_url, env, create_key=False)
+    service = ConnectionService(ledger, vault, qbo_settings_from_env(env, vault))
+    if connect:
+        check = service.connect_simulator(SCHOOL, "ana")
+        assert check.ok, check.message
+    return Rig(ledger, vault, service, clock)
+
+
+def draft(n: int, customer: str = "1", item: str = "1", total: str = "198.00") -> InvoiceDraft:
+    """An invoice draft with its own event id and DocNumber FL-<n>."""
+    event_id = uuid.uuid5(uuid.NAMESPACE_URL, f"flight-{n}")
+    amount = Decimal(total)
+    return InvoiceDraft(
+        event_id=event_id,
+        request_id=str(event_id),
+        doc_number=f"FL-{n}",
+        customer_id=customer,
+        txn_date=date(2026, 11, 20),
+        lines=(InvoiceLine(item, "Aircraft rental", Decimal("1"), amount, amount),),
+        total=amount,
+        term_id="1",
+        customer_memo="Thank you",
+    )
+
+
+def payment_draft(invoice_id: str) -> PaymentDraft:
+    """A payment draft linked to an invoice."""
+    event_id = uuid.uuid5(uuid.NAMESPACE_URL, f"payment-{invoice_id}")
+    return PaymentDraft(
+        event_id=event_id,
+        request_id=str(event_id),
+        customer_id="1",
+        txn_date=date(2026, 11, 20),
+        amount=Decimal("198.00"),
+        deposit_account_id="35",
+        payment_method_id="2",
+        linked_invoice_id=invoice_id,
+    )
+
+
+# --- through the CLI ----------------------------------------------------------------------------
 
 
 class CliResult(NamedTuple):
@@ -175,6 +287,9 @@ def spawn_worker(
     finally:
         if log_path:
             stderr.close()
+
+
+# --- checks -------------------------------------------------------------------------------------
 
 
 def doc_numbers(invoices: Iterable[dict[str, Any]]) -> list[str]:

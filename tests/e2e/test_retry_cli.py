@@ -16,7 +16,7 @@ import pytest
 from domain.ports import FixedClock
 from qbo_simulator import QboSimulator, SimulatorConfig
 from tests.factories import flight, jsonl
-from tests.integration.qbo_helpers import SCHOOL, make_rig, sim_env
+from tests.helpers_qbo import SCHOOL, make_rig, sim_env
 
 EXE = str(Path(sys.executable).with_name("flightledger"))
 pytestmark = pytest.mark.timeout(180)

@@ -14,8 +14,16 @@ from adapters.views import open_view
 from domain.ports import FixedClock
 from qbo_simulator import QboSimulator, SimulatorConfig
 from tests.factories import flight
-from tests.helpers_qbo import Cli, cli_env, connect_via_cli, map_via_cli, record_via_cli
-from tests.integration.qbo_helpers import draft, make_rig, sim_env
+from tests.helpers_qbo import (
+    Cli,
+    cli_env,
+    connect_via_cli,
+    draft,
+    make_rig,
+    map_via_cli,
+    record_via_cli,
+    sim_env,
+)
 from workers.bootstrap import Config, open_ledger
 from workers.projector import Projector
 from workers.qbo import gateway_for, open_vault, qbo_settings_from_env

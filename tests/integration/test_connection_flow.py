@@ -12,7 +12,7 @@ from adapters.authorization_url import NO_URL_MESSAGE, UNTRUSTED_URL_MESSAGE
 from adapters.quickbooks.oauth import UntrustedAuthorizationUrl, validate_authorization_url
 from domain.ports import FixedClock, OutcomeKind, ReasonCode
 from qbo_simulator import QboSimulator, SimulatorConfig
-from tests.integration.qbo_helpers import SCHOOL, draft, make_rig
+from tests.helpers_qbo import SCHOOL, draft, make_rig
 from workers.qbo import ConnectionStepRefused
 
 

@@ -12,7 +12,7 @@ from adapters.quickbooks.gateway import batch_request_id
 from domain.connection import ConnectionState
 from domain.ports import FixedClock, OutcomeKind, ReasonCode
 from qbo_simulator import QboSimulator, SimulatorConfig
-from tests.integration.qbo_helpers import SCHOOL, Rig, draft, make_rig, payment_draft
+from tests.helpers_qbo import SCHOOL, Rig, draft, make_rig, payment_draft
 
 T, U, A, S = (
     OutcomeKind.TRANSIENT,

@@ -11,7 +11,7 @@ import requests
 
 from domain.ports import CreditDraft, FixedClock, InvoiceChange, InvoiceLine, OutcomeKind
 from qbo_simulator import QboSimulator, SimulatorConfig
-from tests.integration.qbo_helpers import draft, make_rig
+from tests.helpers_qbo import draft, make_rig
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from domain.ports import FixedClock
 from domain.records import RecordKind, parse_line
 from qbo_simulator import QboSimulator, SimulatorConfig
 from tests.factories import flight, jsonl
-from tests.integration.qbo_helpers import SCHOOL, Rig, make_rig, sim_env
+from tests.helpers_qbo import SCHOOL, Rig, make_rig, sim_env
 from workers.auto_customers import CachedCustomers
 from workers.cli import _register_commands, app
 from workers.logging import configure_logging

@@ -201,7 +201,7 @@ def test_single_creates_at_full_speed_are_not_throttled(
     from datetime import UTC, datetime
 
     from domain.ports import FixedClock
-    from tests.integration.qbo_helpers import draft, make_rig
+    from tests.helpers_qbo import draft, make_rig
 
     monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")
     with QboSimulator(SimulatorConfig(minute_seconds=1.2)) as sim:

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from adapters.persistence import parse_database_url
 from domain.ports import FixedClock
 from qbo_simulator import QboSimulator, SimulatorConfig
-from tests.integration.qbo_helpers import SCHOOL, draft, make_rig, sim_env
+from tests.helpers_qbo import SCHOOL, draft, make_rig, sim_env
 from workers import cli as cli_module
 
 

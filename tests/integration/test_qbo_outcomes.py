@@ -14,7 +14,7 @@ from domain.ports import FixedClock, OutcomeKind, ReasonCode
 from domain.records import RecordKind, parse_line
 from qbo_simulator import QboSimulator, SimulatorConfig
 from tests.factories import flight, jsonl
-from tests.integration.qbo_helpers import SCHOOL, Rig, draft, make_rig
+from tests.helpers_qbo import SCHOOL, Rig, draft, make_rig
 from workers.projector import Projector
 from workers.qbo import connection_status, gateway_for
 from workers.sync_worker import SyncEngine

@@ -11,7 +11,7 @@ import pytest
 from domain.connection import ConnectionState
 from domain.ports import FixedClock, OutcomeKind
 from qbo_simulator import QboSimulator, SimulatorConfig
-from tests.integration.qbo_helpers import SCHOOL, draft, make_rig
+from tests.helpers_qbo import SCHOOL, draft, make_rig
 
 pytestmark = pytest.mark.timeout(120)
 

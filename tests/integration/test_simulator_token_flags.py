@@ -11,9 +11,8 @@ import pytest
 
 from adapters.authorization_url import NO_URL_MESSAGE
 from adapters.quickbooks.oauth import UntrustedAuthorizationUrl
-from adapters.vault import KEY_ENV
 from domain.ports import FixedClock
-from tests.integration.qbo_helpers import SCHOOL, TEST_KEY
+from tests.helpers_qbo import SCHOOL, sim_env
 from workers.bootstrap import open_ledger
 from workers.qbo import ConnectionService, open_vault, qbo_settings_from_env
 
@@ -38,12 +37,7 @@ def simulator(*flags: str) -> Iterator[str]:
 
 
 def _service(sqlite_url: str, url: str, clock: FixedClock) -> ConnectionService:
-    env = {
-        "FLIGHTLEDGER_QBO_ENVIRONMENT": "simulator",
-        "FLIGHTLEDGER_QBO_SIMULATOR_URL": url,
-        "FLIGHTLEDGER_QBO_TIMEOUT": "2",
-        KEY_ENV: TEST_KEY,
-    }
+    env = sim_env(url, timeout="2")
     vault = open_vault(sqlite_url, env, create_key=False)
     return ConnectionService(
         open_ledger(sqlite_url, clock=clock), vault, qbo_settings_from_env(env)

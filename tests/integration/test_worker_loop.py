@@ -17,7 +17,7 @@ from domain.records import RecordKind, parse_line
 from qbo_simulator import QboSimulator, SimulatorConfig
 from services.retry import retry_failed
 from tests.factories import flight, jsonl
-from tests.integration.qbo_helpers import SCHOOL, Rig, make_rig, sim_env
+from tests.helpers_qbo import SCHOOL, Rig, make_rig, sim_env
 from workers.bootstrap import Config
 from workers.projector import Projector
 from workers.runtime import gateway_factory
