@@ -88,3 +88,8 @@ def refund(
         "currency": "USD",
         "reason": "Lesson cut short",
     }
+
+
+def fullwidth(text: str) -> str:
+    """The same text in fullwidth forms (what NFKC folds back to ASCII)."""
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.e2e.record_cli import log_size
 from tests.factories import flight, jsonl, payment
 
 EXE = str(Path(sys.executable).with_name("flightledger"))
@@ -46,17 +47,6 @@ def test_missing_file_and_bad_db_url_exit_2_with_reason(sqlite_url: str, tmp_pat
     bad = run("--db", "mysql://x/y", "record", "flight-ended", "-", stdin="")
     assert bad.returncode == 2 and "unsupported scheme" in bad.stderr
     assert "Traceback" not in missing.stderr + bad.stderr
-
-
-def log_size(db: str) -> int:
-    """Events in the log."""
-    from workers.bootstrap import open_ledger
-
-    ledger = open_ledger(db)
-    try:
-        return len(ledger.recorder.select_notifications(start=1, limit=100_000))
-    finally:
-        ledger.close()
 
 
 def test_bad_lines_past_the_first_chunk_are_rejections_with_a_summary(

@@ -1,6 +1,7 @@
 """Property tests of validation through the `record` command (in-process CLI on SQLite).
 
-Placed with the unit tests for speed; it writes one temporary SQLite file per test.
+End to end (the command's parsing, the ledger, the log); kept quick by running the CLI in this
+process, 20 examples a test, one temporary SQLite file per test (tests/e2e/record_cli.py).
 """
 
 from __future__ import annotations
@@ -8,51 +9,17 @@ from __future__ import annotations
 import json
 import unicodedata
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
-import workers.cli
+from tests.e2e.record_cli import SETTINGS, db, invoke, log_size
 from tests.factories import flight, invoice_request, payment
-from workers.bootstrap import open_ledger
 
-workers.cli._register_commands()
-RUNNER = CliRunner()
-SETTINGS = settings(
-    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+__all__ = ["db"]  # the fixture, used by name below
 Mutation = tuple[dict[str, Any], str]  # (record, the field the refusal must name)
-
-
-def invoke(db: str, *args: str, stdin: str | None = None) -> tuple[int, dict[str, Any]]:
-    """Run `flightledger --db DB --json ARGS` in-process; exit code and the JSON document."""
-    argv = workers.cli.hoist_global_options(["record", *args, "--db", db, "--json"])
-    result = RUNNER.invoke(workers.cli.app, argv, input=stdin)
-    assert "Traceback" not in result.output
-    return result.exit_code, json.loads(result.stdout)
-
-
-def log_size(db: str) -> int:
-    """Events in the log."""
-    ledger = open_ledger(db)
-    try:
-        return len(ledger.recorder.select_notifications(start=1, limit=100_000))
-    finally:
-        ledger.close()
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[str]:
-    """A SQLite log with one flight already recorded."""
-    url = f"sqlite:///{tmp_path / 'p.db'}"
-    code, _ = invoke(url, "flight-ended", "-", stdin=json.dumps(flight("F-SEED")) + "\n")
-    assert code == 0
-    yield url
 
 
 def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
