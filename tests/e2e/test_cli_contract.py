@@ -1,4 +1,13 @@
-"""Every command of the CLI contract as scripts run it: names, flags, exit codes, JSON."""
+"""Every command of the CLI contract as scripts run it: names, flags, exit codes, JSON.
+
+One test per command group (connection, record, mappings and settings, worker/events/retry,
+history/dismiss/view/audit), so pytest-xdist runs them side by side. Each test checks its group
+through the real executable; the state a group needs first (a connected school, the records,
+the mappings, worker passes) is set up by the same commands run in this process
+(tests/helpers_qbo.Cli, no process start-up each), in the test's own SQLite file against its own
+simulator. The simulator is not shared between tests: its invoices and DocNumbers are what the
+worker group asserts, and a shared company would answer a second test's DocNumbers as duplicates.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +25,10 @@ import requests
 
 from qbo_simulator import QboSimulator, SimulatorConfig
 from tests.factories import flight, invoice_request, jsonl, payment
+from tests.helpers_qbo import Cli, connect_via_cli
 
 EXE = str(Path(sys.executable).with_name("flightledger"))
-pytestmark = pytest.mark.timeout(480)  # a hang guard: the walk runs ~60 CLI processes
+pytestmark = pytest.mark.timeout(240)  # a hang guard: the longest group runs ~15 CLI processes
 
 EVENT_FIELDS = {
     "id",
@@ -46,14 +56,34 @@ STATUS_FIELDS = {
 }
 
 
+REALM = "9130350000000001"
+FUEL = {"code": "fuel_surcharge", "quantity": "1", "rate": "18.50"}
+MAPPINGS = (
+    ("charge", "aircraft_rental", "--item", "1"),
+    ("charge", "instructor_dual", "--item", "2"),
+    ("charge", "ground_instruction", "--item", "4"),
+    ("student", "S-7", "--customer", "7"),
+    ("student", "S-8", "--customer", "8"),
+    ("payment-type", "card", "--deposit-account", "36", "--payment-method", "2"),
+    ("defaults", "--term", "3", "--memo", "Thanks for flying", "--income-account", "79"),
+)
+
+
+def flight_rows() -> list[dict[str, Any]]:
+    """F-1..F-4 for S-7, F-5 for S-8 with a fuel surcharge (unmapped until the retry)."""
+    rows = [flight(f"F-{i}", "S-7") for i in range(1, 5)]
+    rows.append(flight("F-5", "S-8", charges=[*rows[0]["charges"], FUEL]))
+    return rows
+
+
 @pytest.fixture
 def sim() -> Iterator[QboSimulator]:
-    """The bundled simulator, reached over HTTP by the subprocesses."""
+    """The bundled simulator, reached over HTTP by the subprocesses (one per test)."""
     with QboSimulator(SimulatorConfig()) as simulator:
         yield simulator
 
 
-class Cli:
+class Script:
     """Runs the console script in one environment and checks it never prints a traceback."""
 
     def __init__(self, env: dict[str, str], cwd: Path) -> None:
@@ -77,8 +107,8 @@ class Cli:
 
 
 @pytest.fixture
-def cli(sim: QboSimulator, tmp_path: Path) -> Cli:
-    """The CLI on a fresh SQLite file, pointed at the simulator, with its own vault key."""
+def env(sim: QboSimulator, tmp_path: Path) -> dict[str, str]:
+    """A fresh SQLite file, the simulator, a vault key of its own and an operator."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLIGHTLEDGER_")}
     env.update(
         {
@@ -90,11 +120,55 @@ def cli(sim: QboSimulator, tmp_path: Path) -> Cli:
             "FLIGHTLEDGER_OPERATOR": "ops-anna",
         }
     )
-    return Cli(env, tmp_path)
+    return env
 
 
-def test_the_whole_contract(cli: Cli, sim: QboSimulator, tmp_path: Path) -> None:
-    """Connect, record, map, sync, group, retry, dismiss, history, audit: fields as documented."""
+@pytest.fixture
+def cli(env: dict[str, str], tmp_path: Path) -> Script:
+    """The real executable, the contract under test."""
+    return Script(env, tmp_path)
+
+
+@pytest.fixture
+def given(env: dict[str, str]) -> Cli:
+    """The same commands in this process, for the state a test starts from."""
+    return Cli({**env, "OAUTHLIB_INSECURE_TRANSPORT": "1"})
+
+
+def connected(given: Cli) -> None:
+    """The school connected through the simulator's OAuth."""
+    connect_via_cli(given)
+
+
+def recorded(given: Cli, tmp_path: Path) -> None:
+    """Five flights (and a rejected line), an invoice request and a payment for F-1."""
+    path = tmp_path / "given.jsonl"
+    path.write_text(jsonl(flight_rows()) + '{"flight_id": "F-6"}\n')
+    assert given("record", "flight-ended", str(path))[0] == 2
+    path.write_text(jsonl([invoice_request()]))
+    given.ok("record", "invoice-requested", str(path))
+    path.write_text(jsonl([payment(applies_to="F-1")]))
+    given.ok("record", "payment-received", str(path))
+
+
+def mapped(given: Cli) -> None:
+    """Everything but fuel_surcharge mapped; auto-invoice on."""
+    for args in MAPPINGS:
+        given.ok("mappings", "set", *args)
+    given.ok("settings", "auto-invoice", "on")
+
+
+def synced(given: Cli) -> None:
+    """Worker pass, fuel_surcharge mapped, Retry Failed by ops-ben, worker pass: all synced."""
+    given.ok("worker", "--until-idle", "--max-seconds", "60")
+    given.ok("mappings", "set", "charge", "fuel_surcharge", "--item", "3")
+    given.ok("retry-failed", "--reason", "missing_mapping", "--operator", "ops-ben")
+    summary = given.ok("worker", "--until-idle", "--max-seconds", "60")
+    assert (summary["synced"], summary["action_required"]) == (7, 0)
+
+
+def test_connection_commands(cli: Script) -> None:
+    """status, connect, callback (a used state refused), test, history, disconnect."""
     code, status, _ = cli("connection", "status")
     assert code == 0 and set(status) >= STATUS_FIELDS and status["pill"] == "Not connected"
     assert status["tone"] == "grey"
@@ -113,16 +187,20 @@ def test_the_whole_contract(cli: Cli, sim: QboSimulator, tmp_path: Path) -> None
     code, tested, _ = cli("connection", "test")
     assert code == 0 and tested["ok"] is True and tested["country"] == "US"
     code, status, _ = cli("connection", "status")
-    assert (status["pill"], status["tone"], status["realm"]) == (
-        "Connected",
-        "green",
-        "9130350000000001",
-    )
+    assert (status["pill"], status["tone"], status["realm"]) == ("Connected", "green", REALM)
+    code, connection_history, _ = cli("history", "connection")
+    assert code == 0 and "Connected" in [h["type"] for h in connection_history]
 
+    code, gone, _ = cli("connection", "disconnect")
+    assert (code, gone) == (0, {"ok": True})
+    code, status, _ = cli("connection", "status")
+    assert status["pill"] == "Not connected"
+
+
+def test_record_commands(cli: Script, tmp_path: Path) -> None:
+    """record from a file and from stdin: counts, duplicates, rejected lines and exit 2."""
     flights = tmp_path / "flights.jsonl"
-    fuel = {"code": "fuel_surcharge", "quantity": "1", "rate": "18.50"}
-    rows = [flight(f"F-{i}", "S-7") for i in range(1, 5)]
-    rows.append(flight("F-5", "S-8", charges=[*rows[0]["charges"], fuel]))
+    rows = flight_rows()
     flights.write_text(jsonl(rows) + '{"flight_id": "F-6"}\n')
     code, recorded, _ = cli("record", "flight-ended", str(flights))
     assert code == 2, "a rejected line makes the exit code 2"
@@ -141,15 +219,12 @@ def test_the_whole_contract(cli: Cli, sim: QboSimulator, tmp_path: Path) -> None
     )
     assert code == 0 and recorded["recorded"] == 1
 
-    for args in (
-        ["charge", "aircraft_rental", "--item", "1"],
-        ["charge", "instructor_dual", "--item", "2"],
-        ["charge", "ground_instruction", "--item", "4"],
-        ["student", "S-7", "--customer", "7"],
-        ["student", "S-8", "--customer", "8"],
-        ["payment-type", "card", "--deposit-account", "36", "--payment-method", "2"],
-        ["defaults", "--term", "3", "--memo", "Thanks for flying", "--income-account", "79"],
-    ):
+
+def test_mapping_and_settings_commands(cli: Script, given: Cli, tmp_path: Path) -> None:
+    """mappings set/check/list, settings auto-invoice and the checklist, on a connected school."""
+    connected(given)
+    recorded(given, tmp_path)
+    for args in MAPPINGS:
         code, done, _ = cli("mappings", "set", *args)
         assert (code, done["ok"], done["checked"], done["warnings"]) == (0, True, True, [])
     code, checked, _ = cli("mappings", "check")
@@ -168,6 +243,14 @@ def test_the_whole_contract(cli: Cli, sim: QboSimulator, tmp_path: Path) -> None
         "Worker seen recently",
     ]
 
+
+def test_worker_events_and_retry_commands(
+    cli: Script, given: Cli, sim: QboSimulator, tmp_path: Path
+) -> None:
+    """worker --until-idle, events (filters, groups), retry-failed refused, requeued, idempotent."""
+    connected(given)
+    recorded(given, tmp_path)
+    mapped(given)
     code, summary, _ = cli("worker", "--until-idle", "--max-seconds", "60")
     assert code == 0 and summary["synced"] == 6 and summary["action_required"] == 1
 
@@ -198,11 +281,19 @@ def test_the_whole_contract(cli: Cli, sim: QboSimulator, tmp_path: Path) -> None
     assert code == 0 and twice["requeued"] == 0, "pressing it twice does nothing"
     code, summary, _ = cli("worker", "--until-idle", "--max-seconds", "60")
     assert code == 0 and summary["synced"] == 7 and summary["action_required"] == 0
-    invoices = [i for i in sim.invoices() if i["realm"] == "9130350000000001"]
+    invoices = [i for i in sim.invoices() if i["realm"] == REALM]
     assert sorted(i["doc_number"] for i in invoices) == sorted(
         [f"FL-F-{i}" for i in range(1, 6)] + ["IR-R-1"]
     )
     assert len(sim.payments()) == 1
+
+
+def test_history_dismiss_view_and_audit_commands(cli: Script, given: Cli, tmp_path: Path) -> None:
+    """history, dismiss, view rebuild, audit export/verify, after everything was synced."""
+    connected(given)
+    recorded(given, tmp_path)
+    mapped(given)
+    synced(given)
 
     code, history, _ = cli("history", "F-5")
     assert code == 0 and all(set(h) >= {"position", "at", "type", "actor", "data"} for h in history)
@@ -215,8 +306,6 @@ def test_the_whole_contract(cli: Cli, sim: QboSimulator, tmp_path: Path) -> None
         "Synced",
     ]
     assert history[2]["actor"] == "ops-ben"
-    code, connection_history, _ = cli("history", "connection")
-    assert code == 0 and "Connected" in [h["type"] for h in connection_history]
     assert cli("history", "F-404")[0] == 1
 
     assert cli("record", "flight-ended", "-", stdin=jsonl([flight("F-9", "S-7")]))[0] == 0
@@ -240,7 +329,7 @@ def test_the_whole_contract(cli: Cli, sim: QboSimulator, tmp_path: Path) -> None
         x["position"] for x in lines
     )
     in_log = {(x["aggregate_id"], x["version"]): x["position"] for x in lines}
-    f5_id = next(e["id"] for e in events if e["reference"] == "F-5")
+    f5_id = next(e["id"] for e in given.ok("events") if e["reference"] == "F-5")
     assert [h["log_position"] for h in history] == [
         in_log[(f5_id, h["position"])] for h in history
     ], "history's log positions are the positions audit export shows"
@@ -248,13 +337,8 @@ def test_the_whole_contract(cli: Cli, sim: QboSimulator, tmp_path: Path) -> None
     assert code == 0 and verified["ok"] is True and verified["events"] == len(lines)
     assert set(verified) >= {"ok", "events", "head"}
 
-    code, gone, _ = cli("connection", "disconnect")
-    assert (code, gone) == (0, {"ok": True})
-    code, status, _ = cli("connection", "status")
-    assert status["pill"] == "Not connected"
 
-
-def test_usage_errors_exit_2_without_traceback(cli: Cli) -> None:
+def test_usage_errors_exit_2_without_traceback(cli: Script) -> None:
     """Bad flags and bad URLs are usage errors (exit 2) with a stated reason."""
     assert cli("events", "--as-of", "yesterday")[0] == 2
     assert cli("settings", "auto-invoice", "maybe")[0] == 2
