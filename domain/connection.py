@@ -70,6 +70,7 @@ class Connection(Aggregate):
             agg.refresh_expires_at = None
             agg.hard_expires_at = None
             agg.last_error = None
+            agg.last_error_at = None
             agg.last_tested_ok = None
 
     class Connected(Aggregate.Event):
@@ -94,6 +95,7 @@ class Connection(Aggregate):
             agg.refresh_expires_at = self.refresh_expires_at
             agg.hard_expires_at = self.hard_expires_at
             agg.last_error = None
+            agg.last_error_at = None
 
     class TokensRefreshed(Aggregate.Event):
         """Tokens were refreshed: new expiries only."""
@@ -127,8 +129,10 @@ class Connection(Aggregate):
                 agg.company = self.company or agg.company
                 agg.country = self.country or agg.country
                 agg.last_error = None
+                agg.last_error_at = None
             else:
                 agg.last_error = self.message
+                agg.last_error_at = self.timestamp
 
     class ConnectionFailed(Aggregate.Event):
         """An authentication failure not cured by a refresh (401/403)."""
@@ -139,6 +143,20 @@ class Connection(Aggregate):
             """Remember the error."""
             agg: Connection = aggregate
             agg.last_error = self.message
+            agg.last_error_at = self.timestamp
+
+    class CallsSucceeded(Aggregate.Event):
+        """The worker synced a record for the school in a pass begun at ``since``, after the
+        error it remembered, and met no error on the way: that error is over (help article 000:
+        the pill tells the token's state again, the stale error panel goes)."""
+
+        since: datetime
+
+        def apply(self, aggregate: Any) -> None:
+            """Forget the error."""
+            agg: Connection = aggregate
+            agg.last_error = None
+            agg.last_error_at = None
 
     class RefreshTokenExpired(Aggregate.Event):
         """The refresh token is expired or revoked (invalid_grant): reconnect needed."""
@@ -150,6 +168,7 @@ class Connection(Aggregate):
             agg: Connection = aggregate
             agg.state = ConnectionState.EXPIRED
             agg.last_error = self.message
+            agg.last_error_at = self.timestamp
 
     class Disconnected(Aggregate.Event):
         """An operator disconnected; tokens were revoked and forgotten."""
@@ -164,6 +183,7 @@ class Connection(Aggregate):
             agg.refresh_expires_at = None
             agg.hard_expires_at = None
             agg.last_error = None
+            agg.last_error_at = None
 
     class PreferencesRead(Aggregate.Event):
         """The company's preferences flightledger depends on, as QuickBooks reported them."""
@@ -185,6 +205,7 @@ class Connection(Aggregate):
     hard_expires_at: datetime | None
     last_error: str | None
     last_tested_ok: bool | None
+    last_error_at: datetime | None = None  # when last_error was recorded
     # SalesFormsPrefs.CustomTxnNumbers: off, QBO ignores our DocNumbers (None: never read)
     custom_txn_numbers: bool | None = None
 
@@ -282,6 +303,22 @@ class Connection(Aggregate):
         if self.last_error == message:
             return
         self.trigger_event(self.ConnectionFailed, message=message, timestamp=at)
+
+    def error_over(self, since: datetime) -> bool:
+        """A usable connection whose remembered error was recorded before ``since``."""
+        return (
+            self.is_usable
+            and self.last_error is not None
+            and self.last_error_at is not None
+            and self.last_error_at < since
+        )
+
+    def record_calls_succeeded(self, *, since: datetime, at: datetime) -> None:
+        """The worker synced a record in a pass begun at ``since`` and met no error: an error
+        recorded before then is over. One recorded before a later error (a failed test while the
+        pass ran) stays; an expired token stays expired."""
+        if self.error_over(since):
+            self.trigger_event(self.CallsSucceeded, since=since, timestamp=at)
 
     def expire(self, *, message: str, at: datetime) -> None:
         """Record that the refresh token no longer works (only a connected school expires)."""

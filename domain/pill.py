@@ -9,8 +9,10 @@ before its expiry) shows no expiry date.
 A connected school whose last call or test met an error QuickBooks returned (a 401 not cured by
 a refresh, a 403 such as ApplicationAuthorizationFailed, invalid_client, a failed Test
 Connection) is not healthy: the pill says "Connection error" in red until a connection test
-succeeds or the school reconnects (help article 000, "A surfaced connection error"). The badge
-keeps telling the refresh token's own state, in that state's tone (``badge_tone``).
+succeeds, the school reconnects, or the worker syncs a record for it in a pass begun after the
+error (help article 000, "A surfaced connection error"; the Connection forgets the error then:
+``Connection.record_calls_succeeded``). The badge keeps telling the refresh token's own state,
+in that state's tone (``badge_tone``).
 """
 
 from __future__ import annotations

@@ -228,7 +228,21 @@ class SyncEngine:
         run.push(creates)
         if corrections and not run.halted:
             CorrectionRun(self, school, mappings, report, gateway).run(corrections)
+        if connection.last_error and report.stopped is None and report.outcomes.get("synced"):
+            self._error_over(school, since=now)
         return report
+
+    def _error_over(self, school: str, *, since: datetime) -> None:
+        """This pass synced a record and met no auth error: a connection error recorded before
+        it began is over (the pill tells the token's state again; domain.connection)."""
+        connection = self.ledger.connection(school)
+        connection.record_calls_succeeded(since=since, at=self.now())
+        if not connection.pending_events:
+            return
+        try:
+            self.ledger.save(connection)
+        except IntegrityError:  # a test or a reconnect meanwhile: it said the newer thing
+            log.info("connection_changed_concurrently", school=school)
 
     def require_all(
         self,

@@ -51,11 +51,23 @@ def connection_status(cfg: WebConfig, school: str) -> dict[str, Any]:
 
 
 def card_status(cfg: WebConfig, school: str) -> dict[str, Any]:
-    """What card.js updates after the automatic test: pill, tones, badge, company."""
+    """What card.js updates after the automatic test, as a reload would render it: pill, tones,
+    badge, company, the red panels (QuickBooks' message, the expired one) and which Connect
+    button is primary."""
     status = connection_status(cfg, school)
     shown = {k: status.get(k) for k in ("pill", "tone", "badge", "company", "country")}
     shown["badge_tone"] = badge_tone(str(status.get("badge") or ""), status.get("days_left"))
+    reconnect = needs_reconnect(status)
+    qbo_error = qbo_message(status)
+    shown["qbo_error"] = qbo_error
+    shown["reconnect"] = reconnect
+    shown["reconnect_primary"] = reconnect or _warn(status, qbo_error)
     return shown
+
+
+def _warn(conn: dict[str, Any], qbo_error: str | None) -> bool:
+    """An amber/red pill or a surfaced QuickBooks error: Reconnect becomes the primary action."""
+    return conn.get("tone") in (AMBER, RED) or qbo_error is not None
 
 
 def qbo_message(status: dict[str, Any]) -> str | None:
@@ -86,13 +98,13 @@ def card_context(cfg: WebConfig, request: Request, school: str) -> dict[str, Any
     return {
         "conn": conn,
         "reconnect": reconnect,
-        # amber/red pill or a surfaced QuickBooks error: Reconnect becomes the primary action
-        "warn": not reconnect and (conn.get("tone") in (AMBER, RED) or qbo_error is not None),
+        "warn": not reconnect and _warn(conn, qbo_error),
         "qbo_error": qbo_error,
         "badge_tone": badge_tone(str(conn.get("badge") or ""), conn.get("days_left")),
         "service_error": conn.get("service_error"),
         "connected_account": conn.get("pill") != NOT_CONNECTED
         and bool(conn.get("company") or conn.get("realm")),
+        "connection_error_title": CONNECTION_ERROR_TITLE,
         "expired_title": EXPIRED_TITLE,
         "expired_text": RECONNECT_MESSAGE,
         "verifying": verifying,

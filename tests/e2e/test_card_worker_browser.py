@@ -121,11 +121,13 @@ def test_the_card_through_a_403_a_revoked_token_a_reconnect_and_a_disconnect(
 ) -> None:
     """Help article 000 against a running worker. A 403 ApplicationAuthorizationFailed on its
     push: the pill no longer says "Connected", the red panel quotes QuickBooks, Reconnect is the
-    primary action; Test Connection shows the failure inline and as a notice, then (access
-    back) success; Retry Failed sends the flight once. A revoked refresh token: Reconnect pill,
-    badge and panel; Reconnect QuickBooks returns to Invoicing Settings verifying, Connected.
-    Disconnect: no company or badge."""
-    from playwright.sync_api import expect
+    primary action; Test Connection shows the failure inline and as a notice. Access back,
+    Retry Failed: the worker sends the flight once and its success ends the error (green, no
+    panel, the CLI agrees) without a connection test. A revoked refresh token: Reconnect pill,
+    badge and panel; Reconnect QuickBooks returns to Invoicing Settings verifying, and the
+    automatic test, answered 403, shows the red panel and Reconnect without a reload; access
+    back, Test Connection: Connected. Disconnect: no company or badge."""
+    from playwright.sync_api import Route, expect
 
     stack = stack_with_worker
     cli, sim, worker = stack.cli, stack.sim, stack.worker
@@ -164,23 +166,30 @@ def test_the_card_through_a_403_a_revoked_token_a_reconnect_and_a_disconnect(
     expect(page.locator("#connection-error-message")).to_contain_text(FORBIDDEN)
     expect(page.locator("#pill")).to_have_text("Connection error")
 
-    # access restored: Test Connection succeeds and the card is healthy again
+    # access restored, no Test Connection: the worker's next push succeeds and that ends it
     sim.set_faults(force_error=None)
-    page.get_by_role("button", name="Test Connection").click()
-    expect(page.locator("#flash")).to_have_text("Connected to Sunrise Flight School (US)")
+    group = page.locator('article.group[data-reason="auth_failed"]')
+    expect(group).to_contain_text("1 event")
+    group.get_by_role("button", name="Retry Failed").click()
+    expect(page.locator("#flash")).to_contain_text("1 requeued")
+    expect(page.locator("#pill")).to_have_text("Connection error")  # nothing synced yet
+    wait_for("the retried flight to sync", lambda: _status(cli, "F-1")[0] == "synced", worker)
+    assert_one_invoice_each(sim.invoices(), {"FL-F-1"})
+    status = wait_for(
+        "the worker to end the error",
+        lambda: (s := cli.ok("connection", "status"))["pill"] == "Connected" and s,
+        worker,
+    )
+    assert (status["tone"], status["last_error"]) == ("green", None)
+    types = [e["type"] for e in cli.ok("history", "connection")]
+    assert types[-2:] == ["ConnectionTested", "CallsSucceeded"], types  # the failed test, then
+    page.goto(stack.url + "/")
     expect(page.locator("#pill")).to_have_text("Connected")
     expect(page.locator("#pill")).to_have_class("pill tone-green")
     expect(page.locator("#connection-error")).to_have_count(0)
     expect(page.locator("#connection-panel form[action='/connect'] button")).to_have_class(
         "secondary"
     )
-
-    group = page.locator('article.group[data-reason="auth_failed"]')
-    expect(group).to_contain_text("1 event")
-    group.get_by_role("button", name="Retry Failed").click()
-    expect(page.locator("#flash")).to_contain_text("1 requeued")
-    wait_for("the retried flight to sync", lambda: _status(cli, "F-1")[0] == "synced", worker)
-    assert_one_invoice_each(sim.invoices(), {"FL-F-1"})
 
     # the refresh token is revoked: Reconnect, the expired panel, QuickBooks' own words
     sim.set_faults(revoke_refresh_tokens=True, expire_access_tokens_now=True)
@@ -204,16 +213,42 @@ def test_the_card_through_a_403_a_revoked_token_a_reconnect_and_a_disconnect(
     )
     expect(page.locator("#connection-error-message")).to_contain_text("invalid_grant")
 
-    # Reconnect QuickBooks: back on Invoicing Settings, verifying, then Connected
+    # Reconnect QuickBooks: back on Invoicing Settings, verifying; QuickBooks answers the
+    # automatic test (card.js's, after the callback's own passed) with a 403: the card says so
+    # as a reload would, without one
+    def refuse_the_test(route: Route) -> None:
+        sim.set_faults(force_error={"preset": "authz_3100", "on": "any", "count": 1000})
+        route.continue_()
+
+    page.route(stack.url + "/connection/test", refuse_the_test)
     page.get_by_role("button", name="Reconnect QuickBooks").click()
     expect(page.locator("h1")).to_have_text("Invoicing settings")
     expect(page.locator("#verifying-title")).to_have_text("QuickBooks connected! Verifying...")
-    expect(page.locator("#test-result")).to_have_text("Connected to Sunrise Flight School (US)")
+    expect(page.locator("#test-result")).to_contain_text(FORBIDDEN)
+    expect(page.locator("#test-result")).to_have_class("bad")
+    expect(page.locator("#connection-error")).to_be_visible()
+    expect(page.locator("#connection-error strong")).to_have_text("QuickBooks connection error")
+    expect(page.locator("#connection-error-message")).to_contain_text(FORBIDDEN)
+    expect(page.locator("#reconnect-alert")).to_be_hidden()  # the new token is good
+    expect(page.locator("#pill")).to_have_text("Connection error")
+    expect(page.locator("#pill")).to_have_class("pill tone-red")
+    expect(page.locator("#badge")).to_have_class("badge tone-green")
+    reconnect = page.locator("#reconnect")
+    expect(reconnect).to_have_text("Reconnect QuickBooks")
+    expect(reconnect).not_to_have_class("secondary")
+    expect(page.locator("#verify-mappings")).to_be_visible()
+    page.unroute(stack.url + "/connection/test")
+
+    # access restored: Test Connection succeeds and the card is healthy again
+    sim.set_faults(force_error=None)
+    page.get_by_role("button", name="Test Connection").click()
+    expect(page.locator("#flash")).to_have_text("Connected to Sunrise Flight School (US)")
     expect(page.locator("#pill")).to_have_text("Connected")
     expect(page.locator("#pill")).to_have_class("pill tone-green")
     expect(page.locator("#badge")).to_have_class("badge tone-green")
-    expect(page.locator("#verify-mappings")).to_be_visible()
-    page.goto(stack.url + "/")
+    expect(page.locator("#connection-panel form[action='/connect'] button")).to_have_class(
+        "secondary"
+    )
     expect(page.locator("#reconnect-alert")).to_have_count(0)
     expect(page.locator("#connection-error")).to_have_count(0)
     page.locator('article.group[data-reason="auth_expired"]').get_by_role(

@@ -402,6 +402,9 @@ def test_callback_connects_then_verifies(
             "company": "Sunrise Flight School",
             "country": "US",
             "badge_tone": "green",
+            "qbo_error": None,
+            "reconnect": False,
+            "reconnect_primary": False,
         },
     }
     dashboard = client.get("/").text
