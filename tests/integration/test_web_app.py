@@ -613,3 +613,32 @@ def test_event_page_and_events_tab_show_quickbooks_amount_and_pending_correction
     assert "<dt>Amount</dt><dd>225.00 USD</dd>" in page
     tab = client.get("/").text
     assert 'title="QuickBooks holds 270.00">amendment pending</small>' in tab
+
+
+def test_banner_and_names_come_from_the_view_counters(
+    client: TestClient, web_ledger: FlightLedger
+) -> None:
+    """The banner says flights while every waiting event is one, events once a payment waits
+    too; the events tab names each student from the view's students table."""
+    from domain.records import parse_payment_received
+    from tests.factories import payment
+
+    action_required_flight(web_ledger, "alpha", "F-1")
+    action_required_flight(web_ledger, "alpha", "F-2")
+    sign_in(client, "vic-token")
+    page = client.get("/").text
+    assert "QuickBooks sync needs attention: 2 flights" in page
+    assert "Student S-7" in page
+    web_ledger.record("alpha", parse_payment_received(payment("P-1", "S-8")))
+    paid = web_ledger.find("alpha", "P-1")
+    paid.require_action(
+        reason_code=ReasonCode.MISSING_MAPPING,
+        message="Student S-8 is not mapped",
+        missing=["student:S-8"],
+        actor="worker",
+        at=web_ledger.clock.now(),
+    )
+    web_ledger.save(paid)
+    page = client.get("/").text
+    assert "QuickBooks sync needs attention: 3 events" in page
+    assert "Student S-8" in page
