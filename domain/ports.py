@@ -82,7 +82,12 @@ class PaymentDraft:
 
 @dataclass(frozen=True)
 class PushOutcome:
-    """The classified result of pushing one draft (or looking one up)."""
+    """The final, classified result of pushing one draft (or looking one up).
+
+    The gateway interprets QuickBooks' answer once: a duplicate DocNumber comes back already
+    resolved (synced when the invoice found is ours, else duplicate_doc_number), a throttle as
+    pause_realm; the push run acts on the outcome and never reads a QuickBooks code.
+    """
 
     event_id: UUID
     kind: OutcomeKind
@@ -94,7 +99,7 @@ class PushOutcome:
     http_status: int | None = None
     retry_after: float | None = None  # seconds to pause the realm (429)
     missing: tuple[str, ...] = ()  # keys QBO named (element), if any
-    looked_up: bool = False  # a 6140's DocNumber lookup was made already (do not repeat it)
+    pause_realm: bool = False  # throttled: pause the whole realm, spend no attempt
 
 
 @dataclass(frozen=True)

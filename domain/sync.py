@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -97,14 +97,37 @@ def failures_since_retry(event_types: Iterable[str]) -> int:
     return count
 
 
-def is_throttle(outcome: PushOutcome) -> bool:
-    """A 429 / ThrottleExceeded: pause the realm, do not spend an attempt."""
-    return outcome.http_status == 429 or (outcome.code or "") in THROTTLE_CODES
-
-
 def same_invoice(found: FoundInvoice, draft: InvoiceDraft) -> bool:
     """The invoice found by DocNumber is ours: same customer and same total."""
     return found.customer_id == draft.customer_id and found.total == draft.total
+
+
+def found_by_doc_number(
+    draft: InvoiceDraft, found: FoundInvoice, refusal: PushOutcome | None = None
+) -> PushOutcome:
+    """What an invoice found under our DocNumber means: ours (same customer and total) ->
+    synced; else duplicate_doc_number naming both contents (after QuickBooks' own words when
+    the lookup answered its duplicate-DocNumber refusal)."""
+    if same_invoice(found, draft):
+        return PushOutcome(
+            event_id=draft.event_id,
+            kind=OutcomeKind.SYNCED,
+            qbo_id=found.qbo_id,
+            doc_number=found.doc_number,
+        )
+    message = (
+        f"An invoice with DocNumber {draft.doc_number} but different contents already "
+        f"exists in QuickBooks (id {found.qbo_id}, customer {found.customer_id}, total "
+        f"{found.total}; ours: customer {draft.customer_id}, total {draft.total})"
+    )
+    if refusal is None:
+        return PushOutcome(
+            event_id=draft.event_id,
+            kind=OutcomeKind.ACTION_REQUIRED,
+            reason_code=ReasonCode.DUPLICATE_DOC_NUMBER,
+            message=message,
+        )
+    return replace(refusal, message=f"{message}. QuickBooks said: {refusal.message}")
 
 
 def applies_to_reference(event: FinancialEvent) -> str | None:
@@ -224,7 +247,7 @@ def _inactive(lists: QboLists, ref: MappedRef) -> bool:
 
 def is_outage(outcome: PushOutcome) -> bool:
     """A network-level failure or a 5xx: the realm (or QuickBooks) is down, not this event."""
-    if outcome.kind not in (OutcomeKind.TRANSIENT, OutcomeKind.UNCERTAIN) or is_throttle(outcome):
+    if outcome.kind not in (OutcomeKind.TRANSIENT, OutcomeKind.UNCERTAIN) or outcome.pause_realm:
         return False
     return outcome.http_status is None or outcome.http_status >= 500
 

@@ -24,6 +24,7 @@ from domain.ports import (
     ReasonCode,
 )
 from domain.records import Record, RecordKind, parse_line
+from domain.sync import found_by_doc_number
 from projections.financial_events import InMemoryFinancialEventView, decode_events
 from projections.view import (
     EventQuery,
@@ -254,15 +255,22 @@ class FakeAccountingGateway(AccountingGateway):
             self._by_request[request_id] = outcome
         return outcome
 
+    def _final(self, draft: InvoiceDraft, outcome: PushOutcome) -> PushOutcome:
+        """A gateway's final outcome: a 6140 looked up by DocNumber, as QuickBooksGateway does."""
+        if outcome.reason_code != ReasonCode.DUPLICATE_DOC_NUMBER:
+            return outcome
+        found = self.find_invoice(draft.doc_number).found
+        return outcome if found is None else found_by_doc_number(draft, found, outcome)
+
     def push_invoice(self, draft: InvoiceDraft) -> PushOutcome:
         """Create one invoice (request id replay-safe)."""
         self.calls.append(("invoice", 1))
-        return self._invoice(draft, batched=False)
+        return self._final(draft, self._invoice(draft, batched=False))
 
     def push_invoices(self, drafts: Sequence[InvoiceDraft]) -> list[PushOutcome]:
         """Create a batch (no request ids: a DocNumber is the only key)."""
         self.calls.append(("batch", len(drafts)))
-        return [self._invoice(d, batched=True) for d in drafts]
+        return [self._final(d, self._invoice(d, batched=True)) for d in drafts]
 
     def push_payment(self, draft: PaymentDraft) -> PushOutcome:
         """Create one payment."""
@@ -322,6 +330,7 @@ def _failure(event_id: UUID, kind: str) -> PushOutcome:
             message="message=ThrottleExceeded; errorCode=003001; statusCode=429",
             http_status=429,
             retry_after=60.0,
+            pause_realm=True,
         )
     if kind == "uncertain":
         return PushOutcome(

@@ -51,10 +51,9 @@ from domain.sync import (
     blamed_mappings,
     chunks,
     failures_since_retry,
+    found_by_doc_number,
     is_invoice,
-    is_throttle,
     may_have_landed,
-    same_invoice,
 )
 from workers.retry_schedule import RetrySchedule
 
@@ -421,7 +420,8 @@ class PushRun:
         """A lookup found an invoice with our DocNumber: ours -> synced, else duplicate."""
         now = self.now()
         self.retries.unschedule(event.id)
-        if same_invoice(found, draft):
+        outcome = found_by_doc_number(draft, found)
+        if outcome.kind == OutcomeKind.SYNCED:
             event.mark_synced(
                 qbo_id=found.qbo_id, doc_number=draft.doc_number, actor=self.engine.actor, at=now
             )
@@ -430,11 +430,7 @@ class PushRun:
             return
         event.require_action(
             reason_code=ReasonCode.DUPLICATE_DOC_NUMBER,
-            message=(
-                f"An invoice with DocNumber {draft.doc_number} but different contents already "
-                f"exists in QuickBooks (id {found.qbo_id}, customer {found.customer_id}, "
-                f"total {found.total}; ours: customer {draft.customer_id}, total {draft.total})"
-            ),
+            message=outcome.message,
             missing=[],
             actor=self.engine.actor,
             at=now,
@@ -446,7 +442,7 @@ class PushRun:
         if failure.kind == OutcomeKind.ACTION_REQUIRED and failure.reason_code in AUTH_STOP_REASONS:
             self.stopped = failure
             return
-        if is_throttle(failure):
+        if failure.pause_realm:
             self._pause(failure)
         failures = self._failures(event) + 1
         self.retries.schedule(event, failures, self.now(), failure.retry_after or 0.0)
@@ -495,13 +491,6 @@ class PushRun:
             return
         if outcome.kind == OutcomeKind.ACTION_REQUIRED:
             reason = outcome.reason_code or ReasonCode.VALIDATION
-            if (
-                reason == ReasonCode.DUPLICATE_DOC_NUMBER
-                and draft is not None
-                and not outcome.looked_up  # the gateway compared it already: one lookup
-                and self._resolve_duplicate(event, draft)
-            ):
-                return
             if reason in AUTH_STOP_REASONS and self.stopped is None:
                 self.stopped = outcome
             message, missing = _message(outcome), list(outcome.missing)
@@ -523,7 +512,7 @@ class PushRun:
             log.info("event_needs_action", event_id=str(event.id), reason_code=reason.value)
             return
         code = outcome.code or (str(outcome.http_status) if outcome.http_status else "network")
-        throttled = is_throttle(outcome)
+        throttled = outcome.pause_realm
         if throttled:
             self._pause(outcome)
         failures = 0 if throttled else self._failures(event) + 1
@@ -542,15 +531,6 @@ class PushRun:
             floor = outcome.retry_after or (THROTTLE_PAUSE_SECONDS if throttled else 0.0)
             self.retries.schedule(event, max(1, failures), now, floor)
         log.info("push_failed", event_id=str(event.id), category=category.value, code=code)
-
-    def _resolve_duplicate(self, event: FinancialEvent, draft: InvoiceDraft) -> bool:
-        """6140: look the DocNumber up; True when settled (ours -> synced, else duplicate)."""
-        self.report.calls += 1
-        lookup = self.gateway.find_invoice(draft.doc_number)
-        if lookup.found is None:
-            return False
-        self._settle_found(event, draft, lookup.found)
-        return True
 
 
 def unusable_gateway(exc: Exception) -> str:

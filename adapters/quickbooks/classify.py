@@ -145,6 +145,16 @@ def _parse_json(http_status: int | None, data: dict[str, object]) -> Failure:
     return Failure(http_status=http_status, message="", body_kind="json")
 
 
+def parse_fault_object(http_status: int | None, data: dict[str, object]) -> Failure:
+    """A fault already decoded from JSON (a batch item's ``{"Fault": ...}``), read as a body."""
+    return _parse_json(http_status, data)
+
+
+def is_throttled(failure: Failure) -> bool:
+    """A 429 / ThrottleExceeded (3001): the realm must pause."""
+    return failure.http_status == HTTPStatus.TOO_MANY_REQUESTS or failure.code.lstrip("0") == "3001"
+
+
 def describe(failure: Failure) -> str:
     """QBO's own words plus code and status, for the operator (secrets scrubbed)."""
     if failure.transport is not None:
@@ -205,9 +215,10 @@ def classify(
     code, status = failure.code, failure.http_status
     if code == "invalid_grant":
         return Verdict(action(ReasonCode.AUTH_EXPIRED))
-    if code == "3001" or status == HTTPStatus.TOO_MANY_REQUESTS:
+    if is_throttled(failure):  # pause the realm: no attempt spent, nothing else is sent
         pause = THROTTLE_PAUSE_QBO_SECONDS * minute_seconds / 60.0
-        return Verdict(replace(base, code=code or "3001", retry_after=pause), retry_now=True)
+        outcome = replace(base, code=code or "3001", retry_after=pause, pause_realm=True)
+        return Verdict(outcome, retry_now=True)
     if code == "invalid_client":
         return Verdict(action(ReasonCode.AUTH_FAILED, message=INVALID_CLIENT_MESSAGE))
     if code == "3200" or (status == HTTPStatus.UNAUTHORIZED and code != "3100"):

@@ -17,7 +17,7 @@ from quickbooks import QuickBooks
 from quickbooks.exceptions import QuickbooksException
 
 from adapters import metrics
-from adapters.quickbooks.classify import Failure, describe, parse_fault
+from adapters.quickbooks.classify import Failure, describe, is_throttled, parse_fault
 from adapters.quickbooks.oauth import transport_kind
 from adapters.quickbooks.settings import QboSettings
 
@@ -86,7 +86,7 @@ class QboClient:
             raise QboCallFailed(Failure(transport=transport_kind(exc))) from None
         except (QuickbooksException, TypeError, KeyError, ValueError) as exc:
             failure = self._failure(exc)
-            throttled = failure.http_status == 429 or failure.code.lstrip("0") == "3001"
+            throttled = is_throttled(failure)
             metrics.qbo_request(
                 "throttled" if throttled else "error",
                 time.monotonic() - started,

@@ -12,13 +12,12 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
 from quickbooks.objects.invoice import Invoice
 
-from adapters.quickbooks.classify import Failure, Verdict, classify
+from adapters.quickbooks.classify import Verdict, classify, parse_fault_object
 from adapters.quickbooks.client import TimedQuickBooks
 from adapters.quickbooks.documents import (
     batch_request_id,
@@ -51,6 +50,7 @@ from domain.ports import (
     QboInvoice,
 )
 from domain.qbo_lists import ACCOUNT, CUSTOMER, LIST_ENTITIES, QboObject
+from domain.sync import found_by_doc_number
 
 __all__ = [
     "BATCH_SIZE",
@@ -170,44 +170,18 @@ class QuickBooksGateway:
                 doc_number=str(invoice.get("DocNumber") or draft.doc_number),
                 http_status=200,
             )
-        fault = item.get("Fault") or {}
-        errors = fault.get("Error") or [{}]
-        first = errors[0] if isinstance(errors[0], dict) else {}
-        failure = Failure(
-            http_status=200,
-            code=str(first.get("code") or ""),
-            message=str(first.get("Message") or ""),
-            detail=str(first.get("Detail") or ""),
-            element=str(first.get("element") or ""),
-        )
+        failure = parse_fault_object(200, item)  # the item's {"Fault": ...}, as a body's
         verdict = classify(failure, event_id=draft.event_id, is_create=True)
         return self._resolve_duplicate(draft, verdict)
 
     def _resolve_duplicate(self, draft: InvoiceDraft, verdict: Verdict) -> PushOutcome:
-        """6140: the same customer and total under this DocNumber counts as synced."""
+        """The final outcome; a 6140 is looked up by DocNumber and settled here, once."""
         if not verdict.lookup:
             return verdict.outcome
         found = self.find_invoice(draft.doc_number).found
-        if (
-            found is not None
-            and found.customer_id == draft.customer_id
-            and found.total == draft.total
-        ):
-            return PushOutcome(
-                event_id=draft.event_id,
-                kind=OutcomeKind.SYNCED,
-                qbo_id=found.qbo_id,
-                doc_number=found.doc_number,
-            )
-        message = verdict.outcome.message
-        if found is not None:
-            message = (
-                f"An invoice with DocNumber {draft.doc_number} but different contents already "
-                f"exists in QuickBooks (id {found.qbo_id}, customer {found.customer_id}, total "
-                f"{found.total}; ours: customer {draft.customer_id}, total {draft.total}). "
-                f"QuickBooks said: {message}"
-            )
-        return replace(verdict.outcome, message=message, looked_up=True)
+        if found is None:  # absent, or the lookup failed: QuickBooks' refusal stands
+            return verdict.outcome
+        return found_by_doc_number(draft, found, verdict.outcome)
 
     def push_payment(self, draft: PaymentDraft) -> PushOutcome:
         """Create one payment (linked to its invoice when known) with its request id."""

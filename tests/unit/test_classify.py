@@ -75,11 +75,12 @@ CASES = [
 
 
 @pytest.mark.parametrize(
-    ("failure", "is_create", "kind", "reason", "refresh", "retry_now", "lookup"),
-    [c[1:] for c in CASES],
+    ("name", "failure", "is_create", "kind", "reason", "refresh", "retry_now", "lookup"),
+    CASES,
     ids=[c[0] for c in CASES],
 )
 def test_classification_table(
+    name: str,
     failure: Failure,
     is_create: bool,
     kind: OutcomeKind,
@@ -95,6 +96,8 @@ def test_classification_table(
     assert (verdict.refresh, verdict.retry_now, verdict.lookup) == (refresh, retry_now, lookup)
     assert verdict.outcome.message  # always a stated reason
     assert verdict.outcome.message.strip() not in {"400", "401", "429", "500", "503"}
+    # classify alone says "pause the realm": the throttles, and nothing else
+    assert verdict.outcome.pause_realm == name.startswith(("3001", "429"))
 
 
 def test_throttle_pause_is_scaled() -> None:
