@@ -17,20 +17,18 @@ The key: adapters/secret_key.py.
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from adapters.persistence import DatabaseUrl, process_lock
-from domain.ports import Clock
+from domain.ports import Clock, TokenSet
 
 TABLE = "flightledger_vault"
 KEY_ENV = "FLIGHTLEDGER_SECRET_KEY"
@@ -40,61 +38,6 @@ STATE_PREFIX = "state:"
 
 class VaultError(RuntimeError):
     """The vault cannot do what was asked; the message says why (never a secret)."""
-
-
-@dataclass(frozen=True)
-class TokenSet:
-    """A school's OAuth tokens and their expiries."""
-
-    realm: str
-    access_token: str
-    access_expires_at: datetime
-    refresh_token: str
-    refresh_expires_at: datetime | None
-    hard_expires_at: datetime | None = None
-
-    def __repr__(self) -> str:
-        """Never show token values."""
-        return (
-            f"TokenSet(realm={self.realm!r}, access_expires_at={self.access_expires_at}, "
-            f"refresh_expires_at={self.refresh_expires_at}, hard_expires_at={self.hard_expires_at})"
-        )
-
-    __str__ = __repr__
-
-    def to_json(self) -> str:
-        """Serialise (for encryption only)."""
-        return json.dumps(
-            {
-                "realm": self.realm,
-                "access_token": self.access_token,
-                "access_expires_at": self.access_expires_at.isoformat(),
-                "refresh_token": self.refresh_token,
-                "refresh_expires_at": _iso(self.refresh_expires_at),
-                "hard_expires_at": _iso(self.hard_expires_at),
-            }
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> TokenSet:
-        """Deserialise."""
-        data = json.loads(text)
-        return cls(
-            realm=data["realm"],
-            access_token=data["access_token"],
-            access_expires_at=datetime.fromisoformat(data["access_expires_at"]),
-            refresh_token=data["refresh_token"],
-            refresh_expires_at=_from_iso(data.get("refresh_expires_at")),
-            hard_expires_at=_from_iso(data.get("hard_expires_at")),
-        )
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def _from_iso(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
 
 
 def seal(aead: AESGCM, school: str, name: str, plaintext: str) -> bytes:
@@ -163,7 +106,13 @@ class TokenVault(ABC):
 
     def _put(self, school: str, name: str, plaintext: str, expires_at: datetime | None) -> None:
         blob = seal(self._aead, school, name, plaintext)
-        self._upsert(school, name, blob, _iso(expires_at), self.clock.now().isoformat())
+        self._upsert(
+            school,
+            name,
+            blob,
+            expires_at.isoformat() if expires_at else None,
+            self.clock.now().isoformat(),
+        )
 
     def _get(self, school: str, name: str) -> str | None:
         blob = self._select(school, name)

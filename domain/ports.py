@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
@@ -138,6 +140,61 @@ class TokenExpiries:
 
 
 @dataclass(frozen=True)
+class TokenSet:
+    """A school's OAuth tokens and their expiries."""
+
+    realm: str
+    access_token: str
+    access_expires_at: datetime
+    refresh_token: str
+    refresh_expires_at: datetime | None
+    hard_expires_at: datetime | None = None
+
+    def __repr__(self) -> str:
+        """Never show token values."""
+        return (
+            f"TokenSet(realm={self.realm!r}, access_expires_at={self.access_expires_at}, "
+            f"refresh_expires_at={self.refresh_expires_at}, hard_expires_at={self.hard_expires_at})"
+        )
+
+    __str__ = __repr__
+
+    def to_json(self) -> str:
+        """Serialise (for encryption only)."""
+        return json.dumps(
+            {
+                "realm": self.realm,
+                "access_token": self.access_token,
+                "access_expires_at": self.access_expires_at.isoformat(),
+                "refresh_token": self.refresh_token,
+                "refresh_expires_at": _iso(self.refresh_expires_at),
+                "hard_expires_at": _iso(self.hard_expires_at),
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> TokenSet:
+        """Deserialise."""
+        data = json.loads(text)
+        return cls(
+            realm=data["realm"],
+            access_token=data["access_token"],
+            access_expires_at=datetime.fromisoformat(data["access_expires_at"]),
+            refresh_token=data["refresh_token"],
+            refresh_expires_at=_from_iso(data.get("refresh_expires_at")),
+            hard_expires_at=_from_iso(data.get("hard_expires_at")),
+        )
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _from_iso(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+@dataclass(frozen=True)
 class ConnectionCheck:
     """Result of a live connection test."""
 
@@ -145,6 +202,94 @@ class ConnectionCheck:
     company: CompanyInfo | None = None
     message: str = ""
     reason_code: ReasonCode | None = None
+
+
+# --- what the connection use cases (services/connection.py) need ------------------------------
+
+
+class AuthorizationFailed(Exception):
+    """An OAuth call (code exchange, refresh, revoke) failed; the message is for the operator
+    and never carries a token (adapters.quickbooks.oauth.QboAuthError is one)."""
+
+
+@dataclass(frozen=True)
+class OAuthCallback:
+    """What the authorization server's redirect carried (empty strings where it carried none)."""
+
+    state: str = ""
+    code: str = ""
+    realm: str = ""
+    error: str = ""
+    error_description: str = ""
+
+
+class OAuthPort(Protocol):
+    """The accounting system's OAuth endpoints for this app (adapters.quickbooks.oauth)."""
+
+    def authorization_url(self, state: str) -> str:
+        """The URL to send the operator to, already checked against the trusted origins."""
+        ...
+
+    def exchange(self, code: str, realm: str, now: datetime) -> TokenSet:
+        """Trade an authorization code for tokens (AuthorizationFailed when refused)."""
+        ...
+
+    def revoke(self, token: str) -> None:
+        """End the connection at the provider (AuthorizationFailed when refused)."""
+        ...
+
+
+class ConnectionVault(Protocol):
+    """Where a school's tokens and pending OAuth states are kept (adapters.vault.TokenVault)."""
+
+    def put_state(self, school: str, state: str, *, ttl: timedelta, now: datetime) -> None:
+        """Remember an OAuth state for one use until now + ttl."""
+        ...
+
+    def consume_state(self, school: str, state: str, *, now: datetime) -> bool:
+        """True once for a stored, unexpired state."""
+        ...
+
+    def get_tokens(self, school: str) -> TokenSet | None:
+        """The school's token set, or None."""
+        ...
+
+    def put_tokens(self, school: str, tokens: TokenSet) -> None:
+        """Store (or atomically replace) a school's token set."""
+        ...
+
+    def delete_tokens(self, school: str) -> bool:
+        """Forget the school's tokens."""
+        ...
+
+    def refresh_lock(self, school: str) -> AbstractContextManager[None]:
+        """Held while a token set is refreshed or replaced (across processes)."""
+        ...
+
+
+class CompanyProbe(Protocol):
+    """The live reads a connection test makes (the school's AccountingGateway)."""
+
+    def test_connection(self) -> ConnectionCheck:
+        """Read CompanyInfo live."""
+        ...
+
+    def custom_txn_numbers(self) -> bool | None:
+        """Whether the company keeps the DocNumbers we send (None: cannot tell)."""
+        ...
+
+
+class CompanyDirectory(Protocol):
+    """Reading who a token set or a school is connected to (adapters/quickbooks, wired in
+    workers/qbo.py)."""
+
+    def company_with(self, school: str, tokens: TokenSet) -> CompanyInfo | PushOutcome:
+        """CompanyInfo of tokens.realm read with tokens not yet stored, or the failure."""
+        ...
+
+    def probe(self, school: str) -> CompanyProbe:
+        """The school's gateway for a live test, with its stored tokens."""
+        ...
 
 
 class AccountingGateway(Protocol):

@@ -1,63 +1,50 @@
-"""Wiring of the QuickBooks adapter: settings, vault, gateways with Connection hooks, and the
-connection use cases (connect, callback, test, disconnect, status) behind the CLI and web."""
+"""The composition root of the QuickBooks connection: settings, vault, gateways whose token
+changes are recorded on the school's Connection, and services.connection's use cases wired to
+intuitlib's OAuth client, the vault and QuickBooks (`ConnectionService`)."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import requests
-import structlog
-from eventsourcing.persistence import IntegrityError
 
 from adapters.persistence import DatabaseUrl, ensure_schema, parse_database_url
 from adapters.quickbooks.gateway import GatewayHooks, QuickBooksGateway, RealmSession
-from adapters.quickbooks.oauth import (
-    STATE_TTL,
-    OAuthClient,
-    QboAuthError,
-    new_state,
-    oauth_client,
-)
+from adapters.quickbooks.oauth import OAuthClient, oauth_client, read_callback
 from adapters.quickbooks.ratelimit import BudgetLimits, RateBudget
 from adapters.quickbooks.settings import SIMULATOR, QboSettings
 from adapters.secret_key import default_key_file, load_secret_key
-from adapters.vault import TokenSet, TokenVault
+from adapters.vault import TokenVault
 from domain.application import SYSTEM, FlightLedger
-from domain.connection import (
-    CompanySwitch,
-    CompanySwitchRefused,
-    Connection,
-    ConnectionState,
-    HeldRecord,
-)
-from domain.financial_event import FinancialEvent, Status
-from domain.pill import status_document
-from domain.ports import Clock, CompanyInfo, ConnectionCheck, ReasonCode, TokenExpiries
-from domain.preflight import NOT_CONNECTED_MESSAGE, RECONNECT_MESSAGE
+from domain.ports import Clock, CompanyInfo, ConnectionCheck, PushOutcome, TokenSet
 from projections.view import ProjectedView
+from services.connection import (
+    CallbackResult,
+    CompanySwitchUnconfirmed,
+    ConnectionStepRefused,
+    ConnectionUseCases,
+    connection_status,
+    may_be_in_old_company,
+    record_auth_failure,
+    record_expired,
+    record_refresh,
+    update_connection,
+)
 
-log = structlog.get_logger(__name__)
+__all__ = [
+    "CallbackResult",
+    "CompanySwitchUnconfirmed",
+    "ConnectionService",
+    "ConnectionStepRefused",
+    "connection_status",
+    "may_be_in_old_company",
+    "update_connection",
+]
+
 
 APP_SCOPE = "_app"  # vault "school" holding app-wide secrets (the client secret)
-CONNECTED_VERIFYING = "QuickBooks connected! Verifying..."
-STATE_MISMATCH = (
-    "The QuickBooks callback does not match a connection started here (unknown, used or expired "
-    "state): run 'connection connect' again"
-)
-
-
-class ConnectionStepRefused(RuntimeError):
-    """A connection step was refused; the message is for the operator."""
-
-
-class CompanySwitchUnconfirmed(ConnectionStepRefused, CompanySwitchRefused):
-    """Another company than the one holding the invoices, not confirmed (CLI and dashboard)."""
 
 
 def _client_secret_name(client_id: str) -> str:
@@ -119,21 +106,6 @@ def budget_for(settings: QboSettings, realm_key: str) -> RateBudget:
         return budget
 
 
-def update_connection(
-    ledger: FlightLedger, school: str, change: Callable[[Connection], None]
-) -> None:
-    """Load, change and save the school's Connection; retry once on a version conflict."""
-    for attempt in (1, 2):
-        connection = ledger.connection(school)
-        change(connection)
-        try:
-            ledger.save(connection)
-            return
-        except IntegrityError:
-            if attempt == 2:
-                raise
-
-
 def gateway_for(
     ledger: FlightLedger,
     vault: TokenVault,
@@ -149,28 +121,6 @@ def gateway_for(
     `stopping`: the worker is shutting down; retries stop and their waits end early.
     """
 
-    def refreshed(expiries: TokenExpiries) -> None:
-        update_connection(
-            ledger,
-            school,
-            lambda c: c.record_refresh(
-                access_expires_at=expiries.access_expires_at,
-                refresh_expires_at=expiries.refresh_expires_at,
-                hard_expires_at=expiries.hard_expires_at,
-                at=ledger.clock.now(),
-            ),
-        )
-
-    def expired(message: str) -> None:
-        update_connection(
-            ledger, school, lambda c: c.expire(message=message, at=ledger.clock.now())
-        )
-
-    def auth_failed(message: str) -> None:
-        update_connection(
-            ledger, school, lambda c: c.record_failure(message=message, at=ledger.clock.now())
-        )
-
     tokens = vault.get_tokens(school)
     session = RealmSession(
         settings=settings,
@@ -178,7 +128,11 @@ def gateway_for(
         tokens=vault,
         oauth=oauth,
         budget=budget or budget_for(settings, tokens.realm if tokens else school),
-        hooks=GatewayHooks(on_refreshed=refreshed, on_expired=expired, on_auth_failed=auth_failed),
+        hooks=GatewayHooks(
+            on_refreshed=lambda expiries: record_refresh(ledger, school, expiries),
+            on_expired=lambda message: record_expired(ledger, school, message),
+            on_auth_failed=lambda message: record_auth_failure(ledger, school, message),
+        ),
         now=ledger.clock.now,
         stopping=stopping,
     )
@@ -207,47 +161,36 @@ class _NewTokens:
             yield
 
 
-MAY_BE_IN_OLD_COMPANY = (
-    Status.UNCERTAIN.value,
-    Status.SYNCING.value,
-    Status.PENDING.value,
-    Status.RETRYING.value,
-    Status.FAILED.value,
-    Status.ACTION_REQUIRED.value,
-)
-_PUSH_NOT_ANSWERED = frozenset(
-    {ReasonCode.AUTH_EXPIRED, ReasonCode.AUTH_FAILED, ReasonCode.NOT_CONNECTED}
-)
+class _Companies:
+    """CompanyDirectory on QuickBooks: CompanyInfo read with new tokens, a school's gateway."""
+
+    def __init__(self, service: ConnectionService) -> None:
+        self.service = service
+
+    def company_with(self, school: str, tokens: TokenSet) -> CompanyInfo | PushOutcome:
+        """CompanyInfo of tokens.realm through a session on these tokens only."""
+        settings = self.service.settings
+        session = RealmSession(
+            settings=settings,
+            school=school,
+            tokens=_NewTokens(tokens),
+            oauth=self.service.oauth,
+            budget=budget_for(settings, tokens.realm),
+            now=self.service.ledger.clock.now,
+        )
+        try:
+            return QuickBooksGateway(session).company_info()
+        finally:
+            session.close()
+
+    def probe(self, school: str) -> QuickBooksGateway:
+        """The school's gateway (its token changes recorded on the Connection)."""
+        return self.service.gateway(school)
 
 
-def may_be_in_old_company(event: FinancialEvent) -> bool:
-    """A push of this event was sent and its outcome may have been a create: uncertain or
-    syncing, or waiting (pending/retrying/failed/auth) after a push whose answer was not a
-    definite refusal."""
-    if event.attempts == 0:
-        return False
-    if event.status in (Status.UNCERTAIN, Status.SYNCING):
-        return True
-    if event.status == Status.ACTION_REQUIRED:
-        return event.reason_code in _PUSH_NOT_ANSWERED
-    return event.status in (Status.PENDING, Status.RETRYING, Status.FAILED)
-
-
-def connection_status(ledger: FlightLedger, school: str, now: datetime) -> dict[str, Any]:
-    """CLI.md's connection status document."""
-    return status_document(ledger.connection(school), now)
-
-
-@dataclass
-class CallbackResult:
-    """The connection check after a callback, with the lines shown along the way."""
-
-    check: ConnectionCheck
-    steps: list[str]
-
-
-class ConnectionService:
-    """Connect, complete the callback, test, disconnect and report a school's QBO connection."""
+class ConnectionService(ConnectionUseCases):
+    """services.connection's use cases wired to QuickBooks: intuitlib's OAuth client of these
+    settings, this vault, QuickBooks gateways and the log's stored view."""
 
     def __init__(
         self,
@@ -257,289 +200,44 @@ class ConnectionService:
         *,
         oauth: OAuthClient | None = None,
     ) -> None:
-        self.ledger = ledger
-        self.vault = vault
         self.settings = settings
-        self._oauth = oauth
+        self._client = oauth
+        super().__init__(
+            ledger,
+            vault=vault,
+            oauth=lambda: self.oauth,
+            read_callback=read_callback,
+            companies=_Companies(self),
+            open_view=self._caught_up_view,
+            on_connect_started=self._keep_client_secret,
+        )
+        self.vault: TokenVault = vault
 
     @property
     def oauth(self) -> OAuthClient:
         """The cached OAuth client of these settings."""
-        if self._oauth is None:
-            self._oauth = oauth_client(self.settings)
-        return self._oauth
+        if self._client is None:
+            self._client = oauth_client(self.settings)
+        return self._client
 
     def gateway(self, school: str) -> QuickBooksGateway:
         """The school's gateway."""
         return gateway_for(self.ledger, self.vault, self.settings, school, oauth=self.oauth)
 
-    def connect(self, school: str) -> tuple[str, str]:
-        """Start the OAuth flow: (validated authorization URL, state)."""
-        state = new_state()
-        url = self.oauth.authorization_url(state)  # raises UntrustedAuthorizationUrl
-        self.vault.put_state(school, state, ttl=STATE_TTL, now=self.ledger.clock.now())
+    def _keep_client_secret(self) -> None:
+        """The worker reads the client secret from the vault when its environment has none."""
         if self.settings.client_secret:
             self.vault.put_secret(
                 APP_SCOPE, _client_secret_name(self.settings.client_id), self.settings.client_secret
             )
-        log.info("qbo_connect_started", school=school)
-        return url, state
 
-    def callback(
-        self,
-        school: str,
-        redirect_url: str,
-        operator: str = SYSTEM,
-        *,
-        switch_company: bool = False,
-    ) -> ConnectionCheck:
-        """Complete the flow from the redirect URL; then test the connection."""
-        return self.callback_steps(
-            school, redirect_url, operator, switch_company=switch_company
-        ).check
-
-    def callback_steps(
-        self,
-        school: str,
-        redirect_url: str,
-        operator: str = SYSTEM,
-        *,
-        switch_company: bool = False,
-    ) -> CallbackResult:
-        """callback(), also returning the human lines ('QuickBooks connected! Verifying...')."""
-        query = {k: v[0] for k, v in parse_qs(urlsplit(redirect_url).query).items()}
-        if "error" in query:
-            raise ConnectionStepRefused(
-                f"QuickBooks did not authorize the connection: {query['error']}"
-                + (f" — {query['error_description']}" if query.get("error_description") else "")
-            )
-        state, code, realm = query.get("state", ""), query.get("code", ""), query.get("realmId", "")
-        if not state or not self.vault.consume_state(school, state, now=self.ledger.clock.now()):
-            log.warning("qbo_callback_refused", school=school, reason="state")
-            raise ConnectionStepRefused(STATE_MISMATCH)
-        if not code or not realm:
-            raise ConnectionStepRefused("The QuickBooks callback URL carries no code or realmId")
-        now = self.ledger.clock.now()
-        try:
-            tokens = self.oauth.exchange(code, realm, now)
-        except QboAuthError as exc:
-            raise ConnectionStepRefused(
-                f"QuickBooks refused the authorization code: {exc}"
-            ) from None
-        company = self._confirm_realm(school, tokens)
-        previous = self.ledger.connection(school)
-        switching = bool(previous.realm) and previous.realm != tokens.realm
-        if switching:
-            self._check_switch(school, previous, tokens.realm, company, switch_company)
-        with self.vault.refresh_lock(school):  # not while a worker refreshes the old set
-            self.vault.put_tokens(school, tokens)
-        if switching:
-            self._hold_events_of_old_company(school, previous, company, operator)
-        update_connection(
-            self.ledger,
-            school,
-            lambda c: c.connect(
-                realm=tokens.realm,
-                company=company.company_name,
-                country=company.country,
-                access_expires_at=tokens.access_expires_at,
-                refresh_expires_at=tokens.refresh_expires_at,
-                hard_expires_at=tokens.hard_expires_at,
-                actor=operator,
-                at=now,
-            ),
-        )
-        log.info("qbo_connected", school=school, realm=tokens.realm)
-        check = self.test(school, operator)  # also reads the company's preferences
-        return CallbackResult(check=check, steps=[CONNECTED_VERIFYING, check.message])
-
-    def _confirm_realm(self, school: str, tokens: TokenSet) -> CompanyInfo:
-        """CompanyInfo of the callback's realmId read with the new tokens (not yet stored).
-
-        A realmId the tokens do not open (a tampered or mixed-up callback) is refused, and the
-        school's stored tokens stay as they were.
-        """
-        session = RealmSession(
-            settings=self.settings,
-            school=school,
-            tokens=_NewTokens(tokens),
-            oauth=self.oauth,
-            budget=budget_for(self.settings, tokens.realm),
-            now=self.ledger.clock.now,
-        )
-        try:
-            info = QuickBooksGateway(session).company_info()
-        finally:
-            session.close()
-        if isinstance(info, CompanyInfo):
-            return info
-        log.warning("qbo_callback_refused", school=school, reason="realm", realm=tokens.realm)
-        raise ConnectionStepRefused(
-            f"QuickBooks did not open company {tokens.realm} with the new authorization: "
-            f"{info.message}. Nothing was changed; run 'connection connect' again."
-        )
-
-    def _check_switch(
-        self,
-        school: str,
-        previous: Connection,
-        realm: str,
-        company: CompanyInfo,
-        confirmed: bool,
-    ) -> None:
-        """Refuse connecting another company while invoices are in the old one, unless
-        an admin confirmed the switch; the refusal names what may already be in the old one."""
-        if confirmed or not self._has_invoices(school):
-            return
-        switch = CompanySwitch(
-            old_company=previous.company or "another QuickBooks company",
-            old_realm=previous.realm or "",
-            new_company=company.company_name or "another company",
-            new_realm=realm,
-            may_be_in_old=tuple(
-                HeldRecord(e.reference, e.status.value) for e in self._maybe_in_old_company(school)
-            ),
-        )
-        held = switch.may_be_in_old
-        shown = ", ".join(h.reference for h in held[:10]) + (" …" if len(held) > 10 else "")
-        log.warning("qbo_callback_refused", school=school, reason="company_switch", realm=realm)
-        raise CompanySwitchUnconfirmed(
-            f"This school's invoices are in {switch.old_company} (realm {previous.realm}); you "
-            f"connected {switch.new_company} (realm {realm}). Nothing was changed. "
-            + (
-                f"{len(held)} record(s) may already be in {switch.old_company} (a push was sent "
-                f"and no definite answer came back): {shown}; after a switch they wait under "
-                "company_switched for you to check them there. "
-                if held
-                else ""
-            )
-            + "Connect the same company again, or, to move this school to the new company, run "
-            "'connection connect' and complete it with 'connection callback URL --switch-company'.",
-            switch,
-        )
-
-    def _view(self) -> ProjectedView:
+    def _caught_up_view(self) -> ProjectedView:
         from adapters.views import open_view
         from workers.projector import Projector
 
         view = open_view(self.vault.db)
         Projector(self.ledger, view).catch_up()
         return view
-
-    def _has_invoices(self, school: str) -> bool:
-        view = self._view()
-        try:
-            return bool(view.list(school, statuses=[Status.SYNCED.value], limit=1))
-        finally:
-            view.close()
-
-    def _maybe_in_old_company(self, school: str) -> list[FinancialEvent]:
-        """The school's records that may already exist in the company it is leaving."""
-        view = self._view()
-        try:
-            rows = view.list(school, statuses=list(MAY_BE_IN_OLD_COMPANY))
-        finally:
-            view.close()
-        events = (self.ledger.financial_event(row.id) for row in rows)
-        return [e for e in events if may_be_in_old_company(e)]
-
-    def _hold_events_of_old_company(
-        self, school: str, previous: Connection, company: CompanyInfo, operator: str
-    ) -> int:
-        """Events that may already exist in the old company go to action_required
-        (company_switched): never created again in the new one without an operator's retry."""
-        message = (
-            f"QuickBooks was switched from {previous.company or 'the old company'} (realm "
-            f"{previous.realm}) to {company.company_name or 'a new company'}; this "
-            "record may already be in the old company. Check there, then Dismiss it or press "
-            "Retry Failed to create it in the new company"
-        )
-        held: list[FinancialEvent] = []
-        now = self.ledger.clock.now()
-        for event in self._maybe_in_old_company(school):
-            event.require_action(
-                reason_code=ReasonCode.COMPANY_SWITCHED,
-                message=message,
-                missing=[],
-                actor=operator,
-                at=now,
-            )
-            if event.pending_events:
-                held.append(event)
-        if held:
-            self.ledger.save(*held)
-        log.info("qbo_company_switched", school=school, held=len(held))
-        return len(held)
-
-    def test(self, school: str, operator: str = SYSTEM) -> ConnectionCheck:
-        """A live CompanyInfo read, recorded as ConnectionTested."""
-        connection = self.ledger.connection(school)
-        if connection.state in (ConnectionState.NEVER, ConnectionState.DISCONNECTED):
-            return ConnectionCheck(
-                ok=False, message=NOT_CONNECTED_MESSAGE, reason_code=ReasonCode.NOT_CONNECTED
-            )
-        if connection.state == ConnectionState.EXPIRED:
-            # Nothing is asked of QuickBooks: record no test, so QuickBooks' own message
-            # (invalid_grant ...) stays the connection's last error instead of our sentence.
-            return ConnectionCheck(
-                ok=False, message=RECONNECT_MESSAGE, reason_code=ReasonCode.AUTH_EXPIRED
-            )
-        gateway = self.gateway(school)
-        check = gateway.test_connection()
-        company = check.company
-        update_connection(
-            self.ledger,
-            school,
-            lambda c: c.record_test(
-                ok=check.ok,
-                company=company.company_name if company else None,
-                country=company.country if company else None,
-                message=check.message,
-                actor=operator,
-                at=self.ledger.clock.now(),
-            ),
-        )
-        log.info("qbo_connection_tested", school=school, ok=check.ok)
-        if check.ok:
-            self._read_preferences(school, gateway)
-        return check
-
-    def _read_preferences(self, school: str, gateway: QuickBooksGateway) -> None:
-        """Record SalesFormsPrefs.CustomTxnNumbers (off: QBO will not keep our DocNumbers)."""
-        custom = gateway.custom_txn_numbers()
-        if custom is None:
-            return
-        update_connection(
-            self.ledger,
-            school,
-            lambda c: c.record_preferences(custom_txn_numbers=custom, at=self.ledger.clock.now()),
-        )
-        if not custom:
-            log.warning("qbo_custom_txn_numbers_off", school=school)
-
-    def disconnect(self, school: str, operator: str = SYSTEM) -> bool:
-        """Revoke at Intuit (best effort), forget the tokens, record Disconnected."""
-        tokens = self.vault.get_tokens(school)
-        if tokens is not None:
-            try:
-                self.oauth.revoke(tokens.refresh_token)
-            except QboAuthError as exc:
-                log.warning("qbo_revoke_failed", school=school, reason=str(exc))
-            with self.vault.refresh_lock(school):
-                self.vault.delete_tokens(school)
-        connection = self.ledger.connection(school)
-        if connection.state != ConnectionState.NEVER:
-            update_connection(
-                self.ledger,
-                school,
-                lambda c: c.disconnect(actor=operator, at=self.ledger.clock.now()),
-            )
-        log.info("qbo_disconnected", school=school)
-        return True
-
-    def status(self, school: str, now: datetime | None = None) -> dict[str, Any]:
-        """CLI.md's connection status document."""
-        return connection_status(self.ledger, school, now or self.ledger.clock.now())
 
     def connect_simulator(self, school: str, operator: str = SYSTEM) -> ConnectionCheck:
         """The whole flow against a local simulator (auto-consent): for the demo and tests."""

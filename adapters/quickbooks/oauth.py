@@ -5,10 +5,10 @@ QboAuthError carrying a classify.Failure.
 
 from __future__ import annotations
 
-import secrets
 import threading
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import requests
 import structlog
@@ -27,15 +27,14 @@ from adapters.quickbooks.classify import (
     parse_fault,
 )
 from adapters.quickbooks.settings import QboSettings
-from adapters.vault import TokenSet
+from domain.ports import AuthorizationFailed, OAuthCallback, TokenSet
 
 log = structlog.get_logger(__name__)
 
-STATE_TTL = timedelta(minutes=10)
 HARD_EXPIRY_HEADER = "x-include-refresh-token-hard-expires-in"
 
 
-class QboAuthError(Exception):
+class QboAuthError(AuthorizationFailed):
     """An OAuth call failed; ``failure`` says how (code 'invalid_grant' when the token is dead)."""
 
     def __init__(self, failure: Failure) -> None:
@@ -52,9 +51,16 @@ class UntrustedAuthorizationUrl(ValueError):
     """The authorization URL is missing or not on a trusted host; the message is DESIGN.md's."""
 
 
-def new_state() -> str:
-    """A fresh OAuth state (CSRF token) from ``secrets``."""
-    return secrets.token_urlsafe(32)
+def read_callback(redirect_url: str) -> OAuthCallback:
+    """What Intuit's redirect back carried: state, code, realmId, or error (+ description)."""
+    query = {k: v[0] for k, v in parse_qs(urlsplit(redirect_url).query).items()}
+    return OAuthCallback(
+        state=query.get("state", ""),
+        code=query.get("code", ""),
+        realm=query.get("realmId", ""),
+        error=query.get("error", ""),
+        error_description=query.get("error_description", ""),
+    )
 
 
 def validate_authorization_url(url: str | None, settings: QboSettings) -> str:

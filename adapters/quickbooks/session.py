@@ -35,8 +35,7 @@ from adapters.quickbooks.client import QboCallFailed, QboClient, TimedQuickBooks
 from adapters.quickbooks.oauth import OAuthClient, QboAuthError, oauth_client
 from adapters.quickbooks.ratelimit import BudgetLimits, RateBudget
 from adapters.quickbooks.settings import QboSettings
-from adapters.vault import TokenSet
-from domain.ports import OutcomeKind, PushOutcome, ReasonCode, TokenExpiries
+from domain.ports import OutcomeKind, PushOutcome, ReasonCode, TokenExpiries, TokenSet
 from domain.preflight import NOT_CONNECTED_MESSAGE
 
 log = structlog.get_logger(__name__)

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from adapters.persistence import ensure_schema, parse_database_url
-from adapters.vault import TokenSet, TokenVault, VaultError
+from adapters.vault import TokenVault, VaultError
 from adapters.vault_postgres import PostgresTokenVault
 from adapters.vault_sqlite import SqliteTokenVault
-from domain.ports import FixedClock
+from domain.ports import FixedClock, TokenSet
 from workers.qbo import token_vault
 
 KEY = os.urandom(32)
