@@ -104,6 +104,17 @@ def connection_status(ledger: FlightLedger, school: str, now: datetime) -> dict[
     return status_document(ledger.connection(school), now)
 
 
+def check_document(check: ConnectionCheck) -> dict[str, Any]:
+    """CLI.md's / API.md's answer to a connection test or callback: ok, company, country,
+    message."""
+    return {
+        "ok": check.ok,
+        "company": check.company.company_name if check.company else None,
+        "country": check.company.country if check.company else None,
+        "message": check.message,
+    }
+
+
 def update_connection(
     ledger: FlightLedger, school: str, change: Callable[[Connection], None]
 ) -> None:

@@ -17,6 +17,7 @@ from domain.application import FlightLedger
 from domain.reasons import fix_for
 from domain.records import RecordKind, parse_flight_ended, parse_payment_received
 from qbo_simulator import QboSimulator, SimulatorConfig
+from services.connection import CONNECTED_VERIFYING
 from services.retry import retry_failed
 from workers.bootstrap import Config, open_ledger
 from workers.context import table
@@ -149,7 +150,7 @@ class Demo:
         url, _ = service.connect(SCHOOL)
         self.note(f"authorization URL: {url.split('?')[0]}?…")
         check = service.connect_simulator(SCHOOL, OPERATOR)
-        self.note("QuickBooks connected! Verifying...")
+        self.note(CONNECTED_VERIFYING)
         self.note(check.message)
         status = service.status(SCHOOL)
         self.note(f"connection pill: {status['pill']} ({status['tone']}), token {status['badge']}")

@@ -49,7 +49,6 @@ from domain.api_keys import RECORDS_WRITE, ApiKey
 from domain.application import FlightLedger
 from domain.financial_event import NotFound, TransitionRefused
 from domain.mappings import mapping_rows
-from domain.pill import status_document
 from domain.ports import ReasonCode
 from domain.qbo_lists import QboLists, QboListsPort
 from domain.reasons import fix_for
@@ -71,7 +70,7 @@ from projections.view import FinancialEventView, row_json
 from services import mappings as mappings_use_case
 from services import records as records_use_case
 from services import retry as use_case
-from services.connection import ConnectionServicePort
+from services.connection import ConnectionServicePort, check_document, connection_status
 from services.retry import NoteRequired
 
 log = structlog.get_logger(__name__)
@@ -569,7 +568,7 @@ def install_api(app: FastAPI, cfg: ApiConfig) -> None:
         now = ledger.clock.now()
         if cfg.connections is not None:
             return to_jsonable(cfg.connections.status(key.school, now))
-        return to_jsonable(status_document(ledger.connection(key.school), now))
+        return to_jsonable(connection_status(ledger, key.school, now))
 
     @router.post(
         "/connection/test",
@@ -582,12 +581,7 @@ def install_api(app: FastAPI, cfg: ApiConfig) -> None:
         if cfg.connections is None:
             raise ApiError(503, "QuickBooks is not configured on this server")
         check = cfg.connections.test(key.school, key.name)
-        return models.ConnectionTestOut(
-            ok=check.ok,
-            company=check.company.company_name if check.company else None,
-            country=check.company.country if check.company else None,
-            message=check.message,
-        )
+        return models.ConnectionTestOut(**check_document(check))
 
     @router.get("/mappings", response_model=list[models.MappingOut], tags=["mappings"])
     def list_mappings(

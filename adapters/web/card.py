@@ -28,10 +28,10 @@ from domain.pill import (
     status_document,
 )
 from domain.preflight import NOT_CONNECTED_MESSAGE, RECONNECT_MESSAGE
+from services.connection import CONNECTED_VERIFYING
 
 log = structlog.get_logger(__name__)
 
-CONNECTED_VERIFYING = "QuickBooks connected! Verifying..."
 CONNECTION_ERROR_TITLE = "QuickBooks connection error"
 VERIFYING_KEY = "verifying"  # session key set by the callback, taken by the next card
 OWN_SENTENCES = frozenset({NOT_CONNECTED_MESSAGE, RECONNECT_MESSAGE})

@@ -146,6 +146,106 @@ def test_entry_points_call_the_use_case_not_the_ledger(command: str) -> None:
     assert ledger_calls(command) == []
 
 
+# The connection use cases (connect, callback, test, disconnect, status, what a refresh records)
+# are services/connection.py's: the CLI, the dashboard and the API call them and never reach the
+# vault, the OAuth client, the gateway's company reads or the Connection aggregate themselves.
+CONNECTION_ENTRY_POINTS = (*ENTRY_POINTS, "adapters/web/")
+CONNECTION_PORT_CALLS = frozenset(
+    {
+        # ConnectionVault / TokenVault
+        "put_state",
+        "consume_state",
+        "get_tokens",
+        "put_tokens",
+        "delete_tokens",
+        "refresh_lock",
+        # OAuthPort / intuitlib's client
+        "authorization_url",
+        "exchange",
+        "revoke",
+        "oauth_client",
+        "OAuthClient",
+        "read_callback",
+        # CompanyDirectory / CompanyProbe / the gateway
+        "company_with",
+        "company_info",
+        "test_connection",
+        "custom_txn_numbers",
+        "gateway_for",
+        "RealmSession",
+        "QuickBooksGateway",
+        # the Connection aggregate's commands
+        "record_test",
+        "record_refresh",
+        "record_failure",
+        "record_preferences",
+        "expire",
+        "update_connection",
+    }
+)
+AGGREGATE_ONLY = frozenset({"connect", "disconnect"})  # also use-case names: on the aggregate
+
+
+def connection_calls(tree: ast.AST, where: str) -> list[str]:
+    """Calls in a module that do a connection use case's work: a port's method or the
+    Connection aggregate's command, as where:line."""
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        on_aggregate = (
+            isinstance(func, ast.Attribute)
+            and name in AGGREGATE_ONLY
+            and (".connection(" in ast.unparse(func.value) or "ledger" in ast.unparse(func.value))
+        )
+        if name in CONNECTION_PORT_CALLS or on_aggregate:
+            found.append(f"{where}:{node.lineno} {name}")
+    return found
+
+
+def test_the_connection_call_finder_sees_the_use_cases_work() -> None:
+    """services/connection.py and workers/qbo.py make these calls (there they belong), and the
+    aggregate's connect is told from the use case's, so an empty list below means something."""
+    for module in ("services/connection.py", "workers/qbo.py"):
+        path = ROOT / module
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        assert connection_calls(tree, module)
+    source = "ledger.connection(s).connect(realm=r)\nservice().connect(school)\n"
+    assert [hit.split()[1] for hit in connection_calls(ast.parse(source), "x")] == ["connect"]
+
+
+def test_entry_points_do_not_implement_the_connection_use_cases() -> None:
+    """The CLI's `connection ...` commands, the dashboard's connection routes and helpers and the
+    API call services.connection (wired by workers/qbo.py): none of them touches the token vault,
+    the OAuth client, QuickBooks' company reads or the Connection aggregate itself."""
+    found = []
+    seen = 0
+    for package in ("workers", "adapters"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            where = str(path.relative_to(ROOT))
+            if where.startswith(CONNECTION_ENTRY_POINTS):
+                seen += 1
+                tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+                found += connection_calls(tree, where)
+    assert found == []
+    assert seen > 10  # the walk reaches the entry points
+
+
+def test_the_connection_entry_points_call_one_use_case_module() -> None:
+    """The CLI's commands, the dashboard's connection routes and the API import the connection
+    use cases' module, so all three answer with its sentences and documents."""
+    for entry in (
+        "workers/commands/connection.py",
+        "adapters/web/routes/connection.py",
+        "adapters/api/app.py",
+    ):
+        package = entry.partition("/")[0]
+        names = {name for where, name in imports(package) if where == entry}
+        assert "services.connection" in names, entry
+
+
 def module_name(path: Path) -> str:
     """The dotted module name of a file under the root (a package is its __init__)."""
     parts = list(path.relative_to(ROOT).with_suffix("").parts)

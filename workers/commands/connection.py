@@ -9,29 +9,27 @@ from typing import TypeVar
 import typer
 from rich.console import Console
 
-from adapters.quickbooks.oauth import QboAuthError, UntrustedAuthorizationUrl
+from adapters.quickbooks.oauth import UntrustedAuthorizationUrl
 from adapters.quickbooks.settings import QboSettingsError
 from adapters.vault import VaultError
-from workers.commands.mappings import OPERATOR, default_operator
-from workers.context import CliContext, emit, fail, get_context
-from workers.qbo import (
-    ConnectionService,
+from domain.ports import AuthorizationFailed
+from services.connection import (
     ConnectionStepRefused,
-    connection_service,
+    ConnectionUseCases,
+    check_document,
     connection_status,
 )
+from workers.commands.mappings import OPERATOR, default_operator
+from workers.context import CliContext, emit, fail, get_context
+from workers.qbo import connection_service
 
 connection_app = typer.Typer(help="Connect this school to QuickBooks Online and check the link.")
 T = TypeVar("T")
 
 
-def _service(cli: CliContext) -> ConnectionService:
+def _service(cli: CliContext) -> ConnectionUseCases:
+    """The school's connection use cases, wired from the CLI's environment (workers/qbo.py)."""
     return connection_service(cli.ledger(), cli.config.database, cli.config.env)
-
-
-def service_for(cli: CliContext) -> ConnectionService:
-    """The school's connection use cases, configured from the CLI's environment."""
-    return _service(cli)
 
 
 @contextmanager
@@ -42,14 +40,14 @@ def _refusals(cli: CliContext) -> Iterator[None]:
     except (
         UntrustedAuthorizationUrl,
         ConnectionStepRefused,
-        QboAuthError,
+        AuthorizationFailed,
         QboSettingsError,
         VaultError,
     ) as exc:
         fail(cli, str(exc))
 
 
-def _run(cli: CliContext, action: Callable[[ConnectionService], T]) -> T:
+def _run(cli: CliContext, action: Callable[[ConnectionUseCases], T]) -> T:
     with _refusals(cli):
         return action(_service(cli))
     raise AssertionError("unreachable")  # pragma: no cover - fail() always raises
@@ -87,12 +85,7 @@ def callback(
         cli, lambda s: s.callback_steps(cli.school, url, who, switch_company=switch_company)
     )
     check = result.check
-    data = {
-        "ok": check.ok,
-        "company": check.company.company_name if check.company else None,
-        "country": check.company.country if check.company else None,
-        "message": check.message,
-    }
+    data = check_document(check)
 
     def human(console: Console) -> None:
         for line in result.steps:
@@ -127,12 +120,7 @@ def test(ctx: typer.Context, operator: str | None = OPERATOR) -> None:
     cli = get_context(ctx)
     who = operator or default_operator()
     check = _run(cli, lambda s: s.test(cli.school, who))
-    data = {
-        "ok": check.ok,
-        "company": check.company.company_name if check.company else None,
-        "country": check.company.country if check.company else None,
-        "message": check.message,
-    }
+    data = check_document(check)
     emit(cli, data, lambda console: console.print(check.message, markup=False))
     if not check.ok:
         if not cli.json_output:

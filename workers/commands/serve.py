@@ -80,10 +80,10 @@ def connection_service(cli: CliContext) -> tuple[ConnectionServicePort | None, s
         qbo: Any = importlib.import_module("workers.qbo")
     except ImportError:
         return None, "the QuickBooks wiring (workers/qbo.py) is not installed"
-    try:
-        settings = qbo.qbo_settings_from_env(cli.config.env)
-        vault = qbo.open_vault(cli.config.database, cli.config.env, create_key=False)
-        service: ConnectionServicePort = qbo.ConnectionService(cli.ledger(), vault, settings)
+    try:  # the CLI's `connection ...` commands use the same use cases, wired the same way
+        service: ConnectionServicePort = qbo.connection_service(
+            cli.ledger(), cli.config.database, cli.config.env
+        )
     except Exception as exc:  # configuration problems are stated, the dashboard still serves
         return None, str(exc) or type(exc).__name__
     return service, ""

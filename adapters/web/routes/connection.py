@@ -29,6 +29,7 @@ from adapters.web.pages import Pages
 from adapters.web.session import flash, form
 from domain.connection import CompanySwitchRefused
 from domain.ports import ConnectionCheck
+from services.connection import check_document
 
 log = structlog.get_logger(__name__)
 
@@ -155,16 +156,8 @@ def register(app: FastAPI, cfg: WebConfig, access: Access, pages: Pages) -> None
             check = ConnectionCheck(ok=False, message=redact_text(str(exc)))
         sentence = check_sentence(check)
         if "application/json" in request.headers.get("accept", ""):
-            company = check.company
-            return JSONResponse(
-                {
-                    "ok": check.ok,
-                    "company": company.company_name if company else None,
-                    "country": company.country if company else None,
-                    "message": sentence,
-                    "status": card_status(cfg, user.school),
-                }
-            )
+            shown = {**check_document(check), "message": sentence}
+            return JSONResponse({**shown, "status": card_status(cfg, user.school)})
         flash(request, "ok" if check.ok else "bad", sentence)
         return RedirectResponse("/", 303)
 
