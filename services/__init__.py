@@ -13,6 +13,7 @@ use case itself).
   conflict); the CLI's file import streams through workers/bulk_import.py instead.
 - `services.retry`: Retry Failed (a group, a selection, one event) and Dismiss.
 - `services.mappings`: set a mapping, set the invoice defaults, the per-school switches.
-- `services.connection`: the port of the connection use cases (connect, callback, test,
-  disconnect, status), implemented by workers.qbo.ConnectionService.
+- `services.connection`: connect, the OAuth callback (and the company-switch confirmation),
+  test, disconnect, status, and what a gateway's token refresh records; behind the ports of
+  domain/ports.py, wired to intuitlib, the vault and QuickBooks by workers.qbo.ConnectionService.
 """
