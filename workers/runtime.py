@@ -56,6 +56,22 @@ def gateway_factory(
     return gateway
 
 
+AGGREGATE_CACHE_SIZE = 20_000  # aggregates the worker keeps between passes
+
+
+def _cache_aggregates(ledger: FlightLedger) -> None:
+    """Keep aggregates between passes, fast-forwarded from the log on every read (one query
+    for the events after the cached version, a copy handed out): a pass no longer replays a
+    school's whole mapping history (hundreds of events) to read its mappings."""
+    from eventsourcing.application import LRUCache
+
+    repository = ledger.repository
+    if repository.cache is None:
+        repository.cache = LRUCache(maxsize=AGGREGATE_CACHE_SIZE)
+        repository.fastforward = True
+        repository.deepcopy_from_cache = True
+
+
 def _widen_pool(store: object, size: int) -> None:
     """Let a PostgreSQL store's connection pool hold `size` connections (SQLite: no pool)."""
     pool = getattr(getattr(store, "datastore", None), "pool", None)
@@ -99,6 +115,7 @@ def build_worker(ledger: FlightLedger, config: Config) -> WorkerRuntime:
     engine = SyncEngine(ledger, view, gateway_factory(ledger, config, stopping=stopping))
     cached = CachedCustomers(ledger, QboListStore(db))
     engine.known_customers, engine.cached_lists = cached, cached.lists
+    _cache_aggregates(ledger)
     passes_at_once = getattr(locks, "parallel_passes", 1)
     for store in (ledger.recorder, view):  # a connection per pass thread, none opened per call
         _widen_pool(store, passes_at_once + 2)
