@@ -297,10 +297,15 @@ class FinancialEvent(Aggregate):
         code: str
         message: str
         actor: str
+        # one of the automatic attempts went (a throttle pauses the realm and spends none);
+        # True for the events recorded before the field existed
+        spends_attempt: bool = True
 
         def apply(self, aggregate: Any) -> None:
             """Now retrying, failed or uncertain."""
             agg: FinancialEvent = aggregate
+            if self.spends_attempt:
+                agg.failures += 1
             agg.status = STATUS_AFTER_FAILURE[FailureCategory(self.category)]
             if self.category == FailureCategory.TRANSIENT:
                 agg.maybe_landed = False  # surely not applied
@@ -340,6 +345,7 @@ class FinancialEvent(Aggregate):
             if agg.refused:  # QBO would replay its refusal to the old requestid
                 agg.generation += 1
                 agg.refused = False
+            agg.failures = 0  # the automatic attempts start again
             agg.status = Status.PENDING
             agg.reason_code = None
             agg.reason = ""
@@ -378,6 +384,7 @@ class FinancialEvent(Aggregate):
     # requestid generation (domain.ids.request_id): bumped by a retry after a definite refusal
     generation: int = 0
     refused: bool = False  # the last push was answered with a refusal (ActionRequired)
+    failures: int = 0  # failed pushes that spent an attempt since the last operator retry
     # corrections (set by apply; defaults for aggregates recorded before corrections existed)
     revision: int = 1  # 1 = as recorded; each amendment adds one (not the library's version)
     cancelled: bool = False
@@ -442,15 +449,23 @@ class FinancialEvent(Aggregate):
         )
 
     def mark_failed(
-        self, *, category: FailureCategory, code: str, message: str, actor: str, at: datetime
+        self,
+        *,
+        category: FailureCategory,
+        code: str,
+        message: str,
+        actor: str,
+        at: datetime,
+        spends_attempt: bool = True,
     ) -> None:
-        """Record a failed push."""
+        """Record a failed push (a throttled one spends no automatic attempt)."""
         self.trigger_event(
             self.PushFailed,
             category=category.value,
             code=code,
             message=message,
             actor=actor,
+            spends_attempt=spends_attempt,
             timestamp=at,
         )
 

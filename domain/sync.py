@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -33,7 +33,6 @@ T = TypeVar("T")
 
 BATCH_MAX = 30  # QBO's documented maximum operations per batch request
 WAITING = frozenset({Status.PENDING, Status.RETRYING})
-THROTTLE_CODES = frozenset({"3001"})
 
 
 @dataclass(frozen=True)
@@ -84,17 +83,6 @@ def may_have_landed(event: FinancialEvent) -> bool:
     if event.status == Status.UNCERTAIN:
         return True
     return event.status == Status.PENDING and event.attempts > 0
-
-
-def failures_since_retry(event_types: Iterable[str]) -> int:
-    """Failed pushes since the last operator retry, from an event's history (type names)."""
-    count = 0
-    for name in event_types:
-        if name == "RetryRequested":
-            count = 0
-        elif name == "PushFailed":
-            count += 1
-    return count
 
 
 def same_invoice(found: FoundInvoice, draft: InvoiceDraft) -> bool:

@@ -46,11 +46,9 @@ from domain.ports import (
 from domain.preflight import INVOICE_KINDS, RECONNECT_MESSAGE, invoice_draft, payment_draft
 from domain.qbo_lists import QboLists
 from domain.sync import (
-    THROTTLE_CODES,
     applies_to_reference,
     blamed_mappings,
     chunks,
-    failures_since_retry,
     found_by_doc_number,
     is_invoice,
     may_have_landed,
@@ -444,20 +442,11 @@ class PushRun:
             return
         if failure.pause_realm:
             self._pause(failure)
-        failures = self._failures(event) + 1
+        failures = event.failures + 1
         self.retries.schedule(event, failures, self.now(), failure.retry_after or 0.0)
         log.info("doc_number_lookup_failed", event_id=str(event.id), message=failure.message)
 
     # --- outcomes -----------------------------------------------------------------------------
-
-    def _failures(self, event: FinancialEvent) -> int:
-        """Failed pushes since the last operator retry, throttling excluded (from the log)."""
-        names: list[str] = []
-        for entry in self.ledger.history(self.school, str(event.id)):
-            if entry.type == "PushFailed" and str(entry.data.get("code")) in THROTTLE_CODES:
-                continue
-            names.append(entry.type)
-        return failures_since_retry(names)
 
     def _pause(self, outcome: PushOutcome) -> None:
         seconds = outcome.retry_after if outcome.retry_after is not None else THROTTLE_PAUSE_SECONDS
@@ -515,7 +504,7 @@ class PushRun:
         throttled = outcome.pause_realm
         if throttled:
             self._pause(outcome)
-        failures = 0 if throttled else self._failures(event) + 1
+        failures = 0 if throttled else event.failures + 1  # this one included
         if not throttled and self.retries.policy.exhausted(failures):
             category = FailureCategory.EXHAUSTED
             message = f"{_message(outcome)} (gave up after {failures} attempts: press Retry Failed)"
@@ -523,7 +512,14 @@ class PushRun:
             category, message = FailureCategory.UNCERTAIN, _message(outcome)
         else:
             category, message = FailureCategory.TRANSIENT, _message(outcome)
-        event.mark_failed(category=category, code=code, message=message, actor=actor, at=now)
+        event.mark_failed(
+            category=category,
+            code=code,
+            message=message,
+            actor=actor,
+            at=now,
+            spends_attempt=not throttled,
+        )
         self.report.count(event.status)  # STATUS_AFTER_FAILURE, applied by the aggregate
         if category == FailureCategory.EXHAUSTED:
             self.retries.unschedule(event.id)

@@ -242,3 +242,37 @@ def test_a_failed_push_means_one_status_in_aggregate_and_view(
     for position, domain_event in enumerate(event.collect_events(), start=1):
         row = apply_event(row, domain_event, position)
     assert row is not None and row.status == event.status.value
+
+
+def test_failures_since_the_last_retry_are_kept_on_the_aggregate(app: FlightLedger) -> None:
+    """Failed pushes count until an operator's retry; a throttled one spends no attempt; the
+    count comes back from the log as it was (no history replay by the worker)."""
+    event = _event(app)
+
+    def fail(*, spends_attempt: bool = True) -> None:
+        event.start_push(request_id="r", doc_number="d", batched=False, actor="w", at=NOW)
+        event.mark_failed(
+            category=FailureCategory.TRANSIENT,
+            code="503",
+            message="down",
+            actor="w",
+            at=NOW,
+            spends_attempt=spends_attempt,
+        )
+
+    assert event.failures == 0
+    fail()
+    fail(spends_attempt=False)
+    fail()
+    assert event.failures == 2
+    app.save(event)
+    assert app.financial_event(event.id).failures == 2
+    event.start_push(request_id="r", doc_number="d", batched=False, actor="w", at=NOW)
+    event.mark_failed(
+        category=FailureCategory.EXHAUSTED, code="503", message="gave up", actor="w", at=NOW
+    )
+    assert event.request_retry(operator="ana", scope="ids", at=NOW)
+    assert event.failures == 0
+    fail()
+    app.save(event)
+    assert app.financial_event(event.id).failures == 1
