@@ -171,16 +171,30 @@ def test_twenty_schools_get_twenty_realms() -> None:
         assert len(sim.invoices(connections[5]["realm"])) == 1
 
 
-def test_cli_prints_its_url_and_stops_on_ctrl_c() -> None:
-    """`flightledger simulator --port 0` prints its base URL, serves, and exits 0 on SIGINT."""
+@pytest.mark.parametrize(
+    ("stop_signal", "sigint_ignored"),
+    [(signal.SIGINT, False), (signal.SIGINT, True), (signal.SIGTERM, False)],
+    ids=["ctrl-c", "ctrl-c-started-ignoring-it", "sigterm"],
+)
+def test_cli_prints_its_url_and_stops_on_ctrl_c(
+    stop_signal: signal.Signals, sigint_ignored: bool
+) -> None:
+    """`flightledger simulator --port 0` prints its base URL, serves, and exits 0 on SIGINT
+    (also when its parent started it with SIGINT ignored, as a script's background job is)
+    and on SIGTERM."""
     script = Path(sys.executable).parent / "flightledger"
     command = [str(script)] if script.exists() else [sys.executable, "-m", "workers.cli"]
+
+    def ignore_sigint() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
     process = subprocess.Popen(
         [*command, "simulator", "--port", "0", "--company", "Blue Sky Aviation"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=ignore_sigint if sigint_ignored else None,  # noqa: PLW1509 (no threads here)
     )
     try:
         assert process.stdout is not None
@@ -188,7 +202,7 @@ def test_cli_prints_its_url_and_stops_on_ctrl_c() -> None:
         assert url.startswith("http://127.0.0.1:")
         doc = requests.get(f"{url}/.well-known/openid_configuration", timeout=5).json()
         assert doc["token_endpoint"] == f"{url}/oauth2/v1/tokens/bearer"
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop_signal)
         assert process.wait(timeout=10) == 0
     finally:
         if process.poll() is None:

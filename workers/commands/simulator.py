@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 
 import typer
@@ -89,10 +90,14 @@ def simulator(
     typer.echo(sim.url, nl=True)
     typer.echo(f"discovery: {sim.discovery_url}", err=True)
     typer.echo(f"realm {realm} ({company}); client id {client_id}; Ctrl-C stops", err=True)
+    stop = threading.Event()
+    # Ctrl-C and SIGTERM stop it, also when started with SIGINT ignored (a background job of a
+    # script, a process manager): Python installs no Ctrl-C handler of its own then.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
+        while not stop.wait(0.5):
+            pass
     finally:
         sim.stop()
 
