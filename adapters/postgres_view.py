@@ -14,6 +14,12 @@ from psycopg import sql
 
 from projections import audit
 from projections.financial_events import (
+    COL_AMOUNT,
+    COL_CORRECTIONS,
+    COL_CREATED_AT,
+    COL_MISSING,
+    COL_QBO_AMOUNT,
+    COL_UPDATED_AT,
     GROUP_ROWS,
     RAW_COLUMNS,
     RawRow,
@@ -49,60 +55,53 @@ COUNTS = "flightledger_view_counts"  # rows per school, status and kind
 REASONS = "flightledger_view_reasons"  # action-required rows per school, reason, missing key
 STUDENTS = "flightledger_view_students"  # each student's display name, per school
 META = "flightledger_view_meta"  # the layout's version (projections.view.VIEW_VERSION)
-_COLUMN_NAMES = RAW_COLUMNS  # the projection's row layout, in its order
-_COLUMNS = sql.SQL(", ").join(sql.Identifier(c) for c in _COLUMN_NAMES)
+_COLUMNS = sql.SQL(", ").join(sql.Identifier(c) for c in RAW_COLUMNS)  # the row layout
+# Each column's SQL type (the names and their order are RAW_COLUMNS'): the rows table's DDL.
+_ROW_TYPES = {
+    "id": "uuid PRIMARY KEY",
+    "school": "text NOT NULL",
+    "kind": "text NOT NULL",
+    "reference": "text NOT NULL",
+    "student_id": "text NOT NULL",
+    "amount": "numeric NOT NULL",
+    "status": "text NOT NULL",
+    "reason_code": "text",
+    "reason": "text NOT NULL",
+    "missing": "text[] NOT NULL",
+    "attempts": "integer NOT NULL",
+    "qbo_id": "text",
+    "doc_number": "text",
+    "updated_at": "timestamptz NOT NULL",
+    "applies_to": "text",
+    "created_at": "timestamptz",
+    "position": "bigint NOT NULL",
+    "qbo_amount": "numeric",
+    "corrections": "text NOT NULL DEFAULT ''",
+}
+_ROWS_DDL = ", ".join(f"{c} {_ROW_TYPES[c]}" for c in RAW_COLUMNS)  # KeyError: a new column
 # literals, not parameters: the planner then uses the partial index
 _UNSETTLED = sql.SQL(", ").join(sql.Literal(s) for s in UNSETTLED_STATUSES)
 
 
 def _raw(r: dict[str, Any]) -> RawRow:
     """A stored row in raw form (projections.financial_events): what fold_raw reads."""
-    created = r["created_at"]
-    return [
-        r["id"],
-        r["school"],
-        r["kind"],
-        r["reference"],
-        r["student_id"],
-        str(r["amount"]),
-        r["status"],
-        r["reason_code"],
-        r["reason"],
-        tuple(r["missing"]),
-        r["attempts"],
-        r["qbo_id"],
-        r["doc_number"],
-        r["updated_at"].isoformat(),
-        r["applies_to"],
-        None if created is None else created.isoformat(),
-        r["position"],
-        None if r["qbo_amount"] is None else str(r["qbo_amount"]),
-        r["corrections"] or "",
-    ]
+    raw = [r[c] for c in RAW_COLUMNS]
+    raw[COL_AMOUNT] = str(raw[COL_AMOUNT])
+    raw[COL_MISSING] = tuple(raw[COL_MISSING])
+    raw[COL_UPDATED_AT] = raw[COL_UPDATED_AT].isoformat()
+    created, qbo_amount = raw[COL_CREATED_AT], raw[COL_QBO_AMOUNT]
+    raw[COL_CREATED_AT] = None if created is None else created.isoformat()
+    raw[COL_QBO_AMOUNT] = None if qbo_amount is None else str(qbo_amount)
+    raw[COL_CORRECTIONS] = raw[COL_CORRECTIONS] or ""
+    return raw
 
 
 def _decode(r: dict[str, Any]) -> EventRow:
-    return EventRow(
-        id=r["id"],
-        school=r["school"],
-        kind=r["kind"],
-        reference=r["reference"],
-        student_id=r["student_id"],
-        amount=r["amount"],
-        status=r["status"],
-        reason_code=r["reason_code"],
-        reason=r["reason"],
-        missing=tuple(r["missing"]),
-        attempts=r["attempts"],
-        qbo_id=r["qbo_id"],
-        doc_number=r["doc_number"],
-        updated_at=r["updated_at"],
-        applies_to=r["applies_to"],
-        created_at=r["created_at"],
-        position=r["position"],
-        qbo_amount=r["qbo_amount"],
-        corrections=r["corrections"] or "",
-    )
+    """A stored row (psycopg has already typed its values) as an EventRow."""
+    row = [r[c] for c in RAW_COLUMNS]
+    row[COL_MISSING] = tuple(row[COL_MISSING])
+    row[COL_CORRECTIONS] = row[COL_CORRECTIONS] or ""
+    return EventRow(*row)
 
 
 class PostgresListener:
@@ -162,20 +161,14 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
         self._lock_key = f"flightledger_view:{self.datastore.schema}"
         self.sql_create_statements.extend(
             [
-                sql.SQL(
-                    "CREATE TABLE IF NOT EXISTS {} (id uuid PRIMARY KEY, school text NOT NULL, "
-                    "kind text NOT NULL, reference text NOT NULL, student_id text NOT NULL, "
-                    "amount numeric NOT NULL, status text NOT NULL, reason_code text, "
-                    "reason text NOT NULL, missing text[] NOT NULL, attempts integer NOT NULL, "
-                    "qbo_id text, doc_number text, updated_at timestamptz NOT NULL, "
-                    "applies_to text, created_at timestamptz, position bigint NOT NULL, "
-                    "qbo_amount numeric, corrections text NOT NULL DEFAULT '')"
-                ).format(self._rows),
+                sql.SQL("CREATE TABLE IF NOT EXISTS {} (" + _ROWS_DDL + ")").format(self._rows),
                 sql.SQL(  # views made before these columns existed (no lock when present)
                     "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM information_schema.columns "
                     "WHERE table_schema = {} AND table_name = {} AND column_name = 'corrections') "
-                    "THEN ALTER TABLE {} ADD COLUMN IF NOT EXISTS qbo_amount numeric, "
-                    "ADD COLUMN IF NOT EXISTS corrections text NOT NULL DEFAULT ''; END IF; END $$"
+                    "THEN ALTER TABLE {} "
+                    f"ADD COLUMN IF NOT EXISTS qbo_amount {_ROW_TYPES['qbo_amount']}, "
+                    f"ADD COLUMN IF NOT EXISTS corrections {_ROW_TYPES['corrections']}; "
+                    "END IF; END $$"
                 ).format(sql.Literal(self.datastore.schema), sql.Literal(ROWS), self._rows),
                 sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (school, position)").format(
                     sql.Identifier(f"{ROWS}_school_position"), self._rows
@@ -255,13 +248,13 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
             "INSERT INTO {} VALUES (%s, %s, %s, %s, %s) ON CONFLICT (school, key) DO UPDATE "
             "SET unsent = EXCLUDED.unsent, total = EXCLUDED.total, examples = EXCLUDED.examples"
         ).format(self._usage)
-        updated = [c for c in _COLUMN_NAMES if c not in ("id", "position")]
+        updated = [c for c in RAW_COLUMNS if c not in ("id", "position")]
         self._upsert = sql.SQL(
             "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT (id) DO UPDATE SET {}"
         ).format(
             self._rows,
             _COLUMNS,
-            sql.SQL(", ").join(sql.Placeholder() * len(_COLUMN_NAMES)),
+            sql.SQL(", ").join(sql.Placeholder() * len(RAW_COLUMNS)),
             sql.SQL(", ").join(
                 sql.SQL("{0}=EXCLUDED.{0}").format(sql.Identifier(c)) for c in updated
             ),
@@ -486,8 +479,10 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
         with curs.copy(self._stage_copy) as copy:
             write = copy.write_row
             for row in rows:
-                missing = row[9]
-                write((*row[:9], list(missing) if missing else "{}", *row[10:]))
+                values = builtins.list(row)
+                missing = row[COL_MISSING]
+                values[COL_MISSING] = builtins.list(missing) if missing else "{}"
+                write(values)
         curs.execute(self._stage_upsert)
 
     def _copy_links(self, curs: Any, links: Sequence[tuple[int, bytes]]) -> None:

@@ -8,8 +8,6 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
-from decimal import Decimal
 from typing import Any, overload
 from uuid import UUID
 
@@ -23,6 +21,8 @@ from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
 
 from projections import audit
 from projections.financial_events import (
+    COL_ID,
+    COL_MISSING,
     GROUP_ROWS,
     RAW_COLUMNS,
     RawRow,
@@ -33,6 +33,7 @@ from projections.financial_events import (
     fold_raw,
     raw_ids_to_load,
     reason_groups_from,
+    row_from_raw,
     usage_writes,
 )
 from projections.view import (
@@ -62,52 +63,49 @@ _UPSERT = (
     f"INSERT INTO {ROWS} ({_COLUMNS}) VALUES ({', '.join('?' * len(RAW_COLUMNS))}) "
     f"ON CONFLICT (id) DO UPDATE SET {', '.join(f'{c}=excluded.{c}' for c in _UPDATED)}"
 )
-_ADDED_COLUMNS = (("qbo_amount", "TEXT"), ("corrections", "TEXT NOT NULL DEFAULT ''"))
+# Each column's SQL type (the names and their order are RAW_COLUMNS'): the rows table's DDL.
+_ROW_TYPES = {
+    "id": "TEXT PRIMARY KEY",
+    "school": "TEXT NOT NULL",
+    "kind": "TEXT NOT NULL",
+    "reference": "TEXT NOT NULL",
+    "student_id": "TEXT NOT NULL",
+    "amount": "TEXT NOT NULL",
+    "status": "TEXT NOT NULL",
+    "reason_code": "TEXT",
+    "reason": "TEXT NOT NULL",
+    "missing": "TEXT NOT NULL",
+    "attempts": "INTEGER NOT NULL",
+    "qbo_id": "TEXT",
+    "doc_number": "TEXT",
+    "updated_at": "TEXT NOT NULL",
+    "applies_to": "TEXT",
+    "created_at": "TEXT",
+    "position": "INTEGER NOT NULL",
+    "qbo_amount": "TEXT",
+    "corrections": "TEXT NOT NULL DEFAULT ''",
+}
+_ROWS_DDL = ", ".join(f"{c} {_ROW_TYPES[c]}" for c in RAW_COLUMNS)  # KeyError: a new column
+_ADDED_COLUMNS = tuple((c, _ROW_TYPES[c]) for c in ("qbo_amount", "corrections"))
 _SQLITE_MAX_VARS = 500
 _UNSETTLED = ", ".join(f"'{s}'" for s in UNSETTLED_STATUSES)  # literals: the partial index
 POLL_SECONDS = 0.15
 
 
-def _encode_raw(row: RawRow) -> tuple[Any, ...]:
+def _encode_raw(row: RawRow) -> list[Any]:
     """A raw row (projections.financial_events) as column values: strings are stored as-is."""
-    missing = row[9]
-    return (
-        row[0].hex,
-        row[1],
-        row[2],
-        row[3],
-        row[4],
-        row[5],
-        row[6],
-        row[7],
-        row[8],
-        json.dumps(list(missing)) if missing else "[]",
-        *row[10:],
-    )
+    values = builtins.list(row)
+    values[COL_ID] = row[COL_ID].hex
+    missing = row[COL_MISSING]
+    values[COL_MISSING] = json.dumps(builtins.list(missing)) if missing else "[]"
+    return values
 
 
 def _decode(r: Any) -> EventRow:
-    return EventRow(
-        id=UUID(r[0]),
-        school=r[1],
-        kind=r[2],
-        reference=r[3],
-        student_id=r[4],
-        amount=Decimal(r[5]),
-        status=r[6],
-        reason_code=r[7],
-        reason=r[8],
-        missing=tuple(json.loads(r[9])),
-        attempts=r[10],
-        qbo_id=r[11],
-        doc_number=r[12],
-        updated_at=datetime.fromisoformat(r[13]),
-        applies_to=r[14],
-        created_at=None if r[15] is None else datetime.fromisoformat(r[15]),
-        position=r[16],
-        qbo_amount=None if r[17] is None else Decimal(r[17]),
-        corrections=r[18] or "",
-    )
+    raw = builtins.list(r)
+    raw[COL_ID] = UUID(raw[COL_ID])
+    raw[COL_MISSING] = json.loads(raw[COL_MISSING])
+    return row_from_raw(raw)
 
 
 class PollingListener:
@@ -152,12 +150,7 @@ class SQLiteFinancialEventView(SQLiteTrackingRecorder):
         return [
             f"CREATE TABLE IF NOT EXISTS {TRACKING} (application_name TEXT PRIMARY KEY, "
             "notification_id INTEGER NOT NULL) WITHOUT ROWID",
-            f"CREATE TABLE IF NOT EXISTS {ROWS} (id TEXT PRIMARY KEY, school TEXT NOT NULL, "
-            "kind TEXT NOT NULL, reference TEXT NOT NULL, student_id TEXT NOT NULL, "
-            "amount TEXT NOT NULL, status TEXT NOT NULL, reason_code TEXT, reason TEXT NOT NULL, "
-            "missing TEXT NOT NULL, attempts INTEGER NOT NULL, qbo_id TEXT, doc_number TEXT, "
-            "updated_at TEXT NOT NULL, applies_to TEXT, created_at TEXT, "
-            "position INTEGER NOT NULL, qbo_amount TEXT, corrections TEXT NOT NULL DEFAULT '')",
+            f"CREATE TABLE IF NOT EXISTS {ROWS} ({_ROWS_DDL})",
             f"CREATE INDEX IF NOT EXISTS {ROWS}_school_position ON {ROWS} (school, position)",
             f"CREATE INDEX IF NOT EXISTS {ROWS}_school_status ON {ROWS} (school, status)",
             # the events tab's filters, each walked newest first by keyset on the position
@@ -381,10 +374,10 @@ class SQLiteFinancialEventView(SQLiteTrackingRecorder):
                 chunk,
             )
             for r in c.fetchall():
-                key = by_hex[r[0]]
                 raw = builtins.list(r)
-                raw[0] = key
-                raw[9] = tuple(loads(r[9])) if r[9] != "[]" else ()
+                key = raw[COL_ID] = by_hex[r[COL_ID]]
+                missing = r[COL_MISSING]
+                raw[COL_MISSING] = tuple(loads(missing)) if missing != "[]" else ()
                 rows[key] = raw
         return rows
 

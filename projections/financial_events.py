@@ -23,7 +23,14 @@ from eventsourcing.utils import get_topic, resolve_topic
 
 from domain.financial_event import STATUS_AFTER_FAILURE, FinancialEvent, Status
 from domain.mapping_check import keys_used
-from projections.view import UNSETTLED_STATUSES, EventQuery, EventRow, KeyUsage, ReasonGroup
+from projections.view import (
+    ROW_COLUMNS,
+    UNSETTLED_STATUSES,
+    EventQuery,
+    EventRow,
+    KeyUsage,
+    ReasonGroup,
+)
 
 FINANCIAL_EVENT_TOPIC_PREFIX = f"{FinancialEvent.__module__}:{FinancialEvent.__qualname__}."
 STATUSES: tuple[str, ...] = tuple(s.value for s in Status)
@@ -57,27 +64,8 @@ def apply_event(row: EventRow | None, event: Any, position: int) -> EventRow | N
     """The row after one event (None when the event is not a financial event's, or unknown)."""
     at: datetime = event.timestamp
     if isinstance(event, FinancialEvent.Recorded):
-        data = event.data if isinstance(event.data, dict) else {}
-        applies_to = data.get("applies_to")
-        return EventRow(
-            id=event.originator_id,
-            school=event.school,
-            kind=event.kind,
-            reference=event.reference,
-            student_id=event.student_id,
-            amount=event.amount,
-            status=Status.PENDING.value,
-            reason_code=None,
-            reason="",
-            missing=(),
-            attempts=0,
-            qbo_id=None,
-            doc_number=None,
-            updated_at=at,
-            applies_to=None if applies_to is None else str(applies_to),
-            created_at=at,
-            position=position,
-        )
+        created = compact_event(event)
+        return None if created is None else row_from_raw(new_raw_row(created, position))
     if row is None:
         return None
     if isinstance(event, FinancialEvent.PushStarted):
@@ -204,9 +192,12 @@ def fold(existing: Mapping[UUID, EventRow], changes: Iterable[Change]) -> dict[U
 # `ChangeDecoder` (straight from the stored JSON) produce the same tuples; `fold_raw` applies
 # them exactly as `apply_event` applies domain events (tests/unit/test_projection_fastpath.py).
 
-# CREATED: (op, id, at, school, kind, reference, student_id, amount, applies_to, uses,
-#           student_name)
-CREATED: Final = 0
+# Every compact event opens with (op, id, at); CREATED's fields are CREATED_FIELDS, built by
+# `created_event` alone and read through the CE_* indexes.
+EV_OP: Final = 0
+EV_ID: Final = 1
+EV_AT: Final = 2
+CREATED: Final = 0  # CREATED_FIELDS
 PUSH_STARTED: Final = 1  # (op, id, at, attempt, doc_number)
 SYNCED: Final = 2  # (op, id, at, qbo_id, doc_number)
 PUSH_FAILED: Final = 3  # (op, id, at, status, message)
@@ -218,28 +209,51 @@ CANCELLED: Final = 8  # (op, id, at, reason)
 CORRECTION_STARTED: Final = 9  # (op, id, at, attempt)
 CORRECTION_APPLIED: Final = 10  # (op, id, at, note, qbo_amount)
 
-RAW_COLUMNS: tuple[str, ...] = (
+RAW_COLUMNS: tuple[str, ...] = ROW_COLUMNS  # a raw row's layout: EventRow's fields, in order
+_COLUMN = {name: i for i, name in enumerate(RAW_COLUMNS)}
+COL_ID: Final = _COLUMN["id"]
+COL_SCHOOL: Final = _COLUMN["school"]
+COL_KIND: Final = _COLUMN["kind"]
+COL_REFERENCE: Final = _COLUMN["reference"]
+COL_STUDENT_ID: Final = _COLUMN["student_id"]
+COL_AMOUNT: Final = _COLUMN["amount"]
+COL_STATUS: Final = _COLUMN["status"]
+COL_REASON_CODE: Final = _COLUMN["reason_code"]
+COL_REASON: Final = _COLUMN["reason"]
+COL_MISSING: Final = _COLUMN["missing"]
+COL_ATTEMPTS: Final = _COLUMN["attempts"]
+COL_QBO_ID: Final = _COLUMN["qbo_id"]
+COL_DOC_NUMBER: Final = _COLUMN["doc_number"]
+COL_UPDATED_AT: Final = _COLUMN["updated_at"]
+COL_APPLIES_TO: Final = _COLUMN["applies_to"]
+COL_CREATED_AT: Final = _COLUMN["created_at"]
+COL_POSITION: Final = _COLUMN["position"]
+COL_QBO_AMOUNT: Final = _COLUMN["qbo_amount"]
+COL_CORRECTIONS: Final = _COLUMN["corrections"]
+RawRow = list[Any]
+
+CREATED_FIELDS: tuple[str, ...] = (
+    "op",
     "id",
+    "at",
     "school",
     "kind",
     "reference",
     "student_id",
     "amount",
-    "status",
-    "reason_code",
-    "reason",
-    "missing",
-    "attempts",
-    "qbo_id",
-    "doc_number",
-    "updated_at",
     "applies_to",
-    "created_at",
-    "position",
-    "qbo_amount",
-    "corrections",
+    "uses",
+    "student_name",
 )
-RawRow = list[Any]
+_CREATED_FIELD = {name: i for i, name in enumerate(CREATED_FIELDS)}
+CE_SCHOOL: Final = _CREATED_FIELD["school"]
+CE_KIND: Final = _CREATED_FIELD["kind"]
+CE_REFERENCE: Final = _CREATED_FIELD["reference"]
+CE_STUDENT_ID: Final = _CREATED_FIELD["student_id"]
+CE_AMOUNT: Final = _CREATED_FIELD["amount"]
+CE_APPLIES_TO: Final = _CREATED_FIELD["applies_to"]
+CE_USES: Final = _CREATED_FIELD["uses"]
+CE_STUDENT_NAME: Final = _CREATED_FIELD["student_name"]
 
 _PENDING = Status.PENDING.value
 _SYNCING = Status.SYNCING.value
@@ -249,6 +263,67 @@ _DISMISSED = Status.DISMISSED.value
 _CANCELLED = Status.CANCELLED.value
 _AMENDMENT = "amendment"
 _CANCELLATION = "cancellation"
+
+# A new row: every column a creation event does not set starts at its value here.
+_NEW_ROW: Final = tuple(
+    {
+        "status": _PENDING,
+        "reason_code": None,
+        "reason": "",
+        "missing": (),
+        "attempts": 0,
+        "qbo_id": None,
+        "doc_number": None,
+        "qbo_amount": None,
+        "corrections": "",
+    }.get(name)
+    for name in RAW_COLUMNS
+)
+
+
+def created_event(
+    key: UUID,
+    at: str,
+    school: str,
+    kind: str,
+    reference: str,
+    student_id: str,
+    amount: str,
+    applies_to: str | None,
+    uses: tuple[str, ...],
+    student_name: str,
+) -> tuple[Any, ...]:
+    """The compact CREATED event (CREATED_FIELDS), values in storage form."""
+    return (
+        CREATED,
+        key,
+        at,
+        school,
+        kind,
+        reference,
+        student_id,
+        amount,
+        applies_to,
+        uses,
+        student_name,
+    )
+
+
+def new_raw_row(event: Sequence[Any], position: int) -> RawRow:
+    """The raw row a compact CREATED event starts (the one place a row is created)."""
+    row = list(_NEW_ROW)
+    at = event[EV_AT]
+    row[COL_ID] = event[EV_ID]
+    row[COL_SCHOOL] = event[CE_SCHOOL]
+    row[COL_KIND] = event[CE_KIND]
+    row[COL_REFERENCE] = event[CE_REFERENCE]
+    row[COL_STUDENT_ID] = event[CE_STUDENT_ID]
+    row[COL_AMOUNT] = event[CE_AMOUNT]
+    row[COL_UPDATED_AT] = at
+    row[COL_APPLIES_TO] = event[CE_APPLIES_TO]
+    row[COL_CREATED_AT] = at
+    row[COL_POSITION] = position
+    return row
 
 
 def compact_event(event: Any) -> tuple[Any, ...] | None:
@@ -261,8 +336,7 @@ def compact_event(event: Any) -> tuple[Any, ...] | None:
     if isinstance(event, FinancialEvent.Recorded):
         data = event.data if isinstance(event.data, dict) else {}
         applies_to = data.get("applies_to")
-        return (
-            CREATED,
+        return created_event(
             key,
             at,
             event.school,
@@ -311,7 +385,7 @@ def raw_ids_to_load(changes: Iterable[Change]) -> builtins.set[UUID]:
     needed: builtins.set[UUID] = set()
     for _, event in changes:
         if type(event) is tuple:
-            creation, key = event[0] == CREATED, event[1]
+            creation, key = event[EV_OP] == CREATED, event[EV_ID]
         else:
             creation, key = is_creation(event), event.originator_id
         if creation:
@@ -331,30 +405,10 @@ def fold_raw(existing: Mapping[UUID, RawRow], changes: Iterable[Change]) -> dict
         event = given if type(given) is tuple else compact_event(given)
         if event is None:
             continue
-        op = event[0]
-        key = event[1]
+        op = event[EV_OP]
+        key = event[EV_ID]
         if op == CREATED:
-            changed[key] = [
-                key,
-                event[3],
-                event[4],
-                event[5],
-                event[6],
-                event[7],
-                _PENDING,
-                None,
-                "",
-                (),
-                0,
-                None,
-                None,
-                event[2],
-                event[8],
-                event[2],
-                position,
-                None,
-                "",
-            ]
+            changed[key] = new_raw_row(event, position)
             continue
         row = changed.get(key)
         if row is None:
@@ -363,116 +417,107 @@ def fold_raw(existing: Mapping[UUID, RawRow], changes: Iterable[Change]) -> dict
                 continue
             row = changed[key] = list(base)
         if op == PUSH_STARTED:
-            row[6] = _SYNCING
-            row[10] = event[3]
-            row[12] = event[4]
+            row[COL_STATUS] = _SYNCING
+            row[COL_ATTEMPTS] = event[3]
+            row[COL_DOC_NUMBER] = event[4]
         elif op == SYNCED:
-            row[6] = _SYNCED
-            row[11] = event[3]
-            row[12] = event[4]
-            row[7] = None
-            row[8] = ""
-            row[9] = ()
-            row[17] = row[5]
-            row[18] = ""
+            row[COL_STATUS] = _SYNCED
+            row[COL_QBO_ID] = event[3]
+            row[COL_DOC_NUMBER] = event[4]
+            row[COL_REASON_CODE] = None
+            row[COL_REASON] = ""
+            row[COL_MISSING] = ()
+            row[COL_QBO_AMOUNT] = row[COL_AMOUNT]
+            row[COL_CORRECTIONS] = ""
         elif op == PUSH_FAILED:
-            row[6] = event[3]
-            row[7] = None
-            row[8] = event[4]
-            row[9] = ()
+            row[COL_STATUS] = event[3]
+            row[COL_REASON_CODE] = None
+            row[COL_REASON] = event[4]
+            row[COL_MISSING] = ()
         elif op == ACTION_REQUIRED:
-            row[6] = _ACTION_REQUIRED
-            row[7] = event[3]
-            row[8] = event[4]
-            row[9] = event[5]
+            row[COL_STATUS] = _ACTION_REQUIRED
+            row[COL_REASON_CODE] = event[3]
+            row[COL_REASON] = event[4]
+            row[COL_MISSING] = event[5]
         elif op == RETRY_REQUESTED:
-            row[6] = _PENDING
-            row[7] = None
-            row[8] = ""
-            row[9] = ()
+            row[COL_STATUS] = _PENDING
+            row[COL_REASON_CODE] = None
+            row[COL_REASON] = ""
+            row[COL_MISSING] = ()
         elif op == DISMISSED:
-            row[6] = _DISMISSED
-            row[8] = event[3]
+            row[COL_STATUS] = _DISMISSED
+            row[COL_REASON] = event[3]
         elif op == AMENDED:
-            row[5] = event[3]
-            row[4] = event[4]
-            if row[6] != _DISMISSED:
-                row[6] = _PENDING
-                row[7] = None
-                row[8] = ""
-                row[9] = ()
-                if row[11] is not None:
-                    row[18] = _AMENDMENT
+            row[COL_AMOUNT] = event[3]
+            row[COL_STUDENT_ID] = event[4]
+            if row[COL_STATUS] != _DISMISSED:
+                row[COL_STATUS] = _PENDING
+                row[COL_REASON_CODE] = None
+                row[COL_REASON] = ""
+                row[COL_MISSING] = ()
+                if row[COL_QBO_ID] is not None:
+                    row[COL_CORRECTIONS] = _AMENDMENT
         elif op == CANCELLED:
-            never_sent = row[11] is None
-            row[6] = _CANCELLED if never_sent else _PENDING
-            row[7] = None
-            row[8] = event[3] if never_sent else ""
-            row[9] = ()
+            never_sent = row[COL_QBO_ID] is None
+            row[COL_STATUS] = _CANCELLED if never_sent else _PENDING
+            row[COL_REASON_CODE] = None
+            row[COL_REASON] = event[3] if never_sent else ""
+            row[COL_MISSING] = ()
             if not never_sent:
-                row[18] = _CANCELLATION
+                row[COL_CORRECTIONS] = _CANCELLATION
         elif op == CORRECTION_STARTED:
-            row[6] = _SYNCING
-            row[10] = event[3]
+            row[COL_STATUS] = _SYNCING
+            row[COL_ATTEMPTS] = event[3]
         elif op == CORRECTION_APPLIED:
-            row[6] = _SYNCED
-            row[7] = None
-            row[8] = event[3]
-            row[9] = ()
-            row[17] = event[4]
-            row[18] = ""
-        row[13] = event[2]
+            row[COL_STATUS] = _SYNCED
+            row[COL_REASON_CODE] = None
+            row[COL_REASON] = event[3]
+            row[COL_MISSING] = ()
+            row[COL_QBO_AMOUNT] = event[4]
+            row[COL_CORRECTIONS] = ""
+        row[COL_UPDATED_AT] = event[EV_AT]
     return changed
+
+
+def _optional(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda value: None if value is None else convert(value)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+# How each column's value differs between an EventRow and a raw row (others are the same).
+_TO_RAW: Final[dict[str, Callable[[Any], Any]]] = {
+    "amount": str,
+    "missing": tuple,
+    "updated_at": datetime.isoformat,
+    "created_at": _optional(datetime.isoformat),
+    "qbo_amount": _optional(str),
+}
+_FROM_RAW: Final[dict[str, Callable[[Any], Any]]] = {
+    "amount": Decimal,
+    "missing": tuple,
+    "updated_at": datetime.fromisoformat,
+    "created_at": _optional(datetime.fromisoformat),
+    "qbo_amount": _optional(Decimal),
+    "corrections": lambda value: value or "",
+}
+_TO_RAW_BY_COLUMN = tuple(_TO_RAW.get(name, _same) for name in RAW_COLUMNS)
+_FROM_RAW_BY_COLUMN = tuple(_FROM_RAW.get(name, _same) for name in RAW_COLUMNS)
 
 
 def raw_from_row(row: EventRow) -> RawRow:
     """An EventRow in raw form."""
     return [
-        row.id,
-        row.school,
-        row.kind,
-        row.reference,
-        row.student_id,
-        str(row.amount),
-        row.status,
-        row.reason_code,
-        row.reason,
-        tuple(row.missing),
-        row.attempts,
-        row.qbo_id,
-        row.doc_number,
-        row.updated_at.isoformat(),
-        row.applies_to,
-        None if row.created_at is None else row.created_at.isoformat(),
-        row.position,
-        None if row.qbo_amount is None else str(row.qbo_amount),
-        row.corrections,
+        convert(getattr(row, name))
+        for name, convert in zip(RAW_COLUMNS, _TO_RAW_BY_COLUMN, strict=True)
     ]
 
 
 def row_from_raw(raw: Sequence[Any]) -> EventRow:
     """A raw row as an EventRow."""
-    return EventRow(
-        id=raw[0],
-        school=raw[1],
-        kind=raw[2],
-        reference=raw[3],
-        student_id=raw[4],
-        amount=Decimal(raw[5]),
-        status=raw[6],
-        reason_code=raw[7],
-        reason=raw[8],
-        missing=tuple(raw[9]),
-        attempts=raw[10],
-        qbo_id=raw[11],
-        doc_number=raw[12],
-        updated_at=datetime.fromisoformat(raw[13]),
-        applies_to=raw[14],
-        created_at=None if raw[15] is None else datetime.fromisoformat(raw[15]),
-        position=raw[16],
-        qbo_amount=None if raw[17] is None else Decimal(raw[17]),
-        corrections=raw[18] or "",
-    )
+    return EventRow(*[convert(v) for convert, v in zip(_FROM_RAW_BY_COLUMN, raw, strict=True)])
 
 
 _CREATION_TOPICS = (
@@ -615,8 +660,7 @@ class ChangeDecoder:
             if type(data) is not dict or "_type_" in data:
                 raise _SLOW
             applies_to = _scalar(data.get("applies_to"))
-            return (
-                CREATED,
+            return created_event(
                 key,
                 at,
                 _text(d["school"]),
@@ -714,10 +758,10 @@ def new_uses(changes: Iterable[Change]) -> dict[UUID, tuple[str, ...]]:
         event = given if type(given) is tuple else compact_event(given)
         if event is None:
             continue
-        if event[0] == CREATED:
-            found[event[1]] = event[9]
-        elif event[0] == AMENDED:
-            found[event[1]] = event[5]
+        if event[EV_OP] == CREATED:
+            found[event[EV_ID]] = event[CE_USES]
+        elif event[EV_OP] == AMENDED:
+            found[event[EV_ID]] = event[5]
     return found
 
 
@@ -747,11 +791,11 @@ def usage_deltas(
         old = before.get(key)
         old_keys = stored_uses.get(key, ()) if old is not None else ()
         new_keys = batch_uses.get(key, old_keys)
-        was_unsent = old is not None and old[6] in UNSENT_STATUSES
-        is_unsent = row[6] in UNSENT_STATUSES
+        was_unsent = old is not None and old[COL_STATUS] in UNSENT_STATUSES
+        is_unsent = row[COL_STATUS] in UNSENT_STATUSES
         if old is not None and old_keys == new_keys and was_unsent == is_unsent:
             continue
-        school, reference = row[1], row[3]
+        school, reference = row[COL_SCHOOL], row[COL_REFERENCE]
         for k in old_keys:
             d = deltas.setdefault((school, k), UsageDelta())
             d.total -= 1
@@ -778,7 +822,10 @@ def ids_needing_uses(
         key
         for key, row in after.items()
         if (old := before.get(key)) is not None
-        and (key in batch_uses or (old[6] in UNSENT_STATUSES) != (row[6] in UNSENT_STATUSES))
+        and (
+            key in batch_uses
+            or (old[COL_STATUS] in UNSENT_STATUSES) != (row[COL_STATUS] in UNSENT_STATUSES)
+        )
     }
 
 
@@ -894,7 +941,14 @@ class CountDeltas:
 
     def add_raw(self, row: Sequence[Any], sign: int) -> None:
         """Count a raw row in or out."""
-        self.add(row[1], row[6], row[2], row[7], row[9], sign)
+        self.add(
+            row[COL_SCHOOL],
+            row[COL_STATUS],
+            row[COL_KIND],
+            row[COL_REASON_CODE],
+            row[COL_MISSING],
+            sign,
+        )
 
     def add_row(self, row: EventRow, sign: int) -> None:
         """Count an EventRow in or out."""
@@ -911,9 +965,12 @@ class CountDeltas:
 
 def _counted_alike(old: Sequence[Any], new: Sequence[Any]) -> bool:
     """True when both raw rows sit in the same counters."""
-    if old[6] != new[6]:
+    if old[COL_STATUS] != new[COL_STATUS]:
         return False
-    return bool(old[6] != _ACTION_REQUIRED or (old[7] == new[7] and old[9] == new[9]))
+    return bool(
+        old[COL_STATUS] != _ACTION_REQUIRED
+        or (old[COL_REASON_CODE] == new[COL_REASON_CODE] and old[COL_MISSING] == new[COL_MISSING])
+    )
 
 
 def count_deltas(before: Mapping[UUID, RawRow], after: Mapping[UUID, RawRow]) -> CountDeltas:
@@ -940,13 +997,14 @@ def batch_student_names(
         event = given if type(given) is tuple else compact_event(given)
         if event is None:
             continue
-        if event[0] == CREATED:
-            school, student, name = event[3], event[6], event[10]
-        elif event[0] == AMENDED:
-            row = after.get(event[1])
+        if event[EV_OP] == CREATED:
+            school, student = event[CE_SCHOOL], event[CE_STUDENT_ID]
+            name = event[CE_STUDENT_NAME]
+        elif event[EV_OP] == AMENDED:
+            row = after.get(event[EV_ID])
             if row is None:
                 continue
-            school, student, name = row[1], event[4], event[6]
+            school, student, name = row[COL_SCHOOL], event[4], event[6]
         else:
             continue
         if name:

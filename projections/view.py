@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
@@ -48,6 +48,11 @@ class EventRow:
     position: int = 0  # log position of the creation event: rows list oldest first by it
     qbo_amount: Decimal | None = None  # the amount QuickBooks holds (net of corrections)
     corrections: str = ""  # a correction QuickBooks has still to learn: amendment/cancellation
+
+
+# The row's fields, in order: the stored views' column order and the projection's raw rows
+# (projections.financial_events.RAW_COLUMNS and its COL_* indexes) are this, named once here.
+ROW_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(EventRow))
 
 
 @dataclass(frozen=True)
