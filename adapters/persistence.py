@@ -13,7 +13,6 @@ from urllib.parse import parse_qs, unquote, urlsplit
 DEFAULT_DB_URL = "sqlite:///./flightledger.db"
 SQLITE_FACTORY = "adapters.eventstore_sqlite:SQLiteBulkFactory"
 POSTGRES_FACTORY = "adapters.eventstore_postgres:PostgresBulkFactory"
-MAPPER = "adapters.eventstore_mapper:FinancialEventMapper"
 _SCHEMA_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -66,12 +65,10 @@ class DatabaseUrl:
         if not self.is_postgres:
             return {
                 "PERSISTENCE_MODULE": SQLITE_FACTORY,
-                "MAPPER_TOPIC": MAPPER,
                 "SQLITE_DBNAME": self.path,
             }
         return {
             "PERSISTENCE_MODULE": POSTGRES_FACTORY,
-            "MAPPER_TOPIC": MAPPER,
             "POSTGRES_DBNAME": self.dbname,
             "POSTGRES_HOST": self.host,
             "POSTGRES_PORT": str(self.port),

@@ -60,6 +60,22 @@ _ALL_CREATION_EVENTS: tuple[type[FinancialEvent.Recorded], ...] = (
 )
 
 
+def recorded_fields(school: str, record: Record, actor: str) -> dict[str, Any]:
+    """The fields of a record's creation event (FinancialEvent.Recorded's, by name): the one
+    place they are built, for the aggregate (new_financial_event) and bulk import alike."""
+    return {
+        "school": school,
+        "kind": RecordKind(record.kind).value,
+        "reference": record.source_id,
+        "student_id": record.student.id,
+        "student_name": record.student.name,
+        "amount": record.total,
+        "currency": record.currency,
+        "data": record_to_data(record),
+        "actor": actor,
+    }
+
+
 class DateAsISO(Transcoding):
     """Transcoding for datetime.date (the library registers only datetime)."""
 
@@ -132,15 +148,7 @@ class FlightLedger(Application[UUID]):
             _CREATION_EVENTS[kind],
             id=financial_event_id(school, kind.value, record.source_id),
             timestamp=self._now(at),
-            school=school,
-            kind=kind.value,
-            reference=record.source_id,
-            student_id=record.student.id,
-            student_name=record.student.name,
-            amount=record.total,
-            currency=record.currency,
-            data=record_to_data(record),
-            actor=actor,
+            **recorded_fields(school, record, actor),
         )
 
     def new_creation_event(
@@ -154,15 +162,7 @@ class FlightLedger(Application[UUID]):
             originator_version=1,
             originator_topic=_FINANCIAL_EVENT_TOPIC,
             timestamp=at,
-            school=school,
-            kind=kind.value,
-            reference=record.source_id,
-            student_id=record.student.id,
-            student_name=record.student.name,
-            amount=record.total,
-            currency=record.currency,
-            data=record_to_data(record),
-            actor=actor,
+            **recorded_fields(school, record, actor),
         )
         return created
 

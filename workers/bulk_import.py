@@ -1,8 +1,8 @@
 """Bulk import of a JSON-lines file: validate, encode and append, across cores when it pays.
 
 The file is cut into chunks of CHUNK_LINES lines. Each chunk is validated with
-domain.records.parse_line and its records encoded straight into stored events
-(adapters.eventstore_mapper.stored_creation_event: the same bytes the library's Mapper writes).
+domain.records.parse_line and its records encoded into stored events by the library's Mapper
+(FlightLedger.new_creation_event: the creation event alone, no aggregate object).
 Large files are encoded by worker processes while the main process appends the previous chunk,
 in file order, each chunk in one transaction (FlightLedger._store_new: duplicates in the file or
 already in the log are counted, not appended). Small files, stdin and ledgers whose mapper
@@ -24,9 +24,8 @@ from itertools import islice
 from multiprocessing.pool import AsyncResult, Pool
 from typing import Any, BinaryIO
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import JSONTranscoder, Mapper, StoredEvent
 
-from adapters.eventstore_mapper import FinancialEventMapper, stored_creation_event
 from domain.application import FlightLedger
 from domain.ids import check_school
 from domain.records import (
@@ -97,6 +96,17 @@ def encode_lines(
     return stored, rejected
 
 
+_ENCODING_LEDGER: list[FlightLedger] = []  # per worker process: an in-memory ledger (no I/O)
+
+
+def worker_encoder(school: str, actor: str, timestamp: datetime) -> Encoder:
+    """A worker process's encoder: the library's mapper of an in-memory FlightLedger, so the
+    same transcodings as the importing ledger's (pool_encoding checks nothing else differs)."""
+    if not _ENCODING_LEDGER:
+        _ENCODING_LEDGER.append(FlightLedger(env={"PERSISTENCE_MODULE": "eventsourcing.popo"}))
+    return _encoder(_ENCODING_LEDGER[0], school, actor, timestamp)
+
+
 def encode_chunk(
     kind: RecordKind,
     school: str,
@@ -105,12 +115,8 @@ def encode_chunk(
     first_line: int,
     lines: list[bytes],
 ) -> tuple[list[StoredEvent], list[Rejected]]:
-    """The worker-process task: encode_lines with the direct encoder (picklable arguments)."""
-
-    def encode(record: Record) -> StoredEvent:
-        return stored_creation_event(record, school=school, actor=actor, timestamp=timestamp)
-
-    return encode_lines(kind, first_line, lines, encode)
+    """The worker-process task: encode_lines with worker_encoder (picklable arguments)."""
+    return encode_lines(kind, first_line, lines, worker_encoder(school, actor, timestamp))
 
 
 def _chunks(handle: BinaryIO) -> Iterator[tuple[int, list[bytes]]]:
@@ -126,12 +132,13 @@ def _chunks(handle: BinaryIO) -> Iterator[tuple[int, list[bytes]]]:
         first += len(lines)
 
 
-def direct_encoding(ledger: FlightLedger) -> bool:
-    """True when stored_creation_event writes what this ledger's mapper would write."""
+def pool_encoding(ledger: FlightLedger) -> bool:
+    """True when encode_chunk's mapper writes what this ledger's mapper would write: the
+    library's own, with no cipher or compressor (the worker processes do not have the key)."""
     mapper = ledger.mapper
     return (
-        isinstance(mapper, FinancialEventMapper)
-        and mapper._fast_transcoder()
+        type(mapper) is Mapper
+        and type(mapper.transcoder) is JSONTranscoder
         and not mapper.cipher
         and not mapper.compressor
     )
@@ -197,11 +204,11 @@ def import_lines(
     if kind in CORRECTION_KINDS:
         _import_corrections(ledger, kind, chunks, school, actor, totals, on_chunk)
         return totals
-    if pool is not None and direct_encoding(ledger):
+    if pool is not None and pool_encoding(ledger):
         _pipelined(ledger, kind, chunks, school, actor, pool, append)
         return totals
     for first, lines in chunks:
-        encode = _in_process_encoder(ledger, school, actor, ledger.clock.now())
+        encode = _encoder(ledger, school, actor, ledger.clock.now())
         stored, rejected = encode_lines(kind, first, lines, encode)
         append(stored, rejected, len(lines))
     return totals
@@ -236,15 +243,7 @@ def _import_corrections(
             on_chunk(totals)
 
 
-def _in_process_encoder(
-    ledger: FlightLedger, school: str, actor: str, timestamp: datetime
-) -> Encoder:
-    if direct_encoding(ledger):
-
-        def direct(record: Record) -> StoredEvent:
-            return stored_creation_event(record, school=school, actor=actor, timestamp=timestamp)
-
-        return direct
+def _encoder(ledger: FlightLedger, school: str, actor: str, timestamp: datetime) -> Encoder:
     to_stored_event = ledger.mapper.to_stored_event
 
     def through_mapper(record: Record) -> StoredEvent:

@@ -8,11 +8,10 @@ from typing import Any
 from uuid import UUID, uuid5
 
 import pytest
-from eventsourcing.persistence import JSONTranscoder, Notification
+from eventsourcing.persistence import JSONTranscoder, Mapper, Notification
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.eventstore_mapper import FinancialEventMapper
 from domain.application import FlightLedger
 from domain.financial_event import FinancialEvent
 from projections.financial_events import (
@@ -39,11 +38,11 @@ CREATIONS = (
 )
 
 
-def _mapper() -> FinancialEventMapper:
+def _mapper() -> Mapper[UUID]:
     app = FlightLedger(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
     transcoder = app.mapper.transcoder
     assert isinstance(transcoder, JSONTranscoder)
-    return FinancialEventMapper(transcoder=transcoder)
+    return Mapper(transcoder=transcoder)
 
 
 MAPPER = _mapper()

@@ -1,4 +1,4 @@
-"""The direct creation-event writer produces exactly the library Mapper's stored events."""
+"""Worker processes of the bulk import encode exactly what the importing ledger would store."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from eventsourcing.persistence import Mapper
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.eventstore_mapper import FinancialEventMapper, stored_creation_event
 from domain.application import FlightLedger
 from domain.records import (
     Aircraft,
@@ -24,6 +23,7 @@ from domain.records import (
     PaymentReceivedRecord,
     Record,
 )
+from workers.bulk_import import pool_encoding, worker_encoder
 
 TEXT = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=20)
 MONEY = st.decimals(min_value=0, max_value=Decimal("99999999.99"), places=2)
@@ -79,27 +79,30 @@ def app() -> Iterator[FlightLedger]:
 
 @settings(max_examples=150, deadline=None)
 @given(record=st.one_of(FLIGHTS, INVOICES, PAYMENTS), actor=TEXT, at=WHEN)
-def test_direct_writer_equals_library_mapper(
+def test_worker_encoding_equals_the_ledgers_mapper(
     app: FlightLedger, record: Record, actor: str, at: datetime
 ) -> None:
-    """Any record (quotes, backslashes, control, non-ASCII characters) encodes byte-identically."""
-    stock: Mapper[UUID] = Mapper(transcoder=app.mapper.transcoder)
-    fast = FinancialEventMapper(transcoder=app.mapper.transcoder)
+    """Any record (quotes, backslashes, control, non-ASCII characters): a worker process's
+    stored event is the ledger's own, and a stock Mapper reads it back as the same event."""
+    assert pool_encoding(app)
     event = app.new_creation_event("school-1", record, actor=actor, at=at)
-    expected = stock.to_stored_event(event)
-    assert stored_creation_event(record, school="school-1", actor=actor, timestamp=at) == expected
-    assert fast.to_stored_event(event) == expected
+    expected = app.mapper.to_stored_event(event)
+    assert worker_encoder("school-1", actor, at)(record) == expected
+    stock: Mapper[UUID] = Mapper(transcoder=app.mapper.transcoder)
     assert stock.to_domain_event(expected) == event
 
 
-def test_unexpected_values_fall_back_to_the_library(app: FlightLedger) -> None:
-    """An event whose data holds a type the writer does not handle is encoded by the library."""
-    stock: Mapper[UUID] = Mapper(transcoder=app.mapper.transcoder)
-    fast = FinancialEventMapper(transcoder=app.mapper.transcoder)
-    record = PaymentReceivedRecord(
-        "P-1", datetime(2026, 1, 1, tzinfo=UTC), Party("S-1", "Ann"), Decimal("5.00"), "cash", "USD"
+def test_a_mapper_that_encrypts_is_not_left_to_the_workers() -> None:
+    """Worker processes have no key: a ledger whose mapper encrypts encodes in its process."""
+    from eventsourcing.cipher import AESCipher
+
+    key = AESCipher.create_key(16)
+    ledger = FlightLedger(
+        env={
+            "PERSISTENCE_MODULE": "eventsourcing.popo",
+            "CIPHER_TOPIC": "eventsourcing.cipher:AESCipher",
+            "CIPHER_KEY": key,
+        }
     )
-    event = app.new_creation_event("school-1", record, actor="ops", at=datetime.now(UTC))
-    event.data["applies_to"] = 7  # type: ignore[attr-defined]  # an int: not a shape the direct writer knows
-    assert fast.to_stored_event(event) == stock.to_stored_event(event)
-    assert b'"applies_to":7' in fast.to_stored_event(event).state
+    assert not pool_encoding(ledger)
+    ledger.close()
