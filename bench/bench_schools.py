@@ -142,7 +142,12 @@ def run(quick: bool = False) -> str:
         "thread pool; each pass under its school's advisory lock on the thread's own "
         "connection); a school's flights arriving together go as single creates, a few in "
         "flight at once. With many schools the limit is CPU on this machine (two cores for "
-        "serve, two workers, the simulator and PostgreSQL, shared with other work).",
+        "serve, two workers, the simulator and PostgreSQL, shared with other work). A run "
+        "with the default 500 schools (2026-12-01 23:55 UTC, load average 6.5) did not "
+        "finish: within four seconds of the first flights the simulator answered about 3,900 "
+        "invoice creates with HTTP 500 (an exception inside the simulator, cause not found), "
+        "the circuit breakers of 242 realms opened, and not every invoice had arrived 420 s "
+        "later. Not investigated further.",
         "",
     ]
     return "\n".join(lines)
