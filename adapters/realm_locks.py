@@ -58,7 +58,11 @@ class _Session(threading.local):
         self.held: set[str] = set()
 
 
-PARALLEL_PASSES = 8  # PostgreSQL: passes of different schools one worker may run at once
+PARALLEL_PASSES = 4  # PostgreSQL: passes of different schools one worker may run at once.
+# Each pass thread holds a lock connection and uses one of the ledger's and the view's pooled
+# connections (plus a short vault connection per token read): about 4 per thread. At 8, four
+# workers exceeded PostgreSQL's default max_connections of 100 ("too many clients") and
+# their passes stopped with gateway_unavailable.
 
 
 class PostgresRealmLocks:
