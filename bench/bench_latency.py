@@ -154,7 +154,7 @@ def run(quick: bool = False) -> str:
         "at 20/s: p50 1.3-1.5 s and p99 3.0-3.4 s over three runs, above the 0.8 s a FIFO queue "
         "behind paced batches would give: passes that find no budget still read every waiting "
         "event, and that CPU is shared with serve and the simulator.",
-        "- The policy now (workers/push_run.py, adapters/quickbooks/ratelimit.py): a small "
+        "- The policy now (services/push_run.py, adapters/quickbooks/ratelimit.py): a small "
         "backlog goes as single creates with their requestids, up to 4 in flight at once; a "
         "backlog that singles cannot send within 0.5 s goes in a batch of up to 30 (oldest "
         "first); what the budget cannot take now waits for the next pass, which the worker "

@@ -3,7 +3,7 @@
 A student with no customer mapping is matched to an ACTIVE QuickBooks customer with the same
 display name (and the same email when the record carries one), or a customer is created for
 them. Two or more candidates -> a person decides (`ambiguous_customer`). The worker
-(workers/auto_customers.py) does the calls and records the outcome; the rules live here.
+(services/new_customers.py) does the calls and records the outcome; the rules live here.
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ from enum import StrEnum
 from typing import Protocol, runtime_checkable
 from uuid import UUID
 
+from domain.qbo_lists import QboLists, QboObject
+
 
 class OutcomeKind(StrEnum):
     """What one push to the accounting system came to."""
@@ -443,4 +445,35 @@ class BulkLookups(Protocol):
 
     def log_positions(self, originator_id: UUID) -> dict[int, int]:
         """An aggregate's versions -> their positions in the whole log."""
+        ...
+
+
+# --- what the push pass (services/push_pass.py and its steps) needs ---------------------------
+
+
+class PushMetrics(Protocol):
+    """The worker's push counters (adapters.metrics; wired in workers/runtime.py)."""
+
+    def invoice_synced(self, recorded_at: datetime, now: datetime) -> None:
+        """Observe the flight-to-invoice latency of one synced invoice."""
+        ...
+
+
+class NoMetrics:
+    """PushMetrics that count nothing (an engine nobody scrapes: tests, benches)."""
+
+    def invoice_synced(self, recorded_at: datetime, now: datetime) -> None:
+        """Count nothing."""
+
+
+class QboListCache(Protocol):
+    """The stored copy of each school's QuickBooks lists per realm (adapters.qbo_lists
+    QboListStore): what auto-customers reads and adds a created customer to."""
+
+    def get(self, school: str, realm: str) -> QboLists | None:
+        """The cached lists of the school's realm; None when never read."""
+        ...
+
+    def add(self, school: str, realm: str, obj: QboObject) -> bool:
+        """Add (or replace) one object in the cached lists; False when there are none yet."""
         ...

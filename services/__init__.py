@@ -16,4 +16,14 @@ use case itself).
 - `services.connection`: connect, the OAuth callback (and the company-switch confirmation),
   test, disconnect, status, and what a gateway's token refresh records; behind the ports of
   domain/ports.py, wired to intuitlib, the vault and QuickBooks by workers.qbo.ConnectionService.
+
+The worker's push pass, in the order it runs (the worker loop, workers/worker_loop.py, only
+takes each school's lock and calls it; workers/runtime.py wires the adapters in):
+- `services.push_pass`: `SyncEngine`, one pass per school (recovery of `syncing` events,
+  preflight, then the steps below) and what is recorded when no call can be made;
+- `services.new_customers`: auto-customers, a new student's QuickBooks customer first;
+- `services.push_run`: `PushRun`, the pushes of fresh creates and their recorded outcomes;
+- `services.corrections`: `CorrectionRun`, amendments, cancellations and refunds of what
+  QuickBooks already holds;
+- `services.retry_schedule`: `RetrySchedule`, due times, realm pauses, circuit breakers.
 """

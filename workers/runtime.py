@@ -6,16 +6,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from adapters import metrics
 from adapters.heartbeat import open_heartbeat
 from adapters.qbo_lists import QboListStore
 from adapters.realm_locks import open_realm_locks
 from adapters.views import open_view
 from domain.application import FlightLedger
 from domain.ports import AccountingGateway
-from workers.auto_customers import CachedCustomers
+from services.new_customers import CachedCustomers
+from services.push_pass import SyncEngine
 from workers.bootstrap import Config
 from workers.projector import Projector
-from workers.sync_worker import SyncEngine
 from workers.worker_loop import WorkerLoop
 
 if TYPE_CHECKING:
@@ -112,7 +113,9 @@ def build_worker(ledger: FlightLedger, config: Config) -> WorkerRuntime:
     def stopping() -> bool:  # the loop replaces engine.should_stop while it runs: look it up
         return engine.should_stop()
 
-    engine = SyncEngine(ledger, view, gateway_factory(ledger, config, stopping=stopping))
+    engine = SyncEngine(
+        ledger, view, gateway_factory(ledger, config, stopping=stopping), metrics=metrics
+    )
     cached = CachedCustomers(ledger, QboListStore(db))
     engine.known_customers, engine.cached_lists = cached, cached.lists
     _cache_aggregates(ledger)

@@ -26,7 +26,7 @@ from adapters.heartbeat import HeartbeatStore
 from adapters.realm_locks import RealmLocks
 from domain.financial_event import Status
 from projections.view import FinancialEventView, Listener
-from workers.sync_worker import PassReport, SyncEngine
+from services.push_pass import PassReport, SyncEngine
 
 log = structlog.get_logger("flightledger.worker")
 

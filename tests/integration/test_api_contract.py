@@ -14,13 +14,13 @@ from adapters.api.limits import RateLimiter
 from domain.application import FlightLedger
 from domain.ports import FixedClock
 from domain.qbo_lists import ITEM, QboLists, QboObject
+from services.push_pass import SyncEngine
 from tests.api_support import api_app, bearer, new_key
 from tests.factories import flight, invoice_request, jsonl, payment
 from tests.fakes import FakeAccountingGateway, FakeFinancialEventView, connect, map_everything
 from tests.helpers_qbo import Cli
 from workers.bootstrap import open_ledger
 from workers.cli import app as cli_app
-from workers.sync_worker import SyncEngine
 
 ALL_PERMISSIONS = ["*", "records:write"]
 

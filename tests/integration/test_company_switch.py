@@ -13,6 +13,7 @@ import requests
 from adapters.views import open_view
 from domain.ports import FixedClock
 from qbo_simulator import QboSimulator, SimulatorConfig
+from services.push_pass import SyncEngine
 from tests.factories import flight
 from tests.helpers_qbo import (
     Cli,
@@ -28,7 +29,6 @@ from workers.bootstrap import Config, open_ledger
 from workers.projector import Projector
 from workers.qbo import gateway_for, open_vault, qbo_settings_from_env
 from workers.runtime import gateway_factory
-from workers.sync_worker import SyncEngine
 
 pytestmark = pytest.mark.timeout(120)
 SCHOOL = "sunrise"

@@ -16,14 +16,14 @@ from domain.financial_event import Status
 from domain.ports import FixedClock
 from domain.records import RecordKind, parse_line
 from qbo_simulator import QboSimulator, SimulatorConfig
+from services.new_customers import CachedCustomers
+from services.push_pass import SyncEngine
 from tests.factories import flight, jsonl
 from tests.helpers_qbo import SCHOOL, Rig, make_rig, sim_env
-from workers.auto_customers import CachedCustomers
 from workers.cli import _register_commands, app
 from workers.logging import configure_logging
 from workers.projector import Projector
 from workers.qbo_lists import QboListService
-from workers.sync_worker import SyncEngine
 
 pytestmark = pytest.mark.timeout(60)
 configure_logging()

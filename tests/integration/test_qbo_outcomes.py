@@ -13,11 +13,11 @@ from domain.financial_event import Status
 from domain.ports import FixedClock, OutcomeKind, ReasonCode
 from domain.records import RecordKind, parse_line
 from qbo_simulator import QboSimulator, SimulatorConfig
+from services.push_pass import SyncEngine
 from tests.factories import flight, jsonl
 from tests.helpers_qbo import SCHOOL, Rig, draft, make_rig
 from workers.projector import Projector
 from workers.qbo import connection_status, gateway_for
-from workers.sync_worker import SyncEngine
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -17,13 +17,13 @@ from domain.application import FlightLedger
 from domain.financial_event import Status
 from domain.ports import FixedClock
 from domain.retry import GROUPS
+from services.push_pass import SyncEngine
 from tests.api_support import api_client
 from tests.fakes import FakeAccountingGateway, FakeFinancialEventView, connect, map_everything
 from tests.fakes import record_flights as record
 from tests.helpers_qbo import Cli
 from workers.bootstrap import open_ledger
 from workers.projector import Projector
-from workers.sync_worker import SyncEngine
 
 ENTRY_POINTS = ("cli", "dashboard", "api")
 CHECKED_GROUPS = ("failed", "uncertain", "validation", "missing_mapping", "inactive_mapping")

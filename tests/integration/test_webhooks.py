@@ -19,6 +19,7 @@ from adapters.vault import TokenVault
 from adapters.webhooks import UnsafeReceiver, WebhookDeliverer, check_receiver
 from domain.application import FlightLedger
 from domain.ports import FixedClock
+from services.push_pass import SyncEngine
 from tests.api_support import api_app, bearer, new_key
 from tests.factories import flight
 from tests.fakes import FakeAccountingGateway, FakeFinancialEventView, connect, map_everything
@@ -26,7 +27,6 @@ from tests.helpers_qbo import new_secret_key
 from tests.webhook_receiver import Receiver, webhook_receiver
 from workers.bootstrap import open_ledger
 from workers.qbo import open_vault
-from workers.sync_worker import SyncEngine
 
 
 @pytest.fixture

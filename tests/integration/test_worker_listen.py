@@ -12,10 +12,10 @@ from adapters.realm_locks import open_realm_locks
 from adapters.views import open_view
 from domain.financial_event import Status
 from domain.ports import FixedClock
+from services.push_pass import SyncEngine
 from tests.fakes import T0, FakeAccountingGateway, ready_school, record_flights
 from workers.bootstrap import open_ledger
 from workers.projector import Projector
-from workers.sync_worker import SyncEngine
 from workers.worker_loop import WorkerLoop
 
 pytestmark = pytest.mark.timeout(120)

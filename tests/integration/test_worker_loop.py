@@ -15,13 +15,13 @@ from domain.financial_event import Status
 from domain.ports import FixedClock
 from domain.records import RecordKind, parse_line
 from qbo_simulator import QboSimulator, SimulatorConfig
+from services.push_pass import SyncEngine
 from services.retry import retry_failed
 from tests.factories import flight, jsonl
 from tests.helpers_qbo import SCHOOL, Rig, make_rig, sim_env
 from workers.bootstrap import Config
 from workers.projector import Projector
 from workers.runtime import gateway_factory
-from workers.sync_worker import SyncEngine
 from workers.worker_loop import WorkerLoop
 
 pytestmark = pytest.mark.timeout(120)

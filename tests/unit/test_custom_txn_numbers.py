@@ -10,6 +10,7 @@ from domain.application import FlightLedger
 from domain.checklist import CUSTOM_NUMBERS_OFF, build_checklist
 from domain.financial_event import Status
 from domain.ports import FixedClock
+from services.push_pass import SyncEngine
 from tests.fakes import (
     T0,
     FakeAccountingGateway,
@@ -17,7 +18,6 @@ from tests.fakes import (
     ready_school,
     record_flights,
 )
-from workers.sync_worker import SyncEngine
 
 SCHOOL = "default"
 

@@ -380,3 +380,27 @@ def test_nothing_but_its_command_and_the_demo_imports_the_simulator() -> None:
 def test_the_simulator_imports_nothing_of_the_engine() -> None:
     """The simulator stands alone: it plays QuickBooks and knows nothing of the engine."""
     assert offenders(SIMULATOR, set(PACKAGES)) == []
+
+
+# The push pass is a use case like the others (issue 10): its modules sit in services/, where
+# the checks above hold them to ports only, and workers/ only runs and wires it.
+PUSH_PASS = (
+    "services.push_pass",
+    "services.new_customers",
+    "services.push_run",
+    "services.corrections",
+    "services.retry_schedule",
+)
+
+
+def test_the_push_pass_lives_in_the_use_cases() -> None:
+    """Every step of the push pass is a module of services/ (so the no-adapter and no-cycle
+    checks above walk it), the worker's loop and runtime reach it, and it imports no worker."""
+    graph = import_graph()
+    assert set(PUSH_PASS) <= graph.keys()
+    assert "services.push_pass" in graph["workers.worker_loop"]
+    assert "services.push_pass" in graph["workers.runtime"]
+    seen = {where for where, _ in imports("services")}
+    assert {f"{m.replace('.', '/')}.py" for m in PUSH_PASS} <= seen
+    for module in PUSH_PASS:
+        assert not {name for name in graph[module] if name.startswith(("workers", "adapters"))}

@@ -21,6 +21,7 @@ from domain.connection import Connection, ConnectionState
 from domain.ids import connection_id
 from domain.pill import AMBER, GREEN, RED, connection_pill, status_document
 from domain.ports import FixedClock, InvoiceDraft, OutcomeKind, PushOutcome, ReasonCode
+from services.push_pass import SyncEngine
 from tests.fakes import (
     T0,
     FakeAccountingGateway,
@@ -28,7 +29,6 @@ from tests.fakes import (
     ready_school,
     record_flights,
 )
-from workers.sync_worker import SyncEngine
 
 SCHOOL = "default"
 FORBIDDEN = "message=ApplicationAuthorizationFailed; errorCode=003100; statusCode=403"

@@ -11,10 +11,10 @@ import pytest
 from adapters.quickbooks.ratelimit import BudgetLimits, RateBudget
 from domain.application import FlightLedger
 from domain.ports import FixedClock, InvoiceDraft, PushOutcome
+from services.push_pass import SyncEngine
 from tests.fakes import T0, FakeAccountingGateway, FakeFinancialEventView, ready_school
 from tests.fakes import record_flights as record
 from tests.unit.test_ratelimit import FakeTime
-from workers.sync_worker import SyncEngine
 
 pytestmark = pytest.mark.timeout(60)
 SCHOOL = "default"

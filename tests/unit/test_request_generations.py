@@ -10,6 +10,7 @@ from domain.application import FlightLedger
 from domain.financial_event import FailureCategory, Status
 from domain.ids import financial_event_id, request_id
 from domain.ports import FixedClock, ReasonCode
+from services.push_pass import SyncEngine
 from tests.fakes import (
     T0,
     FakeAccountingGateway,
@@ -17,7 +18,6 @@ from tests.fakes import (
     ready_school,
     record_flights,
 )
-from workers.sync_worker import SyncEngine
 
 SCHOOL = "default"
 

@@ -11,6 +11,7 @@ from domain.financial_event import Status, TransitionRefused
 from domain.ids import financial_event_id
 from domain.ports import FixedClock
 from domain.retry import SelectionError
+from services.push_pass import SyncEngine
 from services.retry import retry_failed
 from tests.fakes import (
     T0,
@@ -20,7 +21,6 @@ from tests.fakes import (
     map_everything,
     record_flights,
 )
-from workers.sync_worker import SyncEngine
 
 SCHOOL = "default"
 

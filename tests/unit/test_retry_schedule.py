@@ -8,7 +8,7 @@ from uuid import uuid4
 
 from domain.ports import OutcomeKind, PushOutcome
 from domain.sync import RetryPolicy
-from workers.retry_schedule import RetrySchedule
+from services.retry_schedule import RetrySchedule
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -13,6 +13,7 @@ from domain.ids import financial_event_id
 from domain.ports import FixedClock
 from domain.preflight import invoice_draft
 from domain.sync import RetryPolicy
+from services.push_pass import SyncEngine
 from tests.fakes import (
     T0,
     FakeAccountingGateway,
@@ -23,7 +24,6 @@ from tests.fakes import (
     record_flights,
     record_payment,
 )
-from workers.sync_worker import SyncEngine
 
 SCHOOL = "default"
 

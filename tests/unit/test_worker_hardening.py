@@ -9,6 +9,7 @@ from typing import Any
 from domain.application import FlightLedger
 from domain.ports import FixedClock
 from domain.sync import CircuitBreaker
+from services.push_pass import SyncEngine
 from tests.fakes import (
     T0,
     FakeAccountingGateway,
@@ -16,7 +17,6 @@ from tests.fakes import (
     ready_school,
     record_flights,
 )
-from workers.sync_worker import SyncEngine
 from workers.worker_loop import UNHEALTHY_ROUNDS_UNTIL_IDLE, WorkerLoop
 
 SCHOOL = "default"
@@ -185,9 +185,9 @@ def test_worker_command_exits_1_when_every_pass_crashes(tmp_path: Any, monkeypat
     from typer.testing import CliRunner
 
     import workers.cli
+    from services.push_pass import SyncEngine as Engine
     from tests.factories import flight, jsonl
     from workers.logging import configure_logging
-    from workers.sync_worker import SyncEngine as Engine
 
     configure_logging()  # as main() does: logs to stderr, stdout carries only the JSON
     workers.cli._register_commands()

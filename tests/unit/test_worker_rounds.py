@@ -10,6 +10,7 @@ from typing import Any
 
 from domain.application import FlightLedger
 from domain.ports import FixedClock, InvoiceDraft, PushOutcome
+from services.push_pass import SyncEngine
 from tests.fakes import (
     T0,
     FakeAccountingGateway,
@@ -17,7 +18,6 @@ from tests.fakes import (
     ready_school,
     record_flights,
 )
-from workers.sync_worker import SyncEngine
 from workers.worker_loop import WorkerLoop
 
 SCHOOLS = [f"school-{n}" for n in range(5)]

@@ -42,7 +42,7 @@ from domain.ports import (
 from domain.preflight import invoice_draft
 from domain.records import RecordKind, charges_from_data
 from domain.sync import may_have_landed
-from workers.push_run import PushRun
+from services.push_run import PushRun
 
 log = structlog.get_logger("flightledger.sync")
 

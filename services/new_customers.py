@@ -28,7 +28,6 @@ from uuid import UUID
 import structlog
 from eventsourcing.persistence import IntegrityError
 
-from adapters.qbo_lists import QboListStore
 from domain.application import SYSTEM, FlightLedger
 from domain.customers import (
     CREATED,
@@ -48,9 +47,9 @@ from domain.customers import (
 from domain.financial_event import FinancialEvent
 from domain.ids import customer_request_id
 from domain.mappings import Mappings
-from domain.ports import AccountingGateway, OutcomeKind, PushOutcome, ReasonCode
+from domain.ports import AccountingGateway, OutcomeKind, PushOutcome, QboListCache, ReasonCode
 from domain.qbo_lists import CUSTOMER, QboLists, QboObject
-from workers.push_run import AUTH_STOP_REASONS, PassHost, PassReport, PushRun, unusable_gateway
+from services.push_run import AUTH_STOP_REASONS, PassHost, PassReport, PushRun, unusable_gateway
 
 log = structlog.get_logger("flightledger.sync")
 
@@ -240,7 +239,7 @@ class _Resolver:
 class CachedCustomers:
     """KnownCustomers over the cached QuickBooks lists of the school's current realm."""
 
-    def __init__(self, ledger: FlightLedger, store: QboListStore) -> None:
+    def __init__(self, ledger: FlightLedger, store: QboListCache) -> None:
         self.ledger = ledger
         self.store = store
 

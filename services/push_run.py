@@ -27,7 +27,6 @@ from uuid import UUID
 import structlog
 from eventsourcing.persistence import IntegrityError
 
-from adapters import metrics
 from domain.application import FlightLedger
 from domain.customers import KnownCustomers
 from domain.financial_event import FailureCategory, FinancialEvent, NotFound, Status
@@ -39,6 +38,7 @@ from domain.ports import (
     InvoiceDraft,
     OutcomeKind,
     PaymentDraft,
+    PushMetrics,
     PushOutcome,
     ReasonCode,
 )
@@ -52,7 +52,7 @@ from domain.sync import (
     is_invoice,
     may_have_landed,
 )
-from workers.retry_schedule import RetrySchedule
+from services.retry_schedule import RetrySchedule
 
 log = structlog.get_logger("flightledger.sync")
 
@@ -102,9 +102,10 @@ class BudgetedGateway(Protocol):
 
 class PassHost(Protocol):
     """What a pass's steps (PushRun, CorrectionRun, auto-customers) need from the engine that
-    runs them (workers.sync_worker.SyncEngine), so they never import it: no import circle."""
+    runs them (services.push_pass.SyncEngine), so they never import it: no import circle."""
 
     ledger: FlightLedger
+    metrics: PushMetrics  # the worker's counters (adapters.metrics, wired by workers/runtime.py)
     actor: str
     batch_size: int
     gateways: Callable[[str], AccountingGateway]
@@ -469,7 +470,7 @@ class PushRun:
                 qbo_id=outcome.qbo_id or "", doc_number=doc or "", actor=actor, at=now
             )
             if event.kind in INVOICE_KINDS:
-                metrics.invoice_synced(event.created_on, datetime.now(UTC))
+                self.engine.metrics.invoice_synced(event.created_on, datetime.now(UTC))
             self.retries.unschedule(event.id)
             self.report.count(Status.SYNCED)
             log.info(

@@ -20,15 +20,15 @@ from eventsourcing.persistence import IntegrityError
 from domain.application import FlightLedger
 from domain.customers import KnownCustomers
 from domain.financial_event import FailureCategory, FinancialEvent, Status
-from domain.ports import AccountingGateway, PushOutcome, ReasonCode
+from domain.ports import AccountingGateway, NoMetrics, PushMetrics, PushOutcome, ReasonCode
 from domain.preflight import check_connection, check_mappings
 from domain.qbo_lists import QboLists
 from domain.sync import BATCH_MAX, CircuitBreaker, RetryPolicy
 from projections.view import FinancialEventView
-from workers.auto_customers import resolve_new_students
-from workers.corrections import CorrectionRun, split_corrections
-from workers.push_run import PassReport, PushRun, unusable_gateway
-from workers.retry_schedule import RetrySchedule
+from services.corrections import CorrectionRun, split_corrections
+from services.new_customers import resolve_new_students
+from services.push_run import PassReport, PushRun, unusable_gateway
+from services.retry_schedule import RetrySchedule
 
 __all__ = ["GatewayFactory", "PassReport", "SyncEngine"]
 
@@ -73,8 +73,10 @@ class SyncEngine:
         batch_size: int = BATCH_MAX,
         actor: str = WORKER_ACTOR,
         rng: random.Random | None = None,
+        metrics: PushMetrics | None = None,
     ) -> None:
         self.ledger = ledger
+        self.metrics: PushMetrics = metrics or NoMetrics()  # the worker wires adapters.metrics
         self.view = view
         self.gateways = _one_at_a_time(gateways)  # passes of several schools run at once
         self.policy = policy or RetryPolicy()
