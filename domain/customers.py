@@ -55,7 +55,8 @@ class CustomerLookup:
 
 @dataclass(frozen=True)
 class CustomerCreated:
-    """A Customer create: the customer, or the failure (duplicate_name: QBO's 6240)."""
+    """A Customer create: the customer, or the failure (duplicate_name: QBO's Duplicate Name
+    Exists)."""
 
     customer: CustomerCandidate | None = None
     failure: PushOutcome | None = None
@@ -178,7 +179,7 @@ def decide(student: NewStudent, candidates: Iterable[CustomerCandidate]) -> Deci
 
 
 def name_taken(student: NewStudent, qbo_message: str) -> Ambiguous:
-    """QBO refused the create (Duplicate Name, 6240) and no active customer has the name."""
+    """QBO refused the create (Duplicate Name Exists) and no active customer has the name."""
     return Ambiguous(
         (),
         f"QuickBooks refused to create a customer named '{student.name}' for new student "

@@ -90,7 +90,9 @@ class PushOutcome:
 
     The gateway interprets QuickBooks' answer once: a duplicate DocNumber comes back already
     resolved (synced when the invoice found is ours, else duplicate_doc_number), a throttle as
-    pause_realm; the push run acts on the outcome and never reads a QuickBooks code.
+    pause_realm, a stale SyncToken as stale_object, an update or void of an invoice deleted in
+    QuickBooks as object_gone; the push pass acts on the outcome and never reads a QuickBooks
+    code (`code` is shown to people with QuickBooks' message, never compared).
     """
 
     event_id: UUID
@@ -98,12 +100,14 @@ class PushOutcome:
     qbo_id: str | None = None
     doc_number: str | None = None
     reason_code: ReasonCode | None = None
-    code: str | None = None  # QBO's error code, e.g. "6000", "3200"
+    code: str | None = None  # QBO's error code, shown beside its message
     message: str = ""  # QBO's own message (+ detail), never a bare status code
     http_status: int | None = None
     retry_after: float | None = None  # seconds to pause the realm (429)
     missing: tuple[str, ...] = ()  # keys QBO named (element), if any
     pause_realm: bool = False  # throttled: pause the whole realm, spend no attempt
+    stale_object: bool = False  # saved in QuickBooks since our read: re-read, send once more
+    object_gone: bool = False  # the invoice an update or void named is deleted in QuickBooks
 
 
 @dataclass(frozen=True)

@@ -193,7 +193,8 @@ def blamed_mappings(
     inactive: frozenset[str] | None = None,
     lists: QboLists | None = None,
 ) -> tuple[list[str], str]:
-    """Which of our mapping keys a 610/2500 fault points at, and a sentence naming them.
+    """Which of our mapping keys an inactive_mapping / invalid_reference fault points at, and a
+    sentence naming them.
 
     QBO names only the element (``Line.SalesItemLineDetail.ItemRef``) and sometimes an id
     ("Item 99"); `inactive` is what a lookup found ("Item:3"); `lists` (the cached QuickBooks

@@ -3,8 +3,9 @@
 SyncEngine.run_pass hands this module the due events that PushRun must not send as fresh
 creates: flights amended or cancelled after their invoice reached QuickBooks, and refunds.
 
-- Sent and unpaid: the invoice is updated in place (sparse update with its SyncToken; a 5010
-  stale object re-reads and retries once) or voided when the flight is cancelled.
+- Sent and unpaid: the invoice is updated in place (sparse update with its SyncToken; a stale
+  object, saved in QuickBooks since our read, is re-read and sent once more) or voided when the
+  flight is cancelled.
 - Sent and (partly) paid: never edited. A reduction or a cancellation becomes a CreditMemo for
   the difference (DocNumber ``FL-F-1001-C1``), an increase a supplementary invoice (``-A1``).
 - A refund becomes a RefundReceipt from the deposit account of the payment's type.
@@ -42,12 +43,11 @@ from domain.ports import (
 from domain.preflight import invoice_draft
 from domain.records import RecordKind, charges_from_data
 from domain.sync import may_have_landed
-from services.push_run import PushRun
+from services.push_run import PushRun, qbo_message
 
 log = structlog.get_logger("flightledger.sync")
 
 REFUND_KIND = RecordKind.PAYMENT_REFUNDED.value
-STALE_CODE = "5010"
 _ZERO = Decimal("0.00")
 
 
@@ -262,12 +262,12 @@ class CorrectionRun(PushRun):
         if not self.engine.save_each_on_conflict([event]):
             return
         self.report.calls += 1
-        outcome, reread = self._send(event, action, invoice, request, doc, amount)
+        outcome, stale = self._send(event, action, invoice, request, doc, amount)
         if outcome.kind == OutcomeKind.SYNCED:
             qbo_id = event.qbo_id if action in _IN_PLACE else (outcome.qbo_id or "")
-            self._applied(event, action, qbo_id, doc, amount, reread=reread)
+            self._applied(event, action, qbo_id, doc, amount, stale=stale)
             return
-        if outcome.code == "610" and action in _IN_PLACE:  # deleted between the read and the call
+        if outcome.object_gone and action in _IN_PLACE:  # deleted between the read and the call
             self._changed(event, f"it was deleted in QuickBooks (id {event.qbo_id})")
             return
         self._record(event, outcome, draft=None, careful=False)
@@ -281,19 +281,20 @@ class CorrectionRun(PushRun):
         request: str,
         doc: str,
         amount: Decimal,
-    ) -> tuple[PushOutcome, bool]:
-        """The call's outcome, and whether a 5010 made it re-read the invoice and retry."""
+    ) -> tuple[PushOutcome, PushOutcome | None]:
+        """The call's outcome, and QuickBooks' first answer when that was a stale object (the
+        invoice saved in QuickBooks since our read) and the invoice was re-read and sent again."""
         corrector = self.corrector
         if action in _IN_PLACE:
             outcome = self._in_place(event, action, invoice, request)
-            if outcome.code != STALE_CODE:
-                return outcome, False
-            self.report.calls += 1  # 5010: re-read and retry once
+            if not outcome.stale_object:
+                return outcome, None
+            self.report.calls += 1  # saved in QuickBooks since our read: re-read, retry once
             again = corrector.read_invoice(event.id, invoice.qbo_id)
             if again.found is None or self._differs(event, again.found) is not None:
-                return outcome, False
+                return outcome, None
             self.report.calls += 1
-            return self._in_place(event, action, again.found, f"{request}-r"), True
+            return self._in_place(event, action, again.found, f"{request}-r"), outcome
         old = event.qbo_amount or _ZERO
         new = _ZERO if event.cancelled else event.amount
         why = event.correction_reason or ("cancelled" if event.cancelled else "amended")
@@ -322,7 +323,7 @@ class CorrectionRun(PushRun):
                     private_note=note,
                 )
             )
-            return memo, False
+            return memo, None
         supplement = self.gateway.push_invoice(
             InvoiceDraft(
                 event_id=event.id,
@@ -338,7 +339,7 @@ class CorrectionRun(PushRun):
                 private_note=note,
             )
         )
-        return supplement, False
+        return supplement, None
 
     def _in_place(
         self, event: FinancialEvent, action: CorrectionAction, invoice: QboInvoice, request: str
@@ -369,7 +370,7 @@ class CorrectionRun(PushRun):
         doc: str,
         amount: Decimal,
         *,
-        reread: bool = False,
+        stale: PushOutcome | None = None,
     ) -> None:
         before = event.qbo_amount or _ZERO
         after = {
@@ -396,10 +397,10 @@ class CorrectionRun(PushRun):
                 f"Paid invoice kept; {what} does not change the amount ({after})"
             ),
         }[action]
-        if reread:
+        if stale is not None:
             note += (
-                f" (QuickBooks first answered 5010 Stale Object Error: invoice {doc} had been "
-                "saved in QuickBooks meanwhile, same total; re-read and sent once more)"
+                f" (QuickBooks first answered: {qbo_message(stale)}. Invoice {doc} had been saved "
+                "in QuickBooks meanwhile, same total; re-read and sent once more)"
             )
         event.apply_correction(
             action=action,

@@ -2,15 +2,16 @@
 
 Called once per pass (SyncEngine.run_pass) when the school's auto-customers setting is on, for
 the due events whose student has no customer mapping. Per such student, at most one metered read
-(a DisplayName lookup; a second only after QBO's 6240 "Duplicate Name Exists"), then
+(a DisplayName lookup; a second only after QBO's "Duplicate Name Exists", which the gateway
+reports as `CustomerCreated.duplicate_name`), then
 domain.customers.decide: match an active customer, create one, or ask a person
 (`ambiguous_customer`). The mapping is recorded on the Mappings aggregate by `system`.
 
 Metered reads: when the school has a cached copy of its QuickBooks lists (workers/qbo_lists.py)
 the customers are matched against it without any read; a name the cache does not hold is created
-straight away (a customer added in QuickBooks since the last refresh comes back as 6240 and is
-then looked up). A created customer is added to the cache. Without a cache: one DisplayName
-lookup per new student.
+straight away (a customer added in QuickBooks since the last refresh comes back as Duplicate
+Name Exists and is then looked up). A created customer is added to the cache. Without a cache:
+one DisplayName lookup per new student.
 
 Never a duplicate customer: CustomerCreateStarted (with a requestid derived from school +
 student) is recorded before the create is sent. A crash, timeout or 5xx after that leaves the
@@ -127,7 +128,7 @@ class _Resolver:
     def resolve(self, student: NewStudent) -> PushOutcome | None:
         """Map the student (None), or the outcome its events get."""
         cached = None if student.id in self.mappings.customer_creates else self.cached()
-        if cached is not None:  # no read: a stale cache is caught by 6240 or the invoice push
+        if cached is not None:  # no read: a stale cache is caught by Duplicate Name or the push
             decision = decide(student, cached)
             if isinstance(decision, Match):
                 self._map(student, decision.customer, MATCHED)
@@ -182,7 +183,7 @@ class _Resolver:
         if not created.duplicate_name:
             lead = f"Creating a QuickBooks customer for new student {student.id} '{student.name}'"
             return _in_context(failure, lead)
-        self.report.calls += 1  # 6240: someone holds the name; is it an active customer?
+        self.report.calls += 1  # Duplicate Name: someone holds it; an active customer?
         again = self.gateway.find_customers(student.name)
         if again.failure is not None:
             return _in_context(

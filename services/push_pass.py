@@ -86,7 +86,7 @@ class SyncEngine:
         # due times, realm pauses (429, open circuit) and breakers: memory only
         self.retries = RetrySchedule(self.policy, self.rng)
         self.known_customers: KnownCustomers | None = None  # cached QBO customers (auto-customers)
-        # the school's cached QuickBooks lists (no call): name the mapping behind a 2500
+        # the school's cached QuickBooks lists (no call): name the mapping of an invalid reference
         self.cached_lists: Callable[[str], QboLists | None] = lambda school: None
         # set by the worker loop: SIGTERM or --max-seconds reached; a pass stops between calls
         self.should_stop: Callable[[], bool] = lambda: False

@@ -481,11 +481,11 @@ class PushRun:
             reason = outcome.reason_code or ReasonCode.VALIDATION
             if reason in AUTH_STOP_REASONS and self.stopped is None:
                 self.stopped = outcome
-            message, missing = _message(outcome), list(outcome.missing)
+            message, missing = qbo_message(outcome), list(outcome.missing)
             if reason in (ReasonCode.INACTIVE_MAPPING, ReasonCode.INVALID_REFERENCE):
                 inactive = None
                 if reason == ReasonCode.INACTIVE_MAPPING and draft is not None:
-                    self.report.calls += 1  # one metered read, only after a 610
+                    self.report.calls += 1  # one metered read, only for an inactive mapping
                     inactive = self.gateway.inactive_references(
                         sorted({line.item_id for line in draft.lines}), [draft.customer_id]
                     )
@@ -506,11 +506,13 @@ class PushRun:
         failures = 0 if throttled else event.failures + 1  # this one included
         if not throttled and self.retries.policy.exhausted(failures):
             category = FailureCategory.EXHAUSTED
-            message = f"{_message(outcome)} (gave up after {failures} attempts: press Retry Failed)"
+            message = (
+                f"{qbo_message(outcome)} (gave up after {failures} attempts: press Retry Failed)"
+            )
         elif careful or outcome.kind == OutcomeKind.UNCERTAIN:
-            category, message = FailureCategory.UNCERTAIN, _message(outcome)
+            category, message = FailureCategory.UNCERTAIN, qbo_message(outcome)
         else:
-            category, message = FailureCategory.TRANSIENT, _message(outcome)
+            category, message = FailureCategory.TRANSIENT, qbo_message(outcome)
         event.mark_failed(
             category=category,
             code=code,
@@ -533,7 +535,7 @@ def unusable_gateway(exc: Exception) -> str:
     return f"Cannot use the QuickBooks connection: {type(exc).__name__}: {exc}"
 
 
-def _message(outcome: PushOutcome) -> str:
+def qbo_message(outcome: PushOutcome) -> str:
     """QBO's own message with its error code; never a bare status code."""
     text = outcome.message.strip() or "QuickBooks gave no message"
     if outcome.code and outcome.code not in text:

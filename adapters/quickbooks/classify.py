@@ -241,8 +241,8 @@ def classify(
         return Verdict(action(ReasonCode.DUPLICATE_DOC_NUMBER), lookup=True)
     if code == "6240":  # Duplicate Name Exists (a Customer create): look the name up
         return Verdict(action(ReasonCode.VALIDATION), lookup=True)
-    if code == "5010":
-        return Verdict(base)
+    if code == "5010":  # Stale Object Error: re-read and retry (updates only, QBO.md)
+        return Verdict(replace(base, stale_object=True))
     if code == "6000":
         return Verdict(action(ReasonCode.VALIDATION, missing=_element(failure)))
     if code == "10000" or status is None or status >= 500:
@@ -253,6 +253,16 @@ def classify(
         return Verdict(replace(base, kind=OutcomeKind.SYNCED, message=""))
     # any other 4xx fault names a problem with what we sent: a person must look at it
     return Verdict(action(ReasonCode.VALIDATION, missing=_element(failure)))
+
+
+def in_place_change(outcome: PushOutcome) -> PushOutcome:
+    """An update's or a void's outcome: there a 610 (Object Not Found) says the invoice itself
+    was deleted in QuickBooks since it was read, not that a mapping is inactive."""
+    if outcome.code != "610":
+        return outcome
+    return replace(
+        outcome, reason_code=ReasonCode.CHANGED_IN_QUICKBOOKS, missing=(), object_gone=True
+    )
 
 
 def _element(failure: Failure) -> tuple[str, ...]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from quickbooks.objects.invoice import Invoice
 
-from adapters.quickbooks.classify import Verdict, classify, parse_fault_object
+from adapters.quickbooks.classify import Verdict, classify, in_place_change, parse_fault_object
 from adapters.quickbooks.client import TimedQuickBooks
 from adapters.quickbooks.documents import (
     batch_request_id,
@@ -252,18 +252,20 @@ class QuickBooksGateway:
         return record
 
     def update_invoice(self, change: InvoiceChange) -> PushOutcome:
-        """Sparse update with the invoice's SyncToken (5010 when stale) and a request id."""
+        """Sparse update with the invoice's SyncToken and a request id (stale_object when the
+        token is old, object_gone when the invoice was deleted in QuickBooks)."""
         body = build_invoice_change(change)
         result = self._post(change.event_id, "Invoice", body, change.request_id)
-        return _saved(change.event_id, result)
+        return in_place_change(_saved(change.event_id, result))
 
     def void_invoice(
         self, event_id: uuid.UUID, qbo_id: str, sync_token: str, request_id: str
     ) -> PushOutcome:
-        """Void one invoice (operation=void with Id and SyncToken)."""
+        """Void one invoice (operation=void with Id and SyncToken; stale_object, object_gone as
+        for an update)."""
         body = {"Id": qbo_id, "SyncToken": sync_token, "sparse": True}
         result = self._post(event_id, "Invoice", body, request_id, params={"operation": "void"})
-        return _saved(event_id, result)
+        return in_place_change(_saved(event_id, result))
 
     def push_credit_memo(self, draft: CreditDraft) -> PushOutcome:
         """Create one CreditMemo with its request id."""

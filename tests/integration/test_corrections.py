@@ -190,5 +190,6 @@ def test_update_meets_a_stale_synctoken_rereads_and_retries_once(
     assert Decimal(str(row["qbo_amount"])) == Decimal("225.00")
     applied = [h["data"] for h in cli.ok("history", "F-1") if h["type"] == "CorrectionApplied"]
     assert [a["action"] for a in applied] == ["update"]
-    assert "5010 Stale Object Error" in applied[0]["note"]
+    note = applied[0]["note"]  # QuickBooks' own first answer, with its code
+    assert "QuickBooks first answered: Stale Object Error" in note and "code 5010" in note
     assert "270.00 -> 225.00" in applied[0]["note"]

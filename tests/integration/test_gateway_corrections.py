@@ -9,7 +9,14 @@ from decimal import Decimal
 import pytest
 import requests
 
-from domain.ports import CreditDraft, FixedClock, InvoiceChange, InvoiceLine, OutcomeKind
+from domain.ports import (
+    CreditDraft,
+    FixedClock,
+    InvoiceChange,
+    InvoiceLine,
+    OutcomeKind,
+    ReasonCode,
+)
 from qbo_simulator import QboSimulator, SimulatorConfig
 from tests.helpers_qbo import draft, make_rig
 
@@ -48,6 +55,8 @@ def test_update_stale_token_void_memo_and_refund(
         InvoiceChange(event_id, "upd-2", created.qbo_id, "0", "1", (line("1.00"),), Decimal("1.00"))
     )
     assert stale.code == "5010" and "Stale Object Error" in stale.message
+    assert stale.stale_object and not stale.object_gone  # the gateway says what to do: re-read
+    assert stale.kind == OutcomeKind.TRANSIENT
     assert gw.void_invoice(event_id, created.qbo_id, "1", "void-1").kind == OutcomeKind.SYNCED
     voided = gw.read_invoice(event_id, created.qbo_id).found
     assert voided is not None and voided.voided and voided.total == 0
@@ -88,3 +97,30 @@ def test_deleted_invoice_reads_as_not_found(
     ).raise_for_status()  # fmt: skip
     read = gw.read_invoice(draft(2).event_id, created.qbo_id)
     assert read.found is None and read.failure is None
+
+
+def test_update_or_void_of_a_deleted_invoice_says_it_is_gone(
+    sqlite_url: str, sim: QboSimulator, clock: FixedClock
+) -> None:
+    """QuickBooks' Object Not Found to an update or a void means the invoice itself was deleted
+    since it was read: the gateway says so (object_gone, changed_in_quickbooks), not that a
+    mapping is inactive."""
+    gw = make_rig(sqlite_url, sim, clock).gateway()
+    created = gw.push_invoice(draft(3))
+    assert created.qbo_id
+    event_id = draft(3).event_id
+    requests.post(
+        f"{sim.url}/_sim/entity", json={"entity": "Invoice", "id": created.qbo_id, "deleted": True},
+        timeout=5,
+    ).raise_for_status()  # fmt: skip
+    change = InvoiceChange(
+        event_id, "upd-3", created.qbo_id, "0", "1", (line("150.00"),), Decimal("150.00")
+    )
+    for outcome in (
+        gw.update_invoice(change),
+        gw.void_invoice(event_id, created.qbo_id, "0", "void-3"),
+    ):
+        assert outcome.object_gone and not outcome.stale_object
+        assert outcome.kind == OutcomeKind.ACTION_REQUIRED
+        assert outcome.reason_code == ReasonCode.CHANGED_IN_QUICKBOOKS
+        assert "Object Not Found" in outcome.message and outcome.missing == ()

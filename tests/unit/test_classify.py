@@ -14,6 +14,7 @@ from adapters.quickbooks.classify import (
     RESET,
     Failure,
     classify,
+    in_place_change,
     parse_fault,
 )
 from domain.ports import OutcomeKind, ReasonCode
@@ -98,6 +99,21 @@ def test_classification_table(
     assert verdict.outcome.message.strip() not in {"400", "401", "429", "500", "503"}
     # classify alone says "pause the realm": the throttles, and nothing else
     assert verdict.outcome.pause_realm == name.startswith(("3001", "429"))
+    # and "re-read, then send once more": the stale object only
+    assert verdict.outcome.stale_object == (name == "5010")
+    assert not verdict.outcome.object_gone  # only an update or a void can say that
+
+
+def test_object_not_found_to_an_update_or_void_is_the_invoice_gone() -> None:
+    """A 610 answering an update or a void is the invoice deleted in QuickBooks (a final
+    changed_in_quickbooks outcome); any other outcome passes unchanged."""
+    outcome = classify(app(400, "610"), event_id=EVENT, is_create=True).outcome
+    gone = in_place_change(outcome)
+    assert gone.object_gone and gone.kind == A
+    assert gone.reason_code == ReasonCode.CHANGED_IN_QUICKBOOKS and gone.missing == ()
+    assert gone.message == outcome.message  # QuickBooks' words kept
+    stale = classify(app(400, "5010"), event_id=EVENT, is_create=True).outcome
+    assert in_place_change(stale) == stale
 
 
 def test_throttle_pause_is_scaled() -> None:
