@@ -25,7 +25,7 @@ import structlog
 
 from adapters.persistence import DatabaseUrl
 
-log = structlog.get_logger("flightledger.ownership")
+log = structlog.get_logger(__name__)
 
 
 class RealmLocks(Protocol):
@@ -112,7 +112,7 @@ class PostgresRealmLocks:
                 .fetchone()
             )
         except psycopg.OperationalError as exc:
-            log.warning("realm_lock_unavailable", school=school, error=str(exc))
+            log.warning("realm_lock_failed", school=school, error=str(exc))
             self._drop()
             return False
         if row and row[0]:

@@ -281,7 +281,7 @@ class WebhookDeliverer:
         self.ledger.save(box)
         metrics.WEBHOOK_DELIVERIES.labels(outcome=outcome).inc()
         log.info(
-            "webhook_attempt",
+            "webhook_delivery_attempted",
             delivery=delivery.id,
             school=delivery.school,
             type=delivery.type,
@@ -309,7 +309,7 @@ class WebhookDeliverer:
                 try:
                     self.run_once()
                 except Exception as exc:  # keep delivering after a database blink
-                    log.warning("webhook_loop_error", error=type(exc).__name__)
+                    log.warning("webhook_loop_failed", error=type(exc).__name__)
                 self._stop.wait(interval)
 
         self._thread = threading.Thread(target=loop, name="webhooks", daemon=True)

@@ -448,7 +448,7 @@ class ConnectionUseCases:
             lambda c: c.record_preferences(custom_txn_numbers=custom, at=self.ledger.clock.now()),
         )
         if not custom:
-            log.warning("qbo_custom_txn_numbers_off", school=school)
+            log.warning("qbo_custom_txn_numbers_disabled", school=school)
 
     def disconnect(self, school: str, operator: str = SYSTEM) -> bool:
         """Revoke at Intuit (best effort), forget the tokens, record Disconnected."""

@@ -20,7 +20,7 @@ from projections.financial_events import (
 )
 from projections.view import ProjectedView, TrackingConflict
 
-log = structlog.get_logger("flightledger.projector")
+log = structlog.get_logger(__name__)
 
 DEFAULT_BATCH_SIZE = 5000
 REBUILD_BATCH_SIZE = 20_000  # a rebuild reads the whole log: fewer, larger transactions

@@ -92,7 +92,7 @@ def list_service(cli: CliContext, connections: ConnectionService | None = _UNSET
         try:
             connections = connection_service(cli.ledger(), cli.config.database, cli.config.env)
         except (QboSettingsError, VaultError) as exc:
-            log.info("qbo_lists_unconfigured", reason=str(exc))
+            log.info("qbo_lists_disabled", reason=str(exc))
             connections = None
     return QboListService(cli.ledger(), connections, QboListStore(cli.config.database))
 

@@ -28,7 +28,7 @@ from domain.financial_event import Status
 from projections.view import FinancialEventView, Listener
 from services.push_pass import PassReport, SyncEngine
 
-log = structlog.get_logger("flightledger.worker")
+log = structlog.get_logger(__name__)
 
 POLL_SECONDS = 0.5
 # listening for NOTIFY (PostgreSQL): an idle worker looks anyway this often (a missed NOTIFY)
@@ -205,7 +205,8 @@ class WorkerLoop:
             owned = self.locks.try_acquire(school)
         except Exception as exc:  # the ownership check failed: the round fails with it
             return _PassResult(school, "crashed", error=str(exc), lock_error=exc)
-        if not owned:
+        if not owned:  # another worker runs this school's pass now
+            log.debug("realm_lock_refused", school=school)
             return _PassResult(school, "contested")
         try:
             self.engine.recover(school)
@@ -240,14 +241,14 @@ class WorkerLoop:
         if self._all_crashed:
             self.unhealthy_rounds += 1
             log.error(
-                "worker_unhealthy",
+                "worker_round_failed",
                 error=self.last_error,
                 rounds=self.unhealthy_rounds,
                 detail="every pass crashed; backing off",
             )
             self._beat(force=True)
         elif self.unhealthy_rounds:
-            log.info("worker_healthy_again", after_rounds=self.unhealthy_rounds)
+            log.info("worker_recovered", after_rounds=self.unhealthy_rounds)
             self.unhealthy_rounds = 0
             self._beat(force=True)
         return result

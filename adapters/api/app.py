@@ -8,7 +8,7 @@ domain/records.py's validation, domain/retry.py's selection, domain/mappings.py'
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -36,6 +36,7 @@ from adapters.api.schemas import (
     request_body,
 )
 from adapters.jsonable import to_jsonable
+from adapters.request_context import bind_actor, install_request_context
 from adapters.webhooks import (
     SecretStore,
     UnsafeReceiver,
@@ -143,10 +144,11 @@ class KeyAuth:
     def __init__(self, cfg: ApiConfig) -> None:
         self.cfg = cfg
 
-    def requires(self, permission: str) -> Callable[..., ApiKey]:
-        """A dependency: the request's key, refused 401/429/403 as API.md says."""
+    def requires(self, permission: str) -> Callable[..., Awaitable[ApiKey]]:
+        """A dependency: the request's key, refused 401/429/403 as API.md says; the key's school
+        and name (as `actor`) join the request's log context."""
 
-        def dependency(
+        async def dependency(
             credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
         ) -> ApiKey:
             if credentials is None or credentials.scheme.lower() != "bearer":
@@ -155,11 +157,13 @@ class KeyAuth:
                     "an API key is required: Authorization: Bearer <key>",
                     headers={"WWW-Authenticate": "Bearer"},
                 )
-            key = self.cfg.ledger.authenticate_key(credentials.credentials)
+            key = await run_in_threadpool(self.cfg.ledger.authenticate_key, credentials.credentials)
             if key is None:
                 raise ApiError(
                     401, "unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"}
                 )
+            # async so this lands in the request's context, which the route's thread copies
+            bind_actor(key.school, key.name)
             wait = self.cfg.rate.take(f"{key.school}/{key.id}")
             if wait is not None:
                 raise ApiError(
@@ -530,7 +534,7 @@ def install_api(app: FastAPI, cfg: ApiConfig) -> None:
         except SelectionError as exc:
             raise ApiError(422, f"{exc.field}: {exc}", fields=[_f(exc.field, str(exc))]) from None
         log.info(
-            "api_retry_failed",
+            "api_retry_failed_requested",
             school=key.school,
             key=key.name,
             requeued=outcome.requeued,
@@ -674,6 +678,7 @@ def install_api(app: FastAPI, cfg: ApiConfig) -> None:
     _install_probes(app, cfg)
     _install_openapi(app, router)
     install_error_handlers(app)
+    install_request_context(app)  # a no-op when the dashboard's create_app did it
     app.add_middleware(BodyLimit, limit=cfg.body_limit)
 
     @app.middleware("http")

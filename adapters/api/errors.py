@@ -131,5 +131,5 @@ def install_error_handlers(app: FastAPI) -> None:
             if previous_any is not None:
                 return await delegate(previous_any, request, exc)
             return PlainTextResponse("Internal Server Error", status_code=500)
-        log.error("api_unexpected_error", path=request.url.path, error=type(exc).__name__)
+        log.error("api_request_crashed", path=request.url.path, error=type(exc).__name__)
         return envelope(500, f"internal error ({type(exc).__name__}); nothing was changed")

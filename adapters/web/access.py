@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from fastapi import HTTPException, Request
+from starlette.concurrency import run_in_threadpool
 
+from adapters.request_context import bind_actor
 from adapters.web.auth import PERMISSION_WORDS, User
 from adapters.web.config import WebConfig
 
@@ -52,11 +54,15 @@ class Access:
             raise LoginRequired()
         return user
 
-    def requires(self, permission: str) -> Callable[[Request], User]:
-        """A route dependency: the signed-in user, refused with a sentence without `permission`."""
+    def requires(self, permission: str) -> Callable[[Request], Awaitable[User]]:
+        """A route dependency: the signed-in user, refused with a sentence without `permission`;
+        the user's school and name join the request's log context."""
 
-        def dependency(request: Request) -> User:
-            user = self.signed_in(request)
+        async def dependency(request: Request) -> User:
+            # async so the binding lands in the request's context, which the route's thread
+            # copies (a sync dependency would bind in a throwaway copy of its own)
+            user = await run_in_threadpool(self.signed_in, request)
+            bind_actor(user.school, user.name)
             if not user.can(permission):
                 raise Forbidden(
                     f"You ({user.name}) may not {PERMISSION_WORDS[permission]}: "

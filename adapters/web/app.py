@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from adapters.authorization_url import INTUIT_AUTHORIZATION_ORIGIN
+from adapters.request_context import install_request_context
 from adapters.web.access import Access, Forbidden
 from adapters.web.auth import SessionSigner, User, UserDirectory
 from adapters.web.config import ChecklistProvider, WebConfig
@@ -94,6 +95,7 @@ def create_app(
 
     install_session(app, SessionSigner(session_key), secure_cookies=cfg.secure_cookies)
     install_security(app, allowed_hosts)  # added last = runs first: before the session
+    install_request_context(app)  # outermost: request_id on every line, the host check's too
     install_error_handlers(app, pages)
     signin.register(app, cfg, pages)
     reading.register(app, cfg, access, pages)

@@ -114,7 +114,7 @@ class UserDirectory:
         try:
             self.entries = UserDirectory.from_file(self.path).entries
         except UsersFileError as exc:
-            log.error("web_users_file_invalid", error=str(exc))
+            log.error("web_users_file_rejected", error=str(exc))
             self.entries = []
         else:
             log.info("web_users_file_reloaded", users=len(self.entries))

@@ -27,7 +27,7 @@ from workers.commands.audit import school_export
 from workers.context import EXIT_USAGE, CliContext, fail, get_context, stderr
 from workers.selection import checklist, checklist_rows, worker_unhealthy
 
-log = structlog.get_logger("flightledger.serve")
+log = structlog.get_logger(__name__)
 
 USERS_FILE_VARIABLE = "FLIGHTLEDGER_USERS_FILE"
 SESSION_KEY_VARIABLE = "FLIGHTLEDGER_WEB_SESSION_KEY"

@@ -64,7 +64,7 @@ def register(app: FastAPI, cfg: WebConfig, access: Access, pages: Pages) -> None
         if format not in FORMATS:
             raise HTTPException(400, f"Format: unknown format {format!r}; valid: jsonl, csv")
         start, end = _day(since, "From"), _day(until, "To", end=True)
-        log.info("web_audit_export", school=user.school, user=user.name, format=format)
+        log.info("web_audit_exported", school=user.school, user=user.name, format=format)
         lines = cfg.audit_export(user.school, start, end, format)
         name = f"flightledger-audit-{user.school}-{since or 'start'}-{until or 'now'}.{format}"
         return StreamingResponse(
@@ -80,7 +80,7 @@ def register(app: FastAPI, cfg: WebConfig, access: Access, pages: Pages) -> None
         if cfg.audit_verify is None:
             raise HTTPException(503, UNAVAILABLE)
         verdict = dict(cfg.audit_verify())
-        log.info("web_audit_verify", user=user.name, ok=verdict.get("ok"))
+        log.info("web_audit_verified", user=user.name, ok=verdict.get("ok"))
         request.state.session["audit_verdict"] = {
             "ok": bool(verdict.get("ok")),
             "events": verdict.get("events"),

@@ -6,6 +6,7 @@ import structlog
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from adapters.request_context import bind_actor
 from adapters.web.config import WebConfig
 from adapters.web.pages import Pages
 from adapters.web.session import form, start_session
@@ -57,6 +58,7 @@ def register(app: FastAPI, cfg: WebConfig, pages: Pages) -> None:
         cfg.sessions.end(request.state.session.get("sid"))
         sid = cfg.sessions.start(user.name, cfg.users.digest_of(user.name) or "")
         start_session(request, user=user.name, sid=sid)
+        bind_actor(user.school, user.name)
         log.info("web_signed_in", user=user.name, school=user.school)
         return RedirectResponse(target, 303)
 
