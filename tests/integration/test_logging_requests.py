@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import structlog
 from fastapi import APIRouter
 from fastapi.testclient import TestClient
 from structlog.typing import EventDict
@@ -15,14 +14,10 @@ from structlog.typing import EventDict
 from adapters.api.app import RETRY, ApiConfig
 from domain.application import FlightLedger
 from tests.api_support import api_app, bearer, new_key
+from tests.logging_support import captured_logs
 
 REQUEST_ID_HEADER = "X-Request-ID"
 GENERATED = re.compile(r"[0-9a-f]{32}")
-
-
-def _capture() -> Any:
-    """capture_logs with the contextvars merged in, as workers/logging.py configures them."""
-    return structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars])
 
 
 def _one(logs: list[EventDict], event: str) -> EventDict:
@@ -49,7 +44,7 @@ def test_an_api_request_logs_its_request_id_school_and_key_name_as_actor(
     the key itself is in no record."""
     secret = new_key(ledger, "alpha", [RETRY], name="ops-robot")
     key = bearer(secret)
-    with _client(ledger, db_url) as client, _capture() as logs:
+    with _client(ledger, db_url) as client, captured_logs() as logs:
         answer = client.post(
             "/api/v1/retry-failed", json={}, headers={**key, REQUEST_ID_HEADER: "req-42.a:b"}
         )
@@ -72,7 +67,7 @@ def test_an_insane_incoming_request_id_is_replaced(ledger: FlightLedger, db_url:
     key = bearer(new_key(ledger, "alpha", [RETRY], name="ops-robot"))
     with _client(ledger, db_url) as client:
         for bad in ('a" b', "x" * 129, "-leading-dash"):
-            with _capture() as logs:
+            with captured_logs() as logs:
                 answer = client.post(
                     "/api/v1/retry-failed", json={}, headers={**key, REQUEST_ID_HEADER: bad}
                 )
@@ -91,7 +86,7 @@ def test_an_unexpected_api_error_logs_and_answers_with_the_request_id(
         def boom() -> None:
             raise RuntimeError("kaboom")
 
-    with _client(ledger, db_url, extra_routes=[boom_route]) as client, _capture() as logs:
+    with _client(ledger, db_url, extra_routes=[boom_route]) as client, captured_logs() as logs:
         answer = client.get("/api/v1/boom", headers={REQUEST_ID_HEADER: "crash-1"})
     assert answer.status_code == 500
     assert answer.json()["error"]["code"] == "internal"
@@ -112,7 +107,7 @@ def test_a_dashboard_request_logs_its_request_id_school_and_operator(
     app, view = api_app(ledger, db_url, school="alpha")
     app.state.web.audit_export = export
     try:
-        with TestClient(app) as client, _capture() as logs:
+        with TestClient(app) as client, captured_logs() as logs:
             answer = client.get("/audit/export", headers={REQUEST_ID_HEADER: "web-7"})
     finally:
         view.close()
@@ -129,7 +124,7 @@ def test_a_refused_host_is_logged_with_the_request_id(ledger: FlightLedger, db_u
     """The host check runs before anything else, inside the request's context all the same."""
     app, view = api_app(ledger, db_url, school="alpha")
     try:
-        with TestClient(app, base_url="http://evil.example") as client, _capture() as logs:
+        with TestClient(app, base_url="http://evil.example") as client, captured_logs() as logs:
             answer = client.get("/", headers={REQUEST_ID_HEADER: "host-1"})
     finally:
         view.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import psycopg
-import structlog
 
 from adapters.persistence import parse_database_url
 from adapters.realm_locks import PostgresRealmLocks
@@ -13,6 +12,7 @@ from adapters.views import open_view
 from domain.application import FlightLedger
 from domain.records import RecordKind, parse_line
 from tests.factories import flight
+from tests.logging_support import captured_logs
 from workers.projector import Projector
 
 
@@ -24,7 +24,7 @@ def test_a_view_rebuild_logs_view_rebuilt_with_the_event_count(
     ledger.record_batch("alpha", records)
     view = open_view(db_url)
     try:
-        with structlog.testing.capture_logs() as logs:
+        with captured_logs() as logs:
             applied = Projector(ledger, view).rebuild()
     finally:
         view.close()
@@ -44,7 +44,7 @@ def test_a_lock_connection_killed_under_the_worker_logs_realm_lock_failed(pg_url
         conn = locks._connection()
         with psycopg.connect(db.psycopg_conninfo(), autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
-        with structlog.testing.capture_logs() as logs:
+        with captured_logs() as logs:
             refused = locks.try_acquire("beta")
         assert refused is False
         (failed,) = (e for e in logs if e["event"] == "realm_lock_failed")

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import structlog
-
+from tests.logging_support import captured_logs
 from tests.unit.test_worker_hardening import Beats, Locks, setup
 from workers.worker_loop import UNHEALTHY_ROUNDS_UNTIL_IDLE, WorkerLoop
 
@@ -29,7 +28,7 @@ def test_crashing_then_healthy_rounds_log_their_events() -> None:
         engine, engine.view, Locks(), catch_up=lambda: None, heartbeat=Beats(),  # type: ignore[arg-type]
         poll_seconds=0.001,
     )  # fmt: skip
-    with structlog.testing.capture_logs() as logs:
+    with captured_logs() as logs:
         loop.run(until_idle=True)
         del engine.recover
         loop.run(until_idle=True)
@@ -51,7 +50,7 @@ def test_a_refused_realm_lock_is_logged_and_the_school_left_alone() -> None:
     """A school whose lock another worker holds: realm_lock_refused naming it, no pass run."""
     _, _, gateway, engine, _ = setup(1)
     loop = WorkerLoop(engine, engine.view, RefusingLocks(), catch_up=lambda: None)  # type: ignore[arg-type]
-    with structlog.testing.capture_logs() as logs:
+    with captured_logs() as logs:
         passes, worked, contested = loop.round()
     assert (passes, worked, contested) == (0, False, True) and gateway.calls == []
     refused = [e for e in logs if e["event"] == "realm_lock_refused"]
