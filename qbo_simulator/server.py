@@ -393,10 +393,17 @@ def _handler_for(sim: QboSimulator) -> type[BaseHTTPRequestHandler]:
             self._send(response)
 
         def _client_gone(self) -> bool:
-            """The client closed its end (it is waiting for our answer, so EOF means gone)."""
+            """The client closed its end (it is waiting for our answer, so EOF means gone).
+
+            poll(), not select(): select() refuses descriptors above 1023 (ValueError), and a
+            simulator holding a thousand keep-alive connections (500 realms, two workers)
+            answered every request on those with HTTP 500.
+            """
             try:
-                readable, _, _ = select.select([self.connection], [], [], 0)
-                return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+                watch = select.poll()
+                watch.register(self.connection, select.POLLIN)
+                readable = bool(watch.poll(0))
+                return readable and self.connection.recv(1, socket.MSG_PEEK) == b""
             except OSError:  # reset by the peer
                 return True
 
