@@ -7,7 +7,8 @@ POSTed to `flightledger serve` at random moments over the window; two long-runni
 200 ms. Then nothing happens for a while and the database's own transaction counter
 (pg_stat_database, in a database of the bench's own) tells what the idle schools cost.
 BENCH_SCHOOLS (default 500), BENCH_SCHOOLS_FLIGHTS (20), BENCH_SCHOOLS_SECONDS (120) and
-BENCH_IDLE_SECONDS (60) change the sizes; --quick runs 3 schools for a few seconds.
+BENCH_IDLE_SECONDS (60) change the sizes (BENCH_SCHOOLS_LOGS: a directory that keeps the
+processes' logs); --quick runs 3 schools for a few seconds.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import os
 import random
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -36,6 +39,18 @@ def _sizes(quick: bool) -> tuple[int, int, float, float]:
         float(os.environ.get("BENCH_SCHOOLS_SECONDS", "120")),
         float(os.environ.get("BENCH_IDLE_SECONDS", "60")),
     )
+
+
+@contextmanager
+def _log_dir() -> Iterator[str]:
+    """BENCH_SCHOOLS_LOGS (kept afterwards) or a temporary directory for the processes' logs."""
+    kept = os.environ.get("BENCH_SCHOOLS_LOGS")
+    if kept:
+        Path(kept).mkdir(parents=True, exist_ok=True)
+        yield kept
+        return
+    with tempfile.TemporaryDirectory(prefix="bench_schools_") as logs:
+        yield logs
 
 
 def run(quick: bool = False) -> str:
@@ -64,7 +79,7 @@ def run(quick: bool = False) -> str:
     with (
         services.own_database("bench_schools") as url,
         QboSimulator(SimulatorConfig(one_realm_per_connection=True)) as sim,
-        tempfile.TemporaryDirectory(prefix="bench_schools_") as logs,
+        _log_dir() as logs,
     ):
         database = urlsplit(url).path.lstrip("/")
         env = services.bench_env(url, sim)
