@@ -19,29 +19,14 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
 from adapters.persistence import DatabaseUrl
+from domain.ports import RealmLocks
 
 log = structlog.get_logger(__name__)
-
-
-class RealmLocks(Protocol):
-    """Exclusive, crash-released ownership of schools."""
-
-    def try_acquire(self, school: str) -> bool:
-        """Own the school now, or False when another worker does."""
-        ...
-
-    def release(self, school: str) -> None:
-        """Let other workers take the school."""
-        ...
-
-    def close(self) -> None:
-        """Release everything."""
-        ...
 
 
 def lock_key(db: DatabaseUrl, school: str) -> int:
@@ -206,6 +191,7 @@ class SQLiteRealmLocks:
             self._fd = None
 
 
-def open_realm_locks(db: DatabaseUrl) -> PostgresRealmLocks | SQLiteRealmLocks:
-    """The ownership mechanism for the database's backend."""
+def open_realm_locks(db: DatabaseUrl) -> RealmLocks:
+    """The ownership mechanism for the database's backend (both implement domain.ports
+    RealmLocks, parallel_passes included: mypy checks it here)."""
     return PostgresRealmLocks(db) if db.is_postgres else SQLiteRealmLocks(db)

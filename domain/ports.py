@@ -470,6 +470,28 @@ class NoMetrics:
         """Count nothing."""
 
 
+class RealmLocks(Protocol):
+    """Exclusive, crash-released ownership of schools (adapters.realm_locks: PostgreSQL
+    advisory locks, a SQLite file lock); the worker loop takes a school's before its pass."""
+
+    @property
+    def parallel_passes(self) -> int:
+        """Passes of different schools one worker may run at once under these locks."""
+        ...
+
+    def try_acquire(self, school: str) -> bool:
+        """Own the school now, or False when another worker does."""
+        ...
+
+    def release(self, school: str) -> None:
+        """Let other workers take the school."""
+        ...
+
+    def close(self) -> None:
+        """Release everything."""
+        ...
+
+
 class QboListCache(Protocol):
     """The stored copy of each school's QuickBooks lists per realm (adapters.qbo_lists
     QboListStore): what auto-customers reads and adds a created customer to."""

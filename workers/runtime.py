@@ -119,7 +119,7 @@ def build_worker(ledger: FlightLedger, config: Config) -> WorkerRuntime:
     cached = CachedCustomers(ledger, QboListStore(db))
     engine.known_customers, engine.cached_lists = cached, cached.lists
     _cache_aggregates(ledger)
-    passes_at_once = getattr(locks, "parallel_passes", 1)
+    passes_at_once = locks.parallel_passes
     for store in (ledger.recorder, view):  # a connection per pass thread, none opened per call
         _widen_pool(store, passes_at_once + 2)
     loop = WorkerLoop(

@@ -23,8 +23,8 @@ import structlog
 from eventsourcing.persistence import PersistenceError
 
 from adapters.heartbeat import HeartbeatStore
-from adapters.realm_locks import RealmLocks
 from domain.financial_event import Status
+from domain.ports import RealmLocks
 from projections.view import FinancialEventView, Listener
 from services.push_pass import PassReport, SyncEngine
 
@@ -102,7 +102,7 @@ class WorkerLoop:
     ) -> None:
         self.engine = engine
         # passes of different schools at once: what the ownership mechanism allows by default
-        self.passes_at_once = max(1, passes_at_once or getattr(locks, "parallel_passes", 1))
+        self.passes_at_once = max(1, passes_at_once or locks.parallel_passes)
         self._pool: ThreadPoolExecutor | None = None
         self._all_crashed = False
         self.view = view

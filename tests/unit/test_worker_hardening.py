@@ -100,7 +100,9 @@ def test_breaker_cooldown_doubles_up_to_its_bound() -> None:
 
 
 class Locks:
-    """Realm locks that are always free (one worker)."""
+    """Realm locks that are always free (one worker), one pass at a time."""
+
+    parallel_passes = 1
 
     def try_acquire(self, school: str) -> bool:
         """Always owned."""
@@ -108,6 +110,9 @@ class Locks:
 
     def release(self, school: str) -> None:
         """Nothing to release."""
+
+    def close(self) -> None:
+        """Nothing held."""
 
 
 class Beats:
@@ -153,7 +158,7 @@ def test_a_catch_up_that_cannot_read_the_log_is_unhealthy_too() -> None:
     def gone() -> None:
         raise ConnectionError("database is gone")
 
-    loop = WorkerLoop(engine, engine.view, Locks(), catch_up=gone, poll_seconds=0.001)  # type: ignore[arg-type]
+    loop = WorkerLoop(engine, engine.view, Locks(), catch_up=gone, poll_seconds=0.001)
     summary = loop.run(until_idle=True)
     assert not summary.healthy and not summary.idle and "database is gone" in summary.error
 

@@ -37,7 +37,9 @@ class CountingView(FakeFinancialEventView):
 
 
 class Locks:
-    """Realm locks that are always free (one worker)."""
+    """Realm locks that are always free (one worker), one pass at a time."""
+
+    parallel_passes = 1
 
     def try_acquire(self, school: str) -> bool:
         """Always owned."""
@@ -46,13 +48,16 @@ class Locks:
     def release(self, school: str) -> None:
         """Nothing to release."""
 
+    def close(self) -> None:
+        """Nothing held."""
+
 
 def _loop(
     ledger: FlightLedger, gateways: dict[str, FakeAccountingGateway]
 ) -> tuple[WorkerLoop, CountingView]:
     view = CountingView(ledger)
     engine = SyncEngine(ledger, view, gateways.__getitem__, rng=random.Random(3))
-    loop = WorkerLoop(engine, view, Locks(), catch_up=lambda: None, poll_seconds=0.001)  # type: ignore[arg-type]
+    loop = WorkerLoop(engine, view, Locks(), catch_up=lambda: None, poll_seconds=0.001)
     return loop, view
 
 
@@ -130,7 +135,7 @@ def test_passes_of_different_realms_run_at_once() -> None:
     view = FakeFinancialEventView(ledger)
     engine = SyncEngine(ledger, view, gateways.__getitem__, rng=random.Random(3))
     locks = ThreadLocks()
-    loop = WorkerLoop(engine, view, locks, catch_up=lambda: None, poll_seconds=0.001)  # type: ignore[arg-type]
+    loop = WorkerLoop(engine, view, locks, catch_up=lambda: None, poll_seconds=0.001)
     assert loop.passes_at_once == 2
     assert loop.round()[:2] == (2, True)
     assert not meeting.broken
