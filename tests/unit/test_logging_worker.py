@@ -49,7 +49,7 @@ def test_crashing_then_healthy_rounds_log_their_events() -> None:
 def test_a_refused_realm_lock_is_logged_and_the_school_left_alone() -> None:
     """A school whose lock another worker holds: realm_lock_refused naming it, no pass run."""
     _, _, gateway, engine, _ = setup(1)
-    loop = WorkerLoop(engine, engine.view, RefusingLocks(), catch_up=lambda: None)  # type: ignore[arg-type]
+    loop = WorkerLoop(engine, engine.view, RefusingLocks(), catch_up=lambda: None)
     with captured_logs() as logs:
         passes, worked, contested = loop.round()
     assert (passes, worked, contested) == (0, False, True) and gateway.calls == []
