@@ -37,7 +37,7 @@ def main() -> int:
     from domain.ports import FixedClock, ReasonCode
     from domain.records import parse_flight_ended
     from qbo_simulator import QboSimulator, SimulatorConfig
-    from tests.e2e.test_dashboard_browser import _free_port, serving
+    from tests.e2e.serve_stack import free_port, serving
     from tests.factories import flight
     from workers.bootstrap import open_ledger
     from workers.projector import Projector
@@ -100,7 +100,7 @@ def main() -> int:
                 at=clock.now(),
             )
 
-        with serving(app, _free_port()) as base, sync_playwright() as p:
+        with serving(app, free_port()) as base, sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1280, "height": 900})
 

@@ -1,4 +1,5 @@
-"""Shared browser fixtures: Playwright with Debian's chromium, one browser per test module."""
+"""Shared browser fixtures: Playwright with Debian's chromium, one browser per test module; the
+`serve` (+ worker) stack of tests/e2e/serve_stack.py."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.e2e.serve_stack import Stack, running
 
 CHROMIUM = os.environ.get("FLIGHTLEDGER_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -66,3 +69,17 @@ def page(browser: Any) -> Iterator[Any]:
         yield tab
     finally:
         context.close()
+
+
+@pytest.fixture
+def stack(sqlite_url: str, tmp_path: Path) -> Iterator[Stack]:
+    """`flightledger serve` and the simulator, no worker (QuickBooks calls time out after 0.5 s)."""
+    with running(sqlite_url, tmp_path, with_worker=False, timeout=0.5) as made:
+        yield made
+
+
+@pytest.fixture
+def stack_with_worker(sqlite_url: str, tmp_path: Path) -> Iterator[Stack]:
+    """`flightledger serve`, the simulator and a `flightledger worker` subprocess left running."""
+    with running(sqlite_url, tmp_path, with_worker=True) as made:
+        yield made

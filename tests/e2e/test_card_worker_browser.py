@@ -6,26 +6,16 @@ auditor downloads the export and runs the tamper check."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
-from qbo_simulator import QboSimulator, SimulatorConfig
-from tests.e2e.test_dashboard_browser import _free_port
-from tests.e2e.test_office_browser import _stop, wait_for
+from tests.e2e.serve_stack import SCHOOL, Stack, dashboard_in_thread, wait_for
 from tests.factories import flight
 from tests.helpers_qbo import (
-    EXE,
     Cli,
     assert_one_invoice_each,
-    cli_env,
     connect_via_cli,
     map_via_cli,
     record_via_cli,
@@ -34,81 +24,7 @@ from tests.integration.test_audit import _tamper
 from tests.integration.test_company_switch import _leave_uncertain_in_a
 
 pytestmark = pytest.mark.timeout(180)
-SCHOOL = "sunrise"
 FORBIDDEN = "message=ApplicationAuthorizationFailed; errorCode=003100; statusCode=403"
-
-
-@dataclass
-class Stack:
-    """The simulator, the dashboard's URL, the CLI and (when started) the running worker."""
-
-    url: str
-    cli: Cli
-    sim: QboSimulator
-    worker: subprocess.Popen[str] | None
-    tmp: Path
-
-
-@contextmanager
-def running(
-    sqlite_url: str,
-    tmp_path: Path,
-    *,
-    with_worker: bool,
-    timeout: float = 2.0,
-) -> Iterator[Stack]:
-    """`flightledger serve` (local operator) on a free port, and a worker when asked."""
-    with QboSimulator(SimulatorConfig(minute_seconds=0.6)) as sim:
-        env = cli_env(sim, sqlite_url, SCHOOL, timeout=timeout)
-        cli = Cli(env)
-        port = _free_port()
-        log = (tmp_path / "serve.log").open("a")
-        server = subprocess.Popen(
-            [EXE, "serve", "--port", str(port)],
-            stdout=log,
-            stderr=log,
-            text=True,
-            env={**os.environ, **env},
-        )
-        worker = None
-        if with_worker:
-            worker = subprocess.Popen(
-                [EXE, "--json", "worker", "--max-seconds", "170"],
-                stdout=subprocess.DEVNULL,
-                stderr=(tmp_path / "worker.log").open("a"),
-                text=True,
-                env={**os.environ, **env},
-            )
-        url = f"http://127.0.0.1:{port}"
-
-        def up() -> bool:
-            try:
-                return requests.get(url + "/healthz", timeout=1).ok
-            except requests.ConnectionError:
-                return False
-
-        try:
-            wait_for("the dashboard to answer", up, server)
-            yield Stack(url, cli, sim, worker, tmp_path)
-        finally:
-            if worker is not None:
-                _stop(worker)
-            _stop(server)
-            log.close()
-
-
-@pytest.fixture
-def stack(sqlite_url: str, tmp_path: Path) -> Iterator[Stack]:
-    """The dashboard and the simulator, no worker (QuickBooks calls time out after 0.5 s)."""
-    with running(sqlite_url, tmp_path, with_worker=False, timeout=0.5) as made:
-        yield made
-
-
-@pytest.fixture
-def stack_with_worker(sqlite_url: str, tmp_path: Path) -> Iterator[Stack]:
-    """The dashboard, the simulator and a worker subprocess left running."""
-    with running(sqlite_url, tmp_path, with_worker=True) as made:
-        yield made
 
 
 def _status(cli: Cli, ref: str) -> tuple[str, str | None]:
@@ -452,41 +368,3 @@ def test_simulator_flags_reach_the_card_in_the_articles_words(
         expect(page.locator("#badge")).to_have_class(f"badge tone-{tone}")
         if badge == "Token unknown":
             expect(page.locator("#expires")).to_have_count(0)
-
-
-@contextmanager
-def dashboard_in_thread(sqlite_url: str, sim_config: dict[str, Any]) -> Iterator[str]:
-    """The dashboard app with the real ConnectionService, served by uvicorn in this process
-    (quicker than a `serve` subprocess), against a simulator started with these settings."""
-    from adapters.views import open_view
-    from adapters.web.app import create_app
-    from adapters.web.auth import local_operator
-    from tests.e2e.test_dashboard_browser import serving
-    from workers.bootstrap import open_ledger
-    from workers.projector import Projector
-    from workers.qbo import ConnectionService, open_vault, qbo_settings_from_env
-
-    port = _free_port()
-    ledger = open_ledger(sqlite_url)
-    view = open_view(sqlite_url)
-    try:
-        with QboSimulator(SimulatorConfig(minute_seconds=0.6, **sim_config)) as sim:
-            env = cli_env(sim, sqlite_url, SCHOOL) | {
-                "FLIGHTLEDGER_QBO_REDIRECT_URI": f"http://127.0.0.1:{port}/qbo/callback"
-            }
-            settings = qbo_settings_from_env(env)
-            service = ConnectionService(ledger, open_vault(sqlite_url, env, False), settings)
-            app = create_app(
-                ledger=ledger,
-                view=view,
-                refresh_view=Projector(ledger, view).catch_up,
-                session_key=os.urandom(32),
-                connections=service,
-                local_user=local_operator(SCHOOL),
-                authorization_origins=("https://appcenter.intuit.com", sim.url),
-            )
-            with serving(app, port) as url:
-                yield url
-    finally:
-        view.close()
-        ledger.close()

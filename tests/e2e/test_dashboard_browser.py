@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import base64
 import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,6 +20,7 @@ from domain.financial_event import Status
 from domain.pill import status_document as status_from_connection
 from domain.ports import ConnectionCheck, FixedClock, ReasonCode
 from domain.records import parse_flight_ended
+from tests.e2e.serve_stack import dashboard_in_thread, free_port, serving
 from tests.factories import flight
 from workers.bootstrap import open_ledger
 from workers.projector import Projector
@@ -69,34 +65,6 @@ class LiveServer:
     ledger: FlightLedger
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextmanager
-def serving(app: Any, port: int) -> Iterator[str]:
-    """Run the app with uvicorn in a thread on a loopback port; yields its base URL."""
-    import uvicorn
-
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
 @pytest.fixture
 def live_server(sqlite_url: str, clock: FixedClock) -> Iterator[LiveServer]:
     """uvicorn in a thread serving the local-operator dashboard of school alpha."""
@@ -111,7 +79,7 @@ def live_server(sqlite_url: str, clock: FixedClock) -> Iterator[LiveServer]:
         local_user=local_operator("alpha"),
     )
     try:
-        with serving(app, _free_port()) as url:
+        with serving(app, free_port()) as url:
             yield LiveServer(url=url, ledger=ledger)
     finally:
         ledger.close()
@@ -177,56 +145,24 @@ def test_connect_flow_against_the_simulator(sqlite_url: str, page: Any) -> None:
     """Connect goes through the simulator's consent to the callback, which verifies the company."""
     from playwright.sync_api import expect
 
-    from qbo_simulator.config import SimulatorConfig
-    from qbo_simulator.server import QboSimulator
-    from workers.qbo import ConnectionService, open_vault, qbo_settings_from_env
-
-    port = _free_port()
-    ledger = open_ledger(sqlite_url)
-    view = open_view(sqlite_url)
-    try:
-        with QboSimulator(SimulatorConfig()) as simulator:
-            env = {
-                "FLIGHTLEDGER_QBO_ENVIRONMENT": "simulator",
-                "FLIGHTLEDGER_QBO_SIMULATOR_URL": simulator.url,
-                "FLIGHTLEDGER_QBO_REDIRECT_URI": f"http://127.0.0.1:{port}/qbo/callback",
-                "FLIGHTLEDGER_SECRET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
-            }
-            settings = qbo_settings_from_env(env)
-            service = ConnectionService(ledger, open_vault(sqlite_url, env, False), settings)
-            app = create_app(
-                ledger=ledger,
-                view=view,
-                refresh_view=Projector(ledger, view).catch_up,
-                session_key=os.urandom(32),
-                connections=service,
-                local_user=local_operator("alpha"),
-                authorization_origins=("https://appcenter.intuit.com", simulator.url),
-            )
-            with serving(app, port) as url:
-                page.goto(url + "/")
-                expect(page.locator("#pill")).to_have_text("Not connected")
-                page.get_by_role("button", name="Connect to QuickBooks").click()
-                # back on Invoicing Settings' card: verifying, then the test result and reminder
-                assert page.url == url + "/settings"
-                expect(page.locator("#verifying-title")).to_have_text(
-                    "QuickBooks connected! Verifying..."
-                )
-                expect(page.locator("#test-result")).to_have_text(
-                    "Connected to Sunrise Flight School (US)"
-                )
-                expect(page.locator("#pill")).to_have_text("Connected")
-                expect(page.locator("#verify-mappings")).to_be_visible()
-                expect(page.locator("#verify-mappings")).to_contain_text(
-                    "verify your account mappings are still set"
-                )
-                expect(page.locator("#company")).to_contain_text("Sunrise Flight School")
-                page.goto(url + "/")
-                expect(page.locator("#verifying")).to_have_count(0)
-                expect(page.locator("#pill")).to_have_text("Connected")
-                expect(page.locator("#badge")).to_have_text("100d")
-    finally:
-        ledger.close()
+    with dashboard_in_thread(sqlite_url, {}) as url:
+        page.goto(url + "/")
+        expect(page.locator("#pill")).to_have_text("Not connected")
+        page.get_by_role("button", name="Connect to QuickBooks").click()
+        # back on Invoicing Settings' card: verifying, then the test result and reminder
+        assert page.url == url + "/settings"
+        expect(page.locator("#verifying-title")).to_have_text("QuickBooks connected! Verifying...")
+        expect(page.locator("#test-result")).to_have_text("Connected to Sunrise Flight School (US)")
+        expect(page.locator("#pill")).to_have_text("Connected")
+        expect(page.locator("#verify-mappings")).to_be_visible()
+        expect(page.locator("#verify-mappings")).to_contain_text(
+            "verify your account mappings are still set"
+        )
+        expect(page.locator("#company")).to_contain_text("Sunrise Flight School")
+        page.goto(url + "/")
+        expect(page.locator("#verifying")).to_have_count(0)
+        expect(page.locator("#pill")).to_have_text("Connected")
+        expect(page.locator("#badge")).to_have_text("100d")
 
 
 def _cli(args: list[str], env: dict[str, str]) -> Any:

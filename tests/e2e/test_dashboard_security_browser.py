@@ -14,13 +14,8 @@ from adapters.views import open_view
 from adapters.web.app import create_app
 from adapters.web.auth import UserDirectory, hash_token
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
-from tests.e2e.test_dashboard_browser import (
-    FakeConnectionService,
-    LiveServer,
-    _free_port,
-    live_server,
-    serving,
-)
+from tests.e2e.serve_stack import free_port, serving
+from tests.e2e.test_dashboard_browser import FakeConnectionService, LiveServer, live_server
 from workers.bootstrap import open_ledger
 from workers.commands.serve import allowed_hosts
 from workers.projector import Projector
@@ -50,7 +45,7 @@ def signin_server(sqlite_url: str, tmp_path: Path) -> Iterator[LiveServer]:
         allowed_hosts=allowed_hosts("127.0.0.1", {}),
     )
     try:
-        with serving(app, _free_port()) as url:
+        with serving(app, free_port()) as url:
             yield LiveServer(url=url, ledger=ledger)
     finally:
         ledger.close()
@@ -81,7 +76,7 @@ def test_a_form_on_another_origin_cannot_post(live_server: LiveServer, page: Any
     page.goto(live_server.url + "/")
     token = page.locator('meta[name="csrf-token"]').get_attribute("content")
     assert token
-    evil = f"http://127.0.0.1:{_free_port()}/evil"
+    evil = f"http://127.0.0.1:{free_port()}/evil"
     html = (
         f'<form method="post" action="{live_server.url}/disconnect">'
         f'<input type="hidden" name="csrf" value="{token}">'
@@ -110,7 +105,7 @@ def test_the_dashboard_cannot_be_framed_and_runs_no_inline_script(
     page.get_by_role("button", name="Connect to QuickBooks").click()  # card.js runs under CSP
     page.wait_for_selector("#message")
     assert violations == []
-    framer = f"http://127.0.0.1:{_free_port()}/framer"
+    framer = f"http://127.0.0.1:{free_port()}/framer"
     html = f'<iframe id="f" src="{live_server.url}/"></iframe>'
     page.route(framer, lambda route: route.fulfill(status=200, content_type="text/html", body=html))
     page.goto(framer)

@@ -5,98 +5,27 @@ lists by name -> a day of flights -> fix the Action Required group -> Retry Fail
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
-from qbo_simulator import QboSimulator, SimulatorConfig
-from tests.e2e.test_dashboard_browser import _free_port
+from tests.e2e.serve_stack import Stack, wait_for
 from tests.factories import flight
-from tests.helpers_qbo import EXE, Cli, assert_one_invoice_each, cli_env, record_via_cli
+from tests.helpers_qbo import assert_one_invoice_each, record_via_cli
 
 pytestmark = pytest.mark.timeout(240)
-SCHOOL = "sunrise"
-WAIT_SECONDS = 60.0
-
-
-def _stop(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
-def wait_for(what: str, condition: Callable[[], Any], *alive: subprocess.Popen[str]) -> Any:
-    """Poll until truthy; fail when a subprocess died or time ran out."""
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        for process in alive:
-            assert process.poll() is None, f"{process.args!r} exited waiting for {what}"
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}")
-
-
-@pytest.fixture
-def office(
-    sqlite_url: str, tmp_path: Path
-) -> Iterator[tuple[str, Cli, QboSimulator, subprocess.Popen[str]]]:
-    """Simulator, `flightledger serve` (local operator) and a worker left running."""
-    with QboSimulator(SimulatorConfig(minute_seconds=0.6)) as sim:
-        env = cli_env(sim, sqlite_url, SCHOOL)
-        cli = Cli(env)
-        port = _free_port()
-        log = (tmp_path / "serve.log").open("a")
-        server = subprocess.Popen(
-            [EXE, "serve", "--port", str(port)],
-            stdout=log,
-            stderr=log,
-            text=True,
-            env={**os.environ, **env},
-        )
-        worker = subprocess.Popen(
-            [EXE, "--json", "worker", "--max-seconds", "230"],
-            stdout=subprocess.DEVNULL,
-            stderr=(tmp_path / "worker.log").open("a"),
-            text=True,
-            env={**os.environ, **env},
-        )
-        url = f"http://127.0.0.1:{port}"
-
-        def up() -> bool:
-            try:
-                return requests.get(url + "/healthz", timeout=1).ok
-            except requests.ConnectionError:
-                return False
-
-        try:
-            wait_for("the dashboard to answer", up, server)
-            yield url, cli, sim, worker
-        finally:
-            _stop(worker)
-            _stop(server)
-            log.close()
 
 
 def test_a_day_at_the_office_in_the_browser(
-    office: tuple[str, Cli, QboSimulator, subprocess.Popen[str]], page: Any, tmp_path: Path
+    stack_with_worker: Stack, page: Any, tmp_path: Path
 ) -> None:
     """Connect, map from QuickBooks' lists by name, fix the blocked group, Retry Failed: synced."""
     from playwright.sync_api import expect
 
-    url, cli, sim, worker = office
+    stack = stack_with_worker
+    url, cli, sim, worker = stack.url, stack.cli, stack.sim, stack.worker
+    assert worker is not None
     page.goto(url + "/")
     page.get_by_role("button", name="Connect to QuickBooks").click()
     expect(page.locator("#verifying-title")).to_have_text("QuickBooks connected! Verifying...")
