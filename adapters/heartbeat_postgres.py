@@ -2,38 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 from psycopg import sql
 
-from adapters.heartbeat_store import CREATE, TABLE, HeartbeatError, HeartbeatStore
-from adapters.persistence import setup_lock
+from adapters.heartbeat_store import HeartbeatError, HeartbeatStore
 
 
 class PostgresHeartbeatStore(HeartbeatStore):
     """One autocommit connection per call, on the log's schema."""
 
-    def _upsert_statement(self) -> str:
-        return (
-            f"INSERT INTO {TABLE} (worker_id, seen_at, detail) VALUES (%s, %s, %s) "
-            "ON CONFLICT (worker_id) DO UPDATE SET seen_at = excluded.seen_at, "
-            "detail = excluded.detail"
-        )
+    placeholder = "%s"
 
-    def _run(self, statement: str, params: tuple[Any, ...] = ()) -> list[Any]:
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
         try:
             conn = psycopg.connect(self.db.psycopg_conninfo(), autocommit=True, connect_timeout=10)
             try:
                 conn.execute(
                     sql.SQL("SET search_path TO {}").format(sql.Identifier(self.db.schema))
                 )
-                if not self._ready:
-                    with setup_lock(self.db):
-                        conn.execute(CREATE)
-                    self._ready = True
-                cursor = conn.execute(statement, params)
-                return list(cursor.fetchall() if cursor.description else [])
+                yield conn
             finally:
                 conn.close()
         except (psycopg.Error, OSError) as exc:

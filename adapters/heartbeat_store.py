@@ -2,17 +2,19 @@
 
 Table ``flightledger_worker_heartbeat(worker_id PRIMARY KEY, seen_at, detail)`` in the same
 SQLite file or PostgreSQL schema; one row per worker, overwritten on every beat. This module
-holds the port; `adapters/heartbeat_sqlite.py` and `adapters/heartbeat_postgres.py` are the
-backends (driver errors become `HeartbeatError`), `adapters.heartbeat.open_heartbeat` picks one.
+holds the port and the SQL every backend runs; `adapters/heartbeat_sqlite.py` and
+`adapters/heartbeat_postgres.py` are the backends (each opens its driver's connection and turns
+the driver's errors into `HeartbeatError`), `adapters.heartbeat.open_heartbeat` picks one.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
-from adapters.persistence import DatabaseUrl
+from adapters.persistence import DatabaseUrl, setup_lock
 
 TABLE = "flightledger_worker_heartbeat"
 CREATE = (
@@ -26,23 +28,38 @@ class HeartbeatError(RuntimeError):
 
 
 class HeartbeatStore(ABC):
-    """Write and read worker heartbeats (ISO UTC timestamps)."""
+    """Write and read worker heartbeats (ISO UTC timestamps), one autocommit connection a call."""
+
+    placeholder: ClassVar[str]  # the driver's parameter marker: "?" or "%s"
 
     def __init__(self, db: DatabaseUrl) -> None:
         self.db = db
         self._ready = False
 
     @abstractmethod
-    def _run(self, statement: str, params: tuple[Any, ...] = ()) -> list[Any]:
-        """Run one statement in the backend's own dialect (table created on first use)."""
+    def _connection(self) -> AbstractContextManager[Any]:
+        """An autocommit connection on the log's database, closed on exit; the driver's errors,
+        in opening it and in whatever runs on it, leave as HeartbeatError."""
 
-    @abstractmethod
-    def _upsert_statement(self) -> str:
-        """INSERT ... ON CONFLICT of (worker_id, seen_at, detail) in the backend's dialect."""
+    def _run(self, statement: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        """Run one statement (the table is created on first use); the rows it returns."""
+        with self._connection() as conn:
+            if not self._ready:
+                with setup_lock(self.db):
+                    conn.execute(CREATE)
+                self._ready = True
+            cursor = conn.execute(statement, params)
+            return list(cursor.fetchall() if cursor.description else [])
 
     def beat(self, worker_id: str, at: datetime, detail: str = "") -> None:
         """Record that a worker is alive now."""
-        self._run(self._upsert_statement(), (worker_id, at.isoformat(), detail))
+        marks = ", ".join([self.placeholder] * 3)
+        self._run(
+            f"INSERT INTO {TABLE} (worker_id, seen_at, detail) VALUES ({marks}) "
+            "ON CONFLICT (worker_id) DO UPDATE SET seen_at = excluded.seen_at, "
+            "detail = excluded.detail",
+            (worker_id, at.isoformat(), detail),
+        )
 
     def last_seen(self) -> datetime | None:
         """The most recent heartbeat of any worker, or None when no worker has run."""
