@@ -1,9 +1,10 @@
 """TokenVault: OAuth tokens, the client secret and OAuth states, encrypted at rest (AES-GCM).
 
 One module per concept and backend: this one holds the port (`TokenVault`, whose token, secret,
-OAuth-state and refresh-lock methods are written once on four storage primitives), the sealing
-code and `VaultError`; `adapters/vault_sqlite.py` and `adapters/vault_postgres.py` store the rows
-and translate sqlite3 / psycopg errors into `VaultError`, so no driver error reaches a caller;
+OAuth-state and refresh-lock methods and SQL statements are written once), the sealing code and
+`VaultError`; `adapters/vault_sqlite.py` and `adapters/vault_postgres.py` run the statements
+(each one transaction) and translate sqlite3 / psycopg errors into `VaultError`, so no driver
+error reaches a caller;
 `adapters/secret_key.py` loads the key; `workers.qbo.token_vault` picks the backend.
 
 Stored in the same database as the log (SQLite file or PostgreSQL schema), table
@@ -23,11 +24,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from adapters.persistence import DatabaseUrl, process_lock
+from adapters.persistence import DatabaseUrl, process_lock, setup_lock
 from domain.ports import Clock, TokenSet
 
 TABLE = "flightledger_vault"
@@ -83,26 +85,62 @@ class TokenVault(ABC):
         self._locks: dict[str, threading.Lock] = {}
         self._create_table()
 
-    # storage: one row per (school, name); the backends implement these four (and all_rows)
+    # storage: one row per (school, name), each statement one transaction; the statements are
+    # written once here ("?" marks a parameter) and each backend runs them on its driver
+    param = "?"  # the driver's parameter marker
+    blob_type = "BLOB"
+
     @abstractmethod
+    def _execute(self, statement: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement in a transaction of its own and return its rows; driver errors
+        become VaultError (the message says whether the database could not be reached)."""
+
+    def close(self) -> None:  # noqa: B027 - a backend without a kept connection has nothing
+        """Let go of the backend's connection (the vault reconnects if used again)."""
+
+    def _sql(self, statement: str) -> str:
+        return statement.replace("?", self.param)
+
     def _create_table(self) -> None:
-        """Create the vault table when missing."""
+        try:
+            with setup_lock(self.db):
+                self._execute(
+                    f"CREATE TABLE IF NOT EXISTS {TABLE} (school TEXT NOT NULL, "
+                    f"name TEXT NOT NULL, blob {self.blob_type} NOT NULL, expires_at TEXT, "
+                    "updated_at TEXT NOT NULL, PRIMARY KEY (school, name))"
+                )
+        except self.driver_errors as exc:
+            raise VaultError(f"the vault database cannot be set up: {exc}") from None
 
-    @abstractmethod
     def _upsert(self, school: str, name: str, blob: bytes, expires_at: str | None, at: str) -> None:
-        """Insert or replace one row."""
+        self._execute(
+            self._sql(
+                f"INSERT INTO {TABLE} (school, name, blob, expires_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (school, name) DO UPDATE SET "
+                "blob = EXCLUDED.blob, expires_at = EXCLUDED.expires_at, "
+                "updated_at = EXCLUDED.updated_at"
+            ),
+            (school, name, blob, expires_at, at),
+        )
 
-    @abstractmethod
     def _select(self, school: str, name: str) -> bytes | None:
-        """One row's blob, or None."""
+        rows = self._execute(
+            self._sql(f"SELECT blob FROM {TABLE} WHERE school = ? AND name = ?"), (school, name)
+        )
+        return bytes(rows[0][0]) if rows else None
 
-    @abstractmethod
     def _remove(self, school: str, name: str) -> bytes | None:
         """Delete one row in one statement; its blob, or None when there was none."""
+        rows = self._execute(
+            self._sql(f"DELETE FROM {TABLE} WHERE school = ? AND name = ? RETURNING blob"),
+            (school, name),
+        )
+        return bytes(rows[0][0]) if rows else None
 
-    @abstractmethod
     def all_rows(self) -> list[tuple[str, str, bytes]]:
         """Every (school, name, blob) row, for inspection in tests."""
+        rows = self._execute(f"SELECT school, name, blob FROM {TABLE}")
+        return [(str(r[0]), str(r[1]), bytes(r[2])) for r in rows]
 
     def _put(self, school: str, name: str, plaintext: str, expires_at: datetime | None) -> None:
         blob = seal(self._aead, school, name, plaintext)

@@ -7,9 +7,11 @@ As eventsourcing's recorder test cases: an abstract class with one `create_vault
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from adapters.persistence import ensure_schema, parse_database_url
@@ -129,6 +131,40 @@ class TestPostgresTokenVault(VaultContract):
     def test_the_backend_is_postgres(self) -> None:
         """token_vault picks PostgresTokenVault for a PostgreSQL URL."""
         assert isinstance(self.create_vault(), PostgresTokenVault)
+
+    @staticmethod
+    def backend_pid(vault: TokenVault) -> int:
+        """The server process that runs the vault's next statement."""
+        return int(vault._execute("SELECT pg_backend_pid()")[0][0])
+
+    def test_statements_share_one_kept_connection(self) -> None:
+        """Reads and writes of one vault, from many threads, run on one connection."""
+        vault = self.create_vault()
+        vault.put_tokens("north", TOKENS)
+        first = self.backend_pid(vault)
+
+        def read(_: int) -> TokenSet | None:
+            return vault.get_tokens("north")
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(read, range(200)))
+        assert answers == [TOKENS] * 200
+        vault.put_secret("north", "client_secret", "s")
+        assert self.backend_pid(vault) == first
+        vault.close()
+        assert self.backend_pid(vault) != first  # used after close: a new connection
+
+    def test_a_connection_the_server_closed_is_replaced(self) -> None:
+        """The kept connection killed by the server (restart, idle timeout): the next read
+        runs on a new connection and answers, no error."""
+        vault = self.create_vault()
+        vault.put_tokens("north", TOKENS)
+        killed = self.backend_pid(vault)
+        db = parse_database_url(self.url)
+        with psycopg.connect(db.psycopg_conninfo(), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (killed,))
+        assert vault.get_tokens("north") == TOKENS
+        assert self.backend_pid(vault) != killed
 
     def unreachable_vault(self) -> TokenVault:
         """A PostgreSQL server on a port nobody listens on."""
