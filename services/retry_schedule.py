@@ -81,7 +81,12 @@ class RetrySchedule:
         """The earliest time a retrying/uncertain event (or a paused or budget-bound realm)
         becomes due."""
         with self._lock:
-            times = [when for s, when in self._due.values() if school is None or s == school]
+            paused = self._paused_until  # an event due inside its realm's pause waits for its end
+            times = [
+                max(when, paused.get(s, when))
+                for s, when in self._due.values()
+                if school is None or s == school
+            ]
             for waits in (self._paused_until, self._wake):
                 times.extend(when for s, when in waits.items() if school is None or s == school)
             return min(times) if times else None
@@ -127,6 +132,19 @@ class RetrySchedule:
                 return True
             del self._paused_until[school]
             return False
+
+    def unavailable(self, school: str, now: datetime) -> str | None:
+        """Why QuickBooks cannot be called for the school's realm now (an open circuit after
+        outages, or a throttle's pause), or None."""
+        with self._lock:
+            paused = self._paused_until.get(school)
+            if paused is None or paused <= now:
+                return None
+            until = paused.strftime("%H:%M:%SZ")
+            breaker = self._breakers.get(school)
+            if breaker is not None and breaker.open_until is not None:
+                return f"QuickBooks unreachable: the realm's circuit is open until {until}"
+            return f"QuickBooks throttled the realm (HTTP 429): paused until {until}"
 
     def breaker(self, school: str) -> CircuitBreaker:
         """The school's realm circuit breaker (memory only: a restart starts closed)."""

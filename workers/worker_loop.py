@@ -38,6 +38,13 @@ MAX_DRAINED_NOTIFIES = 10_000  # NOTIFYs already queued are one wake, not one ro
 HEARTBEAT_SECONDS = 10.0
 UNHEALTHY_BACKOFF_MAX = 60.0  # seconds between rounds while every pass crashes
 UNHEALTHY_ROUNDS_UNTIL_IDLE = 3  # --until-idle gives up (exit 1) after this many in a row
+# --until-idle gives up (exit 1) once QuickBooks was unavailable (open circuit, throttle) for
+# every school with work this long in a row; due retries sooner than that are waited for
+UNAVAILABLE_SECONDS_UNTIL_IDLE = 120.0
+SETTLED = frozenset(
+    s.value for s in (Status.SYNCED, Status.ACTION_REQUIRED, Status.FAILED, Status.DISMISSED)
+)
+UNSETTLED = (Status.PENDING, Status.RETRYING, Status.UNCERTAIN, Status.SYNCING)
 SUMMARY_STATUSES = (
     Status.SYNCED,
     Status.ACTION_REQUIRED,
@@ -58,6 +65,10 @@ class WorkerSummary:
     idle: bool = False
     healthy: bool = True  # False: the last rounds all crashed (see error)
     error: str = ""
+    # with until_idle and not idle: why it stopped ("max_seconds", "unavailable", "signal")
+    # and, per school still with work, what it waits for
+    stopped: str = ""
+    left: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """The CLI summary: every status count, passes and seconds."""
@@ -117,6 +128,9 @@ class WorkerLoop:
         self._last_beat = float("-inf")
         self.unhealthy_rounds = 0  # rounds in a row in which every pass (or the catch-up) crashed
         self.last_error = ""
+        self.unavailable_seconds = UNAVAILABLE_SECONDS_UNTIL_IDLE
+        self._with_work: list[str] = []  # the last round's schools with unsettled events
+        self._settled = False  # the last round settled an event (synced, action required...)
 
     def _sleep(self, seconds: float, stop: threading.Event) -> None:
         """Wait for new events in the log (LISTEN/NOTIFY or polling), at most `seconds`.
@@ -169,9 +183,10 @@ class WorkerLoop:
         """One scan of every school: (passes run, any work done, any school owned elsewhere)."""
         self.catch_up()
         now = self.engine.now()
-        schools = [  # one query, whatever the school count
+        self._with_work = list(self.view.schools_with_work())  # one query, whatever the count
+        schools = [
             school
-            for school in self.view.schools_with_work()
+            for school in self._with_work
             if not self.engine.retries.waking_later(school, now)  # its realm's budget is spent
         ]
         self.rng.shuffle(schools)  # several workers spread over the schools
@@ -184,6 +199,9 @@ class WorkerLoop:
         if crashed:
             self.last_error = crashed[-1].error
         worked = any(r.report is not None and r.report.worked for r in ran)
+        self._settled = any(
+            r.report is not None and any(s in SETTLED for s in r.report.outcomes) for r in ran
+        )
         contested = any(r.state == "contested" for r in results)
         self._all_crashed = bool(crashed) and not ran
         return len(ran), worked, contested
@@ -217,6 +235,35 @@ class WorkerLoop:
             return _PassResult(school, "crashed", error=error)
         finally:
             self._release(school)
+
+    # --- --until-idle: what is left, and why -------------------------------------------------
+
+    def _all_unavailable(self) -> bool:
+        """Every school with work waits for QuickBooks (an open circuit or a throttle)."""
+        now = self.engine.now()
+        retries = self.engine.retries
+        return bool(self._with_work) and all(
+            retries.unavailable(school, now) for school in self._with_work
+        )
+
+    def _work_left(self) -> dict[str, str]:
+        """Per school still with unsettled events: how many, and what they wait for."""
+        now = self.engine.now()
+        left: dict[str, str] = {}
+        for school in self.view.schools_with_work():
+            counts = self.view.counts(school)
+            waiting = ", ".join(
+                f"{s.value} {counts[s.value]}" for s in UNSETTLED if counts.get(s.value)
+            )
+            why = self.engine.retries.unavailable(school, now) or "still being worked on"
+            last = self.view.list(
+                school, statuses=(Status.RETRYING.value, Status.UNCERTAIN.value), limit=1
+            )
+            if last and last[0].reason:
+                code = f" [{last[0].reason_code}]" if last[0].reason_code else ""
+                why += f"; last answer: {last[0].reason}{code}"
+            left[school] = f"{waiting or 'waiting'} ({why})"
+        return left
 
     def _close_pool(self) -> None:
         pool, self._pool = self._pool, None
@@ -270,6 +317,7 @@ class WorkerLoop:
             return stop.is_set() or (deadline is not None and time.monotonic() >= deadline)
 
         self.engine.should_stop = should_stop
+        unavailable_since: float | None = None  # since when QuickBooks is out for all with work
         self._beat(force=True)
         while not stop.is_set():
             passes, worked, contested = self._guarded_round()
@@ -277,6 +325,7 @@ class WorkerLoop:
             self._beat()
             elapsed = time.monotonic() - started
             if max_seconds is not None and elapsed >= max_seconds:
+                summary.stopped = "max_seconds"
                 break
             if self.unhealthy_rounds:
                 if until_idle and self.unhealthy_rounds >= UNHEALTHY_ROUNDS_UNTIL_IDLE:
@@ -292,6 +341,14 @@ class WorkerLoop:
             if until_idle and due is None and not contested:
                 summary.idle = True
                 break
+            if until_idle:  # due retries are waited for, an unavailable QuickBooks within a bound
+                if self._settled or not self._all_unavailable():
+                    unavailable_since = None
+                elif unavailable_since is None:
+                    unavailable_since = time.monotonic()
+                elif time.monotonic() - unavailable_since >= self.unavailable_seconds:
+                    summary.stopped = "unavailable"
+                    break
             wait = self.poll_seconds
             if self.listen is not None and not contested and not until_idle:
                 wait = max(wait, IDLE_SECONDS)  # NOTIFY wakes the worker for new events
@@ -309,6 +366,9 @@ class WorkerLoop:
             for school in self.view.schools():
                 for status, n in self.view.counts(school).items():
                     summary.counts[status] = summary.counts.get(status, 0) + n
+            if until_idle and not summary.idle and not self.unhealthy_rounds:
+                summary.left = self._work_left()
+                summary.stopped = summary.stopped or ("signal" if stop.is_set() else "")
         except Exception as exc:  # nothing to count from: the summary says so
             self.unhealthy_rounds = max(1, self.unhealthy_rounds)
             self.last_error = f"{type(exc).__name__}: {exc}"

@@ -52,3 +52,31 @@ def test_outage_calls_open_the_realms_circuit_and_pause_it() -> None:
     assert schedule.paused_until("south") is None
     schedule.observe_call("north", [PushOutcome(uuid4(), OutcomeKind.SYNCED, qbo_id="1")], NOW)
     assert schedule.breaker("north").failures == 0
+
+
+def test_an_event_due_inside_its_realms_pause_waits_for_the_pause_to_end() -> None:
+    """With the realm's circuit open, the next due time is the pause's end, not an event's past
+    due time (which made the worker loop every 10 ms while QuickBooks was down)."""
+    schedule = RetrySchedule(RetryPolicy(), random.Random(1))
+    waiting, other = _Event("north"), _Event("south")
+    schedule.due_now(waiting, NOW)  # type: ignore[arg-type]
+    assert schedule.unavailable("north", NOW) is None
+    down = PushOutcome(uuid4(), OutcomeKind.TRANSIENT, message="down", http_status=503)
+    for _ in range(5):
+        schedule.observe_call("north", [down], NOW)
+    paused = schedule.paused_until("north")
+    assert paused is not None and paused > NOW
+    assert schedule.next_due("north") == paused
+    why = schedule.unavailable("north", NOW)
+    assert why is not None and "circuit is open" in why
+    schedule.due_now(other, NOW)  # type: ignore[arg-type]
+    assert schedule.next_due() == NOW  # another realm's event is due now
+    assert schedule.unavailable("north", paused) is None  # the pause is over: the probe goes
+
+
+def test_a_throttled_realm_is_unavailable_until_its_pause_ends() -> None:
+    """A 429's pause (no open circuit) reads as a throttle."""
+    schedule = RetrySchedule(RetryPolicy(), random.Random(1))
+    schedule.pause("north", NOW + timedelta(seconds=60))
+    why = schedule.unavailable("north", NOW)
+    assert why is not None and "throttled" in why and "429" in why

@@ -12,6 +12,7 @@ from rich.console import Console
 
 from workers.context import EXIT_REFUSED, emit, fail, get_context
 from workers.runtime import build_worker
+from workers.worker_loop import UNAVAILABLE_SECONDS_UNTIL_IDLE, WorkerSummary
 
 
 @contextmanager
@@ -35,6 +36,24 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def _work_left_message(result: WorkerSummary, wait_unavailable: float) -> str:
+    """Why `worker --until-idle` stopped with work left, naming each school and its reason."""
+    cause = {
+        "unavailable": "QuickBooks was unavailable for every school with work for "
+        f"{wait_unavailable:g} s in a row",
+        "max_seconds": "--max-seconds was reached",
+    }.get(result.stopped, "it stopped")
+    schools = "; ".join(f"{school}: {why}" for school, why in sorted(result.left.items()))
+    return (
+        f"worker stopped with work left ({cause}): {schools}; nothing was lost, "
+        "run the worker again later"
+    )
+
+
+def _left_rows(result: WorkerSummary) -> list[dict[str, str]]:
+    return [{"school": s, "waiting": why} for s, why in sorted(result.left.items())]
+
+
 def register(app: typer.Typer) -> None:
     """Add `worker`."""
 
@@ -46,6 +65,13 @@ def register(app: typer.Typer) -> None:
         ),
         max_seconds: float | None = typer.Option(
             None, "--max-seconds", min=0, help="Stop after this many seconds"
+        ),
+        wait_unavailable: float = typer.Option(
+            UNAVAILABLE_SECONDS_UNTIL_IDLE,
+            "--wait-unavailable",
+            min=0,
+            help="With --until-idle: give up (exit 1) once QuickBooks was unavailable (open "
+            "circuit, throttle) for every school with work this many seconds in a row",
         ),
         metrics_port: int | None = typer.Option(
             None,
@@ -64,6 +90,7 @@ def register(app: typer.Typer) -> None:
 
             server = serve_metrics(metrics_port, view_reading(cli.ledger(), runtime.projector.view))
             cli.closers.append(server.shutdown)
+        runtime.loop.unavailable_seconds = wait_unavailable
         stop = threading.Event()
         with _stop_on_signals(stop):
             result = runtime.loop.run(until_idle=until_idle, max_seconds=max_seconds, stop=stop)
@@ -75,6 +102,16 @@ def register(app: typer.Typer) -> None:
                 "nothing was lost, fix the cause and start the worker again",
                 EXIT_REFUSED,
                 **summary,
+            )
+        if result.left and result.stopped != "signal":  # --until-idle did not reach idle
+            message = _work_left_message(result, wait_unavailable)
+            fail(
+                cli,
+                message,
+                EXIT_REFUSED,
+                **summary,
+                stopped=result.stopped,
+                left=_left_rows(result),
             )
 
         def render(console: Console) -> None:
