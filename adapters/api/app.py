@@ -23,7 +23,7 @@ from starlette.routing import BaseRoute, Route
 
 from adapters import metrics
 from adapters.api import models
-from adapters.api.errors import ApiError, install_error_handlers
+from adapters.api.errors import ApiError, install_error_handlers, service_error
 from adapters.api.limits import DEFAULT_BODY_LIMIT, BodyLimit, RateLimiter, retry_after_header
 from adapters.api.schemas import (
     BATCH,
@@ -61,10 +61,9 @@ from domain.records import (
     Record,
     RecordError,
     RecordKind,
-    UnknownRecord,
     read_json_document,
 )
-from domain.retry import SelectionError, UnknownEvent
+from domain.retry import SelectionError
 from domain.webhooks import EVENT_TYPES
 from projections.financial_events import STATUSES
 from projections.view import FinancialEventView, row_json
@@ -200,9 +199,7 @@ async def read_json(request: Request) -> Any:
     except RecordError as exc:
         if exc.reason.startswith(NOT_JSON):
             raise ApiError(400, f"the body {exc.reason}") from None
-        raise ApiError(
-            422, f"{exc.field}: {exc.reason}", fields=[_f(exc.field, exc.reason)]
-        ) from None
+        raise service_error(exc) from None
 
 
 def parse_record(kind: RecordKind, value: Any) -> Record:
@@ -210,11 +207,7 @@ def parse_record(kind: RecordKind, value: Any) -> Record:
     try:
         return PARSERS[kind](value)
     except RecordError as exc:
-        raise ApiError(
-            422,
-            f"{exc.field}: {exc.reason}",
-            fields=[{"field": exc.field, "reason": exc.reason}],
-        ) from None
+        raise service_error(exc) from None
 
 
 def recorded_answer(recorded: records_use_case.Recorded) -> JSONResponse:
@@ -234,12 +227,8 @@ def record_one(ledger: FlightLedger, key: ApiKey, record: Record) -> JSONRespons
     try:
         recorded = records_use_case.record(ledger, key.school, record, actor=key.name)
     except records_use_case.RecordedDifferently as exc:
-        raise _conflict(exc) from None
+        raise service_error(exc) from None
     return recorded_answer(recorded)
-
-
-def _conflict(exc: records_use_case.RecordedDifferently) -> ApiError:
-    return ApiError(409, str(exc), fields=[_f(exc.field, "already recorded, differently")])
 
 
 def parse_correction(kind: RecordKind, value: Any) -> Correction:
@@ -247,9 +236,7 @@ def parse_correction(kind: RecordKind, value: Any) -> Correction:
     try:
         return CORRECTION_PARSERS[kind](value)
     except RecordError as exc:
-        raise ApiError(
-            422, f"{exc.field}: {exc.reason}", fields=[_f(exc.field, exc.reason)]
-        ) from None
+        raise service_error(exc) from None
 
 
 def with_path_id(value: Any, name: str, path_id: str) -> Any:
@@ -268,16 +255,8 @@ def record_correction_one(ledger: FlightLedger, key: ApiKey, record: Correction)
     refund id already recorded with other contents."""
     try:
         recorded = records_use_case.record_correction(ledger, key.school, record, actor=key.name)
-    except UnknownRecord as exc:
-        raise ApiError(
-            404, f"{exc.field}: {exc.reason}", fields=[_f(exc.field, exc.reason)]
-        ) from None
-    except RecordError as exc:
-        raise ApiError(
-            422, f"{exc.field}: {exc.reason}", fields=[_f(exc.field, exc.reason)]
-        ) from None
-    except records_use_case.RecordedDifferently as exc:
-        raise _conflict(exc) from None
+    except (RecordError, records_use_case.RecordedDifferently) as exc:  # UnknownRecord: 404
+        raise service_error(exc) from None
     return recorded_answer(recorded)
 
 
@@ -480,8 +459,8 @@ def install_api(app: FastAPI, cfg: ApiConfig) -> None:
         """Every event of one financial event, as auditors read it."""
         try:
             entries = ledger.history(key.school, ref)
-        except NotFound:
-            raise ApiError(404, f"no financial event {ref!r}") from None
+        except NotFound as exc:
+            raise service_error(exc, ref=ref) from None
         return [
             models.HistoryOut(
                 position=e.position,
@@ -529,10 +508,8 @@ def install_api(app: FastAPI, cfg: ApiConfig) -> None:
                 rows=cfg.view,
                 lists=cfg.qbo_lists,
             )
-        except UnknownEvent as exc:
-            raise ApiError(404, str(exc), fields=[_f("ids", str(exc))]) from None
-        except SelectionError as exc:
-            raise ApiError(422, f"{exc.field}: {exc}", fields=[_f(exc.field, str(exc))]) from None
+        except SelectionError as exc:  # UnknownEvent: 404
+            raise service_error(exc) from None
         log.info(
             "api_retry_failed_requested",
             school=key.school,
@@ -558,12 +535,8 @@ def install_api(app: FastAPI, cfg: ApiConfig) -> None:
         """Stop one event from being sent (kept in the log with who and why)."""
         try:
             use_case.dismiss(ledger, key.school, ref, operator=key.name, note=body.note)
-        except NoteRequired as exc:
-            raise ApiError(422, f"note: {exc}", fields=[_f("note", str(exc))]) from None
-        except NotFound:
-            raise ApiError(404, f"no financial event {ref!r}") from None
-        except TransitionRefused as exc:
-            raise ApiError(409, str(exc)) from None
+        except (NoteRequired, NotFound, TransitionRefused) as exc:
+            raise service_error(exc, ref=ref) from None
         return models.OkOut(ok=True)
 
     @router.get("/connection", response_model=models.ConnectionOut, tags=["connection"])
@@ -625,10 +598,8 @@ def install_api(app: FastAPI, cfg: ApiConfig) -> None:
                 lists=_cached_lists(cfg, api_key.school),
                 allow_inactive=body.allow_inactive,
             )
-        except mappings_use_case.ReferenceRefused as exc:
-            raise _refused(exc) from None
-        except mappings_use_case.MappingRefused as exc:
-            raise ApiError(422, str(exc), fields=[_f(exc.part, exc.reason)]) from None
+        except (mappings_use_case.ReferenceRefused, mappings_use_case.MappingRefused) as exc:
+            raise service_error(exc) from None
         return models.OkOut(ok=True)
 
     @router.put("/defaults", response_model=models.OkOut, tags=["mappings"])
@@ -656,11 +627,8 @@ def install_api(app: FastAPI, cfg: ApiConfig) -> None:
                 lists=_cached_lists(cfg, key.school),
                 allow_inactive=body.allow_inactive,
             )
-        except mappings_use_case.NothingToSet:
-            reason = "give at least one of term, memo, income_account"
-            raise ApiError(422, f"body: {reason}", fields=[_f("body", reason)]) from None
-        except mappings_use_case.ReferenceRefused as exc:
-            raise _refused(exc) from None
+        except (mappings_use_case.NothingToSet, mappings_use_case.ReferenceRefused) as exc:
+            raise service_error(exc) from None
         return models.OkOut(ok=True)
 
     @router.get("/checklist", response_model=list[models.ChecklistOut], tags=["view"])
@@ -718,8 +686,7 @@ def _webhook_routes(router: APIRouter, cfg: ApiConfig, auth: KeyAuth) -> None:
         try:
             url = check_receiver(body.url, allow_private=cfg.allow_private_webhooks)
         except UnsafeReceiver as exc:
-            reason = str(exc).split(": ", 1)[-1]
-            raise ApiError(422, str(exc), fields=[_f("url", reason)]) from None
+            raise service_error(exc, field="url") from None
         events = list(dict.fromkeys(body.events))
         sub = ledger.subscribe_webhook(key.school, url=url, events=events, operator=key.name)
         secret = new_secret()
@@ -779,21 +746,13 @@ def _mapping_input(check: Callable[[str, str], str], value: str, name: str) -> s
     try:
         return check(value, name)
     except mapping_input.InvalidMappingInput as exc:
-        reason = str(exc).split(": ", 1)[-1]
-        raise ApiError(422, str(exc), fields=[_f(name, reason)]) from None
+        raise service_error(exc, field=name) from None
 
 
 def _cached_lists(cfg: ApiConfig, school: str) -> QboLists | None:
     """QuickBooks' cached lists a mapping is checked with; without them the mapping is
     recorded unchecked, as the CLI does when QuickBooks is away (a request never reads them)."""
     return cfg.qbo_lists.cached(school) if cfg.qbo_lists is not None else None
-
-
-def _refused(exc: mappings_use_case.ReferenceRefused) -> ApiError:
-    """422 naming the field whose id QuickBooks' lists do not hold, or hold inactive."""
-    name = exc.reference.part
-    why = exc.sentence(name)
-    return ApiError(422, why, fields=[_f(name, why.split(": ", 1)[-1])])
 
 
 def _f(name: str, reason: str) -> dict[str, str]:
@@ -803,8 +762,8 @@ def _f(name: str, reason: str) -> dict[str, str]:
 def _find(ledger: FlightLedger, school: str, ref: str) -> Any:
     try:
         return ledger.find(school, ref)
-    except NotFound:
-        raise ApiError(404, f"no financial event {ref!r}") from None
+    except NotFound as exc:
+        raise service_error(exc, ref=ref) from None
 
 
 def _install_probes(app: FastAPI, cfg: ApiConfig) -> None:

@@ -1,19 +1,29 @@
 """The API's one error shape: `{"error": {"code", "message", "fields": [{"field", "reason"}]}}`.
 
 Every refusal under /api/ (and /healthz, /readyz, /metrics, /openapi.json) is this JSON, never
-the dashboard's HTML page and never a traceback.
+the dashboard's HTML page and never a traceback. A use case's refusal (a domain or services/
+error) gets its status, message and fields in one place, `service_error`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, assert_never
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from adapters.webhooks import UnsafeReceiver
+from domain.financial_event import NotFound, TransitionRefused
+from domain.mapping_input import InvalidMappingInput
+from domain.records import RecordError, UnknownRecord
+from domain.retry import SelectionError, UnknownEvent
+from services.mappings import MappingRefused, NothingToSet, ReferenceRefused
+from services.records import RecordedDifferently
+from services.retry import NoteRequired
 
 log = structlog.get_logger(__name__)
 
@@ -73,6 +83,66 @@ def envelope(
     return JSONResponse(body, status_code=status, headers=dict(headers or {}))
 
 
+ServiceError = (
+    RecordError
+    | RecordedDifferently
+    | SelectionError
+    | NoteRequired
+    | NotFound
+    | TransitionRefused
+    | MappingRefused
+    | ReferenceRefused
+    | NothingToSet
+    | InvalidMappingInput
+    | UnsafeReceiver
+)
+
+
+def service_error(exc: ServiceError, *, field: str = "body", ref: str = "") -> ApiError:
+    """The envelope of a use case's refusal: 404 for what the school does not have, 409 for a
+    conflict with what is recorded, 422 naming the field with the CLI's reason. `field` names
+    the input of an error that carries only a sentence (a mapping input, a webhook URL), `ref`
+    the financial event a NotFound was about."""
+    match exc:
+        case UnknownRecord():
+            return ApiError(404, f"{exc.field}: {exc.reason}", fields=[_f(exc.field, exc.reason)])
+        case RecordError():
+            return ApiError(422, f"{exc.field}: {exc.reason}", fields=[_f(exc.field, exc.reason)])
+        case RecordedDifferently():
+            return ApiError(409, str(exc), fields=[_f(exc.field, "already recorded, differently")])
+        case UnknownEvent():
+            return ApiError(404, str(exc), fields=[_f(exc.field, str(exc))])
+        case SelectionError():
+            return ApiError(422, f"{exc.field}: {exc}", fields=[_f(exc.field, str(exc))])
+        case NoteRequired():
+            return ApiError(422, f"note: {exc}", fields=[_f("note", str(exc))])
+        case NotFound():
+            return ApiError(404, f"no financial event {ref!r}")
+        case TransitionRefused():
+            return ApiError(409, str(exc))
+        case MappingRefused():
+            return ApiError(422, str(exc), fields=[_f(exc.part, exc.reason)])
+        case ReferenceRefused():
+            why = exc.sentence(exc.reference.part)
+            return ApiError(422, why, fields=[_f(exc.reference.part, why.split(": ", 1)[-1])])
+        case NothingToSet():
+            reason = "give at least one of term, memo, income_account"
+            return ApiError(422, f"{field}: {reason}", fields=[_f(field, reason)])
+        case InvalidMappingInput() | UnsafeReceiver():  # "<field>: <reason>" sentences
+            return ApiError(422, str(exc), fields=[_f(field, str(exc).split(": ", 1)[-1])])
+        case _:
+            assert_never(exc)
+
+
+def _f(name: str, reason: str) -> dict[str, str]:
+    return {"field": name, "reason": reason}
+
+
+def api_response(exc: ApiError) -> JSONResponse:
+    """The error response of a refusal."""
+    return envelope(exc.status, exc.message, code=exc.code, fields=exc.fields, headers=exc.headers)
+
+
 def is_api_path(path: str) -> bool:
     """Whether a path belongs to the API (JSON errors) rather than the dashboard (HTML)."""
     return path.startswith(API_PREFIXES)
@@ -102,9 +172,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> Response:
-        return envelope(
-            exc.status, exc.message, code=exc.code, fields=exc.fields, headers=exc.headers
-        )
+        return api_response(exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
