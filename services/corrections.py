@@ -43,9 +43,9 @@ from domain.ports import (
 from domain.preflight import invoice_draft
 from domain.records import RecordKind, charges_from_data
 from domain.sync import may_have_landed
-from services.push_run import PushRun, qbo_message
+from services.push_run import PushRun, pushing, qbo_message
 
-log = structlog.get_logger("flightledger.sync")
+log = structlog.get_logger(__name__)
 
 REFUND_KIND = RecordKind.PAYMENT_REFUNDED.value
 _ZERO = Decimal("0.00")
@@ -80,10 +80,11 @@ class CorrectionRun(PushRun):
             if self.halted:
                 break
             self.touched[event.id] = event
-            if event.kind == REFUND_KIND:
-                self._refund(event)
-            else:
-                self._correct(event)
+            with pushing(event.id):  # each call adds its requestid
+                if event.kind == REFUND_KIND:
+                    self._refund(event)
+                else:
+                    self._correct(event)
         if self.stopped is not None:
             self._stop_rest(events)
 
@@ -141,12 +142,13 @@ class CorrectionRun(PushRun):
             deposit_account_id=mapping.deposit_account_id,
             payment_method_id=mapping.payment_method_id,
         )
-        self.report.calls += 1
-        outcome = self.corrector.push_refund_receipt(draft)
-        if outcome.kind == OutcomeKind.SYNCED:
-            self._synced(event, outcome.qbo_id or "", doc)
-            return
-        self._record(event, outcome, draft=None, careful=careful)
+        with pushing(event.id, draft.request_id):
+            self.report.calls += 1
+            outcome = self.corrector.push_refund_receipt(draft)
+            if outcome.kind == OutcomeKind.SYNCED:
+                self._synced(event, outcome.qbo_id or "", doc)
+                return
+            self._record(event, outcome, draft=None, careful=careful)
         self.engine.save_each_on_conflict([event])
 
     def _synced(self, event: FinancialEvent, qbo_id: str, doc: str) -> None:
@@ -217,7 +219,7 @@ class CorrectionRun(PushRun):
                 qbo_id = lookup.found.qbo_id
         if qbo_id is None:
             return False
-        log.info("correction_found", event_id=str(event.id), action=action.value, doc=doc)
+        log.info("correction_found", action=action.value, doc=doc)
         self._applied(event, action, qbo_id, doc, amount)
         return True
 
@@ -261,6 +263,20 @@ class CorrectionRun(PushRun):
         )
         if not self.engine.save_each_on_conflict([event]):
             return
+        with pushing(event.id, request):
+            self._send_correction(event, action, invoice, request, doc, amount)
+
+    def _send_correction(
+        self,
+        event: FinancialEvent,
+        action: CorrectionAction,
+        invoice: QboInvoice,
+        request: str,
+        doc: str,
+        amount: Decimal,
+    ) -> None:
+        """Send the started correction and record what QuickBooks answered."""
+        assert event.qbo_id is not None
         self.report.calls += 1
         outcome, stale = self._send(event, action, invoice, request, doc, amount)
         if outcome.kind == OutcomeKind.SYNCED:
@@ -415,7 +431,7 @@ class CorrectionRun(PushRun):
         self.retries.unschedule(event.id)
         self.report.count(Status.SYNCED)
         self.engine.save_each_on_conflict([event])
-        log.info("correction_applied", event_id=str(event.id), action=action.value, doc=doc)
+        log.info("correction_applied", action=action.value, doc=doc)
 
     def _changed(self, event: FinancialEvent, what: str) -> None:
         doc = event.doc_number or event.qbo_id

@@ -28,6 +28,7 @@ from uuid import UUID
 
 import structlog
 from eventsourcing.persistence import IntegrityError
+from structlog.contextvars import bound_contextvars
 
 from domain.application import SYSTEM, FlightLedger
 from domain.customers import (
@@ -52,7 +53,7 @@ from domain.ports import AccountingGateway, OutcomeKind, PushOutcome, QboListCac
 from domain.qbo_lists import CUSTOMER, QboLists, QboObject
 from services.push_run import AUTH_STOP_REASONS, PassHost, PassReport, PushRun, unusable_gateway
 
-log = structlog.get_logger("flightledger.sync")
+log = structlog.get_logger(__name__)
 
 NO_EVENT = UUID(int=0)
 RECHECKED = "QuickBooks is checked by name before the customer is created again"
@@ -74,7 +75,7 @@ def resolve_new_students(
         gateway = engine.gateways(school)
     except Exception as exc:  # no usable gateway: say why on every event, call nothing
         message = unusable_gateway(exc)
-        log.warning("gateway_unavailable", school=school, error=message)
+        log.warning("qbo_gateway_failed", error=message)
         engine.require_all(due, ReasonCode.NOT_CONNECTED, message, report)
         return None
     if not isinstance(gateway, CustomerDirectory):  # cannot look customers up: as if off
@@ -172,7 +173,8 @@ class _Resolver:
         if not started:  # a person mapped the student meanwhile
             return None
         self.report.calls += 1
-        created = self.gateway.create_customer(draft)
+        with bound_contextvars(student=student.id, request_id=draft.request_id):
+            created = self.gateway.create_customer(draft)
         if created.customer is not None:
             self._map(student, created.customer, CREATED)
             if self.known is not None:
@@ -212,7 +214,6 @@ class _Resolver:
         )
         log.info(
             "customer_auto_mapped",
-            school=self.school,
             student=student.id,
             customer=customer.id,
             how=how,

@@ -16,8 +16,10 @@ from uuid import UUID
 import structlog
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
+from structlog.contextvars import bound_contextvars
 
 from domain.application import FlightLedger
+from domain.connection import Connection
 from domain.customers import KnownCustomers
 from domain.financial_event import FailureCategory, FinancialEvent, Status
 from domain.ports import AccountingGateway, NoMetrics, PushMetrics, PushOutcome, ReasonCode
@@ -32,7 +34,7 @@ from services.retry_schedule import RetrySchedule
 
 __all__ = ["GatewayFactory", "PassReport", "SyncEngine"]
 
-log = structlog.get_logger("flightledger.sync")
+log = structlog.get_logger(__name__)
 
 WORKER_ACTOR = "worker"
 INTERRUPTED_MESSAGE = (
@@ -147,6 +149,10 @@ class SyncEngine:
 
     def recover(self, school: str) -> int:
         """Events left ``syncing`` (by a dead worker or a crashed pass) become ``uncertain``."""
+        with bound_contextvars(school=school):
+            return self._recover(school)
+
+    def _recover(self, school: str) -> int:
         orphans = self._load(school, [Status.SYNCING.value])
         now = self.now()
         for event in orphans:
@@ -160,13 +166,21 @@ class SyncEngine:
             self.retries.due_now(event, now)
         if orphans:
             self.save_each_on_conflict(orphans)
-            log.info("syncing_recovered", school=school, count=len(orphans))
+            realm = self.ledger.connection(school).realm
+            log.info("syncing_recovered", realm=realm, count=len(orphans))
         return len(orphans)
 
     # --- one pass -----------------------------------------------------------------------------
 
     def run_pass(self, school: str) -> PassReport:
-        """Preflight, push and record outcomes for every due waiting event of one school."""
+        """Preflight, push and record outcomes for every due waiting event of one school.
+
+        Every line logged meanwhile carries `school`, and from the connection's read on its
+        `realm` (structlog contextvars; each push adds its `event_id` and `request_id`)."""
+        with bound_contextvars(school=school):
+            return self._run_pass(school)
+
+    def _run_pass(self, school: str) -> PassReport:
         report = PassReport(school)
         now = self.now()
         if not self.ledger.settings(school).auto_invoice:
@@ -184,16 +198,29 @@ class SyncEngine:
         if not waiting:
             return report
         connection = self.ledger.connection(school)
+        with bound_contextvars(realm=connection.realm):
+            self._push_waiting(school, connection, waiting, report, now)
+        return report
+
+    def _push_waiting(
+        self,
+        school: str,
+        connection: Connection,
+        waiting: list[FinancialEvent],
+        report: PassReport,
+        now: datetime,
+    ) -> None:
+        """The pass once something waits: preflight, new students, pushes, corrections."""
         blocked = check_connection(connection, now)
         if blocked is not None:
             self.require_all(waiting, blocked.reason_code, blocked.message, report)
-            return report
+            return
         due = [e for e in waiting if self.retries.is_due(e, now)]
         mappings = self.ledger.mappings(school)
         if self.ledger.settings(school).auto_customers:  # new students get their customer first
             resolved = resolve_new_students(self, school, due, mappings, report)
             if resolved is None:  # QuickBooks refused the connection: every event says why
-                return report
+                return
             due, mappings = resolved
         sendable: list[FinancialEvent] = []
         refused: list[FinancialEvent] = []
@@ -215,14 +242,14 @@ class SyncEngine:
             self.save_each_on_conflict(refused)
             report.count(Status.ACTION_REQUIRED, len(refused))
         if not sendable:
-            return report
+            return
         try:  # built before anything is recorded as started
             gateway = self.gateways(school)
         except Exception as exc:  # no usable gateway: say why on every event, call nothing
             message = unusable_gateway(exc)
-            log.warning("gateway_unavailable", school=school, error=message)
+            log.warning("qbo_gateway_failed", error=message)
             self.require_all(sendable, ReasonCode.NOT_CONNECTED, message, report)
-            return report
+            return
         creates, corrections = split_corrections(sendable)
         run = PushRun(
             self, school, mappings, report, gateway, own_numbers=connection.keeps_doc_numbers
@@ -232,7 +259,6 @@ class SyncEngine:
             CorrectionRun(self, school, mappings, report, gateway).run(corrections)
         if connection.last_error and report.stopped is None and report.outcomes.get("synced"):
             self._error_over(school, since=now)
-        return report
 
     def _error_over(self, school: str, *, since: datetime) -> None:
         """This pass synced a record and met no auth error: a connection error recorded before
@@ -244,7 +270,7 @@ class SyncEngine:
         try:
             self.ledger.save(connection)
         except IntegrityError:  # a test or a reconnect meanwhile: it said the newer thing
-            log.info("connection_changed_concurrently", school=school)
+            log.info("connection_changed_concurrently")
 
     def require_all(
         self,

@@ -18,7 +18,8 @@ Other gateways (the fakes) get batches of `batch_size`, as before.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
@@ -26,6 +27,7 @@ from uuid import UUID
 
 import structlog
 from eventsourcing.persistence import IntegrityError
+from structlog.contextvars import bound_contextvars
 
 from domain.application import FlightLedger
 from domain.customers import KnownCustomers
@@ -54,7 +56,7 @@ from domain.sync import (
 )
 from services.retry_schedule import RetrySchedule
 
-log = structlog.get_logger("flightledger.sync")
+log = structlog.get_logger(__name__)
 
 THROTTLE_PAUSE_SECONDS = 60.0
 BATCH_HORIZON_SECONDS = 0.5  # a backlog singles cannot send within this goes in a batch
@@ -85,6 +87,17 @@ class PassReport:
         """Count events that reached a status."""
         self.outcomes[status.value] = self.outcomes.get(status.value, 0) + n
         self.recorded += n
+
+
+@contextmanager
+def pushing(event_id: UUID, request: str | None = None) -> Iterator[None]:
+    """Log context of one push: the event's id and, when known, the QuickBooks requestid it
+    is sent with (the pass has bound school and realm already)."""
+    context = {"event_id": str(event_id)}
+    if request:
+        context["request_id"] = request
+    with bound_contextvars(**context):
+        yield
 
 
 @runtime_checkable
@@ -199,7 +212,8 @@ class PushRun:
     def record_failure(self, events: Sequence[FinancialEvent], outcome: PushOutcome) -> None:
         """A step before the push failed for these events: each gets the outcome's status."""
         for event in events:
-            self._record(event, replace(outcome, event_id=event.id), draft=None, careful=False)
+            with pushing(event.id):
+                self._record(event, replace(outcome, event_id=event.id), draft=None, careful=False)
         self.engine.save_each_on_conflict(events)
 
     @property
@@ -232,7 +246,7 @@ class PushRun:
             if connection.pending_events:
                 self.ledger.save(connection)
         except IntegrityError:
-            log.info("connection_changed_concurrently", school=self.school)
+            log.info("connection_changed_concurrently")
 
     # --- sending ------------------------------------------------------------------------------
 
@@ -258,7 +272,8 @@ class PushRun:
         drafts = [invoice_draft(e, self.mappings) for e in started]
         self.report.calls += 1
         if len(drafts) == 1:
-            outcomes = [self.gateway.push_invoice(drafts[0])]
+            with pushing(started[0].id, drafts[0].request_id):
+                outcomes = [self.gateway.push_invoice(drafts[0])]
         else:
             outcomes = list(self.gateway.push_invoices(drafts))
         self.retries.observe_call(self.school, outcomes, self.now())
@@ -269,7 +284,8 @@ class PushRun:
                 kind=OutcomeKind.UNCERTAIN,
                 message="QuickBooks returned no answer for this invoice in the batch",
             )
-            self._record(event, outcome, draft=draft, careful=False)
+            with pushing(event.id, draft.request_id):
+                self._record(event, outcome, draft=draft, careful=False)
         self.engine.save_each_on_conflict(started)
 
     def _push_by_budget(self, invoices: Sequence[FinancialEvent], budget: BudgetedGateway) -> None:
@@ -299,7 +315,7 @@ class PushRun:
                 time.sleep(max(wait, 0.001))
                 continue
             self.retries.wake(self.school, self.now() + timedelta(seconds=max(wait, 0.001)))
-            log.info("budget_spent", school=self.school, waiting=len(queue), seconds=wait)
+            log.info("budget_spent", waiting=len(queue), seconds=wait)
             return
 
     def _push_together(self, batch: list[FinancialEvent], singles: list[FinancialEvent]) -> None:
@@ -321,7 +337,8 @@ class PushRun:
         def send(n: int) -> list[PushOutcome]:
             if calls[n][0]:
                 return list(self.gateway.push_invoices(drafts[n]))
-            return [self.gateway.push_invoice(drafts[n][0])]
+            with pushing(drafts[n][0].event_id, drafts[n][0].request_id):
+                return [self.gateway.push_invoice(drafts[n][0])]
 
         self.report.calls += len(calls)
         # One call after another. Sending them from 4 threads at once through the one
@@ -340,7 +357,8 @@ class PushRun:
                     kind=OutcomeKind.UNCERTAIN,
                     message="QuickBooks returned no answer for this invoice in the batch",
                 )
-                self._record(event, outcome, draft=draft, careful=False)
+                with pushing(event.id, draft.request_id):
+                    self._record(event, outcome, draft=draft, careful=False)
             started.extend(group)
         self.engine.save_each_on_conflict(started)
 
@@ -354,10 +372,11 @@ class PushRun:
         if not started:
             return
         draft = payment_draft(event, self.mappings, linked)
-        self.report.calls += 1
-        outcome = self.gateway.push_payment(draft)
-        self.retries.observe_call(self.school, [outcome], self.now())
-        self._record(event, outcome, draft=None, careful=careful, payment=draft)
+        with pushing(event.id, draft.request_id):
+            self.report.calls += 1
+            outcome = self.gateway.push_payment(draft)
+            self.retries.observe_call(self.school, [outcome], self.now())
+            self._record(event, outcome, draft=None, careful=careful, payment=draft)
         self.engine.save_each_on_conflict([event])
 
     def _linked_invoice(self, event: FinancialEvent) -> tuple[bool, str | None]:
@@ -388,6 +407,10 @@ class PushRun:
             self._push_payment(event)
             return
         draft = invoice_draft(event, self.mappings)
+        with pushing(event.id, draft.request_id):
+            self._resolve_invoice(event, draft)
+
+    def _resolve_invoice(self, event: FinancialEvent, draft: InvoiceDraft) -> None:
         # batched (no requestid of its own), or a new requestid generation after a refusal:
         # the old id's replay no longer guards, the DocNumber does
         new_generation = event.request_id not in (None, draft.request_id)
@@ -423,7 +446,7 @@ class PushRun:
                 qbo_id=found.qbo_id, doc_number=draft.doc_number, actor=self.engine.actor, at=now
             )
             self.report.count(Status.SYNCED)
-            log.info("invoice_found_by_doc_number", event_id=str(event.id), qbo_id=found.qbo_id)
+            log.info("invoice_found_by_doc_number", qbo_id=found.qbo_id)
             return
         event.require_action(
             reason_code=ReasonCode.DUPLICATE_DOC_NUMBER,
@@ -443,14 +466,14 @@ class PushRun:
             self._pause(failure)
         failures = event.failures + 1
         self.retries.schedule(event, failures, self.now(), failure.retry_after or 0.0)
-        log.info("doc_number_lookup_failed", event_id=str(event.id), message=failure.message)
+        log.info("doc_number_lookup_failed", message=failure.message)
 
     # --- outcomes -----------------------------------------------------------------------------
 
     def _pause(self, outcome: PushOutcome) -> None:
         seconds = outcome.retry_after if outcome.retry_after is not None else THROTTLE_PAUSE_SECONDS
         self.retries.pause(self.school, self.now() + timedelta(seconds=seconds))
-        log.info("realm_paused", school=self.school, seconds=seconds)
+        log.info("realm_paused", seconds=seconds)
 
     def _record(
         self,
@@ -473,9 +496,7 @@ class PushRun:
                 self.engine.metrics.invoice_synced(event.created_on, datetime.now(UTC))
             self.retries.unschedule(event.id)
             self.report.count(Status.SYNCED)
-            log.info(
-                "event_pushed", event_id=str(event.id), school=self.school, qbo_id=outcome.qbo_id
-            )
+            log.info("event_pushed", qbo_id=outcome.qbo_id)
             return
         if outcome.kind == OutcomeKind.ACTION_REQUIRED:
             reason = outcome.reason_code or ReasonCode.VALIDATION
@@ -497,7 +518,7 @@ class PushRun:
             )
             self.retries.unschedule(event.id)
             self.report.count(Status.ACTION_REQUIRED)
-            log.info("event_needs_action", event_id=str(event.id), reason_code=reason.value)
+            log.info("action_required_recorded", reason_code=reason.value)
             return
         code = outcome.code or (str(outcome.http_status) if outcome.http_status else "network")
         throttled = outcome.pause_realm
@@ -527,7 +548,7 @@ class PushRun:
         else:
             floor = outcome.retry_after or (THROTTLE_PAUSE_SECONDS if throttled else 0.0)
             self.retries.schedule(event, max(1, failures), now, floor)
-        log.info("push_failed", event_id=str(event.id), category=category.value, code=code)
+        log.info("push_failed", category=category.value, code=code)
 
 
 def unusable_gateway(exc: Exception) -> str:

@@ -23,7 +23,7 @@ from domain.financial_event import FinancialEvent, Status
 from domain.ports import PushOutcome
 from domain.sync import CircuitBreaker, RetryPolicy, is_outage
 
-log = structlog.get_logger("flightledger.sync")
+log = structlog.get_logger(__name__)
 
 
 class RetrySchedule:
@@ -160,7 +160,7 @@ class RetrySchedule:
                 if opened is not None:
                     self.pause(school, now + timedelta(seconds=opened))
                     log.warning(
-                        "realm_circuit_open",
+                        "realm_circuit_opened",
                         school=school,
                         seconds=opened,
                         message=outcomes[0].message[:300],

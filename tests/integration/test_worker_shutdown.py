@@ -54,7 +54,7 @@ def test_sigterm_with_quickbooks_down_stops_within_seconds_then_resumes(
     worker = spawn_worker(cli.env, log_path=log)
     try:
         deadline = time.monotonic() + 60
-        while "realm_circuit_open" not in log.read_text() and time.monotonic() < deadline:
+        while "realm_circuit_opened" not in log.read_text() and time.monotonic() < deadline:
             time.sleep(0.05)  # waiting on a condition: the worker failed against QBO
         assert worker.poll() is None and _requests(sim) > before, log.read_text()[-2000:]
         sent = time.monotonic()
