@@ -3,8 +3,12 @@
 `WebhookDeliverer.run_once()` follows the log from the outbox's cursor (domain/webhooks.py),
 schedules a delivery per message and subscription (saved with the cursor in one transaction),
 then POSTs the due ones with a short timeout and records each attempt. It runs in its own thread
-(`start()`), so a slow or dead receiver never slows the sync. Receivers must be https, except on
-loopback; private addresses are refused unless the operator allows them (no SSRF).
+(`start()`), so a slow or dead receiver never slows the sync. The thread runs a round only when
+the log moved (every change of the outbox is in the log too) or a delivery is due: on PostgreSQL
+it sleeps until a NOTIFY of the log's channel, the next due delivery or a long fallback; on
+SQLite it reads the log's last position every half second (one small query). Receivers must be
+https, except on loopback; private addresses are refused unless the operator allows them (no
+SSRF).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import json
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -43,11 +48,16 @@ from domain.webhooks import (
     WebhookOutbox,
     next_attempt_at,
 )
+from projections.view import Listener
 
 log = structlog.get_logger(__name__)
 
 ALLOW_PRIVATE_VARIABLE = "FLIGHTLEDGER_WEBHOOKS_ALLOW_PRIVATE"
 TIMEOUT_SECONDS = 5.0
+POLL_SECONDS = 0.5  # no NOTIFY (SQLite): the log's last position is read this often
+FALLBACK_SECONDS = 30.0  # listening for NOTIFY: a round anyway this often (a missed NOTIFY)
+WAIT_SLICE_SECONDS = 1.0  # a wait for NOTIFY is cut in slices: stop() is seen within one
+MAX_DRAINED_NOTIFIES = 10_000  # NOTIFYs already queued are one wake
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 _TOPICS = [
     f"{FinancialEvent.__module__}:FinancialEvent.ActionRequired",
@@ -143,6 +153,7 @@ class WebhookDeliverer:
         allow_private: bool = False,
         post: Callable[..., requests.Response] = requests.post,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        listen: Callable[[], Listener] | None = None,
     ) -> None:
         self.ledger = ledger
         self.secrets = secrets_store
@@ -152,6 +163,10 @@ class WebhookDeliverer:
         self._stop = threading.Event()
         self._read_to = 0  # log position read so far (the outbox's own events need no save)
         self._thread: threading.Thread | None = None
+        self.listen = listen  # LISTEN on the log's channel (PostgreSQL); None: poll
+        self._seen = -1  # the log's last position before the last full round (-1: none yet)
+        self._next_due: datetime | None = None  # the outbox's next due delivery then
+        self.rounds = 0  # full rounds run (the outbox read from the log)
 
     # --- scheduling ------------------------------------------------------------------------------
 
@@ -293,30 +308,101 @@ class WebhookDeliverer:
 
     def run_once(self) -> int:
         """Schedule what the log calls for, then send what is due; attempts made."""
+        self.rounds += 1
         box = outbox(self.ledger)
         try:
             while self.schedule(box):
                 pass
-            return self.send_due(box)
+            made = self.send_due(box)
         except IntegrityError:  # another deliverer saved first: reload next round
+            self._next_due = self.now()
             return 0
+        self._next_due = box.next_due()
+        return made
 
-    def start(self, interval: float = 0.5) -> None:
+    def tick(self) -> int:
+        """A full round when the log moved since the last one or a delivery is due; otherwise
+        only the log's last position is read. Attempts made."""
+        top = self.ledger.recorder.max_notification_id() or 0
+        due = self._next_due is not None and self._next_due <= self.now()
+        if top == self._seen and not due:
+            return 0
+        self._seen = -1  # a round that fails is run again
+        made = self.run_once()
+        self._seen = top  # what was appended after `top` is read by the next round
+        return made
+
+    def start(self, interval: float = POLL_SECONDS) -> None:
         """Deliver in a daemon thread until stop()."""
-
-        def loop() -> None:
-            while not self._stop.is_set():
-                try:
-                    self.run_once()
-                except Exception as exc:  # keep delivering after a database blink
-                    log.warning("webhook_loop_failed", error=type(exc).__name__)
-                self._stop.wait(interval)
-
-        self._thread = threading.Thread(target=loop, name="webhooks", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop, args=(interval,), name="webhooks", daemon=True
+        )
         self._thread.start()
+
+    def _loop(self, interval: float) -> None:
+        listener: Listener | None = None
+        while not self._stop.is_set():
+            listener = self._listening(listener)  # before the round: no NOTIFY is missed
+            try:
+                self.tick()
+            except Exception as exc:  # keep delivering after a database blink
+                log.warning("webhook_loop_failed", error=type(exc).__name__)
+                self._stop.wait(interval)
+                continue
+            listener = self._wait(listener, interval)
+        if listener is not None:
+            _close(listener)
+
+    def _listening(self, listener: Listener | None) -> Listener | None:
+        """The open listener, or a new one (None: polling, SQLite or LISTEN failed)."""
+        if listener is not None or self.listen is None:
+            return listener
+        try:
+            opened = self.listen()
+        except Exception as exc:  # polled until the next round tries again
+            log.warning("webhook_listen_failed", error=str(exc))
+            return None
+        if opened.pid is None:  # a poller (SQLite): the cheap check every interval instead
+            _close(opened)
+            self.listen = None
+            return None
+        return opened
+
+    def _wait(self, listener: Listener | None, interval: float) -> Listener | None:
+        """Until a NOTIFY, the next due delivery or the fallback (listening), else interval."""
+        if listener is None:
+            self._stop.wait(interval)
+            return None
+        timeout = FALLBACK_SECONDS
+        if self._next_due is not None:
+            timeout = min(timeout, max(0.0, (self._next_due - self.now()).total_seconds()))
+        deadline = time.monotonic() + timeout
+        try:
+            while not self._stop.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return listener
+                if listener.wait(min(left, WAIT_SLICE_SECONDS)):
+                    for _ in range(MAX_DRAINED_NOTIFIES):
+                        if not listener.wait(0):
+                            break
+                    return listener
+        except Exception as exc:  # the listening connection died: poll, reopen next round
+            log.warning("webhook_listen_failed", error=str(exc))
+            _close(listener)
+            self._stop.wait(interval)
+            return None
+        return listener
 
     def stop(self) -> None:
         """Stop the thread."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=TIMEOUT_SECONDS + 1)
+
+
+def _close(listener: Listener) -> None:
+    try:
+        listener.close()
+    except Exception as exc:  # closing a dead connection must not stop delivering
+        log.debug("webhook_listener_close_failed", error=str(exc))

@@ -225,6 +225,14 @@ class WebhookOutbox(Aggregate):
             heads.setdefault((d.subscription_id, d.event_key), d)
         return sorted((d for d in heads.values() if d.next_at <= now), key=lambda x: x.sequence)
 
+    def next_due(self) -> datetime | None:
+        """When the earliest pending head delivery (as `due` picks them) is due; None: none."""
+        heads: dict[tuple[str, str], Delivery] = {}
+        for d in sorted(self.deliveries.values(), key=lambda x: x.sequence):
+            if d.state == PENDING:
+                heads.setdefault((d.subscription_id, d.event_key), d)
+        return min((d.next_at for d in heads.values()), default=None)
+
     def of_subscription(self, subscription_id: str) -> list[Delivery]:
         """Every delivery of a subscription, newest first."""
         found = [d for d in self.deliveries.values() if d.subscription_id == subscription_id]

@@ -186,3 +186,72 @@ def test_unsafe_receivers_are_refused(ledger: FlightLedger, db_url: str, vault: 
         )
         assert bad_type.status_code == 422
     view.close()
+
+
+def test_an_idle_deliverer_reads_only_the_logs_last_position(
+    ledger: FlightLedger, db_url: str, vault: TokenVault, receiver: Receiver
+) -> None:
+    """tick() runs a round (the outbox read from the log) only when the log moved or a delivery
+    is due: idle ticks read the log's last position and nothing else; a failed delivery's
+    retry still goes out once its time comes, and nothing new is missed."""
+    connect(ledger, "alpha")
+    map_everything(ledger, "alpha")
+    subscribe(ledger, db_url, vault, receiver.url)
+    clock = Clock()
+    deliverer = WebhookDeliverer(ledger, vault, now=clock)
+    deliverer.tick()  # the outbox's first save moves the log ...
+    deliverer.tick()  # ... which one more round reads (its own events: nothing is saved)
+    rounds = deliverer.rounds
+    for _ in range(3):
+        assert deliverer.tick() == 0
+    assert deliverer.rounds == rounds  # idle: no round
+    receiver.answers = [500]
+    unmapped_flight(ledger, "F-1")
+    assert deliverer.tick() == 1  # the log moved: delivered (and answered 500)
+    deliverer.tick()  # its own attempt moved the log once more: a round that sends nothing
+    rounds = deliverer.rounds
+    assert deliverer.tick() == 0 and deliverer.rounds == rounds  # the retry is not due yet
+    clock.at += timedelta(seconds=6)
+    assert deliverer.tick() == 1  # due: the retry goes out without any new log event
+    first, retry = receiver.received
+    assert first.headers["webhook-id"] == retry.headers["webhook-id"]
+
+
+def test_serve_s_deliverer_is_woken_by_notify_on_postgres(
+    pg_url: str, clock: FixedClock, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the fallback round an hour away, a new Action Required still reaches the receiver:
+    the LISTEN connection's NOTIFY wakes the deliverer thread (PostgreSQL)."""
+    import time
+
+    import adapters.webhooks as webhooks
+    from adapters.views import open_view
+
+    monkeypatch.setattr(webhooks, "FALLBACK_SECONDS", 3600.0)
+    ledger = open_ledger(pg_url, clock=clock)
+    view = open_view(pg_url)
+    store = open_vault(
+        parse_database_url(pg_url), {"FLIGHTLEDGER_SECRET_KEY": new_secret_key()}, True
+    )
+    deliverer = WebhookDeliverer(
+        ledger, store, listen=lambda: view.listen(str(getattr(ledger.recorder, "channel_name", "")))
+    )
+    try:
+        connect(ledger, "alpha")
+        map_everything(ledger, "alpha")
+        subscribe(ledger, pg_url, store, receiver.url)
+        deliverer.start(interval=3600.0)  # a poll would come too late as well
+        deadline = time.monotonic() + 30
+        while deliverer.rounds == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the first round has run: it now waits for a NOTIFY
+        time.sleep(0.5)
+        unmapped_flight(ledger, "F-1")
+        deadline = time.monotonic() + 60
+        while not receiver.received and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(receiver.received) == 1
+        assert json.loads(receiver.received[0].body)["data"]["reference"] == "F-1"
+    finally:
+        deliverer.stop()
+        view.close()
+        ledger.close()

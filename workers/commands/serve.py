@@ -21,7 +21,7 @@ from adapters.web.app import create_app
 from adapters.web.auth import UserDirectory, UsersFileError, is_loopback, local_operator
 from adapters.web.security import ALLOWED_HOSTS_VARIABLE, parse_allowed_hosts, served_hosts
 from domain.application import FlightLedger
-from projections.view import FinancialEventView
+from projections.view import FinancialEventView, ProjectedView
 from services.connection import ConnectionServicePort
 from workers.commands.audit import school_export
 from workers.context import EXIT_USAGE, CliContext, fail, get_context, stderr
@@ -91,7 +91,7 @@ def connection_service(cli: CliContext) -> tuple[ConnectionServicePort | None, s
 
 def open_dashboard_view(
     cli: CliContext, ledger: FlightLedger
-) -> tuple[FinancialEventView, Callable[[], Any] | None]:
+) -> tuple[ProjectedView, Callable[[], Any] | None]:
     """The stored view kept current by catching the projector up before reads."""
     from adapters.views import open_view
     from workers.projector import Projector
@@ -139,7 +139,9 @@ def api_config(
     )
 
 
-def start_webhooks(cli: CliContext, ledger: FlightLedger, api: ApiConfig) -> Any:
+def start_webhooks(
+    cli: CliContext, ledger: FlightLedger, api: ApiConfig, view: ProjectedView | None = None
+) -> Any:
     """The webhook deliverer in its own thread (secrets in the vault); None without a vault."""
     from adapters.webhooks import ALLOW_PRIVATE_VARIABLE, WebhookDeliverer
 
@@ -151,7 +153,13 @@ def start_webhooks(cli: CliContext, ledger: FlightLedger, api: ApiConfig) -> Any
         return None
     api.webhook_secrets = vault
     api.allow_private_webhooks = cli.config.env.get(ALLOW_PRIVATE_VARIABLE, "") == "1"
-    deliverer = WebhookDeliverer(ledger, vault, allow_private=api.allow_private_webhooks)
+    channel = str(getattr(ledger.recorder, "channel_name", "flightledger"))  # as the projector
+    deliverer = WebhookDeliverer(
+        ledger,
+        vault,
+        allow_private=api.allow_private_webhooks,
+        listen=None if view is None else lambda: view.listen(channel),
+    )
     deliverer.start()
     cli.closers.append(deliverer.stop)
     return deliverer
@@ -210,7 +218,7 @@ def serve(
     )
     api = api_config(cli, ledger, view, refresh, service)
     api.qbo_lists = app.state.web.qbo_lists  # the same cached lists as the settings page
-    start_webhooks(cli, ledger, api)
+    start_webhooks(cli, ledger, api, view)
     install_api(app, api)
     console = stderr()
     console.print(f"flightledger dashboard on http://{host}:{port}/ (API: /api/v1, /docs)")
