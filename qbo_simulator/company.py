@@ -716,6 +716,11 @@ class Company:
         )
         return copy.deepcopy(record)
 
+    def invoice_count(self) -> int:
+        """How many invoices were created (voided and deleted ones included)."""
+        with self._lock:
+            return len(self.invoice_log)
+
     def invoice_rows(self) -> list[JsonDict]:
         """The invoice log with each invoice's current state (/_sim/invoices)."""
         with self._lock:

@@ -209,6 +209,12 @@ class QboSimulator:
             companies = list(self._companies.values())
         return [r for c in companies if realm in (None, c.realm) for r in c.invoice_rows()]
 
+    def invoice_count(self) -> int:
+        """How many invoices were created in all realms (cheap: benches poll it)."""
+        with self._lock:
+            companies = list(self._companies.values())
+        return sum(c.invoice_count() for c in companies)
+
     def credit_memos(self, realm: str | None = None) -> list[dict[str, Any]]:
         """Every credit memo created, in creation order."""
         with self._lock:

@@ -230,6 +230,7 @@ def test_invoice_save_and_requestid_replay(sim: QboSimulator) -> None:
     first = make_invoice(doc="FL-1001").save(qb=qb, request_id="evt-1")
     again = make_invoice(doc="FL-1001").save(qb=qb, request_id="evt-1")
     assert first.Id == again.Id
+    assert sim.invoice_count() == 1
     assert first.SyncToken == "0"
     assert first.TotalAmt == 198.0
     records = requests.get(f"{sim.url}/_sim/invoices", timeout=5).json()
