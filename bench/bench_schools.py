@@ -53,6 +53,76 @@ def _log_dir() -> Iterator[str]:
         yield logs
 
 
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far; 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def _machine_busy() -> float:
+    """CPU seconds all cores spent busy so far (every process on the machine)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values[:8]) - idle) / TICKS
+
+
+def _cpu_snapshot(procs: services.Processes, database: str) -> dict[str, float]:
+    """CPU seconds so far of serve, each worker, this process (the simulator and the load
+    generator), the PostgreSQL backends connected to the bench's database, the whole machine."""
+    import psycopg
+
+    from adapters.persistence import parse_database_url
+
+    snapshot = {"wall": time.monotonic(), "machine": _machine_busy()}
+    for n, proc in enumerate(procs.running):
+        snapshot["serve" if n == 0 else f"worker {n}"] = _process_cpu(proc.pid)
+    snapshot["simulator + load generator"] = _process_cpu(os.getpid())
+    admin = parse_database_url(common.postgres_base_url()).psycopg_conninfo()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        pids = [
+            int(row[0])
+            for row in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s", (database,)
+            ).fetchall()
+        ]
+    snapshot["PostgreSQL backends"] = sum(_process_cpu(pid) for pid in pids)
+    snapshot["backends"] = len(pids)
+    return snapshot
+
+
+def _cpu_lines(before: dict[str, float], after: dict[str, float], invoices: int) -> list[str]:
+    """A table of CPU used from the first POST to the last invoice, per process."""
+    wall = after["wall"] - before["wall"]
+    cores = os.cpu_count() or 1
+    rows = [
+        f"CPU from the first POST to the last invoice ({wall:.0f} s; {cores} cores = "
+        f"{cores * wall:.0f} CPU s available):",
+        "",
+        "| process | CPU s | share of one core | CPU ms per invoice |",
+        "|---|---:|---:|---:|",
+    ]
+    names = [k for k in after if k not in ("wall", "machine", "backends")]
+    for name in [*names, "machine"]:
+        used = after[name] - before.get(name, 0.0)
+        label = "whole machine (other work included)" if name == "machine" else name
+        rows.append(
+            f"| {label} | {used:.1f} | {100 * used / wall:.0f} % | {1000 * used / invoices:.1f} |"
+        )
+    rows += [
+        "",
+        f"PostgreSQL: the backends connected to the bench's database at the end "
+        f"({after['backends']:.0f}; connections closed meanwhile are not counted).",
+        "",
+    ]
+    return rows
+
+
 def run(quick: bool = False) -> str:
     """Markdown section: share of invoices within 10 s, the slowest, and idle queries/s."""
     schools, flights, window, idle = _sizes(quick)
@@ -98,21 +168,24 @@ def run(quick: bool = False) -> str:
             for w in range(WORKERS):
                 procs.spawn(f"worker{w}", "worker")
             time.sleep(2.0)  # the workers are up and idle before the first flight
+            cpu_before = _cpu_snapshot(procs, database)
             posts = services.post_flights(procs.base, plan)
             bad = [p for p in posts if p.status != 201]
             if bad:
                 raise RuntimeError(f"{len(bad)} POSTs refused, e.g. HTTP {bad[0].status}")
             wanted = {p.doc_number for p in posts}
 
-            def created() -> dict[str, float]:
-                return {doc: at for (_, doc), at in services.invoice_times(sim).items()}
-
+            # a count, not the invoice rows: the simulator shares this process (and its GIL)
             procs.wait_until(
                 "every invoice in the simulator",
-                lambda: wanted <= set(created()),
+                lambda: sim.invoice_count() >= len(wanted),
                 timeout=300 + window,
             )
-            times = created()
+            cpu_after = _cpu_snapshot(procs, database)
+            times = {doc: at for (_, doc), at in services.invoice_times(sim).items()}
+            missing = wanted - set(times)
+            if missing:
+                raise RuntimeError(f"{len(missing)} invoices missing, e.g. {sorted(missing)[0]}")
             time.sleep(5.0 if not quick else 1.0)  # let the last passes and the projector settle
             before = services.transactions(database)
             time.sleep(idle)
@@ -134,6 +207,7 @@ def run(quick: bool = False) -> str:
         f"| idle: transactions/s, all {schools} schools | {per_second:.2f} | |",
         f"| idle: transactions/s per school | {per_second / schools:.4f} | ~0 |",
         "",
+        *_cpu_lines(cpu_before, cpu_after, len(delays)),
         f"{sized}Setting up {schools} schools (OAuth connect, mappings, key) took "
         f"{setup_seconds:.0f} s. "
         f"Load average (1/5/15 min) before: {load_before}, after: {load_after} on "
