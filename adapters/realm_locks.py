@@ -1,12 +1,11 @@
 """Who may push for a school: one worker per realm at a time.
 
-PostgreSQL: a session-level ``pg_try_advisory_lock`` per school, held on a dedicated
-autocommit connection only while a pass (or a recovery) runs; a worker that dies closes its
-connection, the server releases its locks, and another worker takes the school on its next scan.
-Advisory locks belong to a session, so every thread gets a connection of its own: a thread that
-runs a school's pass takes and releases its lock there, and two threads of one worker exclude
-each other as two workers do. The key is derived from the database, schema and school, so test
-schemas never collide.
+PostgreSQL: a session-level ``pg_try_advisory_lock`` per school, held on the worker's lock
+connection (one per worker, autocommit) only while a pass (or a recovery) runs; a worker that
+dies closes its connection, the server releases its locks, and another worker takes the school
+on its next scan. The worker's pass threads share that connection and exclude each other in
+the process (the thread that took a school owns it until it releases it). The key is derived
+from the database, schema and school, so test schemas never collide.
 
 SQLite: one worker per database file. An exclusive ``flock`` on ``<db file>.worker.lock`` is
 taken on first use and held for the life of the process (the OS drops it when the process dies);
@@ -35,105 +34,106 @@ def lock_key(db: DatabaseUrl, school: str) -> int:
     return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big", signed=True)
 
 
-class _Session(threading.local):
-    """One thread's lock connection and the schools it holds there."""
-
-    def __init__(self) -> None:
-        self.conn: Any = None
-        self.held: set[str] = set()
-
-
-PARALLEL_PASSES = 4  # PostgreSQL: passes of different schools one worker may run at once.
-# Each pass thread holds a lock connection and uses one of the ledger's and the view's pooled
-# connections (plus a short vault connection per token read): about 4 per thread. At 8, four
-# workers exceeded PostgreSQL's default max_connections of 100 ("too many clients") and
-# their passes stopped with gateway_unavailable.
+PARALLEL_PASSES = 16  # PostgreSQL: passes of different schools one worker may run at once.
+# Each pass thread uses one of the ledger's and the view's pooled connections while it reads or
+# writes (the worker's advisory locks share one connection, the vault another). At 8 threads
+# with a lock connection each, four workers exceeded PostgreSQL's default max_connections of
+# 100 ("too many clients") and their passes stopped with gateway_unavailable.
 
 
 class PostgresRealmLocks:
-    """Advisory locks on a dedicated connection per thread (reopened, with its locks
-    forgotten, if it dies)."""
+    """A worker's advisory locks, all on one connection of its own.
+
+    Advisory locks belong to a session, and a session may take its own lock again, so the
+    worker's threads exclude each other here: a school is owned by the thread that took it
+    (its re-entrant calls return True, another thread's False) until that thread releases it.
+    The threads take turns on the connection (one short statement each). A connection that died
+    is replaced: the server released its locks with the session, and an owner's later release
+    unlocks nothing on the new one.
+    """
 
     parallel_passes = PARALLEL_PASSES
 
     def __init__(self, db: DatabaseUrl) -> None:
         self.db = db
-        self._session = _Session()
         self._guard = threading.Lock()
-        self._open: list[Any] = []  # every thread's connection, closed by close()
+        self._conn: Any = None
+        self._generation = 0  # which connection the locks were taken on
+        self._owners: dict[str, tuple[int, int]] = {}  # school -> (thread, generation)
 
     @property
     def held(self) -> set[str]:
         """The schools this thread holds."""
-        return self._session.held
+        me = threading.get_ident()
+        with self._guard:
+            return {school for school, (thread, _) in self._owners.items() if thread == me}
 
     def _connection(self) -> Any:
         import psycopg
 
-        session = self._session
-        if session.conn is None or session.conn.closed or session.conn.broken:
-            session.held.clear()
-            session.conn = psycopg.connect(
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._drop()
+            self._conn = psycopg.connect(
                 self.db.psycopg_conninfo(),
                 autocommit=True,
                 connect_timeout=10,
                 application_name=f"flightledger worker {os.getpid()}",  # whose locks these are
             )
-            with self._guard:
-                self._open = [c for c in self._open if not c.closed]
-                self._open.append(session.conn)
-        return session.conn
+        return self._conn
 
     def try_acquire(self, school: str) -> bool:
         """pg_try_advisory_lock for the school (re-entrant calls return True once held)."""
-        if school in self.held:
-            return True
         import psycopg
 
-        try:
-            row = (
-                self._connection()
-                .execute("SELECT pg_try_advisory_lock(%s)", (lock_key(self.db, school),))
-                .fetchone()
-            )
-        except psycopg.OperationalError as exc:
-            log.warning("realm_lock_failed", school=school, error=str(exc))
-            self._drop()
+        me = threading.get_ident()
+        with self._guard:
+            owner = self._owners.get(school)
+            if owner is not None:
+                return owner[0] == me
+            try:
+                row = (
+                    self._connection()
+                    .execute("SELECT pg_try_advisory_lock(%s)", (lock_key(self.db, school),))
+                    .fetchone()
+                )
+            except psycopg.OperationalError as exc:
+                log.warning("realm_lock_failed", school=school, error=str(exc))
+                self._drop()
+                return False
+            if row and row[0]:
+                self._owners[school] = (me, self._generation)
+                return True
             return False
-        if row and row[0]:
-            self.held.add(school)
-            return True
-        return False
 
     def release(self, school: str) -> None:
-        """pg_advisory_unlock for the school (on this thread's connection)."""
-        if school not in self.held:
-            return
-        self.held.discard(school)
+        """pg_advisory_unlock for the school, by the thread that holds it."""
         import psycopg
 
-        try:
-            self._connection().execute(
-                "SELECT pg_advisory_unlock(%s)", (lock_key(self.db, school),)
-            )
-        except psycopg.OperationalError:
-            self._drop()  # the server released it with the session
+        with self._guard:
+            owner = self._owners.get(school)
+            if owner is None or owner[0] != threading.get_ident():
+                return
+            del self._owners[school]
+            if owner[1] != self._generation or self._conn is None:
+                return  # taken on a connection that died: the server released it with it
+            try:
+                self._conn.execute("SELECT pg_advisory_unlock(%s)", (lock_key(self.db, school),))
+            except psycopg.OperationalError:
+                self._drop()  # the server releases every lock with the session
 
     def _drop(self) -> None:
-        session = self._session
-        session.held.clear()
-        if session.conn is not None:
-            _close_quietly(session.conn)
-        session.conn = None
+        """Forget the connection (the caller holds the guard); owners stay owners in-process
+        until they release, so no other thread of this worker takes their schools meanwhile."""
+        conn, self._conn = self._conn, None
+        self._generation += 1
+        if conn is not None:
+            _close_quietly(conn)
 
     def close(self) -> None:
-        """Close every thread's connection: the server releases every lock."""
+        """Close the connection: the server releases every lock."""
         with self._guard:
-            conns, self._open = self._open, []
-        for conn in conns:
-            _close_quietly(conn)
-        self._session.held.clear()
-        self._session.conn = None
+            self._drop()
+            self._owners.clear()
 
 
 def _close_quietly(conn: Any) -> None:

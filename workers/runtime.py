@@ -57,6 +57,10 @@ def gateway_factory(
     return gateway
 
 
+# Pooled connections of the log and of the view for the pass threads (plus 2 for the loop and
+# the projector): a pass holds one only while it reads or writes, most of its time it waits on
+# QuickBooks, so many threads share a few; four workers stay under PostgreSQL's default 100.
+PASS_CONNECTIONS = 6
 AGGREGATE_CACHE_SIZE = 20_000  # aggregates the worker keeps between passes
 
 
@@ -120,8 +124,8 @@ def build_worker(ledger: FlightLedger, config: Config) -> WorkerRuntime:
     engine.known_customers, engine.cached_lists = cached, cached.lists
     _cache_aggregates(ledger)
     passes_at_once = locks.parallel_passes
-    for store in (ledger.recorder, view):  # a connection per pass thread, none opened per call
-        _widen_pool(store, passes_at_once + 2)
+    for store in (ledger.recorder, view):  # pass threads take turns on pooled connections
+        _widen_pool(store, min(passes_at_once, PASS_CONNECTIONS) + 2)
     loop = WorkerLoop(
         engine,
         view,

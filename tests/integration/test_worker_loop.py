@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
+import psycopg
 import pytest
 
 from adapters.heartbeat import open_heartbeat
@@ -164,6 +168,46 @@ def test_postgres_advisory_lock_is_exclusive_and_released_by_death(pg_url: str) 
     finally:
         a.close()
         b.close()
+
+
+def test_a_workers_threads_exclude_each_other_on_one_lock_connection(pg_url: str) -> None:
+    """The pass threads of one worker share its lock connection: a school taken by one thread
+    is refused to another until released; 16 threads holding 16 schools use one connection."""
+    db = parse_database_url(pg_url)
+    locks = PostgresRealmLocks(db)
+    try:
+        assert locks.try_acquire("north")
+        with ThreadPoolExecutor(1) as other:
+            assert other.submit(locks.try_acquire, "north").result() is False
+            assert other.submit(locks.try_acquire, "south").result() is True
+            locks.release("south")  # not this thread's: nothing happens
+            assert other.submit(lambda: locks.held).result() == {"south"}
+            other.submit(locks.release, "south").result()
+        assert locks.held == {"north"}
+        locks.release("north")
+        barrier = threading.Barrier(16)
+
+        def hold(n: int) -> bool:
+            owned = locks.try_acquire(f"school-{n}")
+            barrier.wait(timeout=10)  # all 16 held at once
+            locks.release(f"school-{n}")
+            return owned
+
+        with ThreadPoolExecutor(16) as pool:
+            assert all(pool.map(hold, range(16)))
+        with psycopg.connect(db.psycopg_conninfo(), autocommit=True) as admin:
+            (count,) = admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                (f"flightledger worker {os.getpid()}",),
+            ).fetchone() or (0,)
+        assert count == 1
+        other_worker = PostgresRealmLocks(db)
+        try:
+            assert all(other_worker.try_acquire(f"school-{n}") for n in range(16))
+        finally:
+            other_worker.close()
+    finally:
+        locks.close()
 
 
 def test_sqlite_single_worker_lock(sqlite_url: str) -> None:
