@@ -10,6 +10,8 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
 from psycopg.sql import SQL, Identifier
 
+from adapters.persistence import widen_datastore_pool
+
 COPY_THRESHOLD = 64  # smaller batches (normal saves) take the library's own INSERT path
 
 
@@ -21,6 +23,10 @@ class PostgresBulkApplicationRecorder(PostgresApplicationRecorder):
     (originator_id, originator_version) raises eventsourcing's IntegrityError and writes nothing;
     the new notification ids are returned in order.
     """
+
+    def widen_pool(self, size: int) -> None:
+        """Let the log's pool hold at least `size` connections (a worker's pass threads)."""
+        widen_datastore_pool(self.datastore, size)
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any

@@ -8,12 +8,32 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from eventsourcing.postgres import PostgresDatastore
 from urllib.parse import parse_qs, unquote, urlsplit
 
 DEFAULT_DB_URL = "sqlite:///./flightledger.db"
 SQLITE_FACTORY = "adapters.eventstore_sqlite:SQLiteBulkFactory"
 POSTGRES_FACTORY = "adapters.eventstore_postgres:PostgresBulkFactory"
 _SCHEMA_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+@runtime_checkable
+class PooledConnections(Protocol):
+    """A store that reads and writes through a pool of connections (the PostgreSQL ones)."""
+
+    def widen_pool(self, size: int) -> None:
+        """Let the pool hold at least `size` connections (threads of one worker share it)."""
+        ...
+
+
+def widen_datastore_pool(datastore: PostgresDatastore, size: int) -> None:
+    """Resize a PostgreSQL datastore's pool to hold at least `size` connections."""
+    pool = datastore.pool
+    if pool.max_size < size:
+        pool.resize(pool.min_size, size)
 
 
 class DatabaseUrlError(ValueError):

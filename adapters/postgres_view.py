@@ -12,6 +12,7 @@ from eventsourcing.persistence import Notification, OperationalError
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg import sql
 
+from adapters.persistence import widen_datastore_pool
 from projections import audit
 from projections.financial_events import (
     COL_AMOUNT,
@@ -536,6 +537,10 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
         kwargs = dict(raw) if isinstance(raw, dict) else {}
         kwargs.pop("row_factory", None)
         return PostgresListener(kwargs, channel)
+
+    def widen_pool(self, size: int) -> None:
+        """Let the view's pool hold at least `size` connections (a worker's pass threads)."""
+        widen_datastore_pool(self.datastore, size)
 
     def close(self) -> None:
         """Close the view's connections."""

@@ -298,6 +298,15 @@ class CompanyDirectory(Protocol):
         ...
 
 
+@runtime_checkable
+class Closeable(Protocol):
+    """Something that holds a connection or session until closed (a QuickBooks gateway)."""
+
+    def close(self) -> None:
+        """Release what it holds; calling it twice is harmless."""
+        ...
+
+
 class AccountingGateway(Protocol):
     """Pushes drafts to the accounting system of one school (one QBO realm)."""
 

@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING
 
 from adapters import metrics
 from adapters.heartbeat import open_heartbeat
+from adapters.persistence import PooledConnections
 from adapters.qbo_lists import QboListStore
 from adapters.realm_locks import open_realm_locks
 from adapters.views import open_view
 from domain.application import FlightLedger
-from domain.ports import AccountingGateway
+from domain.ports import AccountingGateway, Closeable
 from services.new_customers import CachedCustomers
 from services.push_pass import SyncEngine
 from workers.bootstrap import Config
@@ -79,16 +80,13 @@ def _cache_aggregates(ledger: FlightLedger) -> None:
 
 def _widen_pool(store: object, size: int) -> None:
     """Let a PostgreSQL store's connection pool hold `size` connections (SQLite: no pool)."""
-    pool = getattr(getattr(store, "datastore", None), "pool", None)
-    resize, max_size = getattr(pool, "resize", None), getattr(pool, "max_size", None)
-    if callable(resize) and isinstance(max_size, int) and max_size < size:
-        resize(getattr(pool, "min_size", 1), size)
+    if isinstance(store, PooledConnections):
+        store.widen_pool(size)
 
 
 def _close(gateway: AccountingGateway) -> None:
-    close = getattr(gateway, "close", None)
-    if callable(close):
-        close()
+    if isinstance(gateway, Closeable):  # QuickBooksGateway keeps an HTTP session; fakes don't
+        gateway.close()
 
 
 @dataclass
@@ -136,7 +134,5 @@ def build_worker(ledger: FlightLedger, config: Config) -> WorkerRuntime:
         listen=lambda: view.listen(projector.channel),
     )
     closers: list[Callable[[], None]] = [view.close, locks.close]
-    close_heartbeat = getattr(heartbeat, "close", None)
-    if callable(close_heartbeat):
-        closers.append(close_heartbeat)
+    closers.append(heartbeat.close)
     return WorkerRuntime(projector=projector, engine=engine, loop=loop, closers=closers)
