@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 from uuid import UUID
 
@@ -58,6 +58,10 @@ POLL_SECONDS = 0.5  # no NOTIFY (SQLite): the log's last position is read this o
 FALLBACK_SECONDS = 30.0  # listening for NOTIFY: a round anyway this often (a missed NOTIFY)
 WAIT_SLICE_SECONDS = 1.0  # a wait for NOTIFY is cut in slices: stop() is seen within one
 MAX_DRAINED_NOTIFIES = 10_000  # NOTIFYs already queued are one wake
+MIN_ROUND_SECONDS = 0.5  # rounds woken by NOTIFY are this far apart at least (a busy log)
+# a page of the log that calls for no delivery moves the saved cursor at most this often (the
+# read position is kept in memory meanwhile; a restart rereads at most this much of the log)
+CURSOR_SAVE_SECONDS = 60.0
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 _TOPICS = [
     f"{FinancialEvent.__module__}:FinancialEvent.ActionRequired",
@@ -167,6 +171,9 @@ class WebhookDeliverer:
         self._seen = -1  # the log's last position before the last full round (-1: none yet)
         self._next_due: datetime | None = None  # the outbox's next due delivery then
         self.rounds = 0  # full rounds run (the outbox read from the log)
+        self._box: WebhookOutbox | None = None  # the outbox as of the last round, fast-forwarded
+        self._cursor_saved = float("-inf")  # monotonic time the cursor was last saved
+        self._last_round = float("-inf")  # monotonic time of the last full round
 
     # --- scheduling ------------------------------------------------------------------------------
 
@@ -190,6 +197,8 @@ class WebhookDeliverer:
                 continue
             school, kind, key, data = message
             for sub in self.ledger.webhooks(school).active_for(kind):
+                if event.timestamp < sub.created_at:
+                    continue  # happened before the subscription: not for it
                 delivery_id = f"msg_{notification.id}_{sub.id}"
                 body = json.dumps(
                     {"type": kind, "timestamp": event.timestamp.isoformat(), "data": data},
@@ -206,7 +215,10 @@ class WebhookDeliverer:
                         "sequence": notification.id,
                     }
                 )
-        # move the cursor past the whole page even when nothing in it is delivered
+        if not deliveries and time.monotonic() - self._cursor_saved < CURSOR_SAVE_SECONDS:
+            return len(notifications)  # nothing to deliver: the cursor moves in memory only
+        # move the saved cursor past the whole page even when nothing in it is delivered
+        self._cursor_saved = time.monotonic()
         box.trigger_event(
             WebhookOutbox.Scheduled, position=last, deliveries=deliveries, timestamp=self.now()
         )
@@ -309,16 +321,32 @@ class WebhookDeliverer:
     def run_once(self) -> int:
         """Schedule what the log calls for, then send what is due; attempts made."""
         self.rounds += 1
-        box = outbox(self.ledger)
+        self._last_round = time.monotonic()
         try:
+            box = self._outbox()
             while self.schedule(box):
                 pass
             made = self.send_due(box)
         except IntegrityError:  # another deliverer saved first: reload next round
-            self._next_due = self.now()
+            self._box, self._next_due = None, self.now()
             return 0
+        except BaseException:
+            self._box = None  # unsaved changes may be in it: read it from the log next time
+            raise
         self._next_due = box.next_due()
         return made
+
+    def _outbox(self) -> WebhookOutbox:
+        """The outbox: the last round's, brought up to date with its events in the log since
+        (another deliverer's too), or read whole the first time."""
+        box = self._box
+        if box is None:
+            box = outbox(self.ledger)
+        else:
+            for event in self.ledger.repository.event_store.get(OUTBOX_ID, gt=box.version):
+                box = cast(WebhookOutbox, cast(Any, event).mutate(box))
+        self._box = box
+        return box
 
     def tick(self) -> int:
         """A full round when the log moved since the last one or a delivery is due; otherwise
@@ -350,6 +378,7 @@ class WebhookDeliverer:
                 self._stop.wait(interval)
                 continue
             listener = self._wait(listener, interval)
+            self._stop.wait(max(0.0, self._last_round + MIN_ROUND_SECONDS - time.monotonic()))
         if listener is not None:
             _close(listener)
 

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from eventsourcing.persistence import IntegrityError
+
 from domain.application import FlightLedger
 from domain.financial_event import FinancialEvent
 from domain.ids import financial_event_id
@@ -61,15 +63,19 @@ def _holds(event: FinancialEvent, sent: dict[str, Any]) -> bool:
 def record(ledger: FlightLedger, school: str, record: Record, *, actor: str) -> Recorded:
     """Append one record; a duplicate of an identical one appends nothing. Raises
     RecordedDifferently when the id was recorded with other contents (send a correction)."""
-    appended = ledger.record(school, record, actor=actor)
-    event = ledger.financial_event(financial_event_id(school, record.kind.value, record.source_id))
-    if not appended and to_jsonable(event.data) != to_jsonable(record_to_data(record)):
+    event = ledger.new_financial_event(school, record, actor=actor)
+    try:  # as ledger.record, keeping the new aggregate: the answer needs no read after the append
+        ledger.save(event)
+        return Recorded(event, duplicate=False)
+    except IntegrityError:  # recorded before: the answer is what the log holds
+        event = ledger.financial_event(event.id)
+    if to_jsonable(event.data) != to_jsonable(record_to_data(record)):
         raise RecordedDifferently(
             f"{record.kind.value} {record.source_id!r} was already recorded with different "
             "contents; nothing was appended (send a correction instead)",
             field=ID_FIELD[record.kind],
         )
-    return Recorded(event, duplicate=not appended)
+    return Recorded(event, duplicate=True)
 
 
 def record_correction(

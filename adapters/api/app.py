@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapters import metrics
 from adapters.api import models
@@ -648,19 +649,36 @@ def install_api(app: FastAPI, cfg: ApiConfig) -> None:
     install_error_handlers(app)
     install_request_context(app)  # a no-op when the dashboard's create_app did it
     app.add_middleware(BodyLimit, limit=cfg.body_limit)
+    app.add_middleware(CountRequests)
 
-    @app.middleware("http")
-    async def count_requests(request: Request, call_next: Any) -> Response:
-        if not request.url.path.startswith("/api/"):
-            answer: Response = await call_next(request)
-            return answer
+
+class CountRequests:
+    """ASGI middleware: each /api/ request counted by route template and status, and timed
+    (plain ASGI: no task and stream per request as a BaseHTTPMiddleware has)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on; count it once its answer has started (500 if none did)."""
+        if scope["type"] != "http" or not str(scope.get("path", "")).startswith("/api/"):
+            await self.app(scope, receive, send)
+            return
         started = time.monotonic()
-        answer = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        metrics.HTTP_REQUESTS.labels(route=template, status=str(answer.status_code)).inc()
-        metrics.HTTP_REQUEST_SECONDS.labels(route=template).observe(time.monotonic() - started)
-        return answer
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            template = getattr(scope.get("route"), "path", "unmatched")  # set by the router
+            metrics.HTTP_REQUESTS.labels(route=template, status=str(status)).inc()
+            metrics.HTTP_REQUEST_SECONDS.labels(route=template).observe(time.monotonic() - started)
 
 
 def _webhook_routes(router: APIRouter, cfg: ApiConfig, auth: KeyAuth) -> None:

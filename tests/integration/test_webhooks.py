@@ -19,6 +19,7 @@ from adapters.vault import TokenVault
 from adapters.webhooks import UnsafeReceiver, WebhookDeliverer, check_receiver
 from domain.application import FlightLedger
 from domain.ports import FixedClock
+from domain.webhooks import OUTBOX_ID
 from services.push_pass import SyncEngine
 from tests.api_support import api_app, bearer, new_key
 from tests.factories import flight
@@ -255,3 +256,28 @@ def test_serve_s_deliverer_is_woken_by_notify_on_postgres(
         deliverer.stop()
         view.close()
         ledger.close()
+
+
+def test_what_happened_before_a_subscription_is_not_delivered_to_it(
+    ledger: FlightLedger, db_url: str, vault: TokenVault, receiver: Receiver, clock: FixedClock
+) -> None:
+    """A page of the log that calls for no delivery moves the cursor in memory only; a new
+    deliverer (a restart) rereads it, and still sends a later subscription nothing from before
+    it was made, only what came after."""
+    connect(ledger, "alpha")
+    map_everything(ledger, "alpha")
+    first = WebhookDeliverer(ledger, vault)
+    first.run_once()  # the outbox exists, its cursor saved
+    saved: int = ledger.repository.get(OUTBOX_ID).version
+    unmapped_flight(ledger, "F-1")  # nobody subscribed yet
+    assert first.run_once() == 0
+    assert ledger.repository.get(OUTBOX_ID).version == saved  # the cursor moved in memory
+    clock.advance(60)
+    subscribe(ledger, db_url, vault, receiver.url)
+    restarted = WebhookDeliverer(ledger, vault)
+    assert restarted.run_once() == 0  # F-1's Action Required came before the subscription
+    clock.advance(1)
+    unmapped_flight(ledger, "F-2")
+    assert restarted.run_once() == 1
+    (got,) = receiver.received
+    assert json.loads(got.body)["data"]["reference"] == "F-2"
