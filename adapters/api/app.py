@@ -827,7 +827,11 @@ def _install_probes(app: FastAPI, cfg: ApiConfig) -> None:
     @app.get(
         "/metrics",
         response_class=Response,
-        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text"}},
+        responses={
+            200: {"content": {"text/plain": {}}, "description": "Prometheus text"},
+            403: {"model": models.ErrorOut, "description": "Not a loopback client"},
+            404: {"model": models.ErrorOut, "description": "Metrics not enabled"},
+        },
         tags=["operations"],
     )
     def metrics(request: Request) -> Response:

@@ -56,3 +56,18 @@ def test_alerts_and_dashboard_use_exposed_metrics() -> None:
     for alert in ("FlightledgerActionRequired", "FlightledgerRefreshTokenExpiresSoon"):
         assert alert in alerts
     assert "FlightledgerProjectorLag" in alerts and "< 14" in alerts
+
+
+def test_alert_rules_are_prometheus_rule_groups_with_the_three_alerts() -> None:
+    """alerts.yml parses as a rule file: groups of rules, each alert with an expression and a
+    summary; "Action Required appeared", "refresh token within 14 days" and "projector lag"
+    are there."""
+    import yaml  # type: ignore[import-untyped]
+
+    document = yaml.safe_load((OPS / "alerts.yml").read_text(encoding="utf-8"))
+    rules = [rule for group in document["groups"] for rule in group["rules"]]
+    assert all({"alert", "expr"} <= set(r) and r["annotations"]["summary"] for r in rules)
+    names = {r["alert"]: r["expr"] for r in rules}
+    assert "flightledger_action_required" in names["FlightledgerActionRequired"]
+    assert "< 14" in names["FlightledgerRefreshTokenExpiresSoon"]
+    assert "flightledger_projector_lag_events" in names["FlightledgerProjectorLag"]
