@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -496,3 +497,78 @@ def test_bulk_import_through_copy_keeps_the_log_in_order(
         assert all(version == 1 for _, _, version in after)
     finally:
         ledger.close()
+
+
+# --- group commit (PostgreSQL) ------------------------------------------------------------------
+
+
+def _saves_in_one_group(
+    recorder: PostgresBulkApplicationRecorder, saves: list[list[StoredEvent]]
+) -> list[Sequence[int] | BaseException | None]:
+    """Each save from a thread of its own, all collected while the writer is busy (the test
+    holds it), then written: what each caller got, ids or the exception it raised."""
+    results: list[Sequence[int] | BaseException | None] = [None] * len(saves)
+
+    def save(n: int) -> None:
+        try:
+            results[n] = recorder.insert_events(saves[n])
+        except Exception as exc:
+            results[n] = exc
+
+    with recorder._writing:  # a transaction of this process is committing
+        threads = [threading.Thread(target=save, args=(n,)) for n in range(len(saves))]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            group = recorder._collecting
+            if group is not None and len(group.batches) == len(saves):
+                break
+            time.sleep(0.005)
+        else:
+            raise AssertionError("the saves did not all wait in one group")
+    for thread in threads:
+        thread.join(timeout=20)
+    return results
+
+
+def test_concurrent_saves_go_in_one_transaction(pg_url: str) -> None:
+    """Saves waiting while the process's previous write commits go in one transaction: each
+    caller gets the ids of its own events, in its order; one LOCK TABLE for all."""
+    factory = open_factory(pg_url)
+    try:
+        recorder = factory.application_recorder()
+        assert isinstance(recorder, PostgresBulkApplicationRecorder)
+        saves = [batch(1 + n % 3) for n in range(16)]
+        with mock.patch.object(recorder, "_lock_table", wraps=recorder._lock_table) as locked:
+            results = _saves_in_one_group(recorder, saves)
+        assert locked.call_count == 1
+        assert all(isinstance(r, list) for r in results), results
+        by_event = {(UUID(str(oid)), version): nid for nid, oid, version in log(recorder)}
+        for save, ids in zip(saves, results, strict=True):
+            assert ids == [by_event[(UUID(str(e.originator_id)), 1)] for e in save]
+        assert sorted(by_event.values()) == list(range(1, sum(map(len, saves)) + 1))
+    finally:
+        factory.close()
+
+
+def test_a_conflict_in_a_group_fails_only_its_own_save(pg_url: str) -> None:
+    """One save of a group conflicts: it gets the library's IntegrityError and writes nothing;
+    the others are written (each alone, after the group's transaction was refused)."""
+    factory = open_factory(pg_url)
+    try:
+        recorder = factory.application_recorder()
+        assert isinstance(recorder, PostgresBulkApplicationRecorder)
+        taken = batch(1)
+        recorder.insert_events(taken)
+        others = [batch(2) for _ in range(3)]
+        results = _saves_in_one_group(recorder, [others[0], taken, others[1], others[2]])
+        assert isinstance(results[1], IntegrityError)
+        assert [len(r) for r in (results[0], results[2], results[3])] == [2, 2, 2]  # type: ignore[arg-type]
+        stored = {(UUID(str(oid)), version) for _, oid, version in log(recorder)}
+        assert stored == {
+            (UUID(str(e.originator_id)), e.originator_version)
+            for e in taken + others[0] + others[1] + others[2]
+        }
+    finally:
+        factory.close()
