@@ -57,12 +57,15 @@ class PostgresBulkApplicationRecorder(PostgresApplicationRecorder):
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        """COPY big batches; group small ones; the db-functions mode goes to the library."""
-        if self.datastore.enable_db_functions or kwargs:
+        """Group small saves; COPY big batches; tracked writes and the db-functions mode go
+        to the library. (Application.save always passes tracking, None when untracked.)"""
+        tracked = any(value is not None for value in kwargs.values())
+        functions = self.datastore.enable_db_functions
+        if len(stored_events) < COPY_THRESHOLD and not tracked and not functions:
+            return self._insert_grouped(stored_events)
+        if functions or kwargs:
             ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
             return ids
-        if len(stored_events) < COPY_THRESHOLD:
-            return self._insert_grouped(stored_events)
         return self._copy_events(stored_events)
 
     def _insert_grouped(self, stored_events: Sequence[StoredEvent]) -> Sequence[int] | None:

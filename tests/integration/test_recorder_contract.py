@@ -510,8 +510,8 @@ def _saves_in_one_group(
     results: list[Sequence[int] | BaseException | None] = [None] * len(saves)
 
     def save(n: int) -> None:
-        try:
-            results[n] = recorder.insert_events(saves[n])
+        try:  # as Application.save calls it: tracking=None
+            results[n] = recorder.insert_events(saves[n], tracking=None)
         except Exception as exc:
             results[n] = exc
 
