@@ -33,7 +33,7 @@ from workers.qbo import ConnectionService, open_vault, qbo_settings_from_env
 pytestmark = [pytest.mark.serial, pytest.mark.timeout(300)]
 SCHOOLS = [f"school-{n:02d}" for n in range(20)]
 STUDENTS = ("S-1", "S-2", "S-3")
-PER_SCHOOL = 12
+PER_SCHOOL = 6
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Crash test: a worker process killed with SIGKILL at random moments while syncing 1,000 flights.
+"""Crash test: a worker process killed with SIGKILL at random moments while syncing flights
+(200 and 150 in `make test`, 1,000 and 400 in `make soak`).
 
 The simulator runs in this process with a small latency on every request and some timeouts and
 5xx answers given *after* it performed the create, so kills land mid-push (PushStarted recorded,
@@ -179,6 +180,22 @@ def _crash_and_recover(
     assert landed > 0, "no kill landed after QuickBooks committed and before Synced was recorded"
 
 
+# The quick runs (`make test`): each round costs a worker's start (about 1.5 s), the backlog
+# little (most of it is synced after the last kill), so they keep every assertion with fewer
+# rounds and flights. The long runs (`make soak`, fresh seeds) kill three times as often.
+
+
+def test_sigkilled_sqlite_worker_quick(sqlite_url: str, sim: QboSimulator, tmp_path: Path) -> None:
+    """12 SIGKILLs (3 drop the request) syncing 200 flights on SQLite: one invoice each."""
+    _crash_and_recover(sqlite_url, sim, tmp_path, flights=200, kills=9, seed=SEED)
+
+
+def test_sigkilled_postgres_worker_quick(pg_url: str, sim: QboSimulator, tmp_path: Path) -> None:
+    """8 SIGKILLs (2 drop the request) syncing 150 flights on PostgreSQL: one invoice each."""
+    _crash_and_recover(pg_url, sim, tmp_path, flights=150, kills=6, seed=SEED + 1)
+
+
+@pytest.mark.slow
 def test_sigkilled_sqlite_worker_leaves_one_invoice_per_flight(
     sqlite_url: str, sim: QboSimulator, tmp_path: Path
 ) -> None:
@@ -186,6 +203,7 @@ def test_sigkilled_sqlite_worker_leaves_one_invoice_per_flight(
     _crash_and_recover(sqlite_url, sim, tmp_path, flights=1000, kills=22, seed=SEED)
 
 
+@pytest.mark.slow
 def test_sigkilled_postgres_worker_leaves_one_invoice_per_flight(
     pg_url: str, sim: QboSimulator, tmp_path: Path
 ) -> None:
