@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import itertools
 from collections.abc import Iterable, Sequence
 from typing import Any, overload
 from uuid import UUID
@@ -23,12 +24,16 @@ from projections.financial_events import (
     COL_UPDATED_AT,
     GROUP_ROWS,
     RAW_COLUMNS,
+    UNSENT_STATUSES,
+    USAGE_EXAMPLES,
+    Change,
     RawRow,
     UsageRow,
     batch_student_names,
     count_deltas,
     counts_from,
     fold_raw,
+    new_uses,
     raw_ids_to_load,
     reason_groups_from,
     usage_writes,
@@ -160,6 +165,57 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
         self._students = sql.SQL("{}.{}").format(schema, sql.Identifier(STUDENTS))
         self._meta = sql.SQL("{}.{}").format(schema, sql.Identifier(META))
         self._lock_key = f"flightledger_view:{self.datastore.schema}"
+        # The rows table's secondary indexes, by name: a from-empty load (`load`) drops them
+        # and creates them again after the rows are in, instead of keeping them up row by row.
+        self._row_indexes: dict[str, sql.Composed] = {
+            f"{ROWS}_{name}": sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
+                sql.Identifier(f"{ROWS}_{name}"), self._rows, sql.SQL(columns)
+            )
+            for name, columns in (("school_position", "school, position"), *PAGE_INDEXES)
+        }
+        # a reason group's example: its oldest action-required row, one seek
+        self._row_indexes[f"{ROWS}_action_required"] = sql.SQL(
+            "CREATE INDEX IF NOT EXISTS {} ON {} (school, reason_code, position) "
+            "WHERE status = 'action_required'"
+        ).format(sql.Identifier(f"{ROWS}_action_required"), self._rows)
+        unsent = sql.SQL(", ").join(sql.Literal(s) for s in sorted(UNSENT_STATUSES))
+        action = sql.Literal("action_required")
+        # A from-empty load counts the loaded rows once, by GROUP BY (what apply_batch keeps
+        # up batch by batch; tests/integration/test_view_load.py compares the two).
+        self._load_counts = (
+            sql.SQL(
+                "INSERT INTO {} SELECT school, status, kind, count(*) FROM {} "
+                "GROUP BY school, status, kind"
+            ).format(self._counts, self._rows),
+            # a reason group's own count (part GROUP_ROWS, ''), then each missing key per row
+            sql.SQL(
+                "INSERT INTO {} SELECT school, coalesce(reason_code, ''), '', count(*) FROM {} "
+                "WHERE status = {} GROUP BY school, coalesce(reason_code, '')"
+            ).format(self._reasons, self._rows, action),
+            sql.SQL(
+                "INSERT INTO {} SELECT school, code, part, count(*) FROM (SELECT DISTINCT r.id, "
+                "r.school, coalesce(r.reason_code, '') AS code, m.part FROM {} r, "
+                "unnest(r.missing) AS m(part) WHERE r.status = {} AND m.part <> '') s "
+                "GROUP BY school, code, part"
+            ).format(self._reasons, self._rows, action),
+            # examples: each key's oldest unsent references by log position
+            sql.SQL(
+                "INSERT INTO {} SELECT school, key, count(*) FILTER (WHERE unsent), count(*), "
+                "coalesce(array_agg(reference ORDER BY position) "
+                "FILTER (WHERE unsent AND n <= {}), '{{}}') "
+                "FROM (SELECT r.school, k.key, r.reference, r.position, "
+                "r.status IN ({}) AS unsent, row_number() OVER (PARTITION BY r.school, k.key, "
+                "r.status IN ({}) ORDER BY r.position) AS n FROM {} r JOIN {} u ON u.id = r.id, "
+                "unnest(u.uses) AS k(key)) s GROUP BY school, key"
+            ).format(
+                self._usage,
+                sql.Literal(USAGE_EXAMPLES),
+                unsent,
+                unsent,
+                self._rows,
+                self._uses,
+            ),
+        )
         self.sql_create_statements.extend(
             [
                 sql.SQL("CREATE TABLE IF NOT EXISTS {} (" + _ROWS_DDL + ")").format(self._rows),
@@ -171,23 +227,15 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
                     f"ADD COLUMN IF NOT EXISTS corrections {_ROW_TYPES['corrections']}; "
                     "END IF; END $$"
                 ).format(sql.Literal(self.datastore.schema), sql.Literal(ROWS), self._rows),
-                sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (school, position)").format(
-                    sql.Identifier(f"{ROWS}_school_position"), self._rows
-                ),
                 # (school, status) is status_page's prefix and schools_with_work reads the
                 # counters: both indexes only slowed every row write; views made with them
                 sql.SQL("DROP INDEX IF EXISTS {}").format(
                     sql.Identifier(self.datastore.schema, f"{ROWS}_school_status")
                 ),
-                *(
-                    sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
-                        sql.Identifier(f"{ROWS}_{name}"), self._rows, sql.SQL(columns)
-                    )
-                    for name, columns in PAGE_INDEXES
-                ),
                 sql.SQL("DROP INDEX IF EXISTS {}").format(
                     sql.Identifier(self.datastore.schema, f"{ROWS}_unsettled")
                 ),
+                *self._row_indexes.values(),
                 sql.SQL(
                     "CREATE TABLE IF NOT EXISTS {} (position bigint PRIMARY KEY, "
                     "hash bytea NOT NULL)"
@@ -200,11 +248,6 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
                     "unsent bigint NOT NULL, total bigint NOT NULL, examples text[] NOT NULL, "
                     "PRIMARY KEY (school, key))"
                 ).format(self._usage),
-                # a reason group's example: its oldest action-required row, one seek
-                sql.SQL(
-                    "CREATE INDEX IF NOT EXISTS {} ON {} (school, reason_code, position) "
-                    "WHERE status = 'action_required'"
-                ).format(sql.Identifier(f"{ROWS}_action_required"), self._rows),
                 sql.SQL(
                     "CREATE TABLE IF NOT EXISTS {} (school text NOT NULL, status text NOT NULL, "
                     "kind text NOT NULL, n bigint NOT NULL, PRIMARY KEY (school, status, kind))"
@@ -383,6 +426,109 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
             self._before_commit()
         return len(changed)
 
+    def load(
+        self,
+        batches: Iterable[tuple[Sequence[Change], Sequence[Notification]]],
+        *,
+        replace: bool,
+    ) -> int:
+        """A from-empty load, in one transaction: rows folded batch by batch with only the
+        primary key kept up, then the counters by GROUP BY and the row indexes built once.
+
+        `replace`: empty the view first (a rebuild); otherwise the view must be at position 0
+        when the transaction starts, else TrackingConflict and nothing is written. Other
+        projectors wait for the load (the view's advisory lock); reads of the rows table wait
+        for it too (DROP INDEX takes its exclusive lock), and then see the whole load. Returns
+        the number of rows written.
+        """
+        pending = iter(batches)
+        first = next(pending, None)
+        if first is None and not replace:
+            return 0
+        written = 0
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._lock_key,))
+            if not replace:
+                curs.execute(
+                    sql.SQL("SELECT notification_id FROM {} WHERE application_name=%s").format(
+                        self._tracking
+                    ),
+                    (VIEW_TRACKING_NAME,),
+                )
+                found = curs.fetchone()
+                if found and found["notification_id"]:
+                    msg = f"view is at {found['notification_id']}, a from-empty load expected 0"
+                    raise TrackingConflict(msg)
+            self._empty(curs)
+            if first is None:
+                return 0
+            for name in self._row_indexes:
+                curs.execute(
+                    sql.SQL("DROP INDEX IF EXISTS {}").format(
+                        sql.Identifier(self.datastore.schema, name)
+                    )
+                )
+            curs.execute(
+                sql.SQL("SELECT position, hash FROM {} ORDER BY position DESC LIMIT 1").format(
+                    self._chain
+                )
+            )
+            head = curs.fetchone()
+            head_position = head["position"] if head else 0
+            head_hash = bytes(head["hash"]) if head else audit.GENESIS
+            names: dict[tuple[str, str], str] = {}
+            position = 0
+            for changes, notifications in itertools.chain([first], pending):
+                ids = builtins.list(raw_ids_to_load(changes))
+                existing: dict[UUID, RawRow] = {}
+                if ids:
+                    curs.execute(
+                        sql.SQL("SELECT {} FROM {} WHERE id = ANY(%s)").format(
+                            _COLUMNS, self._rows
+                        ),
+                        (ids,),
+                    )
+                    for r in curs.fetchall():
+                        existing[r["id"]] = _raw(r)
+                changed = fold_raw(existing, changes)
+                if changed:
+                    self._copy_rows(curs, changed.values(), fresh=True)
+                uses = new_uses(changes)
+                if uses:
+                    curs.execute(self._uses_stage_create)
+                    curs.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(USES_STAGE)))
+                    with curs.copy(self._uses_stage_copy) as copy:
+                        for event_id, keys in uses.items():
+                            copy.write_row((event_id, list(keys) if keys else "{}"))
+                    curs.execute(self._uses_stage_upsert)
+                names.update(batch_student_names(changed, changes))
+                links = audit.extend(head_position, head_hash, notifications)
+                if links:
+                    self._copy_links(curs, links, fresh=True)
+                    head_position, head_hash = links[-1]
+                position = max(position, notifications[-1].id)
+                written += len(changed)
+            for statement in self._load_counts:
+                curs.execute(statement)
+            if names:
+                curs.execute(
+                    self._students_set,
+                    (
+                        [k[0] for k in names],
+                        [k[1] for k in names],
+                        builtins.list(names.values()),
+                    ),
+                )
+            for statement in self._row_indexes.values():
+                curs.execute(statement)
+            curs.execute(sql.SQL("ANALYZE {}").format(self._rows))
+            curs.execute(
+                self.insert_tracking_statement,
+                {"application_name": VIEW_TRACKING_NAME, "notification_id": position},
+            )
+            self._before_commit()
+        return written
+
     def _write_counts(
         self,
         curs: Any,
@@ -472,13 +618,16 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
                 (VIEW_VERSION,),
             )
 
-    def _copy_rows(self, curs: Any, rows: Iterable[RawRow]) -> None:
+    def _copy_rows(self, curs: Any, rows: Iterable[RawRow], *, fresh: bool = False) -> None:
         """COPY the rows into the session's stage table, then upsert them in one statement.
 
         Values go as text: the amount as its decimal string, timestamps as ISO strings with
-        their offset, so PostgreSQL stores exactly what the row holds.
+        their offset, so PostgreSQL stores exactly what the row holds. `fresh`: empty the stage
+        first (it is emptied on commit; a load copies many batches in one transaction).
         """
         curs.execute(self._stage_create)
+        if fresh:
+            curs.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(STAGE)))
         with curs.copy(self._stage_copy) as copy:
             write = copy.write_row
             for row in rows:
@@ -488,9 +637,14 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
                 write(values)
         curs.execute(self._stage_upsert)
 
-    def _copy_links(self, curs: Any, links: Sequence[tuple[int, bytes]]) -> None:
-        """COPY chain links into the stage table, then insert those not stored yet."""
+    def _copy_links(
+        self, curs: Any, links: Sequence[tuple[int, bytes]], *, fresh: bool = False
+    ) -> None:
+        """COPY chain links into the stage table, then insert those not stored yet (`fresh`:
+        empty the stage first)."""
         curs.execute(self._link_stage_create)
+        if fresh:
+            curs.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(LINK_STAGE)))
         with curs.copy(self._link_stage_copy) as copy:
             write = copy.write_row
             for link in links:
@@ -501,16 +655,23 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
         """Delete every row and the view's tracking position (the audit chain is kept)."""
         with self.datastore.transaction(commit=True) as curs:
             curs.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._lock_key,))
-            curs.execute(sql.SQL("DELETE FROM {}").format(self._rows))
-            curs.execute(sql.SQL("DELETE FROM {}").format(self._uses))
-            curs.execute(sql.SQL("DELETE FROM {}").format(self._usage))
-            curs.execute(sql.SQL("DELETE FROM {}").format(self._counts))
-            curs.execute(sql.SQL("DELETE FROM {}").format(self._reasons))
-            curs.execute(sql.SQL("DELETE FROM {}").format(self._students))
-            curs.execute(
-                sql.SQL("DELETE FROM {} WHERE application_name=%s").format(self._tracking),
-                (VIEW_TRACKING_NAME,),
-            )
+            self._empty(curs)
+
+    def _empty(self, curs: Any) -> None:
+        """Delete every row and counter and the view's tracking position."""
+        for table in (
+            self._rows,
+            self._uses,
+            self._usage,
+            self._counts,
+            self._reasons,
+            self._students,
+        ):
+            curs.execute(sql.SQL("DELETE FROM {}").format(table))
+        curs.execute(
+            sql.SQL("DELETE FROM {} WHERE application_name=%s").format(self._tracking),
+            (VIEW_TRACKING_NAME,),
+        )
 
     def audit_links(self, start: int, limit: int) -> builtins.list[tuple[int, bytes]]:
         """Stored chain links from position `start`, ascending."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import itertools
 import json
 import sqlite3
 import threading
@@ -25,12 +26,16 @@ from projections.financial_events import (
     COL_MISSING,
     GROUP_ROWS,
     RAW_COLUMNS,
+    UNSENT_STATUSES,
+    USAGE_EXAMPLES,
+    Change,
     RawRow,
     UsageRow,
     batch_student_names,
     count_deltas,
     counts_from,
     fold_raw,
+    new_uses,
     raw_ids_to_load,
     reason_groups_from,
     row_from_raw,
@@ -87,8 +92,53 @@ _ROW_TYPES = {
 }
 _ROWS_DDL = ", ".join(f"{c} {_ROW_TYPES[c]}" for c in RAW_COLUMNS)  # KeyError: a new column
 _ADDED_COLUMNS = tuple((c, _ROW_TYPES[c]) for c in ("qbo_amount", "corrections"))
+# The rows table's secondary indexes, by name: a from-empty load (`load`) drops them and
+# creates them again after the rows are in, instead of keeping them up row by row.
+_ROW_INDEXES = {
+    f"{ROWS}_school_position": f"CREATE INDEX IF NOT EXISTS {ROWS}_school_position ON {ROWS} "
+    "(school, position)",
+    # the events tab's filters, each walked newest first by keyset on the position
+    f"{ROWS}_status_page": f"CREATE INDEX IF NOT EXISTS {ROWS}_status_page ON {ROWS} "
+    "(school, status, position)",
+    f"{ROWS}_reason_page": f"CREATE INDEX IF NOT EXISTS {ROWS}_reason_page ON {ROWS} "
+    "(school, reason_code, position)",
+    f"{ROWS}_student_page": f"CREATE INDEX IF NOT EXISTS {ROWS}_student_page ON {ROWS} "
+    "(school, student_id, position)",
+    f"{ROWS}_reference": f"CREATE INDEX IF NOT EXISTS {ROWS}_reference ON {ROWS} "
+    "(school, reference)",
+    f"{ROWS}_doc_number": f"CREATE INDEX IF NOT EXISTS {ROWS}_doc_number ON {ROWS} "
+    "(school, doc_number)",
+    # a reason group's example: its oldest action-required row, one seek
+    f"{ROWS}_action_required": f"CREATE INDEX IF NOT EXISTS {ROWS}_action_required ON {ROWS} "
+    "(school, reason_code, position) WHERE status = 'action_required'",
+}
 _SQLITE_MAX_VARS = 500
 _UNSETTLED = ", ".join(f"'{s}'" for s in UNSETTLED_STATUSES)  # literals: schools_with_work
+_UNSENT = ", ".join(f"'{s}'" for s in sorted(UNSENT_STATUSES))
+_ACTION = "'action_required'"
+# A from-empty load counts the loaded rows once, by GROUP BY (what apply_batch keeps up batch
+# by batch through count_deltas / usage_writes; tests/integration/test_view_load.py compares).
+_LOAD_COUNTS = (
+    f"INSERT INTO {COUNTS} SELECT school, status, kind, count(*) FROM {ROWS} "
+    "GROUP BY school, status, kind",
+    # a reason group's own count (part GROUP_ROWS, ''), then each missing key once per row
+    f"INSERT INTO {REASONS} SELECT school, coalesce(reason_code, ''), '', count(*) FROM {ROWS} "
+    f"WHERE status = {_ACTION} GROUP BY school, coalesce(reason_code, '')",
+    f"INSERT INTO {REASONS} SELECT school, code, part, count(*) FROM (SELECT DISTINCT r.id, "
+    "r.school, coalesce(r.reason_code, '') AS code, m.value AS part "
+    f"FROM {ROWS} r, json_each(r.missing) m WHERE r.status = {_ACTION} AND m.value <> '') "
+    "GROUP BY school, code, part",
+    f"INSERT INTO {USAGE} SELECT r.school, k.value, sum(r.status IN ({_UNSENT})), count(*), "
+    f"'[]' FROM {ROWS} r JOIN {USES} u ON u.id = r.id, json_each(u.uses) k "
+    "GROUP BY r.school, k.value",
+)
+# the examples: each key's oldest unsent references (by log position), USAGE_EXAMPLES of them
+_LOAD_EXAMPLES = (
+    "SELECT school, key, reference FROM (SELECT r.school, k.value AS key, r.reference, "
+    "row_number() OVER (PARTITION BY r.school, k.value ORDER BY r.position) AS n "
+    f"FROM {ROWS} r JOIN {USES} u ON u.id = r.id, json_each(u.uses) k "
+    f"WHERE r.status IN ({_UNSENT})) WHERE n <= {USAGE_EXAMPLES} ORDER BY school, key, n"
+)
 POLL_SECONDS = 0.15
 
 
@@ -151,22 +201,11 @@ class SQLiteFinancialEventView(SQLiteTrackingRecorder):
             f"CREATE TABLE IF NOT EXISTS {TRACKING} (application_name TEXT PRIMARY KEY, "
             "notification_id INTEGER NOT NULL) WITHOUT ROWID",
             f"CREATE TABLE IF NOT EXISTS {ROWS} ({_ROWS_DDL})",
-            f"CREATE INDEX IF NOT EXISTS {ROWS}_school_position ON {ROWS} (school, position)",
             # (school, status) is status_page's prefix, and schools_with_work reads the counters:
             # both indexes only slowed every row write (rebuild ~15 %); views made with them
             f"DROP INDEX IF EXISTS {ROWS}_school_status",
             f"DROP INDEX IF EXISTS {ROWS}_unsettled",
-            # the events tab's filters, each walked newest first by keyset on the position
-            f"CREATE INDEX IF NOT EXISTS {ROWS}_status_page ON {ROWS} (school, status, position)",
-            f"CREATE INDEX IF NOT EXISTS {ROWS}_reason_page ON {ROWS} "
-            "(school, reason_code, position)",
-            f"CREATE INDEX IF NOT EXISTS {ROWS}_student_page ON {ROWS} "
-            "(school, student_id, position)",
-            f"CREATE INDEX IF NOT EXISTS {ROWS}_reference ON {ROWS} (school, reference)",
-            f"CREATE INDEX IF NOT EXISTS {ROWS}_doc_number ON {ROWS} (school, doc_number)",
-            # a reason group's example: its oldest action-required row, one seek
-            f"CREATE INDEX IF NOT EXISTS {ROWS}_action_required ON {ROWS} "
-            "(school, reason_code, position) WHERE status = 'action_required'",
+            *_ROW_INDEXES.values(),
             f"CREATE TABLE IF NOT EXISTS {CHAIN} (position INTEGER PRIMARY KEY, "
             "hash BLOB NOT NULL)",
             f"CREATE TABLE IF NOT EXISTS {USES} (id TEXT PRIMARY KEY, uses TEXT NOT NULL) "
@@ -335,6 +374,85 @@ class SQLiteFinancialEventView(SQLiteTrackingRecorder):
                 c.executemany(f"INSERT OR IGNORE INTO {CHAIN} VALUES (?, ?)", links)
             self._before_commit()
         return len(changed)
+
+    def load(
+        self,
+        batches: Iterable[tuple[Sequence[Change], Sequence[Notification]]],
+        *,
+        replace: bool,
+    ) -> int:
+        """A from-empty load, in one transaction: rows folded batch by batch with only the
+        primary key kept up, then the counters by GROUP BY and the row indexes built once.
+
+        `replace`: empty the view first (a rebuild); otherwise the view must be at position 0
+        when the transaction starts, else TrackingConflict and nothing is written. Readers see
+        the view as it was until the load commits; the log's writers wait for it (SQLite has
+        one write lock per file). Returns the number of rows written.
+        """
+        pending = iter(batches)
+        first = next(pending, None)
+        if first is None and not replace:
+            return 0
+        written = 0
+        with self._write() as c:
+            if not replace:
+                c.execute(
+                    f"SELECT notification_id FROM {TRACKING} WHERE application_name=?",
+                    (VIEW_TRACKING_NAME,),
+                )
+                found = c.fetchone()
+                if found and found[0]:
+                    msg = f"view is at {found[0]}, a from-empty load expected 0"
+                    raise TrackingConflict(msg)
+            self._empty(c)
+            if first is None:
+                return 0
+            for name in _ROW_INDEXES:
+                c.execute(f"DROP INDEX IF EXISTS {name}")
+            c.execute(f"SELECT position, hash FROM {CHAIN} ORDER BY position DESC LIMIT 1")
+            head = c.fetchone()
+            head_position, head_hash = (head[0], head[1]) if head else (0, audit.GENESIS)
+            names: dict[tuple[str, str], str] = {}
+            position = 0
+            for changes, notifications in itertools.chain([first], pending):
+                existing = self._load_raw(c, raw_ids_to_load(changes))
+                changed = fold_raw(existing, changes)
+                c.executemany(_UPSERT, [_encode_raw(r) for r in changed.values()])
+                uses = new_uses(changes)
+                if uses:
+                    c.executemany(
+                        f"INSERT OR REPLACE INTO {USES} VALUES (?, ?)",
+                        [(i.hex, json.dumps(u)) for i, u in uses.items()],
+                    )
+                names.update(batch_student_names(changed, changes))
+                links = audit.extend(head_position, head_hash, notifications)
+                if links:
+                    c.executemany(f"INSERT OR IGNORE INTO {CHAIN} VALUES (?, ?)", links)
+                    head_position, head_hash = links[-1]
+                position = max(position, notifications[-1].id)
+                written += len(changed)
+            for statement in _LOAD_COUNTS:
+                c.execute(statement)
+            examples: dict[tuple[str, str], builtins.list[str]] = {}
+            for school, key, reference in c.execute(_LOAD_EXAMPLES).fetchall():
+                examples.setdefault((school, key), []).append(reference)
+            c.executemany(
+                f"UPDATE {USAGE} SET examples = ? WHERE school = ? AND key = ?",
+                [(json.dumps(e), s, k) for (s, k), e in examples.items()],
+            )
+            c.executemany(
+                f"INSERT INTO {STUDENTS} VALUES (?, ?, ?)",
+                [(school, student, name) for (school, student), name in names.items()],
+            )
+            for statement in _ROW_INDEXES.values():
+                c.execute(statement)
+            c.execute(
+                self.insert_tracking_statement,
+                {"application_name": VIEW_TRACKING_NAME, "notification_id": position},
+            )
+            c.fetchall()  # its RETURNING row: a statement still in progress cannot commit
+            self._before_commit()
+        return written
 
     @staticmethod
     def _write_counts(

@@ -220,6 +220,22 @@ class ProjectedView(FinancialEventView, Protocol):
         """
         ...
 
+    def load(
+        self,
+        batches: Iterable[tuple[Sequence[tuple[int, Any]], Sequence[Notification]]],
+        *,
+        replace: bool,
+    ) -> int:
+        """Fill an empty view from the start of the log, in one transaction: `batches` are
+        (changes, notifications) in log order; rows are written without keeping the counters
+        or the secondary indexes up, then counted by GROUP BY and indexed once; audit chain
+        and tracking (the last notification's position) as in apply_batch.
+
+        `replace` empties the view first (a rebuild); without it the view must be at position
+        0, else TrackingConflict and nothing is written. Returns the number of rows written.
+        """
+        ...
+
     def drop(self) -> None:
         """Delete every row and the tracking position (the audit chain is kept)."""
         ...

@@ -103,8 +103,13 @@ class Projector:
         raise TrackingConflict(msg)
 
     def catch_up(self, batch_size: int | None = None) -> int:
-        """Apply everything up to the end of the log; returns the number of log events applied."""
+        """Apply everything up to the end of the log; returns the number of log events applied.
+
+        A view at position 0 is filled by one from-empty load (`ProjectedView.load`) first.
+        """
         total = 0
+        if self.view.max_tracking_id() == 0:
+            total = self._load(batch_size or self.batch_size, replace=False)
         while True:
             applied = self.run_batch(batch_size)
             if not applied:
@@ -112,11 +117,51 @@ class Projector:
             total += applied
 
     def rebuild(self, batch_size: int | None = None) -> int:
-        """Drop the view (rows and tracking) and rebuild it from position 0."""
-        self.view.drop()
-        applied = self.catch_up(batch_size or max(self.batch_size, REBUILD_BATCH_SIZE))
+        """Empty the view (rows and tracking) and load it again from position 0, in one
+        transaction (readers see the old view until it commits); then catch up as usual."""
+        size = batch_size or max(self.batch_size, REBUILD_BATCH_SIZE)
+        applied = self._load(size, replace=True)
+        applied += self.catch_up(size)
         log.info("view_rebuilt", events=applied)
         return applied
+
+    def _load(self, batch_size: int, *, replace: bool) -> int:
+        """The view's from-empty load over the whole log, in batches of `batch_size`; returns
+        the number of log events it covered (0 when another projector filled the view first).
+
+        An unreadable event ends the load at the batch before it (committed, as batch by batch
+        would have), then raises UnreadableEvent.
+        """
+        covered = 0
+        failure: UnreadableEvent | None = None
+
+        def batches() -> Iterator[tuple[list[Any], Sequence[Notification]]]:
+            nonlocal covered, failure
+            position = 0
+            while True:
+                notifications = self.ledger.recorder.select_notifications(
+                    start=position + 1, limit=batch_size
+                )
+                if not notifications:
+                    return
+                try:
+                    changes = self.decoder.decode(notifications)
+                except UnreadableEvent as exc:
+                    log.error("projector_stopped", position=exc.position, reason=str(exc))
+                    failure = exc
+                    return
+                yield changes, notifications
+                covered += len(notifications)
+                position = notifications[-1].id
+
+        try:
+            self.view.load(batches(), replace=replace)
+        except TrackingConflict:
+            log.info("projector_load_superseded")
+            return 0
+        if failure is not None:
+            raise failure
+        return covered
 
     def follow(
         self,
