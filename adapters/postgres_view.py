@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, overload
 from uuid import UUID
 
@@ -27,13 +27,13 @@ from projections.financial_events import (
     UNSENT_STATUSES,
     USAGE_EXAMPLES,
     Change,
+    LoadFold,
     RawRow,
     UsageRow,
     batch_student_names,
     count_deltas,
     counts_from,
     fold_raw,
-    new_uses,
     raw_ids_to_load,
     reason_groups_from,
     usage_writes,
@@ -100,6 +100,15 @@ def _raw(r: dict[str, Any]) -> RawRow:
     raw[COL_QBO_AMOUNT] = None if qbo_amount is None else str(qbo_amount)
     raw[COL_CORRECTIONS] = raw[COL_CORRECTIONS] or ""
     return raw
+
+
+def _copy_values(rows: Iterable[RawRow]) -> Iterator[builtins.list[Any]]:
+    """Raw rows as COPY values: `missing` as a text array, everything else as it is."""
+    for row in rows:
+        values = builtins.list(row)
+        missing = row[COL_MISSING]
+        values[COL_MISSING] = builtins.list(missing) if missing else "{}"
+        yield values
 
 
 def _decode(r: dict[str, Any]) -> EventRow:
@@ -311,6 +320,8 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
         self._stage_copy = sql.SQL("COPY {} ({}) FROM STDIN").format(
             sql.Identifier(STAGE), _COLUMNS
         )
+        self._rows_copy = sql.SQL("COPY {} ({}) FROM STDIN").format(self._rows, _COLUMNS)
+        self._uses_copy = sql.SQL("COPY {} (id, uses) FROM STDIN").format(self._uses)
         self._stage_upsert = sql.SQL(
             "INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT (id) DO UPDATE SET {}"
         ).format(
@@ -432,8 +443,9 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
         *,
         replace: bool,
     ) -> int:
-        """A from-empty load, in one transaction: rows folded batch by batch with only the
-        primary key kept up, then the counters by GROUP BY and the row indexes built once.
+        """A from-empty load, in one transaction: rows folded in memory across batches
+        (LoadFold) and written with only the primary key kept up, then the counters counted by
+        GROUP BY and the row indexes built once.
 
         `replace`: empty the view first (a rebuild); otherwise the view must be at position 0
         when the transaction starts, else TrackingConflict and nothing is written. Other
@@ -476,11 +488,11 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
             head = curs.fetchone()
             head_position = head["position"] if head else 0
             head_hash = bytes(head["hash"]) if head else audit.GENESIS
-            names: dict[tuple[str, str], str] = {}
+            fold = LoadFold()
             position = 0
             for changes, notifications in itertools.chain([first], pending):
-                ids = builtins.list(raw_ids_to_load(changes))
-                existing: dict[UUID, RawRow] = {}
+                ids = builtins.list(fold.ids_to_load(changes))
+                loaded: dict[UUID, RawRow] = {}
                 if ids:
                     curs.execute(
                         sql.SQL("SELECT {} FROM {} WHERE id = ANY(%s)").format(
@@ -489,27 +501,19 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
                         (ids,),
                     )
                     for r in curs.fetchall():
-                        existing[r["id"]] = _raw(r)
-                changed = fold_raw(existing, changes)
-                if changed:
-                    self._copy_rows(curs, changed.values(), fresh=True)
-                uses = new_uses(changes)
-                if uses:
-                    curs.execute(self._uses_stage_create)
-                    curs.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(USES_STAGE)))
-                    with curs.copy(self._uses_stage_copy) as copy:
-                        for event_id, keys in uses.items():
-                            copy.write_row((event_id, list(keys) if keys else "{}"))
-                    curs.execute(self._uses_stage_upsert)
-                names.update(batch_student_names(changed, changes))
+                        loaded[r["id"]] = _raw(r)
+                fold.apply(loaded, changes)
+                if fold.full():
+                    written += self._write_loaded(curs, fold)
                 links = audit.extend(head_position, head_hash, notifications)
                 if links:
                     self._copy_links(curs, links, fresh=True)
                     head_position, head_hash = links[-1]
                 position = max(position, notifications[-1].id)
-                written += len(changed)
+            written += self._write_loaded(curs, fold)
             for statement in self._load_counts:
                 curs.execute(statement)
+            names = fold.names
             if names:
                 curs.execute(
                     self._students_set,
@@ -528,6 +532,29 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
             )
             self._before_commit()
         return written
+
+    def _write_loaded(self, curs: Any, fold: LoadFold) -> int:
+        """Write the rows a load holds: new ones COPYed straight into the table, the others
+        through the stage, over themselves."""
+        (new, new_uses), (again, again_uses) = fold.take()
+        if new:
+            with curs.copy(self._rows_copy) as copy:
+                for values in _copy_values(new):
+                    copy.write_row(values)
+        if new_uses:
+            with curs.copy(self._uses_copy) as copy:
+                for event_id, keys in new_uses:
+                    copy.write_row((event_id, list(keys) if keys else "{}"))
+        if again:
+            self._copy_rows(curs, again, fresh=True)
+        if again_uses:
+            curs.execute(self._uses_stage_create)
+            curs.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(USES_STAGE)))
+            with curs.copy(self._uses_stage_copy) as copy:
+                for event_id, keys in again_uses:
+                    copy.write_row((event_id, list(keys) if keys else "{}"))
+            curs.execute(self._uses_stage_upsert)
+        return len(new) + len(again)
 
     def _write_counts(
         self,
@@ -630,10 +657,7 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
             curs.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(STAGE)))
         with curs.copy(self._stage_copy) as copy:
             write = copy.write_row
-            for row in rows:
-                values = builtins.list(row)
-                missing = row[COL_MISSING]
-                values[COL_MISSING] = builtins.list(missing) if missing else "{}"
+            for values in _copy_values(rows):
                 write(values)
         curs.execute(self._stage_upsert)
 

@@ -29,13 +29,13 @@ from projections.financial_events import (
     UNSENT_STATUSES,
     USAGE_EXAMPLES,
     Change,
+    LoadFold,
     RawRow,
     UsageRow,
     batch_student_names,
     count_deltas,
     counts_from,
     fold_raw,
-    new_uses,
     raw_ids_to_load,
     reason_groups_from,
     row_from_raw,
@@ -64,6 +64,7 @@ META = "flightledger_view_meta"  # the layout's version (projections.view.VIEW_V
 _COUNTER_TABLES = (ROWS, USES, USAGE, COUNTS, REASONS, STUDENTS)  # emptied by drop()
 _COLUMNS = ", ".join(RAW_COLUMNS)  # the projection's row layout, in its order
 _UPDATED = [c for c in RAW_COLUMNS if c not in ("id", "position")]
+_INSERT = f"INSERT INTO {ROWS} ({_COLUMNS}) VALUES ({', '.join('?' * len(RAW_COLUMNS))})"
 _UPSERT = (
     f"INSERT INTO {ROWS} ({_COLUMNS}) VALUES ({', '.join('?' * len(RAW_COLUMNS))}) "
     f"ON CONFLICT (id) DO UPDATE SET {', '.join(f'{c}=excluded.{c}' for c in _UPDATED)}"
@@ -381,13 +382,15 @@ class SQLiteFinancialEventView(SQLiteTrackingRecorder):
         *,
         replace: bool,
     ) -> int:
-        """A from-empty load, in one transaction: rows folded batch by batch with only the
-        primary key kept up, then the counters by GROUP BY and the row indexes built once.
+        """A from-empty load, in one transaction: rows folded in memory across batches
+        (LoadFold) and written with only the primary key kept up, then the counters counted by
+        GROUP BY and the row indexes built once.
 
         `replace`: empty the view first (a rebuild); otherwise the view must be at position 0
         when the transaction starts, else TrackingConflict and nothing is written. Readers see
         the view as it was until the load commits; the log's writers wait for it (SQLite has
-        one write lock per file). Returns the number of rows written.
+        one write lock per file) and give up after their lock timeout (5 s by default).
+        Returns the number of rows written.
         """
         pending = iter(batches)
         first = next(pending, None)
@@ -412,25 +415,18 @@ class SQLiteFinancialEventView(SQLiteTrackingRecorder):
             c.execute(f"SELECT position, hash FROM {CHAIN} ORDER BY position DESC LIMIT 1")
             head = c.fetchone()
             head_position, head_hash = (head[0], head[1]) if head else (0, audit.GENESIS)
-            names: dict[tuple[str, str], str] = {}
+            fold = LoadFold()
             position = 0
             for changes, notifications in itertools.chain([first], pending):
-                existing = self._load_raw(c, raw_ids_to_load(changes))
-                changed = fold_raw(existing, changes)
-                c.executemany(_UPSERT, [_encode_raw(r) for r in changed.values()])
-                uses = new_uses(changes)
-                if uses:
-                    c.executemany(
-                        f"INSERT OR REPLACE INTO {USES} VALUES (?, ?)",
-                        [(i.hex, json.dumps(u)) for i, u in uses.items()],
-                    )
-                names.update(batch_student_names(changed, changes))
+                fold.apply(self._load_raw(c, fold.ids_to_load(changes)), changes)
+                if fold.full():
+                    written += self._write_loaded(c, fold)
                 links = audit.extend(head_position, head_hash, notifications)
                 if links:
                     c.executemany(f"INSERT OR IGNORE INTO {CHAIN} VALUES (?, ?)", links)
                     head_position, head_hash = links[-1]
                 position = max(position, notifications[-1].id)
-                written += len(changed)
+            written += self._write_loaded(c, fold)
             for statement in _LOAD_COUNTS:
                 c.execute(statement)
             examples: dict[tuple[str, str], builtins.list[str]] = {}
@@ -442,7 +438,7 @@ class SQLiteFinancialEventView(SQLiteTrackingRecorder):
             )
             c.executemany(
                 f"INSERT INTO {STUDENTS} VALUES (?, ?, ?)",
-                [(school, student, name) for (school, student), name in names.items()],
+                [(school, student, name) for (school, student), name in fold.names.items()],
             )
             for statement in _ROW_INDEXES.values():
                 c.execute(statement)
@@ -453,6 +449,19 @@ class SQLiteFinancialEventView(SQLiteTrackingRecorder):
             c.fetchall()  # its RETURNING row: a statement still in progress cannot commit
             self._before_commit()
         return written
+
+    @staticmethod
+    def _write_loaded(c: sqlite3.Cursor, fold: LoadFold) -> int:
+        """Write the rows a load holds: new ones inserted, the others over themselves."""
+        (new, new_uses), (again, again_uses) = fold.take()
+        c.executemany(_INSERT, [_encode_raw(r) for r in new])
+        c.executemany(_UPSERT, [_encode_raw(r) for r in again])
+        encode = json.dumps
+        c.executemany(
+            f"INSERT OR REPLACE INTO {USES} VALUES (?, ?)",
+            [(i.hex, encode(u)) for i, u in itertools.chain(new_uses, again_uses)],
+        )
+        return len(new) + len(again)
 
     @staticmethod
     def _write_counts(

@@ -880,6 +880,63 @@ def usage_writes(
     return builtins.list(batch.items()), counters
 
 
+# --- the from-empty load: rows folded in memory across batches, written once -----------------
+
+LOAD_ROWS_IN_MEMORY = 100_000  # rows a load holds before it writes them (memory bound)
+
+
+class LoadFold:
+    """The fold of a from-empty load (ProjectedView.load): rows and their mapping keys stay in
+    memory across batches and are written when LOAD_ROWS_IN_MEMORY rows are held, and at the
+    end, so most rows are written once and never read back; a row already written and
+    changed again is read back (`ids_to_load`) and written again over itself. Student names
+    are gathered for the whole load (the last name in log order wins); the counters are left
+    to the database.
+    """
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = limit or LOAD_ROWS_IN_MEMORY
+        self.rows: dict[UUID, RawRow] = {}  # folded, not written yet
+        self.uses: dict[UUID, tuple[str, ...]] = {}  # keys set by events since the last write
+        self.stored: builtins.set[UUID] = set()  # ids the tables already hold
+        self.names: dict[tuple[str, str], str] = {}
+
+    def ids_to_load(self, changes: Iterable[Change]) -> builtins.set[UUID]:
+        """Rows this batch needs from the table: created earlier and written already."""
+        return {k for k in raw_ids_to_load(changes) if k not in self.rows}
+
+    def apply(self, loaded: Mapping[UUID, RawRow], changes: Sequence[Change]) -> None:
+        """Fold one batch over the rows held and those read back (`loaded`)."""
+        self.rows.update(loaded)
+        self.stored.update(loaded)
+        changed = fold_raw(self.rows, changes)
+        self.rows.update(changed)
+        self.uses.update(new_uses(changes))
+        self.names.update(batch_student_names(changed, changes))
+
+    def full(self) -> bool:
+        """True when the rows held should be written now."""
+        return len(self.rows) >= self.limit
+
+    def take(self) -> tuple[LoadWrites, LoadWrites]:
+        """What to write, emptied: (ids new to the tables: insert, ids they hold: overwrite),
+        each as (rows, (id, keys))."""
+        stored = self.stored
+        new: LoadWrites = ([], [])
+        again: LoadWrites = ([], [])
+        for key, row in self.rows.items():
+            (again if key in stored else new)[0].append(row)
+        rows = self.rows
+        for key, keys in self.uses.items():
+            if key in rows:  # keys of an event never created count nowhere: not written
+                (again if key in stored else new)[1].append((key, keys))
+        self.rows, self.uses, self.stored = {}, {}, set()
+        return new, again
+
+
+LoadWrites = tuple[builtins.list[RawRow], builtins.list[tuple[UUID, tuple[str, ...]]]]
+
+
 def count_usage(
     rows: Iterable[tuple[str, str, str, tuple[str, ...]]], school: str
 ) -> builtins.list[KeyUsage]:

@@ -108,8 +108,10 @@ class Projector:
         A view at position 0 is filled by one from-empty load (`ProjectedView.load`) first.
         """
         total = 0
-        if self.view.max_tracking_id() == 0:
-            total = self._load(batch_size or self.batch_size, replace=False)
+        if self.view.max_tracking_id() == 0:  # pages as large as a rebuild's: one transaction
+            total = self._load(
+                batch_size or max(self.batch_size, REBUILD_BATCH_SIZE), replace=False
+            )
         while True:
             applied = self.run_batch(batch_size)
             if not applied:

@@ -23,6 +23,7 @@ from domain.application import FlightLedger
 from domain.financial_event import FailureCategory, TransitionRefused
 from domain.ports import FixedClock, ReasonCode
 from domain.records import RecordError, RecordKind, parse_correction_line, parse_line
+from projections import financial_events
 from projections.financial_events import USAGE_EXAMPLES, InMemoryFinancialEventView, decode_events
 from projections.view import ProjectedView, TrackingConflict
 from tests.factories import amendment, cancellation, flight, invoice_request, payment
@@ -225,12 +226,15 @@ def test_load_from_empty_equals_incremental_projection(
     assert {s for s in SCHOOLS for (status, _) in incremental[s]["by_kind"]} == set(SCHOOLS)
     monkeypatch.setattr(view, "apply_batch", _no_batches)
 
-    for batch_size in (4, 10_000):  # rows created in one batch and changed in later ones
+    # batches of 4 holding at most 3 rows: rows written, read back and written again; then
+    # one batch, every row held until the end
+    for batch_size, held in ((4, 3), (10_000, financial_events.LOAD_ROWS_IN_MEMORY)):
+        monkeypatch.setattr(financial_events, "LOAD_ROWS_IN_MEMORY", held)
         assert Projector(ledger, view).rebuild(batch_size) == incremental["position"]
         assert _state(view) == incremental
         assert _stored_counters(db_url) == stored
     view.drop()
-    assert Projector(ledger, view, batch_size=7).catch_up() == incremental["position"]
+    assert Projector(ledger, view).catch_up(7) == incremental["position"]
     assert _state(view) == incremental
     assert _stored_counters(db_url) == stored
 
