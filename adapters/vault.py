@@ -30,7 +30,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from adapters.persistence import DatabaseUrl, process_lock, setup_lock
-from domain.ports import Clock, TokenSet
+from domain.ports import Clock, StoreUnavailable, TokenSet
 
 TABLE = "flightledger_vault"
 KEY_ENV = "FLIGHTLEDGER_SECRET_KEY"
@@ -40,6 +40,10 @@ STATE_PREFIX = "state:"
 
 class VaultError(RuntimeError):
     """The vault cannot do what was asked; the message says why (never a secret)."""
+
+
+class VaultUnavailable(VaultError, StoreUnavailable):
+    """The vault's database could not be reached or failed: nothing changed, try again later."""
 
 
 def seal(aead: AESGCM, school: str, name: str, plaintext: str) -> bytes:
@@ -110,7 +114,7 @@ class TokenVault(ABC):
                     "updated_at TEXT NOT NULL, PRIMARY KEY (school, name))"
                 )
         except self.driver_errors as exc:
-            raise VaultError(f"the vault database cannot be set up: {exc}") from None
+            raise VaultUnavailable(f"the vault database cannot be set up: {exc}") from None
 
     def _upsert(self, school: str, name: str, blob: bytes, expires_at: str | None, at: str) -> None:
         self._execute(
@@ -213,5 +217,7 @@ class TokenVault(ABC):
             try:
                 held.enter_context(process_lock(self.db, f"refresh-{school}"))
             except self.driver_errors as exc:
-                raise VaultError(f"the vault database refused the refresh lock: {exc}") from None
+                raise VaultUnavailable(
+                    f"the vault database refused the refresh lock: {exc}"
+                ) from None
             yield

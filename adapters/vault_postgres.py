@@ -1,4 +1,4 @@
-"""PostgresTokenVault: the vault's rows in the log's schema; psycopg errors become VaultError."""
+"""PostgresTokenVault: rows in the log's schema; psycopg errors become VaultUnavailable."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from adapters.vault import TokenVault, VaultError
+from adapters.vault import TokenVault, VaultUnavailable
 
 
 class PostgresTokenVault(TokenVault):
@@ -34,13 +34,13 @@ class PostgresTokenVault(TokenVault):
         try:
             conn = psycopg.connect(self.db.psycopg_conninfo(), connect_timeout=10)
         except psycopg.Error as exc:
-            raise VaultError(f"the vault database cannot be reached: {exc}") from None
+            raise VaultUnavailable(f"the vault database cannot be reached: {exc}") from None
         try:
             conn.execute(f'SET search_path TO "{self.db.schema}"')
             conn.commit()
         except psycopg.Error as exc:
             conn.close()
-            raise VaultError(f"the vault database failed: {exc}") from None
+            raise VaultUnavailable(f"the vault database failed: {exc}") from None
         return conn
 
     def _execute(self, statement: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
@@ -60,12 +60,12 @@ class PostgresTokenVault(TokenVault):
                     died = isinstance(exc, psycopg.OperationalError) and not self._usable()
                     if kept and died and attempt == 1:
                         continue  # the kept connection had died; nothing was committed
-                    raise VaultError(f"the vault database failed: {exc}") from None
+                    raise VaultUnavailable(f"the vault database failed: {exc}") from None
                 try:
                     conn.commit()
                 except psycopg.Error as exc:  # it may have been committed: never run again
                     self._rollback()
-                    raise VaultError(f"the vault database failed: {exc}") from None
+                    raise VaultUnavailable(f"the vault database failed: {exc}") from None
                 return rows
         raise AssertionError("unreachable: the second attempt returns or raises")
 

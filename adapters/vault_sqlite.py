@@ -1,11 +1,11 @@
-"""SqliteTokenVault: the vault's rows in the log's SQLite file; sqlite3 errors become VaultError."""
+"""SqliteTokenVault: rows in the log's SQLite file; sqlite3 errors become VaultUnavailable."""
 
 from __future__ import annotations
 
 import sqlite3
 from typing import Any
 
-from adapters.vault import TokenVault, VaultError
+from adapters.vault import TokenVault, VaultUnavailable
 
 
 class SqliteTokenVault(TokenVault):
@@ -21,7 +21,7 @@ class SqliteTokenVault(TokenVault):
                 self.db.path, uri=self.db.path.startswith("file:"), timeout=30, isolation_level=None
             )
         except sqlite3.Error as exc:
-            raise VaultError(f"the vault database cannot be opened: {exc}") from None
+            raise VaultUnavailable(f"the vault database cannot be opened: {exc}") from None
         try:
             conn.execute("BEGIN IMMEDIATE")
             rows = conn.execute(statement, params).fetchall()
@@ -30,6 +30,6 @@ class SqliteTokenVault(TokenVault):
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            raise VaultError(f"the vault database failed: {exc}") from None
+            raise VaultUnavailable(f"the vault database failed: {exc}") from None
         finally:
             conn.close()

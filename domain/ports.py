@@ -298,6 +298,14 @@ class CompanyDirectory(Protocol):
         ...
 
 
+class StoreUnavailable(RuntimeError):
+    """A database a use case needs could not be reached or failed; nothing was changed.
+
+    Adapters raise it (translated from their driver's errors); a use case lets it pass
+    instead of recording an outcome, so the work is tried again, never given up on.
+    """
+
+
 @runtime_checkable
 class Closeable(Protocol):
     """Something that holds a connection or session until closed (a QuickBooks gateway)."""

@@ -27,7 +27,7 @@ from dataclasses import replace
 from uuid import UUID
 
 import structlog
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, PersistenceError
 from structlog.contextvars import bound_contextvars
 
 from domain.application import SYSTEM, FlightLedger
@@ -49,7 +49,14 @@ from domain.customers import (
 from domain.financial_event import FinancialEvent
 from domain.ids import customer_request_id
 from domain.mappings import Mappings
-from domain.ports import AccountingGateway, OutcomeKind, PushOutcome, QboListCache, ReasonCode
+from domain.ports import (
+    AccountingGateway,
+    OutcomeKind,
+    PushOutcome,
+    QboListCache,
+    ReasonCode,
+    StoreUnavailable,
+)
 from domain.qbo_lists import CUSTOMER, QboLists, QboObject
 from services.push_run import AUTH_STOP_REASONS, PassHost, PassReport, PushRun, unusable_gateway
 
@@ -73,6 +80,8 @@ def resolve_new_students(
         return list(due), mappings
     try:
         gateway = engine.gateways(school)
+    except (StoreUnavailable, PersistenceError):  # a database, not the connection: retry
+        raise
     except Exception as exc:  # no usable gateway: say why on every event, call nothing
         message = unusable_gateway(exc)
         log.warning("qbo_gateway_failed", error=message)

@@ -15,14 +15,21 @@ from uuid import UUID
 
 import structlog
 from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, PersistenceError
 from structlog.contextvars import bound_contextvars
 
 from domain.application import FlightLedger
 from domain.connection import Connection
 from domain.customers import KnownCustomers
 from domain.financial_event import FailureCategory, FinancialEvent, Status
-from domain.ports import AccountingGateway, NoMetrics, PushMetrics, PushOutcome, ReasonCode
+from domain.ports import (
+    AccountingGateway,
+    NoMetrics,
+    PushMetrics,
+    PushOutcome,
+    ReasonCode,
+    StoreUnavailable,
+)
 from domain.preflight import check_connection, check_mappings
 from domain.qbo_lists import QboLists
 from domain.sync import BATCH_MAX, CircuitBreaker, RetryPolicy
@@ -245,6 +252,8 @@ class SyncEngine:
             return
         try:  # built before anything is recorded as started
             gateway = self.gateways(school)
+        except (StoreUnavailable, PersistenceError):  # a database, not the connection: retry
+            raise
         except Exception as exc:  # no usable gateway: say why on every event, call nothing
             message = unusable_gateway(exc)
             log.warning("qbo_gateway_failed", error=message)

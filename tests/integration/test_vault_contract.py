@@ -18,7 +18,7 @@ from adapters.persistence import ensure_schema, parse_database_url
 from adapters.vault import TokenVault, VaultError
 from adapters.vault_postgres import PostgresTokenVault
 from adapters.vault_sqlite import SqliteTokenVault
-from domain.ports import FixedClock, TokenSet
+from domain.ports import FixedClock, StoreUnavailable, TokenSet
 from workers.qbo import token_vault
 
 KEY = os.urandom(32)
@@ -78,6 +78,7 @@ class VaultContract:
             self.create_vault(os.urandom(32)).get_tokens("north")
         assert "access-SECRET" not in str(refused.value)
         assert "refresh-SECRET" not in str(refused.value)
+        assert not isinstance(refused.value, StoreUnavailable)  # the school's to fix: no retry
 
     def test_an_oauth_state_is_consumed_once_and_expires(self) -> None:
         """consume_state is True once for a live state, False after it, for unknown or expired."""
@@ -91,9 +92,11 @@ class VaultContract:
         assert vault.consume_state("north", "never", now=NOW) is False
 
     def test_driver_errors_become_vault_errors(self) -> None:
-        """An unusable database is a VaultError, never a sqlite3 / psycopg exception."""
-        with pytest.raises(VaultError, match="vault database"):
+        """An unusable database is a VaultError, never a sqlite3 / psycopg exception, and a
+        StoreUnavailable: the push pass tries again instead of calling the school disconnected."""
+        with pytest.raises(VaultError, match="vault database") as failed:
             self.unreachable_vault()
+        assert isinstance(failed.value, StoreUnavailable)
 
     def test_refresh_locks_are_per_school(self) -> None:
         """Two schools' refresh locks are independent (each taken while the other is held)."""

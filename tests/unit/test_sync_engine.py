@@ -429,3 +429,32 @@ def test_requeued_event_that_may_have_landed_is_never_batched(
     assert gateway.calls == [("lookup", 1), ("batch", 2)]
     assert gateway.invoice_count == 3
     assert set(statuses(ledger).values()) == {"synced"}
+
+
+# --- a database failure is not a connection problem ------------------------------------------
+
+
+@pytest.mark.parametrize("auto_customers", [False, True])
+def test_a_store_failure_while_building_the_gateway_leaves_events_waiting(
+    ledger: FlightLedger, gateway: FakeAccountingGateway, auto_customers: bool
+) -> None:
+    """The vault's database out of connections is tried again, never not_connected for good."""
+    from domain.ports import StoreUnavailable
+
+    if auto_customers:  # an unmapped student: the new-customer step builds the gateway first
+        ready_school(ledger, students=())
+        ledger.set_auto_customers(SCHOOL, True, operator="admin")
+    else:
+        ready_school(ledger)
+    record_flights(ledger, 2)
+
+    def unreachable(school: str) -> FakeAccountingGateway:
+        raise StoreUnavailable("the vault database failed: too many clients already")
+
+    engine = SyncEngine(ledger, FakeFinancialEventView(ledger), unreachable, rng=random.Random(7))
+    with pytest.raises(StoreUnavailable):
+        engine.run_pass(SCHOOL)
+    assert set(statuses(ledger).values()) == {"pending"}
+    if not auto_customers:
+        report = engine_for(ledger, gateway).run_pass(SCHOOL)  # the database is back
+        assert report.outcomes == {"synced": 2}
