@@ -61,7 +61,7 @@ def gateway_factory(
 # Pooled connections of the log and of the view for the pass threads (plus 2 for the loop and
 # the projector): a pass holds one only while it reads or writes, most of its time it waits on
 # QuickBooks, so many threads share a few; four workers stay under PostgreSQL's default 100.
-PASS_CONNECTIONS = 6
+PASS_CONNECTIONS = 4
 AGGREGATE_CACHE_SIZE = 20_000  # aggregates the worker keeps between passes
 
 
