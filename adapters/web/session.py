@@ -21,6 +21,10 @@ def install_session(app: FastAPI, signer: SessionSigner, *, secure_cookies: bool
 
     @app.middleware("http")
     async def session_middleware(request: Request, call_next: Any) -> Response:
+        if request.url.path.startswith("/api/"):  # Bearer keys only: no session, no cookie
+            request.state.session, request.state.session_dirty = {}, False
+            answer: Response = await call_next(request)
+            return answer
         raw = request.cookies.get(SESSION_COOKIE)
         session = signer.unsign(raw) if raw else None
         fresh = session is None or "csrf" not in session

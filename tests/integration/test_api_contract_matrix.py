@@ -305,6 +305,7 @@ def test_the_readmes_curl_posts_a_flight_that_is_recorded(setup: Setup) -> None:
     writer = bearer(new_key(setup.ledger, "alpha", [WRITE], "scheduler"))
     answer = setup.client.post("/api/v1/flights", json=body, headers=writer)
     assert answer.status_code == 201, answer.text
+    assert "set-cookie" not in answer.headers  # a key client gets no dashboard session
     assert answer.json()["reference"] == body["flight_id"] and answer.json()["duplicate"] is False
     again = setup.client.post("/api/v1/flights", json=body, headers=writer)
     assert (again.status_code, again.json()["duplicate"]) == (200, True)
