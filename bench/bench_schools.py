@@ -256,19 +256,24 @@ def run(quick: bool = False) -> str:
         "| 16 pass threads sharing one lock connection, vault on one kept connection | "
         "6,732 (67.3 %) | 7.94 s / 20.64 s | 26.28 s |",
         "| + group commit of the log's saves | 5,273 (52.7 %) | 9.52 s / 27.78 s | 33.50 s |",
+        "| + view pool 6 per worker, main of 06:03 (the run above) | 3,727 (37.3 %) | "
+        "12.42 s / 30.07 s | 35.15 s |",
         "",
         "The 100-school run (2,000 flights, 16.7 a second) went from 677 of 2,000 within 10 s "
         "(p50 16.95 s) with 4 pass threads to 1,998 of 2,000 (p50 0.48 s, p99 8.48 s) with 16. "
-        "The group-commit line is not slower code: that run had the busiest machine (load "
-        "17.9 during its flights); its CPU per invoice fell (serve 7.5 -> 5.7 ms, PostgreSQL "
-        "4.9 -> 3.8 ms) and its throughput rose (10,000 invoices in 189 s vs 211 s).",
+        "The later lines are not slower code: throughput rose from run to run (10,000 "
+        "invoices in 211 s, 189 s, then 153 s: 47, 53, 65 a second) and the CPU per invoice "
+        "fell (serve 7.5 -> 5.7 -> 4.9 ms, PostgreSQL 4.9 -> 3.8 -> 3.2 ms); but every run "
+        "was below the 83 a second arriving, and how long the backlog made the last flights "
+        "wait depends on the order the rounds took the schools in and on the machine's other "
+        "work (load 6-19), which moved the share within 10 s more than the code did.",
         "",
         "What limits it on this machine, measured: (1) CPU. From the first POST to the last "
-        "invoice our processes need about 23 ms of CPU per invoice (serve 5.7, each worker "
-        "5.0, simulator and load generator 3.2, PostgreSQL 3.8 in the table above), so 83 "
-        "flights a second need about 1.9 cores of the 2 for this system alone; in every run "
-        "the whole machine was 187-199 % busy and other work took 40-60 % of it. Throughput "
-        "was 47-53 invoices a second, below the 83 arriving, so a backlog built up during the "
+        "invoice our processes need 19-26 ms of CPU per invoice (the table above: serve 4.9, "
+        "each worker 4.1, simulator and load generator 2.9, PostgreSQL 3.2), so 83 flights a "
+        "second need 1.6-2.2 of the 2 cores for this system alone; in every run the whole "
+        "machine was 187-199 % busy and other work took a third to a half of it. Throughput "
+        "was 47-65 invoices a second, below the 83 arriving, so a backlog built up during the "
         "2 minutes and the last flights waited 20-35 s. (2) The log's write lock: the event "
         "library takes LOCK TABLE ... IN EXCLUSIVE MODE for every save, held through its "
         "commit's WAL flush (a durable commit here: 4.4 ms p50, 27 ms p90 under load); before "
