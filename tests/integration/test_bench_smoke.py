@@ -28,6 +28,20 @@ def test_runner_keeps_other_sections_with_only(tmp_path: Path) -> None:
     assert text.startswith("# Benchmarks") and "cores" in text
 
 
+def test_runner_keeps_hand_measured_sections_on_a_full_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --only every bench's section is written again; a section no bench module writes
+    (figures measured across commits) stays as it is."""
+    out = tmp_path / "benchmarks.md"
+    out.write_text(bench_run.render({"zzz_by_hand": "## By hand\n\nkept\n", "import": "## Old\n"}))
+    monkeypatch.setattr(bench_run, "bench_names", lambda: ["import"])  # the full run, shortened
+    assert bench_run.main(["--quick", "--output", str(out)]) == 0
+    sections = bench_run.split_sections(out.read_text())
+    assert sections["zzz_by_hand"] == "## By hand\n\nkept\n"
+    assert sections["import"].startswith("## Bulk import")
+
+
 def test_latency_bench_quick_writes_its_section(tmp_path: Path) -> None:
     """`bench.run --quick --only latency` (serve + worker subprocesses) writes the latency table."""
     out = tmp_path / "benchmarks.md"
