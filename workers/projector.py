@@ -105,13 +105,12 @@ class Projector:
     def catch_up(self, batch_size: int | None = None) -> int:
         """Apply everything up to the end of the log; returns the number of log events applied.
 
-        A view at position 0 is filled by one from-empty load (`ProjectedView.load`) first.
+        Batch by batch, each in its own short transaction, even into an empty view: a worker
+        or `serve` catches up beside live writers (the API's POSTs, `record`), and on SQLite a
+        from-empty load's one transaction would hold the file's write lock for the whole log.
+        The one-transaction load is `rebuild`'s, an operator's explicit step.
         """
         total = 0
-        if self.view.max_tracking_id() == 0:  # pages as large as a rebuild's: one transaction
-            total = self._load(
-                batch_size or max(self.batch_size, REBUILD_BATCH_SIZE), replace=False
-            )
         while True:
             applied = self.run_batch(batch_size)
             if not applied:
@@ -120,7 +119,9 @@ class Projector:
 
     def rebuild(self, batch_size: int | None = None) -> int:
         """Empty the view (rows and tracking) and load it again from position 0, in one
-        transaction (readers see the old view until it commits); then catch up as usual."""
+        transaction (readers see the old view until it commits; on SQLite writers of the same
+        file wait for it, on PostgreSQL readers of the rows wait for the rebuilt indexes);
+        then catch up as usual."""
         size = batch_size or max(self.batch_size, REBUILD_BATCH_SIZE)
         applied = self._load(size, replace=True)
         applied += self.catch_up(size)

@@ -1,4 +1,4 @@
-"""A from-empty load (`view rebuild`, a projector's first catch-up into an empty view) yields
+"""A from-empty load (`view rebuild`; also callable on any emptied view) yields
 exactly the rows and counters that incremental projection of the same log does (SQLite and
 PostgreSQL): the load counts by GROUP BY and indexes once, apply_batch keeps both up batch by
 batch."""
@@ -201,6 +201,14 @@ def _reference_usage(ledger: FlightLedger, school: str) -> list[Any]:
     return reference.usage(school)
 
 
+def _batches(ledger: FlightLedger, size: int) -> Iterator[tuple[list[Any], Any]]:
+    """The whole log as (changes, notifications) pages of `size`, as a rebuild reads it."""
+    position = 0
+    while notifications := ledger.recorder.select_notifications(start=position + 1, limit=size):
+        yield decode_changes(ledger, notifications), notifications
+        position = notifications[-1].id
+
+
 def _no_batches(*args: Any, **kwargs: Any) -> int:
     raise AssertionError("a load from empty must not go through apply_batch")
 
@@ -234,7 +242,8 @@ def test_load_from_empty_equals_incremental_projection(
         assert _state(view) == incremental
         assert _stored_counters(db_url) == stored
     view.drop()
-    assert Projector(ledger, view).catch_up(7) == incremental["position"]
+    view.load(_batches(ledger, 7), replace=False)  # the load into an emptied view
+    assert view.max_tracking_id() == incremental["position"]
     assert _state(view) == incremental
     assert _stored_counters(db_url) == stored
 
@@ -245,7 +254,24 @@ def test_load_from_empty_equals_incremental_projection(
     assert verify_audit_chain(ledger, view).ok
 
 
-def test_first_catch_up_loads_only_an_empty_view(
+def test_a_live_catch_up_never_loads_in_one_transaction(
+    ledger: FlightLedger, view: ProjectedView, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker's or serve's first catch-up into an empty view goes batch by batch (short
+    transactions beside the API's writes), never through the whole-log load."""
+    rng = random.Random(9)
+    for n in range(5):
+        _record(ledger, "north", n, rng)
+
+    def no_load(*args: object, **kwargs: object) -> int:
+        raise AssertionError("a live catch-up must not hold one transaction for the whole log")
+
+    monkeypatch.setattr(view, "load", no_load)
+    assert Projector(ledger, view).catch_up(2) == 5
+    assert view.counts("north") == {"pending": 5}
+
+
+def test_the_load_refuses_a_view_another_projector_moved(
     ledger: FlightLedger, view: ProjectedView, clock: FixedClock
 ) -> None:
     """A view that another projector moved is left to apply_batch: the load refuses it and
