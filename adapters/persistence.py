@@ -36,6 +36,19 @@ def widen_datastore_pool(datastore: PostgresDatastore, size: int) -> None:
         pool.resize(pool.min_size, size)
 
 
+SQLITE_CHANNEL = "flightledger"  # SQLite has no NOTIFY: a name for the polling listener
+
+
+def log_channel(recorder: object) -> str:
+    """The channel on which the log's writes wake listeners (PostgreSQL NOTIFY; the library
+    names it after the events table)."""
+    from eventsourcing.postgres import PostgresApplicationRecorder
+
+    if isinstance(recorder, PostgresApplicationRecorder):
+        return str(recorder.channel_name)
+    return SQLITE_CHANNEL
+
+
 class DatabaseUrlError(ValueError):
     """The database URL cannot be used; the message says why."""
 

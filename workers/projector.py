@@ -10,6 +10,7 @@ from typing import Any
 import structlog
 from eventsourcing.persistence import Notification, PersistenceError
 
+from adapters.persistence import log_channel
 from domain.application import FlightLedger
 from projections import audit
 from projections.financial_events import (
@@ -64,7 +65,7 @@ class Projector:
         self.ledger = ledger
         self.view = view
         self.batch_size = batch_size
-        self.channel = channel or str(getattr(ledger.recorder, "channel_name", "flightledger"))
+        self.channel = channel or log_channel(ledger.recorder)
         self.listener_pid: int | None = None
         self.reconnects = 0
         self.decoder = ChangeDecoder(ledger.mapper)

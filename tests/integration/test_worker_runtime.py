@@ -52,3 +52,28 @@ def test_a_quickbooks_gateway_is_closeable_and_a_bare_fake_is_not() -> None:
 
     assert issubclass(QuickBooksGateway, Closeable)
     assert not isinstance(BareFake(), Closeable)
+
+
+def test_the_projector_listens_on_the_channel_the_log_notifies(pg_url: str, tmp_path: Path) -> None:
+    """PostgreSQL: the library's channel (named after the events table); SQLite: a fixed name."""
+    from eventsourcing.postgres import PostgresApplicationRecorder
+
+    from adapters.persistence import SQLITE_CHANNEL, log_channel
+    from workers.projector import Projector
+
+    postgres = open_ledger(pg_url)
+    sqlite = open_ledger(f"sqlite:///{tmp_path / 'log.db'}")
+    try:
+        recorder = postgres.recorder
+        assert isinstance(recorder, PostgresApplicationRecorder)
+        assert log_channel(recorder) == recorder.channel_name
+        assert log_channel(sqlite.recorder) == SQLITE_CHANNEL
+        view = build_worker(postgres, Config(db_url=pg_url, env={}))
+        try:
+            assert view.projector.channel == recorder.channel_name
+        finally:
+            view.close()
+        assert Projector(sqlite, object()).channel == SQLITE_CHANNEL  # type: ignore[arg-type]
+    finally:
+        postgres.close()
+        sqlite.close()

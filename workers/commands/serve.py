@@ -17,6 +17,7 @@ from adapters.api.app import ApiConfig, install_api
 from adapters.api.limits import DEFAULT_BURST, DEFAULT_RATE_PER_MINUTE, RateLimiter
 from adapters.authorization_url import INTUIT_AUTHORIZATION_ORIGIN
 from adapters.metrics import exposition, view_reading
+from adapters.persistence import log_channel
 from adapters.web.app import create_app
 from adapters.web.auth import UserDirectory, UsersFileError, is_loopback, local_operator
 from adapters.web.security import ALLOWED_HOSTS_VARIABLE, parse_allowed_hosts, served_hosts
@@ -153,7 +154,7 @@ def start_webhooks(
         return None
     api.webhook_secrets = vault
     api.allow_private_webhooks = cli.config.env.get(ALLOW_PRIVATE_VARIABLE, "") == "1"
-    channel = str(getattr(ledger.recorder, "channel_name", "flightledger"))  # as the projector
+    channel = log_channel(ledger.recorder)  # as the projector
     deliverer = WebhookDeliverer(
         ledger,
         vault,
