@@ -7,7 +7,7 @@ status with QuickBooks's own message and our reason code.
 
 Fresh invoices to a gateway that tells its realm's rate budget (QuickBooksGateway) go by what
 the budget allows now, never waiting for it inside the pass beyond a moment:
-- a small backlog goes as single creates with their requestids, a few in flight at once;
+- a small backlog goes as single creates with their requestids, one after another;
 - when the backlog is more than singles could send within BATCH_HORIZON_SECONDS, the oldest go
   in a batch (if a batch may start now; the budget paces batches over the minute);
 - what the budget cannot take now waits for the next pass, and the pass tells the schedule
@@ -319,7 +319,7 @@ class PushRun:
             return
 
     def _push_together(self, batch: list[FinancialEvent], singles: list[FinancialEvent]) -> None:
-        """One batch and single creates in flight at once; outcomes recorded in one save.
+        """One batch and single creates, sent one after another; outcomes recorded in one save.
 
         PushStarted of every one is saved before any call (a crash leaves them `syncing`, and
         recovery resolves each by its requestid or, batched, by its DocNumber).
