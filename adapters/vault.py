@@ -1,9 +1,10 @@
 """TokenVault: OAuth tokens, the client secret and OAuth states, encrypted at rest (AES-GCM).
 
-One module per concept and backend: this one holds the port (`TokenVault`, whose token, secret,
-OAuth-state and refresh-lock methods and SQL statements are written once), the sealing code and
-`VaultError`; `adapters/vault_sqlite.py` and `adapters/vault_postgres.py` run the statements
-(each one transaction) and translate sqlite3 / psycopg errors into `VaultError`, so no driver
+One module per concept and backend: this one holds the port (`TokenVault`, whose token, secret
+and OAuth-state methods and SQL statements are written once), the sealing code and
+`VaultError`; `adapters/refresh_lock.py` holds the per-school refresh lock the vault hands out;
+`adapters/vault_sqlite.py` and `adapters/vault_postgres.py` run the statements (each one
+transaction) and translate sqlite3 / psycopg errors into `VaultUnavailable`, so no driver
 error reaches a caller;
 `adapters/secret_key.py` loads the key; `workers.qbo.token_vault` picks the backend.
 
@@ -19,17 +20,17 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from adapters.persistence import DatabaseUrl, process_lock, setup_lock
+from adapters.persistence import DatabaseUrl, setup_lock
+from adapters.refresh_lock import RefreshLocks
 from domain.ports import Clock, StoreUnavailable, TokenSet
 
 TABLE = "flightledger_vault"
@@ -85,8 +86,7 @@ class TokenVault(ABC):
         self.db = db
         self.clock: Clock = clock or _SystemClock()
         self._aead = AESGCM(key)
-        self._lock = threading.Lock()
-        self._locks: dict[str, threading.Lock] = {}
+        self._refresh_locks = RefreshLocks(db, self.driver_errors)
         self._create_table()
 
     # storage: one row per (school, name), each statement one transaction; the statements are
@@ -202,22 +202,11 @@ class TokenVault(ABC):
         expires = datetime.fromisoformat(unseal(self._aead, school, name, blob))
         return now < expires
 
-    # per-realm refresh lock
+    # per-realm refresh lock: its own concept (adapters/refresh_lock.py), handed out here
+    # beside the tokens it guards
     @contextmanager
     def refresh_lock(self, school: str) -> Iterator[None]:
-        """Only one refresh per school at a time, across threads and processes.
-
-        A thread lock plus the database's process_lock (pg_advisory_lock on PostgreSQL, a flock
-        beside a SQLite file), so the dashboard and the worker never spend the same rotating
-        refresh token twice.
-        """
-        with self._lock:
-            lock = self._locks.setdefault(school, threading.Lock())
-        with lock, ExitStack() as held:
-            try:
-                held.enter_context(process_lock(self.db, f"refresh-{school}"))
-            except self.driver_errors as exc:
-                raise VaultUnavailable(
-                    f"the vault database refused the refresh lock: {exc}"
-                ) from None
+        """Only one refresh per school at a time, across threads and processes, so the
+        dashboard and the worker never spend the same rotating refresh token twice."""
+        with self._refresh_locks.hold(school, VaultUnavailable):
             yield
