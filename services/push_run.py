@@ -276,9 +276,21 @@ class PushRun:
                 outcomes = [self.gateway.push_invoice(drafts[0])]
         else:
             outcomes = list(self.gateway.push_invoices(drafts))
-        self.retries.observe_call(self.school, outcomes, self.now())
+        self._record_answers(started, drafts, outcomes, self.now())
+        self.engine.save_each_on_conflict(started)
+
+    def _record_answers(
+        self,
+        events: Sequence[FinancialEvent],
+        drafts: Sequence[InvoiceDraft],
+        outcomes: Sequence[PushOutcome],
+        now: datetime,
+    ) -> None:
+        """One call's answers: the realm's schedule learns from them, each event records its
+        own (an event the answer left out is uncertain: QuickBooks may hold it)."""
+        self.retries.observe_call(self.school, outcomes, now)
         by_id = {o.event_id: o for o in outcomes}
-        for event, draft in zip(started, drafts, strict=True):
+        for event, draft in zip(events, drafts, strict=True):
             outcome = by_id.get(event.id) or PushOutcome(
                 event_id=event.id,
                 kind=OutcomeKind.UNCERTAIN,
@@ -286,7 +298,6 @@ class PushRun:
             )
             with pushing(event.id, draft.request_id):
                 self._record(event, outcome, draft=draft, careful=False)
-        self.engine.save_each_on_conflict(started)
 
     def _push_by_budget(self, invoices: Sequence[FinancialEvent], budget: BudgetedGateway) -> None:
         """Fresh invoices as the realm's budget allows now: singles, a batch for a backlog."""
@@ -349,16 +360,7 @@ class PushRun:
         now = self.now()
         started: list[FinancialEvent] = []
         for (_, group), group_drafts, outcomes in zip(calls, drafts, answers, strict=True):
-            self.retries.observe_call(self.school, outcomes, now)
-            by_id = {o.event_id: o for o in outcomes}
-            for event, draft in zip(group, group_drafts, strict=True):
-                outcome = by_id.get(event.id) or PushOutcome(
-                    event_id=event.id,
-                    kind=OutcomeKind.UNCERTAIN,
-                    message="QuickBooks returned no answer for this invoice in the batch",
-                )
-                with pushing(event.id, draft.request_id):
-                    self._record(event, outcome, draft=draft, careful=False)
+            self._record_answers(group, group_drafts, outcomes, now)
             started.extend(group)
         self.engine.save_each_on_conflict(started)
 
