@@ -19,11 +19,9 @@ from adapters.persistence import parse_database_url
 from adapters.vault import TokenVault
 from domain.application import FlightLedger
 from domain.financial_event import NotFound
-from domain.ports import FixedClock
 from tests.api_support import api_app, bearer, new_key
 from tests.factories import flight, invoice_request, payment
 from tests.helpers_qbo import new_secret_key
-from workers.bootstrap import open_ledger
 from workers.qbo import open_vault
 
 VIEW, RETRY, ADMIN, WRITE = "billing:view", "billing:retry", "billing:admin", "records:write"
@@ -111,14 +109,6 @@ class Setup:
     hook: str
     admin: dict[str, str]  # alpha, every permission
     beta: dict[str, str]  # school beta, every permission
-
-
-@pytest.fixture
-def ledger(db_url: str, clock: FixedClock) -> Iterator[FlightLedger]:
-    """The log on SQLite or PostgreSQL."""
-    app = open_ledger(db_url, clock=clock)
-    yield app
-    app.close()
 
 
 @pytest.fixture

@@ -31,14 +31,6 @@ from workers.qbo import open_vault
 
 
 @pytest.fixture
-def ledger(db_url: str, clock: FixedClock) -> Iterator[FlightLedger]:
-    """The log on SQLite or PostgreSQL."""
-    app = open_ledger(db_url, clock=clock)
-    yield app
-    app.close()
-
-
-@pytest.fixture
 def vault(db_url: str) -> TokenVault:
     """The encrypted vault beside the log (where webhook secrets live)."""
     return open_vault(
