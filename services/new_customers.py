@@ -27,7 +27,7 @@ from dataclasses import replace
 from uuid import UUID
 
 import structlog
-from eventsourcing.persistence import IntegrityError, PersistenceError
+from eventsourcing.persistence import IntegrityError
 from structlog.contextvars import bound_contextvars
 
 from domain.application import SYSTEM, FlightLedger
@@ -55,10 +55,9 @@ from domain.ports import (
     PushOutcome,
     QboListCache,
     ReasonCode,
-    StoreUnavailable,
 )
 from domain.qbo_lists import CUSTOMER, QboLists, QboObject
-from services.push_run import AUTH_STOP_REASONS, PassHost, PassReport, PushRun, unusable_gateway
+from services.push_run import AUTH_STOP_REASONS, PassHost, PassReport, PushRun
 
 log = structlog.get_logger(__name__)
 
@@ -78,14 +77,8 @@ def resolve_new_students(
     students = new_students(due, mappings)
     if not students:
         return list(due), mappings
-    try:
-        gateway = engine.gateways(school)
-    except (StoreUnavailable, PersistenceError):  # a database, not the connection: retry
-        raise
-    except Exception as exc:  # no usable gateway: say why on every event, call nothing
-        message = unusable_gateway(exc)
-        log.warning("qbo_gateway_failed", error=message)
-        engine.require_all(due, ReasonCode.NOT_CONNECTED, message, report)
+    gateway = engine.usable_gateway(school, due, report)
+    if gateway is None:
         return None
     if not isinstance(gateway, CustomerDirectory):  # cannot look customers up: as if off
         return list(due), mappings

@@ -250,14 +250,8 @@ class SyncEngine:
             report.count(Status.ACTION_REQUIRED, len(refused))
         if not sendable:
             return
-        try:  # built before anything is recorded as started
-            gateway = self.gateways(school)
-        except (StoreUnavailable, PersistenceError):  # a database, not the connection: retry
-            raise
-        except Exception as exc:  # no usable gateway: say why on every event, call nothing
-            message = unusable_gateway(exc)
-            log.warning("qbo_gateway_failed", error=message)
-            self.require_all(sendable, ReasonCode.NOT_CONNECTED, message, report)
+        gateway = self.usable_gateway(school, sendable, report)  # before anything is started
+        if gateway is None:
             return
         creates, corrections = split_corrections(sendable)
         run = PushRun(
@@ -280,6 +274,23 @@ class SyncEngine:
             self.ledger.save(connection)
         except IntegrityError:  # a test or a reconnect meanwhile: it said the newer thing
             log.info("connection_changed_concurrently")
+
+    def usable_gateway(
+        self, school: str, events: Sequence[FinancialEvent], report: PassReport
+    ) -> AccountingGateway | None:
+        """The school's gateway, or None when it cannot be built: then every event says why
+        (not_connected) and nothing is called. A database that failed while the gateway was
+        being built (the vault, the log) is not the connection's fault: it raises, the pass
+        fails, the events stay as they were and the next round tries again."""
+        try:
+            return self.gateways(school)
+        except (StoreUnavailable, PersistenceError):
+            raise
+        except Exception as exc:  # no usable gateway: say why on every event, call nothing
+            message = unusable_gateway(exc)
+            log.warning("qbo_gateway_failed", error=message)
+            self.require_all(events, ReasonCode.NOT_CONNECTED, message, report)
+            return None
 
     def require_all(
         self,

@@ -145,6 +145,12 @@ class PassHost(Protocol):
         """Every event that still waits goes to action_required with one reason and message."""
         ...
 
+    def usable_gateway(
+        self, school: str, events: Sequence[FinancialEvent], report: PassReport
+    ) -> AccountingGateway | None:
+        """The school's gateway, or None when it cannot be built (every event then says why)."""
+        ...
+
 
 class PushRun:
     """The sending part of one pass: careful resolutions, invoice batches, then payments."""
