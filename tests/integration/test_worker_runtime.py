@@ -68,11 +68,11 @@ def test_the_projector_listens_on_the_channel_the_log_notifies(pg_url: str, tmp_
         assert isinstance(recorder, PostgresApplicationRecorder)
         assert log_channel(recorder) == recorder.channel_name
         assert log_channel(sqlite.recorder) == SQLITE_CHANNEL
-        view = build_worker(postgres, Config(db_url=pg_url, env={}))
+        runtime = build_worker(postgres, Config(db_url=pg_url, env={}))
         try:
-            assert view.projector.channel == recorder.channel_name
+            assert runtime.projector.channel == recorder.channel_name
         finally:
-            view.close()
+            runtime.close()
         assert Projector(sqlite, object()).channel == SQLITE_CHANNEL  # type: ignore[arg-type]
     finally:
         postgres.close()
