@@ -20,7 +20,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
@@ -29,13 +29,14 @@ from uuid import UUID
 import requests
 import structlog
 from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, Notification
 from standardwebhooks.webhooks import Webhook
 
 from adapters import metrics
 from domain.application import FlightLedger
 from domain.connection import Connection
 from domain.financial_event import FinancialEvent
+from domain.ids import webhooks_id
 from domain.reasons import fix_for
 from domain.webhooks import (
     ACTION_REQUIRED,
@@ -46,6 +47,7 @@ from domain.webhooks import (
     SYNCED,
     Delivery,
     WebhookOutbox,
+    Webhooks,
     next_attempt_at,
 )
 from projections.view import Listener
@@ -63,12 +65,19 @@ MIN_ROUND_SECONDS = 0.5  # rounds woken by NOTIFY are this far apart at least (a
 # read position is kept in memory meanwhile; a restart rereads at most this much of the log)
 CURSOR_SAVE_SECONDS = 60.0
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
-_TOPICS = [
-    f"{FinancialEvent.__module__}:FinancialEvent.ActionRequired",
-    f"{FinancialEvent.__module__}:FinancialEvent.Synced",
-    f"{FinancialEvent.__module__}:FinancialEvent.PushFailed",
-    f"{Connection.__module__}:Connection.RefreshTokenExpired",
+# the log events that may be sent, and the webhook type each may become (a PushFailed only
+# when exhausted): one whose type no active subscription wants is not even decoded
+_TOPICS = {
+    f"{FinancialEvent.__module__}:FinancialEvent.ActionRequired": ACTION_REQUIRED,
+    f"{FinancialEvent.__module__}:FinancialEvent.Synced": SYNCED,
+    f"{FinancialEvent.__module__}:FinancialEvent.PushFailed": FAILED,
+    f"{Connection.__module__}:Connection.RefreshTokenExpired": RECONNECT_NEEDED,
+}
+# every change of a school's subscriptions
+_HOOK_TOPICS = [
+    f"{Webhooks.__module__}:Webhooks.{name}" for name in ("Started", "Subscribed", "Unsubscribed")
 ]
+SCAN_PAGE = 1000
 
 
 _OWN_TOPIC = f"{WebhookOutbox.__module__}:WebhookOutbox."
@@ -174,6 +183,10 @@ class WebhookDeliverer:
         self._box: WebhookOutbox | None = None  # the outbox as of the last round, fast-forwarded
         self._cursor_saved = float("-inf")  # monotonic time the cursor was last saved
         self._last_round = float("-inf")  # monotonic time of the last full round
+        # the webhook types each school's active subscriptions want, by the id of the school's
+        # Webhooks aggregate: read once from the whole log, then followed page by page
+        self._wanted: dict[UUID, frozenset[str]] | None = None
+        self.decoded = 0  # log events read whole (decoded, their aggregate read) to schedule
 
     # --- scheduling ------------------------------------------------------------------------------
 
@@ -188,15 +201,23 @@ class WebhookDeliverer:
         self._read_to = last
         if all(n.topic.startswith(_OWN_TOPIC) for n in notifications):
             return len(notifications)  # only the outbox's own events: nothing to save
-        wanted = [n for n in notifications if n.topic in _TOPICS]
+        wanted = self._follow_subscriptions(notifications)
+        candidates = [n for n in notifications if _TOPICS.get(n.topic) in wanted]
         deliveries: list[dict[str, Any]] = []
-        for notification in wanted:
+        schools: dict[str, Webhooks] = {}  # each school's subscriptions, read once a page
+        for notification in candidates:
+            self.decoded += 1
             event: Any = self.ledger.mapper.to_domain_event(notification)
             message = self._message(event)
             if message is None:
                 continue
             school, kind, key, data = message
-            for sub in self.ledger.webhooks(school).active_for(kind):
+            if kind not in self._wanted_by(school):
+                continue  # no active subscription of this school wants it
+            hooks = schools.get(school)
+            if hooks is None:
+                hooks = schools[school] = self.ledger.webhooks(school)
+            for sub in hooks.active_for(kind):
                 if event.timestamp < sub.created_at:
                     continue  # happened before the subscription: not for it
                 delivery_id = f"msg_{notification.id}_{sub.id}"
@@ -224,6 +245,38 @@ class WebhookDeliverer:
         )
         self.ledger.save(box)
         return len(notifications)
+
+    def _follow_subscriptions(self, notifications: Sequence[Notification]) -> frozenset[str]:
+        """The webhook types some active subscription wants, as of this page: the first time
+        from every subscription change in the log, then from the changes in each page read
+        (before the page's events are looked at, so a subscription counts for its own page)."""
+        if self._wanted is None:
+            self._wanted = {}
+            changed = self._changed_webhooks(1)
+        else:
+            changed = {UUID(str(n.originator_id)) for n in notifications if n.topic in _HOOK_TOPICS}
+        for aggregate_id in changed:
+            hooks: Webhooks = self.ledger.repository.get(aggregate_id)
+            self._wanted[aggregate_id] = frozenset(
+                kind for sub in hooks.subscriptions.values() if sub.active for kind in sub.events
+            )
+        return frozenset().union(*self._wanted.values())
+
+    def _changed_webhooks(self, start: int) -> set[UUID]:
+        """Ids of every school's Webhooks aggregate with a change in the log from `start` on."""
+        found: set[UUID] = set()
+        while True:
+            page = self.ledger.recorder.select_notifications(
+                start=start, limit=SCAN_PAGE, topics=_HOOK_TOPICS
+            )
+            found.update(UUID(str(n.originator_id)) for n in page)
+            if len(page) < SCAN_PAGE:
+                return found
+            start = page[-1].id + 1
+
+    def _wanted_by(self, school: str) -> frozenset[str]:
+        """The webhook types the school's active subscriptions want (as last followed)."""
+        return (self._wanted or {}).get(webhooks_id(school), frozenset())
 
     def _message(self, event: Any) -> tuple[str, str, str, dict[str, Any]] | None:
         """(school, type, ordering key, data) of a log event, or None when none is sent."""

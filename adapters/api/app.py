@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
@@ -136,6 +136,8 @@ class ApiConfig:
 
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `flightledger keys create`")
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+T = TypeVar("T")
 
 
 class KeyAuth:
@@ -148,38 +150,71 @@ class KeyAuth:
         """A dependency: the request's key, refused 401/429/403 as API.md says; the key's school
         and name (as `actor`) join the request's log context."""
 
-        async def dependency(
-            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-        ) -> ApiKey:
-            if credentials is None or credentials.scheme.lower() != "bearer":
-                raise ApiError(
-                    401,
-                    "an API key is required: Authorization: Bearer <key>",
-                    headers={"WWW-Authenticate": "Bearer"},
-                )
-            key = await run_in_threadpool(self.cfg.ledger.authenticate_key, credentials.credentials)
-            if key is None:
-                raise ApiError(
-                    401, "unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"}
-                )
+        async def dependency(credentials: Bearer) -> ApiKey:
+            text = _key_text(credentials)
+            key = await run_in_threadpool(self.cfg.ledger.authenticate_key, text)
             # async so this lands in the request's context, which the route's thread copies
-            bind_actor(key.school, key.name)
-            wait = self.cfg.rate.take(f"{key.school}/{key.id}")
-            if wait is not None:
-                raise ApiError(
-                    429,
-                    f"too many requests for key {key.name}: retry in {wait:.1f} s",
-                    headers=retry_after_header(wait),
-                )
-            if not key.can(permission):
-                raise ApiError(
-                    403,
-                    f"key {key.name} may not {PERMISSION_WORDS[permission]}: "
-                    f"this needs the {permission} permission",
-                )
-            return key
+            return self.admit(key, permission)
 
         return dependency
+
+    def admit(self, key: ApiKey | None, permission: str) -> ApiKey:
+        """The key found for the request, or 401/429/403; binds its school and name (as
+        `actor`) in the calling context's log context."""
+        if key is None:
+            raise ApiError(
+                401, "unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"}
+            )
+        bind_actor(key.school, key.name)
+        wait = self.cfg.rate.take(f"{key.school}/{key.id}")
+        if wait is not None:
+            raise ApiError(
+                429,
+                f"too many requests for key {key.name}: retry in {wait:.1f} s",
+                headers=retry_after_header(wait),
+            )
+        if not key.can(permission):
+            raise ApiError(
+                403,
+                f"key {key.name} may not {PERMISSION_WORDS[permission]}: "
+                f"this needs the {permission} permission",
+            )
+        return key
+
+    async def run_as(
+        self,
+        credentials: HTTPAuthorizationCredentials | None,
+        permission: str,
+        work: Callable[[ApiKey], T],
+    ) -> T:
+        """`work(key)` for the request's key, the key looked up (401/429/403 as `requires`) in
+        the same worker thread as the work: one threadpool hop per request, not two. The key's
+        school and name join the log context of the thread and, after, of the request."""
+        text = _key_text(credentials)
+        admitted: list[ApiKey] = []
+
+        def run() -> T:
+            found = self.cfg.ledger.authenticate_key(text)
+            if found is not None:
+                admitted.append(found)  # a 429 or 403 is the key's too
+            return work(self.admit(found, permission))
+
+        try:
+            return await run_in_threadpool(run)
+        finally:
+            if admitted:  # the thread bound them in its copy of the context only
+                bind_actor(admitted[0].school, admitted[0].name)
+
+
+def _key_text(credentials: HTTPAuthorizationCredentials | None) -> str:
+    """The key of an `Authorization: Bearer` header; 401 without one."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise ApiError(
+            401,
+            "an API key is required: Authorization: Bearer <key>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return credentials.credentials
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -188,7 +223,11 @@ class KeyAuth:
 async def read_json(request: Request) -> Any:
     """The body as records.py reads a JSON line (exact decimals, no repeated keys): malformed
     JSON is 400, a repeated key or too deep nesting 422 naming it."""
-    body = await request.body()
+    return json_body(await request.body())
+
+
+def json_body(body: bytes) -> Any:
+    """`read_json` of a body already read."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -276,6 +315,46 @@ def record_corrections(
     )
 
 
+def record_batch(ledger: FlightLedger, key: ApiKey, value: Any) -> models.BatchOut:
+    """POST /records: up to MAX_BATCH records of one kind, each valid one appended (one
+    transaction), each invalid one rejected by index with its field; corrections each apply
+    on their own."""
+    if not isinstance(value, dict):
+        raise ApiError(422, "body: must be an object", fields=[_f("body", "must be an object")])
+    unknown = sorted(set(value) - {"kind", "records"})
+    if unknown:
+        raise ApiError(
+            422,
+            f"{unknown[0]}: unknown field",
+            fields=[_f(u, "unknown field") for u in unknown],
+        )
+    kinds = [k.value for k in RecordKind if k in PARSERS or k in CORRECTION_PARSERS]
+    kind_text = value.get("kind")
+    if kind_text not in kinds:
+        reason = f"must be one of {', '.join(kinds)}"
+        raise ApiError(422, f"kind: {reason}", fields=[_f("kind", reason)])
+    items = value.get("records")
+    if not isinstance(items, list):
+        raise ApiError(422, "records: must be a list", fields=[_f("records", "must be a list")])
+    if len(items) > MAX_BATCH:
+        reason = f"at most {MAX_BATCH} records per request (got {len(items)})"
+        raise ApiError(422, f"records: {reason}", fields=[_f("records", reason)])
+    kind = RecordKind(kind_text)
+    if kind in CORRECTION_PARSERS:
+        return record_corrections(ledger, key, kind, items)
+    valid: list[Record] = []
+    rejected: list[models.RejectedOut] = []
+    for index, item in enumerate(items):
+        try:
+            valid.append(PARSERS[kind](item))
+        except RecordError as exc:
+            rejected.append(models.RejectedOut(index=index, field=exc.field, reason=exc.reason))
+    result = ledger.record_batch(key.school, valid, actor=key.name)
+    return models.BatchOut(
+        recorded=result.recorded, duplicates=result.duplicates, rejected=rejected
+    )
+
+
 def _event_out(row: Any) -> models.EventOut:
     return models.EventOut.model_validate(to_jsonable(row_json(row)))
 
@@ -307,11 +386,13 @@ def install_api(app: FastAPI, cfg: ApiConfig) -> None:
             tags=["records"],
             name=f"record_{kind.value.replace('-', '_')}",
         )
-        async def post_record(
-            request: Request, key: ApiKey = Depends(auth.requires(RECORDS_WRITE))
-        ) -> Response:
-            record = parse_record(kind, await read_json(request))
-            return await run_in_threadpool(record_one, ledger, key, record)
+        async def post_record(request: Request, credentials: Bearer) -> Response:
+            body = await request.body()
+
+            def work(key: ApiKey) -> Response:
+                return record_one(ledger, key, parse_record(kind, json_body(body)))
+
+            return await auth.run_as(credentials, RECORDS_WRITE, work)
 
     records_route(RecordKind.FLIGHT_ENDED, "/flights", FLIGHT_ENDED, "Record a flight that ended")
     records_route(
@@ -340,14 +421,17 @@ def install_api(app: FastAPI, cfg: ApiConfig) -> None:
             tags=["corrections"],
             name=f"record_{kind.value.replace('-', '_')}",
         )
-        async def post_correction(
-            request: Request, key: ApiKey = Depends(auth.requires(RECORDS_WRITE))
-        ) -> Response:
-            value = await read_json(request)
-            if path_id is not None:
-                value = with_path_id(value, path_id, request.path_params[path_id])
-            record = parse_correction(kind, value)
-            return await run_in_threadpool(record_correction_one, ledger, key, record)
+        async def post_correction(request: Request, credentials: Bearer) -> Response:
+            body = await request.body()
+            path_value = None if path_id is None else str(request.path_params[path_id])
+
+            def work(key: ApiKey) -> Response:
+                value = json_body(body)
+                if path_id is not None and path_value is not None:
+                    value = with_path_id(value, path_id, path_value)
+                return record_correction_one(ledger, key, parse_correction(kind, value))
+
+            return await auth.run_as(credentials, RECORDS_WRITE, work)
 
     correction_route(
         RecordKind.FLIGHT_AMENDED,
@@ -378,43 +462,10 @@ def install_api(app: FastAPI, cfg: ApiConfig) -> None:
         summary="Record up to 1,000 records (or corrections) of one kind",
         tags=["records"],
     )
-    async def post_records(
-        request: Request, key: ApiKey = Depends(auth.requires(RECORDS_WRITE))
-    ) -> models.BatchOut:
-        value = await read_json(request)
-        if not isinstance(value, dict):
-            raise ApiError(422, "body: must be an object", fields=[_f("body", "must be an object")])
-        unknown = sorted(set(value) - {"kind", "records"})
-        if unknown:
-            raise ApiError(
-                422,
-                f"{unknown[0]}: unknown field",
-                fields=[_f(u, "unknown field") for u in unknown],
-            )
-        kinds = [k.value for k in RecordKind if k in PARSERS or k in CORRECTION_PARSERS]
-        kind_text = value.get("kind")
-        if kind_text not in kinds:
-            reason = f"must be one of {', '.join(kinds)}"
-            raise ApiError(422, f"kind: {reason}", fields=[_f("kind", reason)])
-        items = value.get("records")
-        if not isinstance(items, list):
-            raise ApiError(422, "records: must be a list", fields=[_f("records", "must be a list")])
-        if len(items) > MAX_BATCH:
-            reason = f"at most {MAX_BATCH} records per request (got {len(items)})"
-            raise ApiError(422, f"records: {reason}", fields=[_f("records", reason)])
-        kind = RecordKind(kind_text)
-        if kind in CORRECTION_PARSERS:
-            return await run_in_threadpool(record_corrections, ledger, key, kind, items)
-        valid: list[Record] = []
-        rejected: list[models.RejectedOut] = []
-        for index, item in enumerate(items):
-            try:
-                valid.append(PARSERS[kind](item))
-            except RecordError as exc:
-                rejected.append(models.RejectedOut(index=index, field=exc.field, reason=exc.reason))
-        result = await run_in_threadpool(ledger.record_batch, key.school, valid, actor=key.name)
-        return models.BatchOut(
-            recorded=result.recorded, duplicates=result.duplicates, rejected=rejected
+    async def post_records(request: Request, credentials: Bearer) -> models.BatchOut:
+        body = await request.body()
+        return await auth.run_as(
+            credentials, RECORDS_WRITE, lambda key: record_batch(ledger, key, json_body(body))
         )
 
     @router.get("/events", response_model=models.EventsPage, tags=["view"])

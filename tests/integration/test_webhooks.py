@@ -273,3 +273,33 @@ def test_what_happened_before_a_subscription_is_not_delivered_to_it(
     assert restarted.run_once() == 1
     (got,) = receiver.received
     assert json.loads(got.body)["data"]["reference"] == "F-2"
+
+
+def test_with_no_subscription_nothing_is_decoded_and_a_later_one_is_still_served(
+    ledger: FlightLedger, db_url: str, vault: TokenVault, receiver: Receiver, clock: FixedClock
+) -> None:
+    """While no school subscribes, the log's Action Required events are not even read whole;
+    a subscription made while the same deliverer runs (no restart) gets what comes after it,
+    nothing from before; once it is deleted nothing is read whole again."""
+    connect(ledger, "alpha")
+    map_everything(ledger, "alpha")
+    deliverer = WebhookDeliverer(ledger, vault)
+    deliverer.run_once()
+    unmapped_flight(ledger, "F-1")  # nobody subscribed
+    assert deliverer.run_once() == 0
+    assert deliverer.decoded == 0
+    clock.advance(60)
+    created, (app, admin) = subscribe(ledger, db_url, vault, receiver.url)
+    clock.advance(1)
+    unmapped_flight(ledger, "F-2")
+    assert deliverer.run_once() == 1
+    (got,) = receiver.received
+    assert json.loads(got.body)["data"]["reference"] == "F-2"
+    decoded = deliverer.decoded
+    assert decoded >= 1
+    with TestClient(app) as client:
+        assert client.delete(f"/api/v1/webhooks/{created['id']}", headers=admin).status_code == 200
+    deliverer.run_once()  # reads the deletion
+    unmapped_flight(ledger, "F-3")
+    assert deliverer.run_once() == 0
+    assert deliverer.decoded == decoded and len(receiver.received) == 1
