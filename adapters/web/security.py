@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = structlog.get_logger(__name__)
 
@@ -93,16 +94,36 @@ def _same_origin(source: str, host_header: str) -> bool:
 
 def install_security(app: FastAPI, allowed_hosts: Sequence[str]) -> None:
     """Check Host and Origin/Referer, and add the security headers to every response."""
-    allowed = frozenset(host_name(h) for h in allowed_hosts)
-    any_host = "*" in allowed
+    app.add_middleware(SecurityMiddleware, allowed_hosts=tuple(allowed_hosts))
 
-    @app.middleware("http")
-    async def security_middleware(request: Request, call_next: Any) -> Response:
+
+class SecurityMiddleware:
+    """Pure ASGI (no task and stream per request, as a BaseHTTPMiddleware has): the Host and
+    Origin/Referer checks, and the security headers on every answer that passes through."""
+
+    def __init__(self, app: ASGIApp, allowed_hosts: Sequence[str]) -> None:
+        self.app = app
+        self.allowed = frozenset(host_name(h) for h in allowed_hosts)
+        self.any_host = "*" in self.allowed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(raw=list(message.get("headers", [])))
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+                message = {**message, "headers": headers.raw}
+            await send(message)
+
+        request = Request(scope)
         host_header = request.headers.get("host", "")
-        response: Response
-        if not any_host and host_name(host_header) not in allowed:
+        if not self.any_host and host_name(host_header) not in self.allowed:
             log.warning("web_host_refused", host=echo(host_header))
-            response = _refusal(
+            refusal = _refusal(
                 request,
                 f"This dashboard does not answer to the host {echo(host_header)!r}. "
                 f"Open it by its own address, or add the name to {ALLOWED_HOSTS_VARIABLE}.",
@@ -110,17 +131,16 @@ def install_security(app: FastAPI, allowed_hosts: Sequence[str]) -> None:
             )
         elif request.method in UNSAFE_METHODS and not _origin_ok(request, host_header):
             log.warning("web_cross_origin_refused", path=request.url.path)
-            response = _refusal(
+            refusal = _refusal(
                 request,
                 "This request came from another site (its Origin/Referer is not this "
                 "dashboard) and was refused: use the dashboard's own pages.",
                 status_code=403,
             )
         else:
-            response = await call_next(request)
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        return response
+            await self.app(scope, receive, with_headers)
+            return
+        await refusal(scope, receive, with_headers)
 
 
 def _refusal(request: Request, sentence: str, *, status_code: int) -> Response:

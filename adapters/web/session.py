@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from adapters.web.access import Forbidden
 from adapters.web.auth import SessionSigner, new_csrf_token
@@ -19,12 +21,7 @@ SESSION_COOKIE = "flightledger_session"
 def install_session(app: FastAPI, signer: SessionSigner, *, secure_cookies: bool) -> None:
     """Load the signed session into `request.state.session` and write it back when dirty."""
 
-    @app.middleware("http")
     async def session_middleware(request: Request, call_next: Any) -> Response:
-        if request.url.path.startswith("/api/"):  # Bearer keys only: no session, no cookie
-            request.state.session, request.state.session_dirty = {}, False
-            answer: Response = await call_next(request)
-            return answer
         raw = request.cookies.get(SESSION_COOKIE)
         session = signer.unsign(raw) if raw else None
         fresh = session is None or "csrf" not in session
@@ -43,6 +40,26 @@ def install_session(app: FastAPI, signer: SessionSigner, *, secure_cookies: bool
                 max_age=signer.max_age_seconds,
             )
         return response
+
+    app.add_middleware(ApiSkipsSession, pages=session_middleware)
+
+
+class ApiSkipsSession:
+    """Pure ASGI: an /api/ request (Bearer keys only: no session, no cookie) gets an empty
+    session and goes straight on; the dashboard's pages go through `pages` (which loads the
+    signed session and writes it back when dirty)."""
+
+    def __init__(self, app: ASGIApp, pages: Callable[[Request, Any], Awaitable[Response]]) -> None:
+        self.app = app
+        self.pages = BaseHTTPMiddleware(app, dispatch=pages)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and str(scope.get("path", "")).startswith("/api/"):
+            state = scope.setdefault("state", {})
+            state["session"], state["session_dirty"] = {}, False
+            await self.app(scope, receive, send)
+            return
+        await self.pages(scope, receive, send)
 
 
 async def form(request: Request) -> dict[str, str]:
