@@ -16,10 +16,11 @@ from collections.abc import Callable
 
 import structlog
 from fastapi import FastAPI
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = "X-Request-ID"
+_HEADER_RAW = REQUEST_ID_HEADER.lower().encode("latin-1")
 # What an incoming id may be: up to 128 letters, digits and . _ : - (no spaces, quotes or
 # control characters that could forge a log line or a header); anything else gets a fresh id.
 SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
@@ -57,9 +58,9 @@ class RequestContextMiddleware:
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(raw=list(message.get("headers", [])))
-                headers[REQUEST_ID_HEADER] = request_id
-                message = {**message, "headers": headers.raw}
+                raw = [h for h in message.get("headers", []) if h[0].lower() != _HEADER_RAW]
+                raw.append((_HEADER_RAW, request_id.encode("latin-1")))  # replaces any other
+                message = {**message, "headers": raw}
             await send(message)
 
         structlog.contextvars.clear_contextvars()

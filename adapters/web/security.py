@@ -20,7 +20,6 @@ from urllib.parse import urlsplit
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = structlog.get_logger(__name__)
@@ -43,6 +42,8 @@ SECURITY_HEADERS = {
     "referrer-policy": "same-origin",
     "cross-origin-opener-policy": "same-origin",
 }
+
+_SECURITY_RAW = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in SECURITY_HEADERS.items()]
 
 
 def echo(text: str, limit: int = MAX_ECHO) -> str:
@@ -113,10 +114,10 @@ class SecurityMiddleware:
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(raw=list(message.get("headers", [])))
-                for name, value in SECURITY_HEADERS.items():
-                    headers.setdefault(name, value)
-                message = {**message, "headers": headers.raw}
+                raw = list(message.get("headers", []))
+                present = {name.lower() for name, _ in raw}
+                raw.extend(h for h in _SECURITY_RAW if h[0] not in present)  # as setdefault
+                message = {**message, "headers": raw}
             await send(message)
 
         request = Request(scope)
