@@ -6,19 +6,26 @@ invoices, payments after the invoice they apply to. Every answer becomes the eve
 status with QuickBooks's own message and our reason code.
 
 Fresh invoices to a gateway that tells its realm's rate budget (QuickBooksGateway) go by what
-the budget allows now, never waiting for it inside the pass beyond a moment:
-- a small backlog goes as single creates with their requestids, one after another;
+the budget allows now, oldest first, in one wave of calls sent at once; the pass never waits
+for the budget:
 - when the backlog is more than singles could send within BATCH_HORIZON_SECONDS, the oldest go
   in a batch (if a batch may start now; the budget paces batches over the minute);
+- the next oldest go as single creates, each with its own requestid, as many as the budget has
+  room for now (its per-second tokens and its concurrency), all in flight at once beside the
+  batch (each call on a client of its own: adapters.quickbooks.session);
 - what the budget cannot take now waits for the next pass, and the pass tells the schedule
-  when the budget has room again (RetrySchedule.wake), so the loop comes back then.
-Other gateways (the fakes) get batches of `batch_size`, as before.
+  when the budget has room again (RetrySchedule.wake): the loop skips the school until then,
+  without reading its waiting events, and comes back then (the next pass sees the flights that
+  arrived meanwhile, and decides on the whole backlog again).
+Other gateways (the fakes) get batches of `batch_size`, one call at a time, as before.
 """
 
 from __future__ import annotations
 
-import time
+import contextvars
+import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -60,8 +67,8 @@ log = structlog.get_logger(__name__)
 
 THROTTLE_PAUSE_SECONDS = 60.0
 BATCH_HORIZON_SECONDS = 0.5  # a backlog singles cannot send within this goes in a batch
-SHORT_WAIT_SECONDS = 0.2  # a budget wait this short is waited out in the pass ...
-MAX_SHORT_WAITS = 5  # ... this many times at most; then the loop comes back for the rest
+MIN_WAKE_SECONDS = 0.005  # the soonest the loop comes back for what the budget left waiting
+CALL_THREADS = 64  # calls in flight at once in this process (the budget bounds each realm's)
 AUTH_STOP_REASONS = frozenset(
     {ReasonCode.AUTH_EXPIRED, ReasonCode.AUTH_FAILED, ReasonCode.NOT_CONNECTED}
 )
@@ -306,40 +313,42 @@ class PushRun:
                 self._record(event, outcome, draft=draft, careful=False)
 
     def _push_by_budget(self, invoices: Sequence[FinancialEvent], budget: BudgetedGateway) -> None:
-        """Fresh invoices as the realm's budget allows now: singles, a batch for a backlog."""
+        """Fresh invoices as the realm's budget allows now, oldest first, in one wave of calls
+        in flight at once: a batch for a backlog, singles as far as the budget has room; what
+        is left waits for the next pass, which the schedule is told when to start."""
         queue = list(invoices)  # oldest first
-        batch_size = self.engine.batch_size if self.own_numbers else 1
-        short_waits = MAX_SHORT_WAITS
-        while queue and not self.halted:
-            room = budget.budget_room()
-            batch: list[FinancialEvent] = []
-            if (
-                batch_size > 1
-                and len(queue) > budget.budget_room(BATCH_HORIZON_SECONDS)
-                and budget.budget_wait(batch=True) <= 0
-            ):
-                batch, queue = queue[:batch_size], queue[batch_size:]
-                room = max(0, room - 1)  # the batch takes one of the second's requests
-            singles, queue = queue[:room], queue[room:]
-            if batch or singles:
-                self._push_together(batch, singles)
-                continue
-            wait = budget.budget_wait(batch=False)
-            if batch_size > 1:
-                wait = min(wait, budget.budget_wait(batch=True))
-            if wait <= SHORT_WAIT_SECONDS and short_waits > 0:
-                short_waits -= 1
-                time.sleep(max(wait, 0.001))
-                continue
-            self.retries.wake(self.school, self.now() + timedelta(seconds=max(wait, 0.001)))
-            log.info("budget_spent", waiting=len(queue), seconds=wait)
+        if not queue or self.halted:
             return
+        batch_size = self.engine.batch_size if self.own_numbers else 1
+        room = budget.budget_room()
+        batch: list[FinancialEvent] = []
+        if (
+            batch_size > 1
+            and len(queue) > budget.budget_room(BATCH_HORIZON_SECONDS)
+            and budget.budget_wait(batch=True) <= 0
+        ):
+            batch, queue = queue[:batch_size], queue[batch_size:]
+            room = max(0, room - 1)  # the batch takes one of the second's requests
+        singles, queue = queue[:room], queue[room:]
+        if batch or singles:
+            self._push_together(batch, singles)
+        if not queue or self.halted:
+            return
+        wait = budget.budget_wait(batch=False)
+        if batch_size > 1:
+            wait = min(wait, budget.budget_wait(batch=True))
+        wait = max(wait, MIN_WAKE_SECONDS)
+        self.retries.wake(self.school, self.now() + timedelta(seconds=wait))
+        log.debug("budget_spent", waiting=len(queue), seconds=round(wait, 3))
 
     def _push_together(self, batch: list[FinancialEvent], singles: list[FinancialEvent]) -> None:
-        """One batch and single creates, sent one after another; outcomes recorded in one save.
+        """One batch and single creates, all in flight at once; outcomes recorded in one save.
 
         PushStarted of every one is saved before any call (a crash leaves them `syncing`, and
-        recovery resolves each by its requestid or, batched, by its DocNumber).
+        recovery resolves each by its requestid or, batched, by its DocNumber). Every call runs
+        on a thread of its own with the pass's log context, through the gateway, which gives
+        each concurrent call its own HTTP client; the budget was asked for room for all of
+        them (its concurrency included) before.
         """
         calls: list[tuple[bool, list[FinancialEvent]]] = []
         if batch:
@@ -358,11 +367,7 @@ class PushRun:
                 return [self.gateway.push_invoice(drafts[n][0])]
 
         self.report.calls += len(calls)
-        # One call after another. Sending them from 4 threads at once through the one
-        # gateway sometimes left a call waiting for its HTTP timeout (a pass held for a minute,
-        # a payment left pending; tests/e2e/test_cli_contract.py): the gateway's client is not
-        # safe to share between threads. Calls in flight at once need a client per thread.
-        answers = [send(n) for n in range(len(calls))]
+        answers = in_flight_at_once(send, len(calls))
         now = self.now()
         started: list[FinancialEvent] = []
         for (_, group), group_drafts, outcomes in zip(calls, drafts, answers, strict=True):
@@ -557,6 +562,37 @@ class PushRun:
             floor = outcome.retry_after or (THROTTLE_PAUSE_SECONDS if throttled else 0.0)
             self.retries.schedule(event, max(1, failures), now, floor)
         log.info("push_failed", category=category.value, code=code)
+
+
+_calls: ThreadPoolExecutor | None = None
+_calls_lock = threading.Lock()
+
+
+def _call_pool() -> ThreadPoolExecutor:
+    """The process's threads for calls in flight at once (made on first use)."""
+    global _calls
+    with _calls_lock:
+        if _calls is None:
+            _calls = ThreadPoolExecutor(CALL_THREADS, thread_name_prefix="qbo-call")
+        return _calls
+
+
+def in_flight_at_once(
+    send: Callable[[int], list[PushOutcome]], count: int
+) -> list[list[PushOutcome]]:
+    """send(0) ... send(count - 1) at the same time, each on a thread with the caller's log
+    context; their answers in order. The last runs on the calling thread."""
+    if count == 1:
+        return [send(0)]
+    pool = _call_pool()
+    futures: list[Future[list[PushOutcome]]] = [
+        pool.submit(contextvars.copy_context().run, send, n) for n in range(count - 1)
+    ]
+    try:
+        last = send(count - 1)
+    finally:  # every call has ended before the pass goes on (or fails)
+        wait(futures)
+    return [*(f.result() for f in futures), last]
 
 
 def unusable_gateway(exc: Exception) -> str:

@@ -5,9 +5,16 @@ keep a margin: by default at most 8 per second, 480 per minute, 38 batch per min
 flight. ``minute_seconds`` scales the windows (one QBO minute lasts that many real seconds).
 
 Paced (the default): the minute's budget is spread over the minute, so that a burst never
-spends it in seconds and leaves the rest of the work waiting for the window to slide. Batches
-refill at batch_per_minute a minute (at most batch_burst saved up); other requests at the
-minute's budget less the batches' share (at most per_second saved up).
+spends it in seconds and leaves the rest of the work waiting for the window to slide. Two token
+buckets: batches (at most batch_burst saved up) and other requests (at most single_burst saved
+up). Their rates leave room for what the buckets hold, so that the tokens of any minute (a full
+bucket plus a minute's refill) fit the minute's windows: batches refill at batch_per_minute -
+batch_burst a minute, other requests at per_minute - batch_per_minute - single_burst. (At the
+windows' full rates with 3 batches and 8 singles saved up, a backlog met the sliding minute at
+the end of every minute: batches stopped for about 4 s, then the saved-up burst went again.)
+A small single_burst also spreads singles over the second instead of spending the second's
+window at its start (where a batch then waits for the second to slide); 4 leaves a pass that
+comes back every half second its whole share.
 """
 
 from __future__ import annotations
@@ -30,18 +37,26 @@ class BudgetLimits:
     concurrent: int = 8
     minute_seconds: float = 60.0
     paced: bool = True  # spread the minute's budget over the minute (token buckets)
-    batch_burst: int = 3  # batches saved up while none is needed
+    batch_burst: int = 1  # batches saved up while none is needed
+    single_burst: int = 4  # other requests saved up while none is needed (at most per_second)
 
     @property
     def single_rate(self) -> float:
-        """Paced non-batch requests per real second (the minute's budget less the batches')."""
-        share = self.per_minute - self.batch_per_minute if self.paced else 0
+        """Paced non-batch requests per real second: the minute's budget less the batches'
+        and less what the bucket holds (a full bucket plus a minute's refill fit the minute)."""
+        share = self.per_minute - self.batch_per_minute - self.single_tokens if self.paced else 0
         return max(0, share) / self.minute_seconds
 
     @property
+    def single_tokens(self) -> int:
+        """Other requests the bucket holds at most."""
+        return max(1, min(self.single_burst, self.per_second))
+
+    @property
     def batch_rate(self) -> float:
-        """Paced batch requests per real second."""
-        return self.batch_per_minute / self.minute_seconds if self.paced else 0.0
+        """Paced batch requests per real second (less what the bucket holds, likewise)."""
+        share = self.batch_per_minute - self.batch_burst if self.paced else 0
+        return max(0, share) / self.minute_seconds
 
     @property
     def second(self) -> float:
@@ -68,7 +83,7 @@ class RateBudget:
         self._in_flight = 0
         self._paused_until = 0.0
         # token buckets of the pacing: (tokens, when last filled)
-        self._single_tokens = float(self.limits.per_second)
+        self._single_tokens = float(self.limits.single_tokens)
         self._batch_tokens = float(self.limits.batch_burst)
         self._filled = clock()
 
@@ -77,7 +92,7 @@ class RateBudget:
         self._filled = now
         lim = self.limits
         self._single_tokens = min(
-            float(lim.per_second), self._single_tokens + elapsed * lim.single_rate
+            float(lim.single_tokens), self._single_tokens + elapsed * lim.single_rate
         )
         self._batch_tokens = min(
             float(lim.batch_burst), self._batch_tokens + elapsed * lim.batch_rate

@@ -5,15 +5,21 @@ within 5 minutes, and once on a 401/3200, under the school's refresh lock, with 
 token set persisted in the vault before it is used), the realm's rate budget, and bounded
 tenacity retries for failures that surely did not reach QuickBooks. A failure comes back as a
 classify.Verdict, never as an exception.
+
+Calls may run from several threads at once (a pass sends its single creates concurrently): each
+call leases a QboClient of its own (its own python-quickbooks object and requests.Session, which
+are not safe to share between threads) from a small pool and gives it back afterwards, so the
+pool holds at most as many clients (keep-alive connections) as calls ever ran at once.
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 import uuid
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
@@ -134,7 +140,8 @@ class RealmSession:
         self.sleep = sleep
         # the worker is shutting down: no further retry, and a retry's wait ends early
         self.stopping = stopping or (lambda: False)
-        self._client: QboClient | None = None
+        self._idle: list[QboClient] = []  # clients no call holds now (one per concurrent call)
+        self._idle_lock = threading.Lock()
         self._expired: tuple[str, str] | None = None  # (refused refresh token's hash, message)
 
     @property
@@ -228,12 +235,35 @@ class RealmSession:
         except Exception as exc:  # recording must not lose the token already persisted
             log.error("qbo_hook_failed", school=self.school, error=type(exc).__name__)
 
-    def client_for(self, tokens: TokenSet) -> QboClient:
-        if self._client is None or self._client.realm != tokens.realm:
-            self._client = QboClient(self.settings, tokens.realm, tokens.access_token)
+    @contextmanager
+    def lease(self, tokens: TokenSet) -> Iterator[QboClient]:
+        """A client for one call, used by no other thread meanwhile; back to the pool after."""
+        client: QboClient | None = None
+        stale: list[QboClient] = []
+        with self._idle_lock:
+            while self._idle and client is None:
+                candidate = self._idle.pop()
+                if candidate.realm == tokens.realm:
+                    client = candidate
+                else:  # the school reconnected to another company
+                    stale.append(candidate)
+        for old in stale:
+            old.close()
+        if client is None:
+            client = QboClient(self.settings, tokens.realm, tokens.access_token)
         else:
-            self._client.set_access_token(tokens.access_token)
-        return self._client
+            client.set_access_token(tokens.access_token)
+        try:
+            yield client
+        finally:
+            with self._idle_lock:
+                self._idle.append(client)
+
+    @property
+    def clients(self) -> int:
+        """Clients in the pool now (as many as calls ran at once, at most)."""
+        with self._idle_lock:
+            return len(self._idle)
 
     def run(
         self,
@@ -249,8 +279,7 @@ class RealmSession:
         def attempt() -> T:
             nonlocal refreshed
             tokens = self.current()
-            client = self.client_for(tokens)
-            with self.budget.slot(batch=batch):
+            with self.lease(tokens) as client, self.budget.slot(batch=batch):
                 try:
                     return client.call(operation)
                 except QboCallFailed as exc:
@@ -309,9 +338,11 @@ class RealmSession:
             self.sleep(min(left, 0.1))
 
     def close(self) -> None:
-        """Close the HTTP session."""
-        if self._client is not None:
-            self._client.close()
+        """Close the HTTP sessions of the pool's clients."""
+        with self._idle_lock:
+            idle, self._idle = self._idle, []
+        for client in idle:
+            client.close()
 
 
 def for_event(verdict: Verdict, event_id: uuid.UUID) -> Verdict:
