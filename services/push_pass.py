@@ -136,10 +136,13 @@ class SyncEngine:
 
     # --- reading ------------------------------------------------------------------------------
 
-    def _load(self, school: str, statuses: Sequence[str]) -> list[FinancialEvent]:
-        """Aggregates of the view's rows, re-read from the log (the log decides, not the view)."""
+    def _load(
+        self, school: str, statuses: Sequence[str], listed: Sequence[str] = ()
+    ) -> list[FinancialEvent]:
+        """Aggregates of the view's rows (of the `listed` statuses, default `statuses`) that
+        are in one of `statuses`, re-read from the log (the log decides, not the view)."""
         events: list[FinancialEvent] = []
-        for row in self.view.list(school, statuses=list(statuses)):
+        for row in self.view.list(school, statuses=list(listed or statuses)):
             try:
                 event = self.ledger.financial_event(row.id)
             except AggregateNotFoundError:
@@ -198,8 +201,13 @@ class SyncEngine:
             report.skipped = "paused"
             return report
         self.retries.breaker(school).allows(now)  # a passed cooldown lets one probe call through
+        # the view may still show as syncing the events recover() has just made uncertain: a
+        # pass right after a crash resolves them now (else a worker --until-idle stopped idle
+        # with them uncertain when nothing else waited)
         waiting = self._load(
-            school, [Status.PENDING.value, Status.RETRYING.value, Status.UNCERTAIN.value]
+            school,
+            [Status.PENDING.value, Status.RETRYING.value, Status.UNCERTAIN.value],
+            listed=ACTIVE_STATUSES,
         )
         self.retries.forget(school, keep={e.id for e in waiting})
         if not waiting:
