@@ -338,7 +338,7 @@ class PushRun:
         if batch_size > 1:
             wait = min(wait, budget.budget_wait(batch=True))
         wait = max(wait, MIN_WAKE_SECONDS)
-        self.retries.wake(self.school, self.now() + timedelta(seconds=wait))
+        self.retries.wake(self.school, self.now(), wait)
         log.debug("budget_spent", waiting=len(queue), seconds=round(wait, 3))
 
     def _push_together(self, batch: list[FinancialEvent], singles: list[FinancialEvent]) -> None:

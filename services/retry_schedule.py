@@ -7,13 +7,16 @@ worker runs passes of different schools at once, all on the engine's one schedul
 - realm pauses: after a 429 (the throttle's Retry-After) or while the realm's circuit is open;
 - circuit breakers: one per school's realm; consecutive outage calls open it;
 - wake-ups: a pass that left fresh events for the realm's rate budget says when to come back.
+  The budget counts real (monotonic) time, so a wake-up is kept in it too, and told in the
+  ledger clock's time only for the loop's sleep (a test's frozen ledger clock never passes it).
 """
 
 from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Collection, Sequence
+import time
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -29,13 +32,20 @@ log = structlog.get_logger(__name__)
 class RetrySchedule:
     """Due times per event and pauses per school's realm (one per engine, memory only)."""
 
-    def __init__(self, policy: RetryPolicy, rng: random.Random) -> None:
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        rng: random.Random,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.policy = policy
         self.rng = rng
+        self._monotonic = monotonic
         self._due: dict[UUID, tuple[str, datetime]] = {}  # next attempt
         self._paused_until: dict[str, datetime] = {}  # realm pauses (429, open circuit)
         self._breakers: dict[str, CircuitBreaker] = {}
-        self._wake: dict[str, datetime] = {}  # come back then: the rate budget has room again
+        # come back then (ledger time, monotonic deadline): the rate budget has room again
+        self._wake: dict[str, tuple[datetime, float]] = {}
         self._lock = threading.RLock()
 
     # --- due times ----------------------------------------------------------------------------
@@ -87,25 +97,31 @@ class RetrySchedule:
                 for s, when in self._due.values()
                 if school is None or s == school
             ]
-            for waits in (self._paused_until, self._wake):
-                times.extend(when for s, when in waits.items() if school is None or s == school)
+            times.extend(
+                when for s, when in self._paused_until.items() if school is None or s == school
+            )
+            times.extend(
+                when for s, (when, _) in self._wake.items() if school is None or s == school
+            )
             return min(times) if times else None
 
     # --- wake-ups (the realm's rate budget) ---------------------------------------------------
 
-    def wake(self, school: str, at: datetime) -> None:
-        """The school's pass left fresh events for the rate budget: come back at `at`."""
+    def wake(self, school: str, now: datetime, seconds: float) -> None:
+        """The school's pass left fresh events for the rate budget: come back in `seconds`
+        (real time; `now` is the ledger clock's, for next_due)."""
         with self._lock:
-            self._wake[school] = at
+            deadline = self._monotonic() + seconds
+            self._wake[school] = (now + timedelta(seconds=seconds), deadline)
 
     def waking_later(self, school: str, now: datetime) -> bool:
         """True while the school waits for its realm's budget (a pass now would send nothing
-        fresh); a wake-up whose time has come is cleared."""
+        fresh); a wake-up whose time has come (in real time) is cleared."""
         with self._lock:
-            at = self._wake.get(school)
-            if at is None:
+            wake = self._wake.get(school)
+            if wake is None:
                 return False
-            if at > now:
+            if wake[1] > self._monotonic():
                 return True
             del self._wake[school]
             return False
