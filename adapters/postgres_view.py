@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import itertools
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, overload
 from uuid import UUID
@@ -109,6 +110,28 @@ def _copy_values(rows: Iterable[RawRow]) -> Iterator[builtins.list[Any]]:
         missing = row[COL_MISSING]
         values[COL_MISSING] = builtins.list(missing) if missing else "{}"
         yield values
+
+
+def _json_rows(rows: Iterable[RawRow]) -> str:
+    """Raw rows as a JSON array of objects by column name (jsonb_populate_recordset's input):
+    the amounts and timestamps as the strings the raw row holds, so PostgreSQL stores exactly
+    what the row holds, as COPY's text did."""
+    return json.dumps(
+        [dict(zip(RAW_COLUMNS, row, strict=True)) for row in rows], default=_json_value
+    )
+
+
+def _json_value(value: object) -> object:
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, tuple):
+        return builtins.list(value)
+    raise TypeError(f"not a view value: {type(value).__name__}")
+
+
+def _usage(counter: tuple[str, str, int, int, builtins.list[str]]) -> dict[str, Any]:
+    school, key, unsent, total, examples = counter
+    return {"school": school, "key": key, "unsent": unsent, "total": total, "examples": examples}
 
 
 def _decode(r: dict[str, Any]) -> EventRow:
@@ -299,10 +322,19 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
             "INSERT INTO {} (id, uses) SELECT id, uses FROM {} "
             "ON CONFLICT (id) DO UPDATE SET uses = EXCLUDED.uses"
         ).format(self._uses, sql.Identifier(USES_STAGE))
+        # A batch writes each table in one statement, its rows as one JSON array (a row's
+        # arrays, `missing` and `examples`, cannot go through unnest): no stage table, COPY or
+        # statement per row.
         self._usage_upsert = sql.SQL(
-            "INSERT INTO {} VALUES (%s, %s, %s, %s, %s) ON CONFLICT (school, key) DO UPDATE "
+            "INSERT INTO {0} SELECT * FROM jsonb_populate_recordset(NULL::{0}, %s::jsonb) "
+            "ON CONFLICT (school, key) DO UPDATE "
             "SET unsent = EXCLUDED.unsent, total = EXCLUDED.total, examples = EXCLUDED.examples"
         ).format(self._usage)
+        self._uses_upsert = sql.SQL(
+            "INSERT INTO {0} (id, uses) SELECT id, uses FROM "
+            "jsonb_populate_recordset(NULL::{0}, %s::jsonb) "
+            "ON CONFLICT (id) DO UPDATE SET uses = EXCLUDED.uses"
+        ).format(self._uses)
         updated = [c for c in RAW_COLUMNS if c not in ("id", "position")]
         self._upsert = sql.SQL(
             "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT (id) DO UPDATE SET {}"
@@ -333,6 +365,20 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
                 sql.SQL("{0}=EXCLUDED.{0}").format(sql.Identifier(c)) for c in updated
             ),
         )
+        self._rows_upsert = sql.SQL(
+            "INSERT INTO {0} ({1}) SELECT {1} FROM jsonb_populate_recordset(NULL::{0}, %s::jsonb) "
+            "ON CONFLICT (id) DO UPDATE SET {2}"
+        ).format(
+            self._rows,
+            _COLUMNS,
+            sql.SQL(", ").join(
+                sql.SQL("{0}=EXCLUDED.{0}").format(sql.Identifier(c)) for c in updated
+            ),
+        )
+        self._links_insert = sql.SQL(
+            "INSERT INTO {} (position, hash) SELECT * FROM unnest(%s::bigint[], %s::bytea[]) "
+            "ON CONFLICT (position) DO NOTHING"
+        ).format(self._chain)
         self._link_stage_create = sql.SQL(
             "CREATE TEMPORARY TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS"
         ).format(sql.Identifier(LINK_STAGE), self._chain)
@@ -404,7 +450,7 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
                     existing[r["id"]] = _raw(r)
             changed = fold_raw(existing, changes)
             if changed:
-                self._copy_rows(curs, changed.values())
+                curs.execute(self._rows_upsert, (_json_rows(changed.values()),))
             uses, counters = usage_writes(
                 existing,
                 changed,
@@ -413,13 +459,12 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
                 lambda keys: self._load_usage(curs, keys),
             )
             if uses:
-                curs.execute(self._uses_stage_create)
-                with curs.copy(self._uses_stage_copy) as copy:
-                    for event_id, keys in uses:
-                        copy.write_row((event_id, list(keys) if keys else "{}"))
-                curs.execute(self._uses_stage_upsert)
+                curs.execute(
+                    self._uses_upsert,
+                    (json.dumps([{"id": str(i), "uses": builtins.list(k)} for i, k in uses]),),
+                )
             if counters:
-                curs.executemany(self._usage_upsert, counters)
+                curs.execute(self._usage_upsert, (json.dumps([_usage(c) for c in counters]),))
             self._write_counts(curs, existing, changed, changes)
             curs.execute(
                 sql.SQL("SELECT position, hash FROM {} ORDER BY position DESC LIMIT 1").format(
@@ -433,7 +478,9 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
                 notifications,
             )
             if links:
-                self._copy_links(curs, links)
+                curs.execute(
+                    self._links_insert, ([p for p, _ in links], [h for _, h in links])
+                )
             self._before_commit()
         return len(changed)
 
@@ -734,7 +781,9 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
     # --- reads --------------------------------------------------------------------------------
 
     def _select(self, statement: sql.Composed, params: Sequence[Any] = ()) -> builtins.list[Any]:
-        with self.datastore.transaction(commit=False) as curs:
+        """One statement on an autocommit connection: no BEGIN/ROLLBACK around it (a rollback
+        also makes psycopg drop the connection's prepared statements, DEALLOCATE ALL)."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(statement, params)
             return curs.fetchall()
 

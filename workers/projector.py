@@ -109,14 +109,16 @@ class Projector:
         Batch by batch, each in its own short transaction, even into an empty view: a worker
         or `serve` catches up beside live writers (the API's POSTs, `record`), and on SQLite a
         from-empty load's one transaction would hold the file's write lock for the whole log.
-        The one-transaction load is `rebuild`'s, an operator's explicit step.
+        The one-transaction load is `rebuild`'s, an operator's explicit step. A batch shorter
+        than asked for reached the end of the log: no query to find it empty follows.
         """
+        size = batch_size or self.batch_size
         total = 0
         while True:
-            applied = self.run_batch(batch_size)
-            if not applied:
-                return total
+            applied = self.run_batch(size)
             total += applied
+            if applied < size:
+                return total
 
     def rebuild(self, batch_size: int | None = None) -> int:
         """Empty the view (rows and tracking) and load it again from position 0, in one
