@@ -157,6 +157,29 @@ class PostgresBulkApplicationRecorder(PostgresApplicationRecorder):
             curs.execute(query, ([u.hex for u in wanted],))
             return {UUID(str(r["originator_id"])) for r in curs.fetchall()}
 
+    def select_events_after(self, floors: Sequence[tuple[UUID, int]]) -> list[StoredEvent]:
+        """The events of several aggregates after a version each (0: all of it), in one query,
+        each aggregate's in version order (domain.ports.BulkEventReads)."""
+        if not floors:
+            return []
+        query = SQL(
+            "SELECT e.originator_id, e.originator_version, e.topic, e.state FROM {}.{} e "
+            "JOIN unnest(%s::uuid[], %s::bigint[]) AS w(id, v) "
+            "ON e.originator_id = w.id AND e.originator_version > w.v "
+            "ORDER BY e.originator_id, e.originator_version"
+        ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name))
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(query, ([i for i, _ in floors], [v for _, v in floors]), prepare=True)
+            return [
+                StoredEvent(
+                    originator_id=r["originator_id"],
+                    originator_version=r["originator_version"],
+                    topic=r["topic"],
+                    state=bytes(r["state"]),
+                )
+                for r in curs.fetchall()
+            ]
+
     def log_positions(self, originator_id: UUID) -> dict[int, int]:
         """originator_version -> log position (notification id) of one aggregate's events."""
         query = SQL(

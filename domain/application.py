@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from domain.ids import (
 )
 from domain.mapping_check import MappingProblem
 from domain.mappings import Mappings
-from domain.ports import BulkLookups, Clock
+from domain.ports import BulkEventReads, BulkLookups, Clock
 from domain.records import (
     CREATION_KINDS,
     Correction,
@@ -105,6 +106,16 @@ class BatchResult:
 
     recorded: int
     duplicates: int
+
+
+@dataclass(frozen=True)
+class PassReads:
+    """A school's aggregates as one push pass reads them (FlightLedger.pass_reads)."""
+
+    settings: Settings
+    connection: Connection
+    mappings: Mappings
+    events: dict[UUID, FinancialEvent]
 
 
 @dataclass(frozen=True)
@@ -338,6 +349,70 @@ class FlightLedger(Application[UUID]):
         aggregate: FinancialEvent = self.repository.get(event_id)
         return aggregate
 
+    def aggregates(self, ids: Iterable[UUID]) -> dict[UUID, Any]:
+        """The aggregates of these ids that are in the log (the others left out), each as
+        repository.get gives it (a copy of the cached one brought up to date, or rebuilt).
+
+        With a fast-forwarding cache and a recorder that reads many aggregates at once
+        (BulkEventReads), one query for them all instead of one each.
+        """
+        wanted = list(dict.fromkeys(ids))
+        repository = self.repository
+        cache = repository.cache
+        recorder = self.recorder
+        if not isinstance(recorder, BulkEventReads) or cache is None or not repository.fastforward:
+            found: dict[UUID, Any] = {}
+            for aggregate_id in wanted:
+                with contextlib.suppress(AggregateNotFoundError):
+                    found[aggregate_id] = repository.get(aggregate_id)
+            return found
+        cached: dict[UUID, Any] = {}
+        for aggregate_id in wanted:
+            with contextlib.suppress(KeyError):
+                cached[aggregate_id] = cache.get(aggregate_id)
+        floors = [(i, cached[i].version if i in cached else 0) for i in wanted]
+        new: dict[UUID, list[Any]] = {}
+        for stored in recorder.select_events_after(floors):
+            key = stored.originator_id
+            key = key if isinstance(key, UUID) else UUID(str(key))
+            new.setdefault(key, []).append(self.mapper.to_domain_event(stored))
+        found = {}
+        for aggregate_id in wanted:
+            aggregate = cached.get(aggregate_id)
+            events = new.get(aggregate_id, [])
+            if events:
+                # the cached object may be read by another thread: brought up to date as a copy
+                aggregate = copy.deepcopy(aggregate)
+                for event in events:
+                    if aggregate is None or event.originator_version > aggregate.version:
+                        aggregate = event.mutate(aggregate)
+                cache.put(aggregate_id, aggregate)
+            if aggregate is None:
+                continue
+            found[aggregate_id] = (
+                copy.deepcopy(aggregate) if repository.deepcopy_from_cache else aggregate
+            )
+        return found
+
+    def pass_reads(self, school: str, event_ids: Iterable[UUID]) -> PassReads:
+        """What a push pass reads of the log, read together (`aggregates`): the school's
+        settings, connection and mappings (new unsaved ones if it has none) and these events."""
+        ids = [settings_id(school), connection_id(school), mappings_id(school)]
+        found = self.aggregates([*ids, *event_ids])
+        settings = found.pop(ids[0], None)
+        connection = found.pop(ids[1], None)
+        mappings = found.pop(ids[2], None)
+        events = {k: v for k, v in found.items() if isinstance(v, FinancialEvent)}
+        if not isinstance(settings, Settings):
+            settings = self._new_per_school(Settings, Settings.Started, settings_id, school)
+        if not isinstance(connection, Connection):
+            connection = self._new_per_school(
+                Connection, Connection.Registered, connection_id, school
+            )
+        if not isinstance(mappings, Mappings):
+            mappings = self._new_per_school(Mappings, Mappings.Started, mappings_id, school)
+        return PassReads(settings, connection, mappings, events)
+
     def find(self, school: str, ref: str) -> FinancialEvent:
         """Resolve REF (event id, flight id, request id or payment id) within a school."""
         candidates: list[UUID] = []
@@ -361,13 +436,19 @@ class FlightLedger(Application[UUID]):
         try:
             aggregate: _A = self.repository.get(aggregate_id(school))
         except AggregateNotFoundError:
-            aggregate = cls._create(
-                created,
-                id=aggregate_id(check_school(school)),
-                school=school,
-                timestamp=self.clock.now(),
-            )
+            aggregate = self._new_per_school(cls, created, aggregate_id, school)
         return aggregate
+
+    def _new_per_school(
+        self, cls: type[_A], created: type[Any], aggregate_id: Callable[[str], UUID], school: str
+    ) -> _A:
+        """A new, unsaved per-school aggregate (the school has none in the log yet)."""
+        return cls._create(
+            created,
+            id=aggregate_id(check_school(school)),
+            school=school,
+            timestamp=self.clock.now(),
+        )
 
     def connection(self, school: str) -> Connection:
         """The school's connection (a new, unsaved one if never registered)."""

@@ -12,6 +12,8 @@ from enum import StrEnum
 from typing import Protocol, runtime_checkable
 from uuid import UUID
 
+from eventsourcing.persistence import StoredEvent
+
 from domain.qbo_lists import QboLists, QboObject
 
 
@@ -466,6 +468,15 @@ class BulkLookups(Protocol):
 
     def log_positions(self, originator_id: UUID) -> dict[int, int]:
         """An aggregate's versions -> their positions in the whole log."""
+        ...
+
+
+@runtime_checkable
+class BulkEventReads(Protocol):
+    """A recorder that reads the new events of many aggregates in one query (PostgreSQL)."""
+
+    def select_events_after(self, floors: Sequence[tuple[UUID, int]]) -> list[StoredEvent]:
+        """Events of each (aggregate id, version) after that version, in version order."""
         ...
 
 

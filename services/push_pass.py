@@ -18,10 +18,11 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError, PersistenceError
 from structlog.contextvars import bound_contextvars
 
-from domain.application import FlightLedger
+from domain.application import FlightLedger, PassReads
 from domain.connection import Connection
 from domain.customers import KnownCustomers
 from domain.financial_event import FailureCategory, FinancialEvent, Status
+from domain.mappings import Mappings
 from domain.ports import (
     AccountingGateway,
     NoMetrics,
@@ -32,6 +33,7 @@ from domain.ports import (
 )
 from domain.preflight import check_connection, check_mappings
 from domain.qbo_lists import QboLists
+from domain.settings import Settings
 from domain.sync import BATCH_MAX, CircuitBreaker, RetryPolicy
 from projections.view import FinancialEventView
 from services.corrections import CorrectionRun, split_corrections
@@ -54,6 +56,8 @@ ACTIVE_STATUSES = (
     Status.UNCERTAIN.value,
     Status.SYNCING.value,
 )
+WAITING = (Status.PENDING.value, Status.RETRYING.value, Status.UNCERTAIN.value)
+SYNCING = Status.SYNCING.value
 
 GatewayFactory = Callable[[str], AccountingGateway]
 
@@ -163,7 +167,11 @@ class SyncEngine:
             return self._recover(school)
 
     def _recover(self, school: str) -> int:
-        orphans = self._load(school, [Status.SYNCING.value])
+        return self._recover_orphans(school, self._load(school, [Status.SYNCING.value]), None)
+
+    def _recover_orphans(
+        self, school: str, orphans: list[FinancialEvent], connection: Connection | None
+    ) -> int:
         now = self.now()
         for event in orphans:
             event.mark_failed(
@@ -176,11 +184,32 @@ class SyncEngine:
             self.retries.due_now(event, now)
         if orphans:
             self.save_each_on_conflict(orphans)
-            realm = self.ledger.connection(school).realm
+            realm = (connection or self.ledger.connection(school)).realm
             log.info("syncing_recovered", realm=realm, count=len(orphans))
         return len(orphans)
 
     # --- one pass -----------------------------------------------------------------------------
+
+    def run_school(self, school: str) -> PassReport:
+        """recover, then run_pass, reading the view once (every unsettled row) and the log
+        once (the school's settings, connection, mappings and those rows' events together:
+        FlightLedger.pass_reads), where the two steps read them separately."""
+        with bound_contextvars(school=school):
+            rows = self.view.list(school, statuses=list(ACTIVE_STATUSES))
+            paused = self.retries.still_paused(school, self.now())
+            wanted = [
+                r.id for r in rows if r.status == SYNCING or (not paused and r.status in WAITING)
+            ]
+            reads = self.ledger.pass_reads(school, wanted)
+
+            def loaded(
+                statuses: Sequence[str], listed: Sequence[str] = ()
+            ) -> list[FinancialEvent]:
+                found = (reads.events.get(r.id) for r in rows if r.status in (listed or statuses))
+                return [e for e in found if e is not None and e.status.value in statuses]
+
+            self._recover_orphans(school, loaded([SYNCING]), reads.connection)
+            return self._run_pass(school, reads, lambda: loaded(WAITING, ACTIVE_STATUSES))
 
     def run_pass(self, school: str) -> PassReport:
         """Preflight, push and record outcomes for every due waiting event of one school.
@@ -188,12 +217,20 @@ class SyncEngine:
         Every line logged meanwhile carries `school`, and from the connection's read on its
         `realm` (structlog contextvars; each push adds its `event_id` and `request_id`)."""
         with bound_contextvars(school=school):
-            return self._run_pass(school)
+            return self._run_pass(
+                school, None, lambda: self._load(school, WAITING, listed=ACTIVE_STATUSES)
+            )
 
-    def _run_pass(self, school: str) -> PassReport:
+    def _run_pass(
+        self,
+        school: str,
+        reads: PassReads | None,
+        load_waiting: Callable[[], list[FinancialEvent]],
+    ) -> PassReport:
         report = PassReport(school)
         now = self.now()
-        if not self.ledger.settings(school).auto_invoice:
+        settings = reads.settings if reads is not None else self.ledger.settings(school)
+        if not settings.auto_invoice:
             self.retries.forget(school, keep=())
             report.skipped = "auto_invoice_off"
             return report
@@ -201,20 +238,17 @@ class SyncEngine:
             report.skipped = "paused"
             return report
         self.retries.breaker(school).allows(now)  # a passed cooldown lets one probe call through
-        # the view may still show as syncing the events recover() has just made uncertain: a
+        # the view may still show as syncing the events recovery has just made uncertain: a
         # pass right after a crash resolves them now (else a worker --until-idle stopped idle
         # with them uncertain when nothing else waited)
-        waiting = self._load(
-            school,
-            [Status.PENDING.value, Status.RETRYING.value, Status.UNCERTAIN.value],
-            listed=ACTIVE_STATUSES,
-        )
+        waiting = load_waiting()
         self.retries.forget(school, keep={e.id for e in waiting})
         if not waiting:
             return report
-        connection = self.ledger.connection(school)
+        connection = reads.connection if reads is not None else self.ledger.connection(school)
+        mappings = reads.mappings if reads is not None else self.ledger.mappings(school)
         with bound_contextvars(realm=connection.realm):
-            self._push_waiting(school, connection, waiting, report, now)
+            self._push_waiting(school, connection, waiting, report, now, settings, mappings)
         return report
 
     def _push_waiting(
@@ -224,6 +258,8 @@ class SyncEngine:
         waiting: list[FinancialEvent],
         report: PassReport,
         now: datetime,
+        settings: Settings,
+        mappings: Mappings,
     ) -> None:
         """The pass once something waits: preflight, new students, pushes, corrections."""
         blocked = check_connection(connection, now)
@@ -231,8 +267,7 @@ class SyncEngine:
             self.require_all(waiting, blocked.reason_code, blocked.message, report)
             return
         due = [e for e in waiting if self.retries.is_due(e, now)]
-        mappings = self.ledger.mappings(school)
-        if self.ledger.settings(school).auto_customers:  # new students get their customer first
+        if settings.auto_customers:  # new students get their customer first
             resolved = resolve_new_students(self, school, due, mappings, report)
             if resolved is None:  # QuickBooks refused the connection: every event says why
                 return

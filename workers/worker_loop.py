@@ -227,8 +227,7 @@ class WorkerLoop:
             log.debug("realm_lock_refused", school=school)
             return _PassResult(school, "contested")
         try:
-            self.engine.recover(school)
-            return _PassResult(school, "ran", report=self.engine.run_pass(school))
+            return _PassResult(school, "ran", report=self.engine.run_school(school))
         except Exception as exc:  # one school's failure must not stop the others
             error = f"{type(exc).__name__}: {exc}"
             log.error("sync_pass_crashed", school=school, error=error)

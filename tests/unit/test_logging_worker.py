@@ -23,14 +23,14 @@ def test_crashing_then_healthy_rounds_log_their_events() -> None:
     def disk_full(school: str) -> int:
         raise OSError(28, "No space left on device")
 
-    engine.recover = disk_full  # type: ignore[method-assign]
+    engine.run_school = disk_full  # type: ignore[method-assign,assignment]
     loop = WorkerLoop(
         engine, engine.view, Locks(), catch_up=lambda: None, heartbeat=Beats(),  # type: ignore[arg-type]
         poll_seconds=0.001,
     )  # fmt: skip
     with captured_logs() as logs:
         loop.run(until_idle=True)
-        del engine.recover
+        del engine.run_school
         loop.run(until_idle=True)
     events = [e["event"] for e in logs]
     crashed = [e for e in logs if e["event"] == "sync_pass_crashed"]

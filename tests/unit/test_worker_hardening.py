@@ -134,7 +134,7 @@ def test_a_worker_whose_every_pass_crashes_reports_unhealthy_and_gives_up() -> N
     def disk_full(school: str) -> int:
         raise OSError(28, "No space left on device")
 
-    engine.recover = disk_full  # type: ignore[method-assign]
+    engine.run_school = disk_full  # type: ignore[method-assign,assignment]
     loop = WorkerLoop(
         engine, engine.view, Locks(), catch_up=lambda: None, heartbeat=beats,  # type: ignore[arg-type]
         poll_seconds=0.001,
@@ -145,7 +145,7 @@ def test_a_worker_whose_every_pass_crashes_reports_unhealthy_and_gives_up() -> N
     assert any(d.startswith("unhealthy: OSError") for d in beats.details)
     assert statuses(ledger, flights) == {"pending": 3}  # nothing lost
 
-    del engine.recover  # the disk has room again
+    del engine.run_school  # the disk has room again
     healthy = loop.run(until_idle=True)
     assert healthy.healthy and healthy.idle and beats.details[-1] == "healthy"
     assert statuses(ledger, flights) == {"synced": 3}
@@ -210,7 +210,7 @@ def test_worker_command_exits_1_when_every_pass_crashes(tmp_path: Any, monkeypat
     def disk_full(self: Engine, school: str) -> int:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(Engine, "recover", disk_full)
+    monkeypatch.setattr(Engine, "run_school", disk_full)
     monkeypatch.setattr("workers.worker_loop.UNHEALTHY_BACKOFF_MAX", 0.01)
     done = runner.invoke(workers.cli.app, [*argv, "worker", "--until-idle"])
     assert done.exit_code == 1

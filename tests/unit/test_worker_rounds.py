@@ -90,8 +90,8 @@ def test_a_round_runs_a_pass_only_for_the_schools_with_work() -> None:
     loop.run(until_idle=True)
     record_flights(ledger, 1, "school-3", start=10)
     ran: list[str] = []
-    run_pass = loop.engine.run_pass
-    loop.engine.run_pass = lambda school: ran.append(school) or run_pass(school)  # type: ignore[method-assign,func-returns-value]
+    run_school = loop.engine.run_school
+    loop.engine.run_school = lambda school: ran.append(school) or run_school(school)  # type: ignore[method-assign,func-returns-value]
     assert loop.round()[:2] == (1, True)
     assert ran == ["school-3"] and gateways["school-3"].invoice_count == 3
 
