@@ -478,9 +478,7 @@ class PostgresFinancialEventView(PostgresTrackingRecorder):
                 notifications,
             )
             if links:
-                curs.execute(
-                    self._links_insert, ([p for p, _ in links], [h for _, h in links])
-                )
+                curs.execute(self._links_insert, ([p for p, _ in links], [h for _, h in links]))
             self._before_commit()
         return len(changed)
 
