@@ -202,9 +202,7 @@ class SyncEngine:
             ]
             reads = self.ledger.pass_reads(school, wanted)
 
-            def loaded(
-                statuses: Sequence[str], listed: Sequence[str] = ()
-            ) -> list[FinancialEvent]:
+            def loaded(statuses: Sequence[str], listed: Sequence[str] = ()) -> list[FinancialEvent]:
                 found = (reads.events.get(r.id) for r in rows if r.status in (listed or statuses))
                 return [e for e in found if e is not None and e.status.value in statuses]
 
