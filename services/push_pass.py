@@ -14,7 +14,6 @@ from datetime import datetime
 from uuid import UUID
 
 import structlog
-from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError, PersistenceError
 from structlog.contextvars import bound_contextvars
 
@@ -35,7 +34,7 @@ from domain.preflight import check_connection, check_mappings
 from domain.qbo_lists import QboLists
 from domain.settings import Settings
 from domain.sync import BATCH_MAX, CircuitBreaker, RetryPolicy
-from projections.view import FinancialEventView
+from projections.view import EventRow, FinancialEventView
 from services.corrections import CorrectionRun, split_corrections
 from services.new_customers import resolve_new_students
 from services.push_run import PassReport, PushRun, unusable_gateway
@@ -140,38 +139,39 @@ class SyncEngine:
 
     # --- reading ------------------------------------------------------------------------------
 
-    def _load(
-        self, school: str, statuses: Sequence[str], listed: Sequence[str] = ()
-    ) -> list[FinancialEvent]:
-        """Aggregates of the view's rows (of the `listed` statuses, default `statuses`) that
-        are in one of `statuses`, re-read from the log (the log decides, not the view)."""
-        events: list[FinancialEvent] = []
-        for row in self.view.list(school, statuses=list(listed or statuses)):
-            try:
-                event = self.ledger.financial_event(row.id)
-            except AggregateNotFoundError:
-                continue
-            if event.status.value in statuses:
-                events.append(event)
-        return events
+    def _read(self, school: str, *, waiting: bool) -> tuple[list[EventRow], PassReads]:
+        """The view's unsettled rows, once, and from the log, once (FlightLedger.pass_reads),
+        the school's settings, connection and mappings and the events of the rows listed
+        syncing (and, with `waiting`, unless the realm is paused, of the waiting rows too): the
+        log decides their status, not the view."""
+        rows = self.view.list(school, statuses=list(ACTIVE_STATUSES))
+        paused = not waiting or self.retries.still_paused(school, self.now())
+        wanted = [r.id for r in rows if r.status == SYNCING or (not paused and r.status in WAITING)]
+        return rows, self.ledger.pass_reads(school, wanted)
 
-    def has_active(self, school: str) -> bool:
-        """The view shows events that are not settled (pending/retrying/uncertain/syncing)."""
-        return bool(self.view.list(school, statuses=list(ACTIVE_STATUSES), limit=1))
+    @staticmethod
+    def _events(
+        rows: Sequence[EventRow], reads: PassReads, statuses: Sequence[str], listed: Sequence[str]
+    ) -> list[FinancialEvent]:
+        """The events read of the rows listed in `listed` whose status in the log is in
+        `statuses`, in the view's order."""
+        found = (reads.events.get(r.id) for r in rows if r.status in listed)
+        return [e for e in found if e is not None and e.status.value in statuses]
 
     # --- recovery -----------------------------------------------------------------------------
 
     def recover(self, school: str) -> int:
         """Events left ``syncing`` (by a dead worker or a crashed pass) become ``uncertain``."""
         with bound_contextvars(school=school):
-            return self._recover(school)
+            rows, reads = self._read(school, waiting=False)
+            return self._recover_orphans(school, rows, reads)
 
-    def _recover(self, school: str) -> int:
-        return self._recover_orphans(school, self._load(school, [Status.SYNCING.value]), None)
-
-    def _recover_orphans(
-        self, school: str, orphans: list[FinancialEvent], connection: Connection | None
-    ) -> int:
+    def _recover_orphans(self, school: str, rows: Sequence[EventRow], reads: PassReads) -> int:
+        """The read events listed and still ``syncing`` become ``uncertain``; one another
+        process changed meanwhile is dropped from `reads` (the pass must not push a stale copy)."""
+        orphans = self._events(rows, reads, [SYNCING], [SYNCING])
+        if not orphans:
+            return 0
         now = self.now()
         for event in orphans:
             event.mark_failed(
@@ -182,32 +182,20 @@ class SyncEngine:
                 at=now,
             )
             self.retries.due_now(event, now)
-        if orphans:
-            self.save_each_on_conflict(orphans)
-            realm = (connection or self.ledger.connection(school)).realm
-            log.info("syncing_recovered", realm=realm, count=len(orphans))
-        return len(orphans)
+        saved = self.save_each_on_conflict(orphans)
+        for lost in {e.id for e in orphans} - {e.id for e in saved}:
+            del reads.events[lost]
+        log.info("syncing_recovered", realm=reads.connection.realm, count=len(saved))
+        return len(saved)
 
     # --- one pass -----------------------------------------------------------------------------
 
     def run_school(self, school: str) -> PassReport:
-        """recover, then run_pass, reading the view once (every unsettled row) and the log
-        once (the school's settings, connection, mappings and those rows' events together:
-        FlightLedger.pass_reads), where the two steps read them separately."""
+        """recover, then run_pass, on one read of the view and one of the log (`_read`)."""
         with bound_contextvars(school=school):
-            rows = self.view.list(school, statuses=list(ACTIVE_STATUSES))
-            paused = self.retries.still_paused(school, self.now())
-            wanted = [
-                r.id for r in rows if r.status == SYNCING or (not paused and r.status in WAITING)
-            ]
-            reads = self.ledger.pass_reads(school, wanted)
-
-            def loaded(statuses: Sequence[str], listed: Sequence[str] = ()) -> list[FinancialEvent]:
-                found = (reads.events.get(r.id) for r in rows if r.status in (listed or statuses))
-                return [e for e in found if e is not None and e.status.value in statuses]
-
-            self._recover_orphans(school, loaded([SYNCING]), reads.connection)
-            return self._run_pass(school, reads, lambda: loaded(WAITING, ACTIVE_STATUSES))
+            rows, reads = self._read(school, waiting=True)
+            self._recover_orphans(school, rows, reads)
+            return self._run_pass(school, rows, reads)
 
     def run_pass(self, school: str) -> PassReport:
         """Preflight, push and record outcomes for every due waiting event of one school.
@@ -215,20 +203,13 @@ class SyncEngine:
         Every line logged meanwhile carries `school`, and from the connection's read on its
         `realm` (structlog contextvars; each push adds its `event_id` and `request_id`)."""
         with bound_contextvars(school=school):
-            return self._run_pass(
-                school, None, lambda: self._load(school, WAITING, listed=ACTIVE_STATUSES)
-            )
+            rows, reads = self._read(school, waiting=True)
+            return self._run_pass(school, rows, reads)
 
-    def _run_pass(
-        self,
-        school: str,
-        reads: PassReads | None,
-        load_waiting: Callable[[], list[FinancialEvent]],
-    ) -> PassReport:
+    def _run_pass(self, school: str, rows: Sequence[EventRow], reads: PassReads) -> PassReport:
         report = PassReport(school)
         now = self.now()
-        settings = reads.settings if reads is not None else self.ledger.settings(school)
-        if not settings.auto_invoice:
+        if not reads.settings.auto_invoice:
             self.retries.forget(school, keep=())
             report.skipped = "auto_invoice_off"
             return report
@@ -236,17 +217,17 @@ class SyncEngine:
             report.skipped = "paused"
             return report
         self.retries.breaker(school).allows(now)  # a passed cooldown lets one probe call through
-        # the view may still show as syncing the events recovery has just made uncertain: a
-        # pass right after a crash resolves them now (else a worker --until-idle stopped idle
-        # with them uncertain when nothing else waited)
-        waiting = load_waiting()
+        # rows the view still lists as syncing count too: recovery may just have made them
+        # uncertain (else a worker --until-idle stopped idle with them uncertain)
+        waiting = self._events(rows, reads, WAITING, ACTIVE_STATUSES)
         self.retries.forget(school, keep={e.id for e in waiting})
         if not waiting:
             return report
-        connection = reads.connection if reads is not None else self.ledger.connection(school)
-        mappings = reads.mappings if reads is not None else self.ledger.mappings(school)
+        connection = reads.connection
         with bound_contextvars(realm=connection.realm):
-            self._push_waiting(school, connection, waiting, report, now, settings, mappings)
+            self._push_waiting(
+                school, connection, waiting, report, now, reads.settings, reads.mappings
+            )
         return report
 
     def _push_waiting(
