@@ -114,7 +114,15 @@ class RetrySchedule:
             deadline = self._monotonic() + seconds
             self._wake[school] = (now + timedelta(seconds=seconds), deadline)
 
-    def waking_later(self, school: str, now: datetime) -> bool:
+    def keep_wakes(self, schools: Collection[str]) -> None:
+        """Drop the wake-ups of schools that no longer have work (another worker finished it,
+        or it was dismissed): a stale one would keep next_due in the past, and the loop
+        polling for it."""
+        with self._lock:
+            for school in [s for s in self._wake if s not in schools]:
+                del self._wake[school]
+
+    def waking_later(self, school: str) -> bool:
         """True while the school waits for its realm's budget (a pass now would send nothing
         fresh); a wake-up whose time has come (in real time) is cleared."""
         with self._lock:

@@ -182,12 +182,13 @@ class WorkerLoop:
     def round(self) -> tuple[int, bool, bool]:
         """One scan of every school: (passes run, any work done, any school owned elsewhere)."""
         self.catch_up()
-        now = self.engine.now()
         self._with_work = list(self.view.schools_with_work())  # one query, whatever the count
+        retries = self.engine.retries
+        retries.keep_wakes(self._with_work)
         schools = [
             school
             for school in self._with_work
-            if not self.engine.retries.waking_later(school, now)  # its realm's budget is spent
+            if not retries.waking_later(school)  # its realm's budget is spent
         ]
         self.rng.shuffle(schools)  # several workers spread over the schools
         results = self._run_passes(schools)

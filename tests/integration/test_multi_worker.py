@@ -89,10 +89,18 @@ def _finish(worker: subprocess.Popen[str], log: Path) -> dict[str, Any]:
 
 def _run_workers(env: dict[str, str], n: int, logs: Path) -> list[dict[str, Any]]:
     paths = [logs / f"worker-{n}-{i}.log" for i in range(n)]
+    logged = {**env, "FLIGHTLEDGER_LOG_LEVEL": "INFO"}
     workers = [
-        spawn_worker(env, "--until-idle", "--max-seconds", "120", log_path=path) for path in paths
+        spawn_worker(logged, "--until-idle", "--max-seconds", "120", log_path=path)
+        for path in paths
     ]
-    return [_finish(worker, path) for worker, path in zip(workers, paths, strict=True)]
+    summaries = [_finish(worker, path) for worker, path in zip(workers, paths, strict=True)]
+    for path in paths:  # each stopped because nothing was left, not at --max-seconds (a
+        # wake-up left for a school another worker finished once kept it polling until then)
+        text = path.read_text()
+        stopped = [json.loads(line) for line in text.splitlines() if "worker_stopped" in line]
+        assert [line["idle"] for line in stopped] == [True], text[-3000:]
+    return summaries
 
 
 def _assert_all_synced_once(sim: QboSimulator, cli: Cli, waves: list[str]) -> None:

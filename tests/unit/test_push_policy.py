@@ -113,13 +113,13 @@ def test_a_batch_and_singles_go_at_once_never_more_than_the_budget_allows() -> N
     """40 invoices: the batch and the singles beside it are in flight together, never more
     than the realm's concurrency; the pass does not wait for the budget: it says when to come
     back, and each later pass sends one wave."""
-    _, clock, time, gateway, engine = _setup(40)
+    _, _, time, gateway, engine = _setup(40)
     gateway.meet = threading.Barrier(3, timeout=30)
     engine.run_pass(SCHOOL)
     assert gateway.most_in_flight == 3  # the batch and 2 singles
     assert gateway.most_in_flight <= LIMITS.concurrent
     assert time.slept == []  # no wait inside the pass
-    assert engine.retries.waking_later(SCHOOL, clock.now())
+    assert engine.retries.waking_later(SCHOOL)
 
 
 def test_a_backlog_beyond_what_singles_can_send_goes_in_a_batch() -> None:
@@ -139,7 +139,7 @@ def test_what_the_budget_cannot_take_now_waits_and_the_pass_says_until_when() ->
     assert _statuses(ledger) == {"synced": 32, "pending": 8}
     due = engine.next_due(SCHOOL)
     assert due is not None and T0 < due <= T0 + timedelta(seconds=1)
-    assert engine.retries.waking_later(SCHOOL, clock.now())
+    assert engine.retries.waking_later(SCHOOL)
     for _ in range(40):  # the budget refills; each pass sends what it allows
         clock.advance(1)
         time.now += 1.0
