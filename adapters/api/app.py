@@ -220,14 +220,9 @@ def _key_text(credentials: HTTPAuthorizationCredentials | None) -> str:
 # --- helpers -------------------------------------------------------------------------------------
 
 
-async def read_json(request: Request) -> Any:
+def json_body(body: bytes) -> Any:
     """The body as records.py reads a JSON line (exact decimals, no repeated keys): malformed
     JSON is 400, a repeated key or too deep nesting 422 naming it."""
-    return json_body(await request.body())
-
-
-def json_body(body: bytes) -> Any:
-    """`read_json` of a body already read."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
