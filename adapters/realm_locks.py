@@ -1,7 +1,8 @@
 """Who may push for a school: one worker per realm at a time.
 
 PostgreSQL: a session-level ``pg_try_advisory_lock`` per school, held on the worker's lock
-connection (one per worker, autocommit) only while a pass (or a recovery) runs; a worker that
+connection (one per worker, autocommit) while a pass (or a recovery) runs, and kept between
+passes while the worker says so (``hold``: its realm's rate budget is busy); a worker that
 dies closes its connection, the server releases its locks, and another worker takes the school
 on its next scan. The worker's pass threads share that connection and exclude each other in
 the process (the thread that took a school owns it until it releases it). The key is derived
@@ -41,6 +42,9 @@ PARALLEL_PASSES = 16  # PostgreSQL: passes of different schools one worker may r
 # 100 ("too many clients") and their passes stopped with gateway_unavailable.
 
 
+KEPT = 0  # the owner of a school kept between passes (no thread has ident 0)
+
+
 class PostgresRealmLocks:
     """A worker's advisory locks, all on one connection of its own.
 
@@ -60,6 +64,16 @@ class PostgresRealmLocks:
         self._conn: Any = None
         self._generation = 0  # which connection the locks were taken on
         self._owners: dict[str, tuple[int, int]] = {}  # school -> (thread, generation)
+
+    @property
+    def kept(self) -> set[str]:
+        """The schools this worker keeps between passes (``hold``), on its live connection."""
+        with self._guard:
+            return {
+                school
+                for school, (thread, generation) in self._owners.items()
+                if thread == KEPT and generation == self._generation
+            }
 
     @property
     def held(self) -> set[str]:
@@ -88,6 +102,13 @@ class PostgresRealmLocks:
         me = threading.get_ident()
         with self._guard:
             owner = self._owners.get(school)
+            if owner is not None and owner[0] == KEPT:
+                conn = self._conn
+                if owner[1] == self._generation and conn and not (conn.closed or conn.broken):
+                    self._owners[school] = (me, owner[1])  # kept since the last pass: still ours
+                    return True
+                del self._owners[school]  # kept on a connection that died: take it again
+                owner = None
             if owner is not None:
                 return owner[0] == me
             try:
@@ -105,13 +126,22 @@ class PostgresRealmLocks:
                 return True
             return False
 
+    def hold(self, school: str) -> None:
+        """Keep the school after the pass, by the thread that holds it: no other worker takes it
+        meanwhile, and any thread of this worker may take it again (or ``release`` it)."""
+        with self._guard:
+            owner = self._owners.get(school)
+            if owner is not None and owner[0] == threading.get_ident():
+                self._owners[school] = (KEPT, owner[1])
+
     def release(self, school: str) -> None:
-        """pg_advisory_unlock for the school, by the thread that holds it."""
+        """pg_advisory_unlock for the school, by the thread that holds it (any thread, for a
+        school kept between passes)."""
         import psycopg
 
         with self._guard:
             owner = self._owners.get(school)
-            if owner is None or owner[0] != threading.get_ident():
+            if owner is None or owner[0] not in (threading.get_ident(), KEPT):
                 return
             del self._owners[school]
             if owner[1] != self._generation or self._conn is None:
@@ -177,6 +207,14 @@ class SQLiteRealmLocks:
         self._fd = fd
         log.info("database_worker_lock_taken", path=self.path)
         return True
+
+    @property
+    def kept(self) -> set[str]:
+        """None: the file lock is the process's, whatever its passes."""
+        return set()
+
+    def hold(self, school: str) -> None:
+        """Nothing to keep: the file lock is held for the process's life."""
 
     def release(self, school: str) -> None:
         """Kept for the process's life (one worker per file)."""

@@ -511,6 +511,15 @@ class RealmLocks(Protocol):
         """Own the school now, or False when another worker does."""
         ...
 
+    def hold(self, school: str) -> None:
+        """Keep the school after its pass (no other worker takes it) until released."""
+        ...
+
+    @property
+    def kept(self) -> set[str]:
+        """The schools kept between passes (``hold``)."""
+        ...
+
     def release(self, school: str) -> None:
         """Let other workers take the school."""
         ...

@@ -37,7 +37,7 @@ from domain.sync import BATCH_MAX, CircuitBreaker, RetryPolicy
 from projections.view import EventRow, FinancialEventView
 from services.corrections import CorrectionRun, split_corrections
 from services.new_customers import resolve_new_students
-from services.push_run import PassReport, PushRun, unusable_gateway
+from services.push_run import PassReport, PushRun, SettlingGateway, unusable_gateway
 from services.retry_schedule import RetrySchedule
 
 __all__ = ["GatewayFactory", "PassReport", "SyncEngine"]
@@ -102,6 +102,7 @@ class SyncEngine:
         self.cached_lists: Callable[[str], QboLists | None] = lambda school: None
         # set by the worker loop: SIGTERM or --max-seconds reached; a pass stops between calls
         self.should_stop: Callable[[], bool] = lambda: False
+        self._used: dict[str, AccountingGateway] = {}  # the gateway each school's pass last used
 
     # --- time and due dates -------------------------------------------------------------------
 
@@ -305,7 +306,7 @@ class SyncEngine:
         being built (the vault, the log) is not the connection's fault: it raises, the pass
         fails, the events stay as they were and the next round tries again."""
         try:
-            return self.gateways(school)
+            gateway = self.gateways(school)
         except (StoreUnavailable, PersistenceError):
             raise
         except Exception as exc:  # no usable gateway: say why on every event, call nothing
@@ -313,6 +314,19 @@ class SyncEngine:
             log.warning("qbo_gateway_failed", error=message)
             self.require_all(events, ReasonCode.NOT_CONNECTED, message, report)
             return None
+        self._used[school] = gateway
+        return gateway
+
+    def keeps_realm(self, school: str) -> bool:
+        """Whether this worker should keep the school's lock after its pass: its realm's rate
+        budget (in this process) is not yet as a fresh one (requests in flight, buckets
+        refilling, a pause), or had no room for the work within the last minute. Another
+        worker passing the school meanwhile, on a fresh budget of its own, would exceed QBO's
+        limits for the realm."""
+        if self.retries.holds(school, self.now()):
+            return True
+        gateway = self._used.get(school)
+        return isinstance(gateway, SettlingGateway) and gateway.budget_settles_in() > 0
 
     def require_all(
         self,

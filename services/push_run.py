@@ -120,6 +120,16 @@ class BudgetedGateway(Protocol):
         ...
 
 
+@runtime_checkable
+class SettlingGateway(Protocol):
+    """A gateway that tells when its realm's rate budget is as a fresh one again
+    (QuickBooksGateway): until then the worker keeps the school (RetrySchedule.hold)."""
+
+    def budget_settles_in(self) -> float:
+        """Seconds until the budget's buckets are full, no pause left, nothing in flight."""
+        ...
+
+
 class PassHost(Protocol):
     """What a pass's steps (PushRun, CorrectionRun, auto-customers) need from the engine that
     runs them (services.push_pass.SyncEngine), so they never import it: no import circle."""

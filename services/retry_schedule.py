@@ -8,7 +8,11 @@ worker runs passes of different schools at once, all on the engine's one schedul
 - circuit breakers: one per school's realm; consecutive outage calls open it;
 - wake-ups: a pass that left fresh events for the realm's rate budget says when to come back.
   The budget counts real (monotonic) time, so a wake-up is kept in it too, and told in the
-  ledger clock's time only for the loop's sleep (a test's frozen ledger clock never passes it).
+  ledger clock's time only for the loop's sleep (a test's frozen ledger clock never passes it);
+- holds: a realm whose budget had no room for its work, or that is paused, stays with this
+  worker for a while (`holds`): the budget and the pause live in this process's memory, and a
+  second worker passing the school with a fresh budget of its own would double the realm's
+  rate (HTTP 429 from QuickBooks) or call a realm this worker knows is throttled or down.
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ from domain.sync import CircuitBreaker, RetryPolicy, is_outage
 
 log = structlog.get_logger(__name__)
 
+# a realm whose budget had no room for its work stays with the worker this long after: QBO's
+# minute window, which the budget's memory of the realm's requests covers
+HOLD_AFTER_SPENT_SECONDS = 60.0
+
 
 class RetrySchedule:
     """Due times per event and pauses per school's realm (one per engine, memory only)."""
@@ -46,6 +54,7 @@ class RetrySchedule:
         self._breakers: dict[str, CircuitBreaker] = {}
         # come back then (ledger time, monotonic deadline): the rate budget has room again
         self._wake: dict[str, tuple[datetime, float]] = {}
+        self._held: dict[str, float] = {}  # keep the school's realm until (monotonic)
         self._lock = threading.RLock()
 
     # --- due times ----------------------------------------------------------------------------
@@ -113,6 +122,7 @@ class RetrySchedule:
         with self._lock:
             deadline = self._monotonic() + seconds
             self._wake[school] = (now + timedelta(seconds=seconds), deadline)
+            self._held[school] = self._monotonic() + HOLD_AFTER_SPENT_SECONDS
 
     def keep_wakes(self, schools: Collection[str]) -> None:
         """Drop the wake-ups of schools that no longer have work (another worker finished it,
@@ -132,6 +142,20 @@ class RetrySchedule:
             if wake[1] > self._monotonic():
                 return True
             del self._wake[school]
+            return False
+
+    def holds(self, school: str, now: datetime) -> bool:
+        """True while the school's realm should stay with this worker: its budget had no room
+        for the work within the last minute, or the realm is paused (a 429, an open circuit)."""
+        with self._lock:
+            if self.still_paused(school, now):
+                return True
+            until = self._held.get(school)
+            if until is None:
+                return False
+            if until > self._monotonic():
+                return True
+            del self._held[school]
             return False
 
     # --- realm pauses -------------------------------------------------------------------------

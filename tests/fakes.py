@@ -430,3 +430,30 @@ def record_payment(
     ledger.record(
         school, parse_line(RecordKind.PAYMENT_RECEIVED, jsonl([payment(payment_id, **overrides)]))
     )
+
+
+class FreeLocks:
+    """Realm locks that are always free (one worker), one pass at a time; remembers the
+    schools kept between passes (RealmLocks.hold) until released."""
+
+    parallel_passes = 1
+
+    def __init__(self) -> None:
+        self.kept: set[str] = set()
+
+    def try_acquire(self, school: str) -> bool:
+        """Always owned."""
+        self.kept.discard(school)
+        return True
+
+    def hold(self, school: str) -> None:
+        """Kept after the pass."""
+        self.kept.add(school)
+
+    def release(self, school: str) -> None:
+        """No longer kept."""
+        self.kept.discard(school)
+
+    def close(self) -> None:
+        """Nothing held."""
+        self.kept.clear()

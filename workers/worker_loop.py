@@ -3,8 +3,12 @@
 A round asks the view once for the schools with unsettled events and runs their passes, those
 of different schools at once on a bounded thread pool (as many as the ownership mechanism
 allows: PostgreSQL advisory locks on one connection per thread; SQLite one at a time). Each
-pass runs under its school's lock, taken and released by the thread that runs it, so a school
-is never pushed twice at once, by this worker or another.
+pass runs under its school's lock, taken by the thread that runs it, so a school is never
+pushed twice at once, by this worker or another. After the pass the lock is released, unless
+the school's realm is busy in this worker (SyncEngine.keeps_realm: its rate budget is spent or
+refilling, or the realm is paused after a 429 or an outage): then the worker keeps the school
+until that is over (checked every round), so one realm's calls follow one budget, not one per
+worker.
 """
 
 from __future__ import annotations
@@ -181,6 +185,7 @@ class WorkerLoop:
 
     def round(self) -> tuple[int, bool, bool]:
         """One scan of every school: (passes run, any work done, any school owned elsewhere)."""
+        self._hand_back_settled()
         self.catch_up()
         self._with_work = list(self.view.schools_with_work())  # one query, whatever the count
         retries = self.engine.retries
@@ -234,7 +239,30 @@ class WorkerLoop:
             log.error("sync_pass_crashed", school=school, error=error)
             return _PassResult(school, "crashed", error=error)
         finally:
+            self._keep_or_release(school)
+
+    def _keeps(self, school: str) -> bool:
+        try:
+            return self.engine.keeps_realm(school)
+        except Exception as exc:  # when in doubt, let other workers have it
+            log.warning("realm_keep_check_failed", school=school, error=str(exc))
+            return False
+
+    def _keep_or_release(self, school: str) -> None:
+        """After the school's pass: keep its lock while its realm is busy here, else release."""
+        if not self.engine.should_stop() and self._keeps(school):
+            self.locks.hold(school)
+            log.debug("realm_lock_kept", school=school)
+        else:
             self._release(school)
+
+    def _hand_back_settled(self, *, every: bool = False) -> None:
+        """Release the schools kept between passes whose realm is no longer busy here (all of
+        them with `every`: the worker stops)."""
+        for school in list(self.locks.kept):
+            if every or not self._keeps(school):
+                self._release(school)
+                log.debug("realm_lock_handed_back", school=school)
 
     # --- --until-idle: what is left, and why -------------------------------------------------
 
@@ -360,6 +388,7 @@ class WorkerLoop:
             self._sleep(wait, stop)
         self.engine.should_stop = lambda: False
         self._close_pool()
+        self._hand_back_settled(every=True)
         self._close_listener()
         try:
             self.catch_up()

@@ -97,6 +97,10 @@ class QuickBooksGateway:
         """Seconds until the realm's rate budget lets a (batch) request start; 0: now."""
         return self.session.budget.wait_time(batch=batch)
 
+    def budget_settles_in(self) -> float:
+        """Seconds until the realm's rate budget is as a fresh one (0: now)."""
+        return self.session.budget.settles_in()
+
     def push_invoice(self, draft: InvoiceDraft) -> PushOutcome:
         """Create one invoice with requestid = draft.request_id (a replay returns the original)."""
         invoice = build_invoice(draft)

@@ -153,6 +153,26 @@ class RateBudget:
             self._in_flight += 1
             return 0.0
 
+    def settles_in(self) -> float:
+        """Seconds until this budget is as a fresh one would be: buckets full, no pause, no
+        request in flight (0: now). Until then another process's fresh budget for the realm,
+        beside this one, could exceed QBO's limits: the worker keeps the school meanwhile."""
+        with self._cond:
+            now = self._clock()
+            lim = self.limits
+            waits = [self._paused_until - now]
+            if self._in_flight:
+                waits.append(lim.second)
+            if lim.paced:
+                self._fill(now)
+                if lim.single_rate > 0:
+                    waits.append((lim.single_tokens - self._single_tokens) / lim.single_rate)
+                if lim.batch_rate > 0:
+                    waits.append((lim.batch_burst - self._batch_tokens) / lim.batch_rate)
+            else:  # unpaced: the last second's window
+                waits.extend(t + lim.second - now for t in self._recent if t > now - lim.second)
+            return max(0.0, *waits)
+
     def available(self, within: float = 0.0) -> int:
         """How many non-batch requests could start now (plus, paced, those the next `within`
         seconds refill), one after another, without waiting."""

@@ -210,6 +210,36 @@ def test_a_workers_threads_exclude_each_other_on_one_lock_connection(pg_url: str
         locks.close()
 
 
+def test_a_school_kept_between_passes_stays_with_the_worker(pg_url: str) -> None:
+    """hold: the lock outlives the pass; another worker cannot take the school, any thread of
+    this worker can (and release it); after the lock connection died the kept school is taken
+    afresh on the new one, not assumed held."""
+    db = parse_database_url(pg_url)
+    locks, other = PostgresRealmLocks(db), PostgresRealmLocks(db)
+    try:
+        assert locks.try_acquire("north")
+        locks.hold("north")
+        assert locks.kept == {"north"} and locks.held == set()
+        assert not other.try_acquire("north")
+        with ThreadPoolExecutor(1) as pool:
+            assert pool.submit(locks.try_acquire, "north").result() is True
+            assert locks.kept == set()  # in a pass on that thread now
+            pool.submit(locks.hold, "north").result()
+        assert locks.kept == {"north"}
+        locks.release("north")  # kept: the loop's thread may hand it back
+        assert locks.kept == set() and other.try_acquire("north")
+        other.release("north")
+
+        assert locks.try_acquire("south")
+        locks.hold("south")
+        locks._connection().close()  # the session (and its locks) is gone
+        assert locks.try_acquire("south")  # taken again on a new connection
+        assert not other.try_acquire("south")
+    finally:
+        locks.close()
+        other.close()
+
+
 def test_sqlite_single_worker_lock(sqlite_url: str) -> None:
     """On SQLite the first worker owns the file; a second gets nothing until the first closes."""
     db = parse_database_url(sqlite_url)

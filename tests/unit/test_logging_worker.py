@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from tests.fakes import FreeLocks
 from tests.logging_support import captured_logs
-from tests.unit.test_worker_hardening import Beats, Locks, setup
+from tests.unit.test_worker_hardening import Beats, setup
 from workers.worker_loop import UNHEALTHY_ROUNDS_UNTIL_IDLE, WorkerLoop
 
 
-class RefusingLocks(Locks):
+class RefusingLocks(FreeLocks):
     """Realm locks another worker holds."""
 
     def try_acquire(self, school: str) -> bool:
@@ -25,7 +26,7 @@ def test_crashing_then_healthy_rounds_log_their_events() -> None:
 
     engine.run_school = disk_full  # type: ignore[method-assign,assignment]
     loop = WorkerLoop(
-        engine, engine.view, Locks(), catch_up=lambda: None, heartbeat=Beats(),  # type: ignore[arg-type]
+        engine, engine.view, FreeLocks(), catch_up=lambda: None, heartbeat=Beats(),  # type: ignore[arg-type]
         poll_seconds=0.001,
     )  # fmt: skip
     with captured_logs() as logs:

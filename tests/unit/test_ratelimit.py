@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
+
 from adapters.quickbooks.ratelimit import BudgetLimits, RateBudget
 
 
@@ -116,3 +118,25 @@ def test_thread_safe_under_contention() -> None:
     for t in threads:
         t.join()
     assert len(taken) == 10
+
+
+def test_settles_in_tells_when_the_budget_is_as_a_fresh_one() -> None:
+    """A fresh budget is settled; a request in flight, the buckets refilling after it and a
+    pause each keep it unsettled, for as long as they last."""
+    time = FakeTime()
+    budget = _budget(time)
+    limits = budget.limits
+    assert budget.settles_in() == 0
+    assert budget.try_acquire() == 0
+    assert budget.settles_in() > 0  # in flight
+    budget.release()
+    assert budget.settles_in() == pytest.approx(1 / limits.single_rate)  # one token to refill
+    time.now += 1 / limits.single_rate
+    assert budget.settles_in() == 0
+    assert budget.try_acquire(batch=True) == 0
+    budget.release()
+    assert budget.settles_in() == pytest.approx(1 / limits.batch_rate)  # the batch's token
+    time.now += 1 / limits.batch_rate
+    assert budget.settles_in() == 0
+    budget.pause(30)
+    assert budget.settles_in() == pytest.approx(30)

@@ -80,3 +80,18 @@ def test_a_throttled_realm_is_unavailable_until_its_pause_ends() -> None:
     schedule.pause("north", NOW + timedelta(seconds=60))
     why = schedule.unavailable("north", NOW)
     assert why is not None and "throttled" in why and "429" in why
+
+
+def test_a_realm_whose_budget_was_spent_or_that_is_paused_stays_with_the_worker() -> None:
+    """holds: a minute after a pass left work for the budget (wake), and while paused."""
+    clock = [100.0]
+    schedule = RetrySchedule(RetryPolicy(), random.Random(1), monotonic=lambda: clock[0])
+    assert schedule.holds("north", NOW) is False
+    schedule.wake("north", NOW, 0.2)
+    clock[0] += 59.0
+    assert schedule.holds("north", NOW) is True
+    clock[0] += 1.0
+    assert schedule.holds("north", NOW) is False
+    schedule.pause("south", NOW + timedelta(seconds=60))
+    assert schedule.holds("south", NOW + timedelta(seconds=59)) is True
+    assert schedule.holds("south", NOW + timedelta(seconds=60)) is False

@@ -14,6 +14,7 @@ from tests.fakes import (
     T0,
     FakeAccountingGateway,
     FakeFinancialEventView,
+    FreeLocks,
     ready_school,
     record_flights,
 )
@@ -99,22 +100,6 @@ def test_breaker_cooldown_doubles_up_to_its_bound() -> None:
     assert breaker.opens == 0 and breaker.allows(T0)
 
 
-class Locks:
-    """Realm locks that are always free (one worker), one pass at a time."""
-
-    parallel_passes = 1
-
-    def try_acquire(self, school: str) -> bool:
-        """Always owned."""
-        return True
-
-    def release(self, school: str) -> None:
-        """Nothing to release."""
-
-    def close(self) -> None:
-        """Nothing held."""
-
-
 class Beats:
     """A heartbeat store keeping every detail written."""
 
@@ -136,7 +121,7 @@ def test_a_worker_whose_every_pass_crashes_reports_unhealthy_and_gives_up() -> N
 
     engine.run_school = disk_full  # type: ignore[method-assign,assignment]
     loop = WorkerLoop(
-        engine, engine.view, Locks(), catch_up=lambda: None, heartbeat=beats,  # type: ignore[arg-type]
+        engine, engine.view, FreeLocks(), catch_up=lambda: None, heartbeat=beats,  # type: ignore[arg-type]
         poll_seconds=0.001,
     )  # fmt: skip
     summary = loop.run(until_idle=True)
@@ -158,7 +143,7 @@ def test_a_catch_up_that_cannot_read_the_log_is_unhealthy_too() -> None:
     def gone() -> None:
         raise ConnectionError("database is gone")
 
-    loop = WorkerLoop(engine, engine.view, Locks(), catch_up=gone, poll_seconds=0.001)
+    loop = WorkerLoop(engine, engine.view, FreeLocks(), catch_up=gone, poll_seconds=0.001)
     summary = loop.run(until_idle=True)
     assert not summary.healthy and not summary.idle and "database is gone" in summary.error
 

@@ -15,6 +15,7 @@ from tests.fakes import (
     T0,
     FakeAccountingGateway,
     FakeFinancialEventView,
+    FreeLocks,
     ready_school,
     record_flights,
 )
@@ -36,28 +37,12 @@ class CountingView(FakeFinancialEventView):
         return object.__getattribute__(self, name)
 
 
-class Locks:
-    """Realm locks that are always free (one worker), one pass at a time."""
-
-    parallel_passes = 1
-
-    def try_acquire(self, school: str) -> bool:
-        """Always owned."""
-        return True
-
-    def release(self, school: str) -> None:
-        """Nothing to release."""
-
-    def close(self) -> None:
-        """Nothing held."""
-
-
 def _loop(
     ledger: FlightLedger, gateways: dict[str, FakeAccountingGateway]
 ) -> tuple[WorkerLoop, CountingView]:
     view = CountingView(ledger)
     engine = SyncEngine(ledger, view, gateways.__getitem__, rng=random.Random(3))
-    loop = WorkerLoop(engine, view, Locks(), catch_up=lambda: None, poll_seconds=0.001)
+    loop = WorkerLoop(engine, view, FreeLocks(), catch_up=lambda: None, poll_seconds=0.001)
     return loop, view
 
 
@@ -109,12 +94,13 @@ class MeetingGateway(FakeAccountingGateway):
         return super().push_invoices(drafts)
 
 
-class ThreadLocks(Locks):
+class ThreadLocks(FreeLocks):
     """Always free; two passes at once; remembers which thread took which school."""
 
     parallel_passes = 2
 
     def __init__(self) -> None:
+        super().__init__()
         self.taken: dict[str, str] = {}
 
     def try_acquire(self, school: str) -> bool:
@@ -142,3 +128,25 @@ def test_passes_of_different_realms_run_at_once() -> None:
     assert [g.invoice_count for g in gateways.values()] == [3, 3]
     assert len(set(locks.taken.values())) == 2  # each pass on a thread of its own
     assert loop.run(until_idle=True).healthy
+
+
+def test_a_busy_realm_stays_with_the_worker_until_its_budget_settles() -> None:
+    """After a pass the school is kept while the engine says its realm is busy here
+    (keeps_realm), handed back at the first round after it no longer is, and every kept
+    school is handed back when the worker stops."""
+    ledger = _ledger()
+    gateways = {s: FakeAccountingGateway(ledger=ledger) for s in SCHOOLS}
+    loop, _ = _loop(ledger, gateways)
+    locks = loop.locks
+    assert isinstance(locks, FreeLocks)
+    busy = {"school-1"}
+    loop.engine.keeps_realm = lambda school: school in busy  # type: ignore[method-assign]
+    loop.round()
+    assert locks.kept == {"school-1"}
+    busy.clear()
+    loop.round()  # nothing to do, but the settled realm goes back
+    assert locks.kept == set()
+    busy.add("school-2")
+    record_flights(ledger, 1, "school-2", start=20)
+    summary = loop.run(until_idle=True)
+    assert summary.idle and locks.kept == set()
