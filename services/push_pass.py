@@ -319,10 +319,11 @@ class SyncEngine:
 
     def keeps_realm(self, school: str) -> bool:
         """Whether this worker should keep the school's lock after its pass: its realm's rate
-        budget (in this process) is not yet as a fresh one (requests in flight, buckets
-        refilling, a pause), or had no room for the work within the last minute. Another
-        worker passing the school meanwhile, on a fresh budget of its own, would exceed QBO's
-        limits for the realm."""
+        budget (in this process) had no room for the work within the last minute, or is busy
+        (a pause, a request in flight, a batch within the minute, more requests within the
+        last second than a fresh budget's burst leaves room for: RateBudget.settles_in).
+        Another worker passing the school meanwhile, on a fresh budget of its own, would go
+        over QBO's limits for the realm."""
         if self.retries.holds(school, self.now()):
             return True
         gateway = self._used.get(school)

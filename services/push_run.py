@@ -122,11 +122,11 @@ class BudgetedGateway(Protocol):
 
 @runtime_checkable
 class SettlingGateway(Protocol):
-    """A gateway that tells when its realm's rate budget is as a fresh one again
-    (QuickBooksGateway): until then the worker keeps the school (RetrySchedule.hold)."""
+    """A gateway that tells when another worker may call its realm on a fresh budget
+    (QuickBooksGateway): until then the worker keeps the school (SyncEngine.keeps_realm)."""
 
     def budget_settles_in(self) -> float:
-        """Seconds until the budget's buckets are full, no pause left, nothing in flight."""
+        """Seconds until then (0: now)."""
         ...
 
 

@@ -5,10 +5,11 @@ of different schools at once on a bounded thread pool (as many as the ownership 
 allows: PostgreSQL advisory locks on one connection per thread; SQLite one at a time). Each
 pass runs under its school's lock, taken by the thread that runs it, so a school is never
 pushed twice at once, by this worker or another. After the pass the lock is released, unless
-the school's realm is busy in this worker (SyncEngine.keeps_realm: its rate budget is spent or
-refilling, or the realm is paused after a 429 or an outage): then the worker keeps the school
-until that is over (checked every round), so one realm's calls follow one budget, not one per
-worker.
+the school's realm is busy in this worker (SyncEngine.keeps_realm: its rate budget had no room
+for the work, sent a batch or many requests just now, or the realm is paused after a 429 or an
+outage): then the worker keeps the school until that is over (checked every round), so one
+realm's calls follow one budget, not one per worker. A quiet school is released after its pass
+as before, and goes to whichever worker comes first.
 """
 
 from __future__ import annotations

@@ -98,7 +98,8 @@ class QuickBooksGateway:
         return self.session.budget.wait_time(batch=batch)
 
     def budget_settles_in(self) -> float:
-        """Seconds until the realm's rate budget is as a fresh one (0: now)."""
+        """Seconds until another worker may call the realm on a fresh budget of its own
+        without going over QBO's limits (0: now; RateBudget.settles_in)."""
         return self.session.budget.settles_in()
 
     def push_invoice(self, draft: InvoiceDraft) -> PushOutcome:

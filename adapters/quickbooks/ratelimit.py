@@ -154,23 +154,28 @@ class RateBudget:
             return 0.0
 
     def settles_in(self) -> float:
-        """Seconds until this budget is as a fresh one would be: buckets full, no pause, no
-        request in flight (0: now). Until then another process's fresh budget for the realm,
-        beside this one, could exceed QBO's limits: the worker keeps the school meanwhile."""
+        """Seconds until another process may call the realm on a fresh budget of its own,
+        beside what this one sent, without going over the limits (0: now). Until then the
+        worker keeps the school (RetrySchedule, SyncEngine.keeps_realm):
+        - a pause (after a 429) lasts, or a request is in flight;
+        - a batch started within the minute (a fresh budget would not count it);
+        - more requests started within the last second than a fresh budget's burst leaves
+          room for (per_second less what its buckets hold).
+        A realm that is called more than one budget allows says so otherwise: the pass finds
+        no room and the schedule keeps the school for a minute (RetrySchedule.wake)."""
         with self._cond:
             now = self._clock()
+            self._trim(now)
             lim = self.limits
             waits = [self._paused_until - now]
             if self._in_flight:
                 waits.append(lim.second)
-            if lim.paced:
-                self._fill(now)
-                if lim.single_rate > 0:
-                    waits.append((lim.single_tokens - self._single_tokens) / lim.single_rate)
-                if lim.batch_rate > 0:
-                    waits.append((lim.batch_burst - self._batch_tokens) / lim.batch_rate)
-            else:  # unpaced: the last second's window
-                waits.extend(t + lim.second - now for t in self._recent if t > now - lim.second)
+            if self._batches:
+                waits.append(self._batches[-1] + lim.minute_seconds - now)
+            room = max(0, lim.per_second - lim.single_tokens - lim.batch_burst)
+            last_second = [t for t in self._recent if t > now - lim.second]
+            if len(last_second) > room:  # wait until only `room` of them are within a second
+                waits.append(last_second[len(last_second) - room - 1] + lim.second - now)
             return max(0.0, *waits)
 
     def available(self, within: float = 0.0) -> int:

@@ -120,23 +120,32 @@ def test_thread_safe_under_contention() -> None:
     assert len(taken) == 10
 
 
-def test_settles_in_tells_when_the_budget_is_as_a_fresh_one() -> None:
-    """A fresh budget is settled; a request in flight, the buckets refilling after it and a
-    pause each keep it unsettled, for as long as they last."""
+def test_settles_in_tells_when_a_fresh_budget_beside_this_one_stays_in_the_limits() -> None:
+    """Settled at once after a few singles (a fresh budget's burst still fits the second);
+    not while one is in flight, while more than that started within the last second, for a
+    minute after a batch, or during a pause."""
     time = FakeTime()
     budget = _budget(time)
     limits = budget.limits
+    room = limits.per_second - limits.single_tokens - limits.batch_burst  # 8 - 4 - 1
     assert budget.settles_in() == 0
     assert budget.try_acquire() == 0
     assert budget.settles_in() > 0  # in flight
     budget.release()
-    assert budget.settles_in() == pytest.approx(1 / limits.single_rate)  # one token to refill
-    time.now += 1 / limits.single_rate
+    assert budget.settles_in() == 0  # one single: a fresh burst beside it fits the second
+    for _ in range(room):
+        time.now += 0.1
+        assert budget.try_acquire() == 0
+        budget.release()
+    # 4 within the second, room for 3: settled when the first leaves the second
+    assert budget.settles_in() == pytest.approx(1.0 - 0.1 * room)
+    time.now += 1.0 - 0.1 * room
     assert budget.settles_in() == 0
+    time.now += 5.0
     assert budget.try_acquire(batch=True) == 0
     budget.release()
-    assert budget.settles_in() == pytest.approx(1 / limits.batch_rate)  # the batch's token
-    time.now += 1 / limits.batch_rate
+    assert budget.settles_in() == pytest.approx(limits.minute_seconds)
+    time.now += limits.minute_seconds
     assert budget.settles_in() == 0
     budget.pause(30)
     assert budget.settles_in() == pytest.approx(30)
