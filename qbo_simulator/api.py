@@ -185,17 +185,19 @@ class AccountingApi:
         self, company: Company, method: str, rest: list[str], params: dict[str, str], body: bytes
     ) -> Response:
         request_id = params.get("requestid") if method == "POST" else None
-        if request_id:
+        if not request_id:
+            return self._route(company, method, rest, params=params, body=body, request_id=None)
+        with company.request_lock(request_id):  # a concurrent repeat waits, then is replayed
             stored = company.recall(request_id)
             if stored is not None:
                 self._stats.bump(company.realm, "replays")
                 return stored
-        response = self._route(
-            company, method, rest, params=params, body=body, request_id=request_id
-        )
-        if request_id and (response.status == 200 or self._replays_failures()):
-            company.remember(request_id, response)
-        return response
+            response = self._route(
+                company, method, rest, params=params, body=body, request_id=request_id
+            )
+            if response.status == 200 or self._replays_failures():
+                company.remember(request_id, response)
+            return response
 
     def _replays_failures(self) -> bool:
         """A repeated requestid gets the first answer even when it was a fault."""

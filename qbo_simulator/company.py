@@ -78,6 +78,7 @@ class Company:
         self.country = country
         self.dup_check = dup_check
         self._lock = threading.RLock()
+        self._request_locks: dict[str, threading.Lock] = {}  # one per requestid seen
         self.reset()
 
     def reset(self) -> None:
@@ -103,6 +104,13 @@ class Company:
             self.customer_log: list[JsonDict] = []
 
     # ----- requestid store
+    def request_lock(self, request_id: str) -> threading.Lock:
+        """The lock that performs requests with this id one at a time: a repeat that arrives
+        while the first is still being performed waits for its answer, then gets it replayed
+        (checking and remembering apart, both would create)."""
+        with self._lock:
+            return self._request_locks.setdefault(request_id, threading.Lock())
+
     def recall(self, request_id: str) -> Response | None:
         """The original response to a request id, if one was recorded."""
         with self._lock:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 import requests
 
 from qbo_simulator import QboSimulator, SimulatorConfig
+from qbo_simulator.company import Company
 
 pytestmark = pytest.mark.timeout(60)
 LINE = {"Amount": 50, "DetailType": "SalesItemLineDetail",
@@ -208,3 +210,25 @@ def test_cli_prints_its_url_and_stops_on_ctrl_c(
         if process.poll() is None:
             process.kill()
             process.wait(timeout=5)
+
+
+def test_a_repeat_sent_while_the_first_is_performed_is_replayed_not_performed(
+    sim: QboSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two POSTs with one requestid at the same moment (a client that gave up and retried
+    while QuickBooks still worked on the first), each create taking 0.3 s inside the company:
+    one invoice, the same answer to both, the second a replay."""
+    slow_create = Company.create
+
+    def create(self: Company, entity: str, data: Any, request_id: str | None) -> Any:
+        time.sleep(0.3)  # QuickBooks still working on it when the repeat arrives
+        return slow_create(self, entity, data, request_id)
+
+    monkeypatch.setattr(Company, "create", create)
+    tokens = sim.connect()
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda _: _create(sim, tokens, "evt-both"), range(2)))
+    assert [a.status_code for a in answers] == [200, 200]
+    assert answers[0].json()["Invoice"]["Id"] == answers[1].json()["Invoice"]["Id"]
+    assert len(sim.invoices()) == 1
+    assert sim.stats_snapshot()["realms"][tokens["realm"]]["replays"] == 1
