@@ -37,7 +37,7 @@ from domain.sync import BATCH_MAX, CircuitBreaker, RetryPolicy
 from projections.view import EventRow, FinancialEventView
 from services.corrections import CorrectionRun, split_corrections
 from services.new_customers import resolve_new_students
-from services.push_run import PassReport, PushRun, SettlingGateway, unusable_gateway
+from services.push_run import BudgetedGateway, PassReport, PushRun, unusable_gateway
 from services.retry_schedule import RetrySchedule
 
 __all__ = ["GatewayFactory", "PassReport", "SyncEngine"]
@@ -327,7 +327,7 @@ class SyncEngine:
         if self.retries.holds(school, self.now()):
             return True
         gateway = self._used.get(school)
-        return isinstance(gateway, SettlingGateway) and gateway.budget_settles_in() > 0
+        return isinstance(gateway, BudgetedGateway) and gateway.budget_settles_in() > 0
 
     def require_all(
         self,

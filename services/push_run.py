@@ -119,14 +119,9 @@ class BudgetedGateway(Protocol):
         """Seconds until a (batch) request could start; 0: now."""
         ...
 
-
-@runtime_checkable
-class SettlingGateway(Protocol):
-    """A gateway that tells when another worker may call its realm on a fresh budget
-    (QuickBooksGateway): until then the worker keeps the school (SyncEngine.keeps_realm)."""
-
     def budget_settles_in(self) -> float:
-        """Seconds until then (0: now)."""
+        """Seconds until another worker may call the realm on a fresh budget of its own
+        (0: now); until then this worker keeps the school (SyncEngine.keeps_realm)."""
         ...
 
 

@@ -46,6 +46,10 @@ class BudgetedFake(FakeAccountingGateway):
         """Seconds until the budget lets a request start."""
         return self.budget.wait_time(batch=batch)
 
+    def budget_settles_in(self) -> float:
+        """Seconds until another worker may call the realm on a fresh budget."""
+        return self.budget.settles_in()
+
     def _call(self, batch: bool, answer: Callable[[], Any]) -> Any:
         assert self.budget.try_acquire(batch=batch) == 0, "a call the budget had no room for"
         with self.lock:
