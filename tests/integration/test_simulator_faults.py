@@ -173,6 +173,19 @@ def test_twenty_schools_get_twenty_realms() -> None:
         assert len(sim.invoices(connections[5]["realm"])) == 1
 
 
+def _caught_signals(pid: int) -> set[signal.Signals]:
+    """The signals the process has handlers for (Linux /proc SigCgt); all on other systems."""
+    status = Path(f"/proc/{pid}/status")
+    if not status.exists():
+        return set(signal.Signals)
+    mask = next(
+        int(line.split()[1], 16)
+        for line in status.read_text().splitlines()
+        if line.startswith("SigCgt:")
+    )
+    return {sig for sig in signal.Signals if mask >> (sig - 1) & 1}
+
+
 @pytest.mark.parametrize(
     ("stop_signal", "sigint_ignored"),
     [(signal.SIGINT, False), (signal.SIGINT, True), (signal.SIGTERM, False)],
@@ -202,6 +215,9 @@ def test_cli_prints_its_url_and_stops_on_ctrl_c(
         assert process.stdout is not None
         url = process.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:")
+        # Once the URL is out a signal must stop it: its handlers are in before the print
+        # (CI once sent SIGINT while a started-ignoring-it simulator still ignored it).
+        assert _caught_signals(process.pid) >= {signal.SIGINT, signal.SIGTERM}
         doc = requests.get(f"{url}/.well-known/openid_configuration", timeout=5).json()
         assert doc["token_endpoint"] == f"{url}/oauth2/v1/tokens/bearer"
         process.send_signal(stop_signal)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import signal
 import threading
 
 import typer
+
+from workers.signals import stop_on_signals
 
 
 def simulator(
@@ -82,24 +83,23 @@ def simulator(
         authorization_endpoint=not no_authorization_endpoint,
     )
     sim = QboSimulator(config)
-    try:
-        sim.start()
-    except OSError as exc:
-        typer.echo(f"cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
-        raise typer.Exit(1) from None
-    typer.echo(sim.url, nl=True)
-    typer.echo(f"discovery: {sim.discovery_url}", err=True)
-    typer.echo(f"realm {realm} ({company}); client id {client_id}; Ctrl-C stops", err=True)
     stop = threading.Event()
     # Ctrl-C and SIGTERM stop it, also when started with SIGINT ignored (a background job of a
-    # script, a process manager): Python installs no Ctrl-C handler of its own then.
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    try:
-        while not stop.wait(0.5):
-            pass
-    finally:
-        sim.stop()
+    # script, a process manager): Python installs no Ctrl-C handler of its own then. The
+    # handlers are in before the URL is printed.
+    with stop_on_signals(stop):
+        try:
+            sim.start()
+        except OSError as exc:
+            typer.echo(f"cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
+            raise typer.Exit(1) from None
+        try:
+            typer.echo(sim.url, nl=True)
+            typer.echo(f"discovery: {sim.discovery_url}", err=True)
+            typer.echo(f"realm {realm} ({company}); client id {client_id}; Ctrl-C stops", err=True)
+            stop.wait()
+        finally:
+            sim.stop()
 
 
 def register(app: typer.Typer) -> None:

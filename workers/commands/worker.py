@@ -2,38 +2,15 @@
 
 from __future__ import annotations
 
-import signal
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import typer
 from rich.console import Console
 
 from workers.context import EXIT_REFUSED, emit, fail, get_context
 from workers.runtime import build_worker
+from workers.signals import stop_on_signals
 from workers.worker_loop import UNAVAILABLE_SECONDS_UNTIL_IDLE, WorkerSummary
-
-
-@contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM and SIGINT set stop while the worker runs; the old handlers come back after.
-
-    Restoring matters when the command runs inside another program (tests, an embedding
-    service): a handler left behind would keep that program's children alive on SIGTERM.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    signals = (signal.SIGTERM, signal.SIGINT)
-    previous = {sig: signal.getsignal(sig) for sig in signals}
-    for sig in signals:
-        signal.signal(sig, lambda *_: stop.set())
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _work_left_message(result: WorkerSummary, wait_unavailable: float) -> str:
@@ -92,7 +69,7 @@ def register(app: typer.Typer) -> None:
             cli.closers.append(server.shutdown)
         runtime.loop.unavailable_seconds = wait_unavailable
         stop = threading.Event()
-        with _stop_on_signals(stop):
+        with stop_on_signals(stop):
             result = runtime.loop.run(until_idle=until_idle, max_seconds=max_seconds, stop=stop)
         summary = result.as_dict()
         if not result.healthy:  # every pass crashed: say so and exit 1, never "pending 600"
